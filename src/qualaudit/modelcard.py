@@ -1,0 +1,50 @@
+"""The README.md model card written next to every saved model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import QualityModel
+
+_UNTRAINED = """> **WARNING: UNTRAINED HEADS.** The heads {heads} of this model were never trained.
+> Their scores are random numbers that mean nothing. Do not use them to judge conversations,
+> agents or teams. This model exists to test pipelines; train it or load a trained model.
+"""
+
+
+def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
+    """Generated facts (heads, calibration, encoder, sizes) plus the caller's own sections
+    (data, recipe, metrics, limits), each under its own heading."""
+    config = model.config
+    encoder = config.encoder
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [f"# {config.name} {config.version}", ""]
+    if config.untrained_heads:
+        lines += [_UNTRAINED.format(heads=", ".join(config.untrained_heads)), ""]
+    lines += [
+        "A qualaudit model: a shared transformer encoder reads each turn with bounded preceding "
+        "context; small heads score agent turns, customer turns and the whole conversation.",
+        "",
+        "## Architecture",
+        f"- encoder: `{encoder.get('model_type')}`, hidden {encoder.get('hidden_size')}, "
+        f"{encoder.get('num_hidden_layers')} layers",
+        f"- parameters: {n_params:,}",
+        f"- turn window: {config.max_turn_tokens} tokens of the turn + {config.max_context_tokens} "
+        "of the previous turn",
+        f"- conversation pooling: learned attention, {config.conversation_dim} dims, "
+        f"{config.position_buckets} position buckets from the start and from the end",
+        "- `agent_type` (AI or human) is never a model input.",
+        "",
+        "## Heads",
+        "| head | level | trained | calibration |",
+        "|---|---|---|---|",
+    ]
+    for spec in model.specs:
+        trained = "yes" if spec.name in config.trained_heads else "**no**"
+        calibrator = model.calibration.get(spec.name)
+        method = type(calibrator).__name__ if calibrator is not None else "none"
+        lines.append(f"| `{spec.name}` | {spec.level} | {trained} | {method} |")
+    for title, body in sections.items():
+        lines += ["", f"## {title}", body.strip()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""Score a whole source into an output file: the job behind `qualaudit score`, as a function
+that returns what happened, so that other programs can run it without the CLI."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import InputError
+from .io import ColumnMap, iter_records
+from .schema import Transcript
+from .scorer import Auditor
+from .writers import RowWriter
+
+log = logging.getLogger("qualaudit.pipeline")
+
+
+@dataclass
+class RunSummary:
+    """What a scoring run read and wrote. `inputs == scored + len(rejected)` always."""
+
+    scored: int = 0
+    rejected: list[InputError] = field(default_factory=list)
+    turns: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def inputs(self) -> int:
+        return self.scored + len(self.rejected)
+
+
+def score_to_file(
+    source: Any,
+    output: str | Path | None,
+    auditor: Auditor,
+    *,
+    format: str = "auto",
+    columns: ColumnMap | None = None,
+    role_map: str | dict | None = None,
+    per_turn: bool = False,
+    on_progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Read `source`, score every valid transcript, write one row each to `output` (JSONL to
+    stdout when None) in input order. Bad transcripts are skipped and returned in
+    `summary.rejected` (logged with their location, never their text); an unreadable source
+    raises InputError before anything is written."""
+    summary = RunSummary()
+    start = time.perf_counter()
+    records = iter_records(source, format=format, columns=columns, role_map=role_map)
+    first = next(records, None)  # surfaces a source-level error before the output is created
+
+    def transcripts() -> Iterator[Transcript]:
+        for record in _chain(first, records):
+            if isinstance(record, InputError):
+                log.warning("rejected: %s", record)
+                summary.rejected.append(record)
+            else:
+                yield record
+
+    turns_before, tokens_before = auditor.stats.turns, auditor.stats.tokens
+    with RowWriter(output, per_turn=per_turn) as writer:
+        for chunk in auditor.score_chunks(transcripts()):
+            writer.write([result.to_dict(per_turn=per_turn) for result in chunk])
+            summary.scored += len(chunk)
+            summary.turns = auditor.stats.turns - turns_before
+            summary.tokens = auditor.stats.tokens - tokens_before
+            summary.seconds = time.perf_counter() - start
+            if on_progress:
+                on_progress(summary)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from rest

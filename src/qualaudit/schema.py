@@ -1,0 +1,154 @@
+"""The types passed between modules: transcripts in, scores out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping
+
+Role = Literal["customer", "agent", "system"]
+AgentType = Literal["ai", "human", "mixed", "unknown"]
+
+ROLES: tuple[str, ...] = ("customer", "agent", "system")
+AGENT_TYPES: tuple[str, ...] = ("ai", "human", "mixed", "unknown")
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation, with its role already normalised.
+
+    `index` is the turn's 0-based position in the input (empty turns included), so that
+    evidence and `escalation_turn` point at the turn the user sees in their own export.
+    `agent_type` is set per turn when a conversation is handed over (AI, then a human).
+    """
+
+    role: Role
+    text: str
+    timestamp: str | None = None
+    agent_type: AgentType | None = None
+    speaker: str | None = None
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole conversation. `agent_type` labels it for comparison and is never a model input.
+
+    `n_input_turns` counts every turn of the input, including empty ones that were dropped;
+    `source` and `line` say where it was read from, for error messages.
+    """
+
+    id: str
+    turns: tuple[Turn, ...]
+    agent_type: AgentType = "unknown"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    n_input_turns: int = 0
+    source: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def scored_turns(self) -> tuple[Turn, ...]:
+        """Customer and agent turns: the ones the model reads (system turns are kept, not scored)."""
+        return tuple(t for t in self.turns if t.role != "system")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A turn that drove a score: `contribution` is the change in the target's calibrated logit
+    (score units for empathy) when the turn is left out of the conversation pooling."""
+
+    index: int
+    role: Role
+    contribution: float
+
+
+@dataclass(frozen=True)
+class TurnScore:
+    """Per-turn outputs. Fields that do not apply to the turn's role are None."""
+
+    index: int
+    role: Role
+    agent_type: AgentType | None
+    empathy: float | None = None
+    empathy_levels: Mapping[str, list[float]] | None = None
+    solution_given: float | None = None
+    escalation_signal: float | None = None
+    solution_confirmed: float | None = None
+    escalation_running: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    weights_sha256: str
+    trained: bool
+
+
+@dataclass(frozen=True)
+class TranscriptScore:
+    """The scores of one transcript: one output row (see README, "Output rows")."""
+
+    id: str
+    agent_type: AgentType
+    resolution: float
+    satisfaction: float
+    empathy: float | None
+    repeat_inquiry: float
+    escalation: float
+    resolution_dist: list[float]
+    satisfaction_dist: list[float]
+    escalation_turn: int | None
+    evidence: Mapping[str, list[Evidence]]
+    turns: list[TurnScore]
+    n_turns: int
+    truncated: Mapping[str, Any] | None
+    model: ModelInfo
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, per_turn: bool = True) -> dict[str, Any]:
+        """The output row as plain JSON-ready data; `turns` is left out unless `per_turn`."""
+        row = asdict(self)
+        row["schema_version"] = SCHEMA_VERSION
+        if not per_turn:
+            del row["turns"]
+        return row
+
+
+ROW_FIELDS: tuple[str, ...] = (
+    "id",
+    "agent_type",
+    "resolution",
+    "satisfaction",
+    "empathy",
+    "repeat_inquiry",
+    "escalation",
+    "resolution_dist",
+    "satisfaction_dist",
+    "escalation_turn",
+    "evidence",
+    "turns",
+    "n_turns",
+    "truncated",
+    "model",
+    "metadata",
+    "schema_version",
+)
+
+
+def to_dataframe(scores: list[TranscriptScore], per_turn: bool = False):
+    """Results as a pandas DataFrame, one row per transcript, nested fields kept as objects."""
+    import pandas as pd
+
+    rows = [s.to_dict(per_turn=per_turn) for s in scores]
+    columns = [c for c in ROW_FIELDS if per_turn or c != "turns"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row for flat tables (CSV, Parquet): nested fields become JSON strings."""
+    return {
+        k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+        for k, v in row.items()
+    }

@@ -1,0 +1,274 @@
+"""The batch scorer: transcripts in, calibrated scores with evidence out, in input order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+
+from .batching import WindowBuilder, collate, token_budget_batches
+from .calibration import Calibration
+from .errors import ModelLoadError
+from .evidence import top_evidence
+from .heads import EMPATHY_MECHANISMS, HeadSpec
+from .io import read_transcripts
+from .model import QualityModel
+from .schema import Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
+
+log = logging.getLogger("qualaudit.scorer")
+
+CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass
+class ScoringStats:
+    """Running totals of what the scorer has read (for progress bars and summaries)."""
+
+    transcripts: int = 0
+    turns: int = 0
+    tokens: int = 0
+
+
+def default_model_path() -> Path | None:
+    """The bundled default model (models/default in a source checkout), if there is one."""
+    path = Path(__file__).resolve().parents[2] / "models" / "default"
+    return path if (path / "config.json").is_file() else None
+
+
+class Auditor:
+    """Scores transcripts with a QualityModel.
+
+    Turns of a chunk of transcripts are tokenized once, sorted by length into token-budget
+    batches, encoded under `torch.inference_mode`, and scattered back; conversation heads run
+    on groups of similar length; results come back in input order.
+
+    Example:
+        >>> auditor = Auditor.from_pretrained("models/default")
+        >>> result = auditor.score({"id": "t1", "messages": [
+        ...     {"role": "user", "content": "My card was charged twice."},
+        ...     {"role": "assistant", "content": "Sorry about that! I've refunded it."}]})
+        >>> result.resolution, result.evidence["resolution"][0].index
+    """
+
+    def __init__(self, model: QualityModel, *, device: str | torch.device | None = None,
+                 precision: Precision = "fp32", max_batch_tokens: int = 8192,
+                 chunk_turns: int = 2048, top_evidence: int = 3) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if max_batch_tokens < 1 or chunk_turns < 1 or top_evidence < 0:
+            raise ValueError("max_batch_tokens and chunk_turns must be >= 1, top_evidence >= 0")
+        targets = {s.target for s in model.specs if s.level == "conversation"}
+        missing = [t for t in CONVERSATION_TARGETS if t not in targets]
+        if missing:
+            raise ModelLoadError(f"the model has no conversation head for {missing}; an "
+                                 "Auditor needs resolution, satisfaction, repeat_inquiry, escalation")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.max_batch_tokens = max_batch_tokens
+        self.chunk_turns = chunk_turns
+        self.top_evidence = top_evidence
+        self.builder = WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
+                                     model.config.max_context_tokens)
+        self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
+                              trained=not model.config.untrained_heads)
+        self.stats = ScoringStats()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> Auditor:
+        """An Auditor for a saved model (directory or hub id); no path means the bundled default."""
+        if path is None:
+            path = default_model_path()
+            if path is None:
+                raise ModelLoadError(
+                    "no default model is bundled with this qualaudit yet; pass a model "
+                    "directory (`qualaudit init DIR` builds an untrained one for pipeline tests)")
+        return cls(QualityModel.from_pretrained(path), **kwargs)
+
+    # ------------------------------------------------------------------ public
+    def score(self, x: Any, **reader_kwargs: Any) -> TranscriptScore | list[TranscriptScore]:
+        """Score one transcript (a Transcript or a dict) or many (list, DataFrame, Dataset, file
+        path): one TranscriptScore for one, a list in input order for many."""
+        single = isinstance(x, (Transcript, dict))
+        results = list(self.score_iter(x, **reader_kwargs))
+        return results[0] if single else results
+
+    def score_iter(self, source: Any, **reader_kwargs: Any) -> Iterator[TranscriptScore]:
+        """Lazily score anything `qualaudit.io.read_transcripts` reads; memory stays bounded by
+        `chunk_turns` turns however long the input is. Bad input raises InputError (filter it
+        first with `qualaudit.io.iter_records` to skip bad transcripts instead)."""
+        for chunk in self.score_chunks(source, **reader_kwargs):
+            yield from chunk
+
+    def score_chunks(self, source: Any, **reader_kwargs: Any) -> Iterator[list[TranscriptScore]]:
+        """Like `score_iter`, one list per chunk of about `chunk_turns` turns: the unit that
+        writers flush to disk at a time."""
+        transcripts = read_transcripts(source, on_error="raise", **reader_kwargs)
+        while True:
+            chunk, n_turns = [], 0
+            for transcript in transcripts:
+                chunk.append(transcript)
+                n_turns += len(transcript.scored_turns)
+                if n_turns >= self.chunk_turns:
+                    break
+            if not chunk:
+                return
+            yield self._score_chunk(chunk)
+
+    # --------------------------------------------------------------- internals
+    @torch.inference_mode()
+    def _score_chunk(self, chunk: list[Transcript]) -> list[TranscriptScore]:
+        windows = self.builder.build(chunk)
+        lengths = windows.lengths
+        states = self._encode(windows, lengths)  # (N, H)
+        is_agent = torch.tensor([t.role == "agent" for tr in chunk for t in tr.scored_turns],
+                                dtype=torch.bool, device=self.device)
+        turn_logits = self.model.turn_heads(states)
+        features = self.model.turn_heads.features(turn_logits, is_agent)
+        starts = np.cumsum([0] + [len(t.scored_turns) for t in chunk])
+        conversation = self._conversation(states, features, is_agent, starts)
+        turn_outputs = self._turn_outputs(turn_logits)
+
+        self.stats.transcripts += len(chunk)
+        self.stats.turns += len(lengths)
+        self.stats.tokens += sum(lengths)
+        results = []
+        for i, transcript in enumerate(chunk):
+            a, b = starts[i], starts[i + 1]
+            truncated = [t.index for t, cut in zip(transcript.scored_turns,
+                                                    windows.turn_truncated[a:b]) if cut]
+            results.append(self._assemble(
+                transcript, {k: v[a:b] for k, v in turn_outputs.items()}, conversation[i],
+                {"turn_tokens": truncated} if truncated else None))
+        return results
+
+    def _encode(self, windows, lengths: list[int]) -> torch.Tensor:
+        hidden = self.model.encoder.config.hidden_size
+        states = torch.empty((len(lengths), hidden), dtype=torch.float32, device=self.device)
+        pad_id = self.model.tokenizer.pad_token_id or 0
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=self.precision == "bf16")
+        for idx in token_budget_batches(lengths, self.max_batch_tokens):
+            batch = collate(windows, idx, pad_id, self.model.uses_token_types)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with autocast:
+                states[torch.tensor(idx, device=self.device)] = self.model.encode_turns(**batch).float()
+        return states
+
+    def _conversation(self, states, features, is_agent, starts) -> list[dict[str, Any]]:
+        """Conversation heads per transcript, run in groups of similar turn counts so that a
+        10,000-turn transcript does not pad a chunk of short ones to its length."""
+        counts = np.diff(starts)
+        out: list[dict[str, Any]] = [{} for _ in counts]
+        budget = max(self.chunk_turns, int(counts.max()))
+        for group in token_budget_batches(counts.tolist(), budget):
+            T = int(counts[group].max())
+            index = torch.full((len(group), T), -1, dtype=torch.long)
+            for row, i in enumerate(group):
+                index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
+            index = index.to(self.device)
+            mask = index >= 0
+            safe = index.clamp(min=0)
+            result = self.model.conversation_heads(
+                states[safe], features[safe], is_agent[safe] & mask, mask, with_evidence=True)
+            for row, i in enumerate(group):
+                n = int(counts[i])
+                out[i] = {
+                    "logits": {k: v[row].cpu().numpy() for k, v in result.logits.items()},
+                    "loo": {k: v[row, :n].cpu().numpy() for k, v in result.leave_one_out.items()},
+                    "running": {k: v[row, :n].cpu().numpy() for k, v in result.running.items()},
+                }
+        return out
+
+    def _turn_outputs(self, turn_logits: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Calibrated per-turn probabilities for every window (role filtering comes later)."""
+        cal: Calibration = self.model.calibration
+        out = {}
+        for spec in self.model.turn_heads.specs:
+            logits = turn_logits[spec.name].float().cpu().numpy().astype(np.float64)
+            out[spec.target] = cal.predict_proba(spec.name, logits, spec.binary)
+        return out
+
+    def _spec(self, target: str) -> HeadSpec:
+        return next(s for s in self.model.specs if s.target == target)
+
+    def _target_logit(self, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
+        """The calibrated logit of a target's probability: for a 5-level head, of P(level > 0)."""
+        cal = self.model.calibration
+        if spec.binary:
+            return cal.calibrated_logits(spec.name, logits.astype(np.float64), True)
+        p = cal.predict_proba(spec.name, logits.astype(np.float64), False)[..., 3:].sum(-1)
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p) - np.log1p(-p)
+
+    def _assemble(self, transcript: Transcript, turn_out: dict[str, np.ndarray],
+                  conv: dict[str, Any], truncated: dict[str, Any] | None) -> TranscriptScore:
+        cal = self.model.calibration
+        turns = transcript.scored_turns
+        roles = [t.role for t in turns]
+        indices = [t.index for t in turns]
+
+        scores: dict[str, Any] = {}
+        evidence: dict[str, list[Evidence]] = {}
+        for target in CONVERSATION_TARGETS:
+            spec = self._spec(target)
+            logits = conv["logits"][spec.name]
+            if spec.binary:
+                scores[target] = float(cal.predict_proba(spec.name, logits.astype(np.float64), True))
+            else:
+                dist = cal.predict_proba(spec.name, logits.astype(np.float64), False)
+                scores[f"{target}_dist"] = [float(p) for p in dist]
+                scores[target] = float(dist[3:].sum())
+            contribution = self._target_logit(spec, logits) - self._target_logit(spec, conv["loo"][spec.name])
+            evidence[target] = top_evidence(contribution, indices, roles, self.top_evidence)
+
+        escalation_spec = self._spec("escalation")
+        running = cal.predict_proba(escalation_spec.name,
+                                    conv["running"][escalation_spec.name].astype(np.float64), True)
+        escalation_turn = None
+        if scores["escalation"] >= 0.5:
+            escalation_turn = indices[int(np.argmax(running >= 0.5))]
+
+        agent = np.array([r == "agent" for r in roles])
+        empathy, turn_empathy = None, None
+        if "empathy" in turn_out and agent.any():
+            levels = turn_out["empathy"]  # (n, 3 mechanisms, 3 levels)
+            turn_empathy = (levels @ np.arange(3.0)).sum(-1) / 6.0  # (n,)
+            values = turn_empathy[agent]
+            empathy = float(values.mean())
+            n = len(values)
+            left_out = (values.sum() - values) / (n - 1) if n > 1 else np.zeros(1)
+            evidence["empathy"] = top_evidence(empathy - left_out, np.array(indices)[agent].tolist(),
+                                               ["agent"] * n, self.top_evidence)
+
+        turn_scores = []
+        for k, turn in enumerate(turns):
+            is_agent = turn.role == "agent"
+            fields: dict[str, Any] = {"escalation_running": float(running[k])}
+            for target, probs in turn_out.items():
+                spec = self._spec(target)
+                if (spec.level == "agent_turn") != is_agent:
+                    continue
+                if target == "empathy":
+                    fields["empathy"] = float(turn_empathy[k])
+                    fields["empathy_levels"] = {m: [float(p) for p in probs[k, j]]
+                                                for j, m in enumerate(EMPATHY_MECHANISMS)}
+                else:
+                    fields[target] = float(probs[k])
+            turn_scores.append(TurnScore(turn.index, turn.role, turn.agent_type, **fields))
+
+        return TranscriptScore(
+            id=transcript.id, agent_type=transcript.agent_type,
+            resolution=scores["resolution"], satisfaction=scores["satisfaction"],
+            empathy=empathy, repeat_inquiry=scores["repeat_inquiry"],
+            escalation=scores["escalation"], resolution_dist=scores["resolution_dist"],
+            satisfaction_dist=scores["satisfaction_dist"], escalation_turn=escalation_turn,
+            evidence=evidence, turns=turn_scores, n_turns=transcript.n_input_turns,
+            truncated=truncated, model=self.info, metadata=dict(transcript.metadata),
+        )
+
