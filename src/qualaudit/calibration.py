@@ -202,7 +202,7 @@ class TemperatureScaler:
         w = w / w.sum()
         if self.binary:
             def loss(log_t: float) -> float:
-                s = z * math.exp(log_t)
+                s = z * math.exp(-log_t)
                 return float(np.dot(w, np.logaddexp(0.0, s) - y * s))
         else:
             def loss(log_t: float) -> float:

@@ -70,7 +70,7 @@ class QualityModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.tokenizer = tokenizer
-        self.calibration = calibration or Calibration()
+        self.calibration = calibration if calibration is not None else Calibration()
         self.turn_heads = TurnHeads(self.specs, hidden, config.dropout)
         self.conversation_heads = ConversationHeads(
             self.specs, hidden, turn_feature_size(self.specs), config.conversation_dim,

@@ -1,0 +1,123 @@
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from conftest import make_tiny_model
+from qualaudit.calibration import TemperatureScaler
+from qualaudit.errors import ModelLoadError
+from qualaudit.model import QualityModel, UntrainedModelWarning
+from qualaudit.scorer import Auditor
+
+
+def load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        return QualityModel.from_pretrained(path)
+
+
+def test_save_load_round_trip_gives_identical_scores(tiny_encoder_dir, tmp_path, toy_transcripts):
+    model = make_tiny_model(tiny_encoder_dir, seed=3)
+    model.calibration["resolution.v1"] = TemperatureScaler().fit(
+        torch.randn(50, 5).numpy(), torch.randint(0, 5, (50,)).numpy())
+    model.save_pretrained(tmp_path / "m")
+    assert {"config.json", "model.safetensors", "calibration.json", "README.md",
+            "tokenizer.json"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    loaded = load(tmp_path / "m")
+    before = [r.to_dict() for r in Auditor(model).score(toy_transcripts)]
+    after = [r.to_dict() for r in Auditor(loaded).score(toy_transcripts)]
+    assert before == after
+    assert loaded.calibration["resolution.v1"].temperature_ == model.calibration["resolution.v1"].temperature_
+
+
+def test_fp16_weights_load_and_stay_close(tiny_model, tmp_path, toy_transcripts):
+    tiny_model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    half = Auditor(load(tmp_path / "half")).score(toy_transcripts)
+    full = Auditor(tiny_model).score(toy_transcripts)
+    for a, b in zip(half, full):
+        assert abs(a.resolution - b.resolution) < 1e-2
+
+
+def test_weights_hash_depends_on_weights_only(tiny_encoder_dir, tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "m")
+    assert load(tmp_path / "m").weights_sha256 == tiny_model.weights_sha256
+    assert make_tiny_model(tiny_encoder_dir, seed=99).weights_sha256 != tiny_model.weights_sha256
+
+
+def test_untrained_heads_warn_loudly(tiny_model_dir):
+    with pytest.warns(UntrainedModelWarning, match="UNTRAINED"):
+        QualityModel.from_pretrained(tiny_model_dir)
+    card = (tiny_model_dir / "README.md").read_text()
+    assert "WARNING: UNTRAINED HEADS" in card
+
+
+def test_default_model_is_never_an_untrained_one():
+    from qualaudit.scorer import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        with pytest.raises(ModelLoadError, match="no default model"):
+            Auditor.from_pretrained()
+    else:
+        assert not json.loads((path / "config.json").read_text())["trained_heads"] == []
+
+
+@pytest.fixture
+def model_copy(tiny_model_dir, tmp_path):
+    return shutil.copytree(tiny_model_dir, tmp_path / "copy")
+
+
+def edit_config(directory, **changes):
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def test_pickle_weights_are_refused(model_copy):
+    (model_copy / "model.safetensors").rename(model_copy / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load(model_copy)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"qualaudit_format": 7}, "unsupported qualaudit_format"),
+    ({"heads": ["resolution.v1", "mystery.v3"]}, "unknown head"),
+    ({"surprise": 1}, "unknown config field"),
+])
+def test_tampered_configs_are_refused(model_copy, changes, message):
+    edit_config(model_copy, **changes)
+    with pytest.raises(ModelLoadError, match=message):
+        load(model_copy)
+
+
+def test_remote_code_is_refused(model_copy):
+    config = json.loads((model_copy / "config.json").read_text())
+    edit_config(model_copy, encoder={**config["encoder"], "auto_map": {"AutoModel": "evil.Model"}})
+    with pytest.raises(ModelLoadError, match="never runs remote code"):
+        load(model_copy)
+    edit_config(model_copy, encoder={**config["encoder"], "model_type": "evil"})
+    with pytest.raises(ModelLoadError, match="unknown encoder model_type"):
+        load(model_copy)
+
+
+def test_weights_that_do_not_match_the_config_are_refused(model_copy):
+    edit_config(model_copy, conversation_dim=8)
+    with pytest.raises(ModelLoadError, match="does not match config.json"):
+        load(model_copy)
+
+
+def test_a_plain_encoder_is_not_a_qualaudit_model(tiny_encoder_dir):
+    with pytest.raises(ModelLoadError, match="from_encoder"):
+        load(tiny_encoder_dir)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model directory"):
+        load(tmp_path / "nope")
+
+
+def test_too_long_windows_for_the_encoder_are_refused(tiny_encoder_dir):
+    with pytest.raises(ModelLoadError, match="positions"):
+        make_tiny_model(tiny_encoder_dir, max_turn_tokens=250, max_context_tokens=50)
