@@ -12,8 +12,8 @@ import torch
 
 from conftest import conversation
 from qualaudit.calibration import TemperatureScaler
-from qualaudit.scorer import Auditor
 from qualaudit.schema import TranscriptScore, to_dataframe
+from qualaudit.scorer import Auditor
 
 ROW_SCHEMA = json.loads((files("qualaudit") / "row.schema.json").read_text())
 
@@ -150,7 +150,7 @@ def test_calibration_is_applied(tiny_model, toy_transcripts):
     plain = Auditor(tiny_model).score(toy_transcripts[0])
     model = copy.deepcopy(tiny_model)
     model.calibration["resolution.v1"] = TemperatureScaler.from_dict(
-        {**TemperatureScaler().fit(np.zeros((4, 5)), np.arange(4)).to_dict(), "temperature_": 2.0})
+        {"method": "temperature", "binary": False, "n_classes": 5, "temperature": 2.0})
     calibrated = Auditor(model).score(toy_transcripts[0])
     expected = np.sqrt(plain.resolution_dist)
     assert calibrated.resolution_dist == pytest.approx(list(expected / expected.sum()), abs=1e-6)

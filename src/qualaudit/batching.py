@@ -3,8 +3,8 @@ length-sorted token-budget batches; callers scatter results back by window posit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

@@ -57,9 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="qualaudit: %(levelname)s: %(message)s")
-    logging.captureWarnings(True)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help, --version: report the code, not raise
+        return int(exc.code or 0)
+    handler = logging.StreamHandler(sys.stderr)  # stderr as it is now (tests swap it)
+    handler.setFormatter(logging.Formatter("qualaudit: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("qualaudit")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         return args.func(args)
     except InputError as exc:
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qualaudit: interrupted", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        logger.removeHandler(handler)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -126,7 +134,3 @@ def _init(args: argparse.Namespace) -> int:
     path = model.save_pretrained(args.directory)
     print(f"qualaudit: wrote an UNTRAINED model to {path} (for pipeline tests only)", file=sys.stderr)
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

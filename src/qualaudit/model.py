@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
@@ -20,8 +19,6 @@ from .calibration import Calibration
 from .errors import ModelLoadError
 from .heads import DEFAULT_HEADS, ConversationHeads, TurnHeads, resolve_heads, turn_feature_size
 from .modelcard import render_model_card
-
-log = logging.getLogger("qualaudit.model")
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -126,10 +123,11 @@ class QualityModel(nn.Module):
             state = load(data)
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise ModelLoadError(f"{weights}: not a valid safetensors file ({exc})") from exc
-        missing, unexpected = self.load_state_dict(_to_float32(state), strict=False)
-        if missing or unexpected:
-            raise ModelLoadError(f"{weights} does not match config.json: missing {missing[:5]}, "
-                                 f"unexpected {unexpected[:5]}")
+        try:
+            self.load_state_dict(_to_float32(state))
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+            raise ModelLoadError(f"{weights} does not match config.json: "
+                                 f"{str(exc).splitlines()[1].strip()}") from None
         self.eval()
         self.warn_if_untrained()
         return self
@@ -140,7 +138,6 @@ class QualityModel(nn.Module):
             message = (f"qualaudit model {self.config.name!r} has UNTRAINED heads {untrained}: "
                        "their scores are random and mean nothing. Train it or load a trained model.")
             warnings.warn(message, UntrainedModelWarning, stacklevel=3)
-            log.warning(message)
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, directory: str | Path, card_sections: dict[str, str] | None = None,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Role = Literal["customer", "agent", "system"]
 AgentType = Literal["ai", "human", "mixed", "unknown"]

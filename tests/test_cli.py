@@ -1,0 +1,129 @@
+"""The CLI end to end on temporary files: in-process via main(), and once as a real process."""
+
+import json
+import subprocess
+import sys
+from importlib.resources import files
+
+import jsonschema
+import pandas as pd
+import pytest
+
+from conftest import conversation
+from qualaudit import __version__
+from qualaudit.cli import main
+
+ROW_SCHEMA = json.loads((files("qualaudit") / "row.schema.json").read_text())
+
+
+@pytest.fixture
+def input_jsonl(tmp_path, toy_transcripts):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in toy_transcripts))
+    return path
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_score_jsonl_to_jsonl(tiny_model_dir, input_jsonl, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert run("score", input_jsonl, "-o", out, "--model", tiny_model_dir, "--quiet") == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["t1", "t2", "t3", "t4"]
+    for row in rows:
+        jsonschema.validate(row, ROW_SCHEMA)
+        assert "turns" not in row
+    summary = capsys.readouterr().err
+    assert "scored 4 of 4 transcripts" in summary and "UNTRAINED" in summary
+
+
+def test_per_turn_and_stdout(tiny_model_dir, input_jsonl, capsys):
+    assert run("score", input_jsonl, "--model", tiny_model_dir, "--per-turn", "--quiet") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and len(rows[1]["turns"]) == 5
+
+
+def test_csv_and_parquet_outputs_have_the_same_columns(tiny_model_dir, input_jsonl, tmp_path):
+    assert run("score", input_jsonl, "-o", tmp_path / "o.csv", "--model", tiny_model_dir, "--quiet") == 0
+    assert run("score", input_jsonl, "-o", tmp_path / "o.parquet", "--model", tiny_model_dir, "--quiet") == 0
+    assert run("score", input_jsonl, "-o", tmp_path / "o.jsonl", "--model", tiny_model_dir, "--quiet") == 0
+    csv = pd.read_csv(tmp_path / "o.csv")
+    parquet = pd.read_parquet(tmp_path / "o.parquet")
+    jsonl = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert list(csv.columns) == list(parquet.columns) == list(jsonl[0])
+    assert list(csv["resolution"]) == pytest.approx([r["resolution"] for r in jsonl])
+    assert list(parquet["resolution"]) == pytest.approx([r["resolution"] for r in jsonl])
+    assert json.loads(csv["resolution_dist"][0]) == pytest.approx(jsonl[0]["resolution_dist"])
+    assert json.loads(parquet["evidence"][1]) == jsonl[1]["evidence"]
+
+
+def test_long_table_with_explicit_columns(tiny_model_dir, tmp_path):
+    table = tmp_path / "turns.csv"
+    pd.DataFrame({"conv": ["a", "a", "b"], "who": ["user", "assistant", "user"],
+                  "body": ["my order", "sorry about that", "hello"], "n": [1, 2, 1]}).to_csv(table, index=False)
+    out = tmp_path / "out.jsonl"
+    code = run("score", table, "-o", out, "--model", tiny_model_dir, "--quiet", "--id-column", "conv",
+               "--role-column", "who", "--text-column", "body", "--order-column", "n")
+    assert code == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
+
+
+def test_rejected_rows_exit_3_and_the_rest_is_scored(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    secret = "SECRET-CARD-4111"
+    lines = [json.dumps(conversation("ok1", ("user", "hello"))), "{not json",
+             json.dumps(conversation("bad-role", ("visitor", secret))),
+             json.dumps(conversation("ok1", ("user", "duplicate"))),
+             json.dumps(conversation("ok2", ("user", "hi")))]
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run("score", path, "-o", out, "--model", tiny_model_dir, "--quiet") == 3
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["ok1", "ok2"]
+    err = capsys.readouterr().err
+    assert "scored 2 of 5 transcripts" in err and "rejected 3" in err
+    assert "line 2" in err and "line 3" in err and "line 4" in err
+    assert secret not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["score", "missing.jsonl"],
+    ["score", "{input}", "-o", "out.txt"],
+    ["score", "{input}", "--precision", "fp8"],
+    ["score"],
+    ["frobnicate"],
+])
+def test_usage_errors_exit_2(args, input_jsonl, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(*[a.format(input=input_jsonl) for a in args]) == 2
+
+
+def test_ambiguous_table_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"conversation_id": ["a"], "role": ["user"], "text": ["hi"], "message": ["hi"]}).to_csv(table, index=False)
+    assert run("score", table, "--model", tiny_model_dir, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "message" in err and "text" in err and "--text-column" in err
+
+
+def test_missing_model_fails(input_jsonl, tmp_path):
+    assert run("score", input_jsonl, "--model", tmp_path / "no-model", "--quiet") == 1
+
+
+def test_version(capsys):
+    assert run("--version") == 0 and __version__ in capsys.readouterr().out
+
+
+def test_init_builds_an_untrained_model(tiny_encoder_dir, tmp_path, capsys):
+    assert run("init", tmp_path / "m", "--encoder", tiny_encoder_dir) == 0
+    assert "UNTRAINED" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_real_process_with_progress_and_exit_code(tiny_model_dir, input_jsonl, tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "qualaudit", "score", str(input_jsonl), "-o", str(out),
+                           "--model", str(tiny_model_dir)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 4
+    assert "scored 4 of 4" in proc.stderr and proc.stdout == ""

@@ -1,0 +1,601 @@
+"""Readers: every input shape, every located error, streaming and the duplicate/contiguity rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from qualaudit.errors import InputError
+from qualaudit.io import ColumnMap, iter_records, read_transcripts
+from qualaudit.schema import Transcript, Turn
+
+
+def write_jsonl(path: Path, lines: list) -> Path:
+    """Dicts are dumped as JSON; str and bytes lines are written as given."""
+    with path.open("wb") as handle:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line)
+            handle.write((line.encode() if isinstance(line, str) else line) + b"\n")
+    return path
+
+
+def split(records) -> tuple[list[Transcript], list[InputError]]:
+    records = list(records)
+    assert all(isinstance(r, (Transcript, InputError)) for r in records)
+    return ([r for r in records if isinstance(r, Transcript)],
+            [r for r in records if isinstance(r, InputError)])
+
+
+def turns_of(t: Transcript) -> list[tuple[str, str, int]]:
+    return [(turn.role, turn.text, turn.index) for turn in t.turns]
+
+
+def chat(tid: str, *texts: str) -> dict:
+    roles = ["user", "assistant"]
+    return {"id": tid, "messages": [{"role": roles[i % 2], "content": text}
+                                    for i, text in enumerate(texts)]}
+
+
+# ---- JSONL and dict shapes --------------------------------------------------------------------
+
+
+def test_openai_jsonl_with_parts_metadata_and_agent_type(tmp_path):
+    path = write_jsonl(tmp_path / "chats.jsonl", [
+        {"id": "c1", "agent_type": "bot", "channel": "chat", "language": "en",
+         "metadata": {"team": "billing", "language": "de"}, "tags": ["x"],
+         "messages": [
+             {"role": "system", "content": "You are helpful."},
+             {"role": "user", "content": [{"type": "text", "text": "My card"},
+                                          {"type": "image_url", "image_url": {"url": "u"}},
+                                          {"type": "text", "text": "was charged twice."}]},
+             {"role": "assistant", "content": None},
+             {"role": "assistant", "content": "I refunded it."},
+         ]},
+        "",
+        {"id": 7, "messages": [{"role": "user", "content": "hi"}]},
+    ])
+    (first, second), errors = split(iter_records(path))
+    assert errors == []
+    assert first.id == "c1" and first.agent_type == "ai"
+    assert turns_of(first) == [("system", "You are helpful.", 0),
+                               ("customer", "My card\nwas charged twice.", 1),
+                               ("agent", "I refunded it.", 3)]
+    assert first.n_input_turns == 4
+    # top-level scalars go to metadata; the explicit metadata object wins; lists are left out
+    assert first.metadata == {"channel": "chat", "language": "de", "team": "billing"}
+    assert (first.source, first.line) == (str(path), 1)
+    assert second.id == "7" and second.line == 3 and second.agent_type == "unknown"
+
+
+def test_turns_jsonl_with_aliases_timestamps_and_handover(tmp_path):
+    path = write_jsonl(tmp_path / "t.json", [
+        {"ticket_id": "T-1", "started_at": "2024-05-01", "turns": [
+            {"speaker": "customer", "text": "Where is my parcel?", "timestamp": "2024-05-01T10:00"},
+            {"sender": "agent", "utterance": "Checking.", "agent_type": "ai",
+             "timestamp": "2024-05-01T10:01"},
+            {"role": "agent", "message": "It ships today.", "agent_type": "human"},
+        ]},
+    ])
+    (t,), errors = split(iter_records(path))
+    assert errors == []
+    assert t.id == "T-1" and t.agent_type == "mixed"
+    assert turns_of(t) == [("customer", "Where is my parcel?", 0), ("agent", "Checking.", 1),
+                           ("agent", "It ships today.", 2)]
+    assert [turn.timestamp for turn in t.turns] == ["2024-05-01T10:00", "2024-05-01T10:01", None]
+    assert [turn.agent_type for turn in t.turns] == [None, "ai", "human"]
+    assert [turn.speaker for turn in t.turns] == ["customer", "agent", "agent"]
+    assert t.metadata == {"started_at": "2024-05-01"}
+
+
+@pytest.mark.parametrize("line, field, reason", [
+    ('{"id": "x", "messages": [', None, "not valid JSON"),
+    ('[1, 2]', None, "expected a transcript object"),
+    ('{"messages": []}', "id", "no transcript id"),
+    ('{"id": "x"}', "messages", "found neither"),
+    ('{"id": "x", "messages": [], "turns": []}', "messages", "found both"),
+    ('{"id": "x", "turns": "hello"}', "turns", "expected a list of turns, found a string"),
+    ('{"id": "x", "messages": [{"role": "user", "content": "a"}, "b"]}', "messages[1]",
+     "expected a turn object"),
+    ('{"id": "x", "messages": [{"content": "a"}]}', "messages[0].role", "expected a role name"),
+    ('{"id": "x", "turns": [{"speaker": "user", "text": "a"}, {"speaker": "wizard", "text": "b"}]}',
+     "turns[1].speaker", "unknown role 'wizard'"),
+    ('{"id": "x", "turns": [{"role": "user", "text": 42}]}', "turns[0].text",
+     "expected text to be a string, found int"),
+    ('{"id": "x", "messages": [{"role": "user", "content": ["a"]}]}', "messages[0].content[0]",
+     "expected a content part"),
+    ('{"id": "x", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}',
+     "messages[0].content[0].text", "expected the text of a text part"),
+    ('{"id": "x", "metadata": [1], "messages": [{"role": "user", "content": "a"}]}', "metadata",
+     "expected metadata to be an object"),
+    ('{"id": {"a": 1}, "messages": [{"role": "user", "content": "a"}]}', "id",
+     "expected the id to be a string or a number"),
+    ('{"id": "x", "agent_type": "robot", "messages": [{"role": "user", "content": "a"}]}',
+     "agent_type", "unknown agent type"),
+    ('{"id": "x", "messages": [{"role": "assistant", "content": "a", "agent_type": "alien"}]}',
+     "messages[0].agent_type", "unknown agent type"),
+])
+def test_jsonl_errors_are_located_and_reading_goes_on(tmp_path, line, field, reason):
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("before", "hi"), line, chat("after", "yo")])
+    transcripts, errors = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["before", "after"]
+    (error,) = errors
+    assert (error.source, error.line, error.field) == (str(path), 2, field)
+    assert reason in error.reason
+    if field not in (None, "id"):
+        assert error.transcript_id == "x"
+
+
+def test_invalid_json_names_the_parser_column(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", ['{"id": "a" "messages": []}'])
+    (error,) = list(iter_records(path))
+    assert error.reason == "not valid JSON: Expecting ',' delimiter at column 12"
+
+
+def test_unknown_role_lists_accepted_roles(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"id": "x", "turns": [{"role": "wizard", "text": "a"}]}])
+    (error,) = list(iter_records(path))
+    assert "accepted roles:" in error.reason and "customer" in error.reason and "agent" in error.reason
+    assert "--role-map" in error.hint
+
+
+def test_empty_turns_dropped_but_input_indices_kept(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"id": "e", "messages": [
+        {"role": "user", "content": "  \n\t "}, {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": ""}, {"role": "user", "content": "Thanks"}]}])
+    (t,) = list(iter_records(path))
+    assert turns_of(t) == [("agent", "Hello", 1), ("customer", "Thanks", 3)]
+    assert t.n_input_turns == 4
+
+
+def test_transcript_without_text_is_rejected_with_id_and_line(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        chat("ok", "hi"),
+        {"id": "blank", "messages": [{"role": "user", "content": " "},
+                                     {"role": "system", "content": "sys"}]},
+        {"id": "none", "messages": []},
+    ])
+    transcripts, (blank, none) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["ok"]
+    assert (blank.transcript_id, blank.line) == ("blank", 2) and "no text" in blank.reason
+    assert (none.transcript_id, none.line) == ("none", 3) and "no turns" in none.reason
+
+
+def test_one_sided_transcripts_are_accepted(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"id": "c", "messages": [{"role": "user", "content": "Anyone there?"}]},
+        {"id": "a", "messages": [{"role": "assistant", "content": "Ticket closed."}]},
+    ])
+    customer_only, agent_only = list(iter_records(path))
+    assert turns_of(customer_only) == [("customer", "Anyone there?", 0)]
+    assert turns_of(agent_only) == [("agent", "Ticket closed.", 0)]
+
+
+def test_invalid_utf8_in_jsonl_rejects_that_line_only(tmp_path):
+    bad = b'{"id": "bad", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "hi"), bad, chat("b", "yo")])
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "b"]
+    assert error.line == 2 and error.transcript_id == "bad"
+    assert f"byte {bad.index(b'\xe9') + 1} of the line (0xe9)" in error.reason
+    assert "UTF-8" in error.hint
+
+
+def test_escaped_lone_surrogate_in_jsonl_text_is_rejected(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        '{"id": "s", "messages": [{"role": "user", "content": "ok"}, '
+        '{"role": "assistant", "content": "bad \\udcff"}]}'])
+    (error,) = list(iter_records(path))
+    assert (error.field, error.transcript_id) == ("messages[1].content", "s")
+    assert "invalid UTF-8" in error.reason
+
+
+def test_utf8_bom_and_crlf_lines_are_read(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(chat("a", "hi")).encode() + b"\r\n")
+    assert [t.id for t in iter_records(path)] == ["a"]
+
+
+def test_duplicate_id_keeps_first_and_never_merges(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "first"), chat("b", "other"),
+                                              chat("a", "second", "more")])
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "b"]
+    assert turns_of(transcripts[0]) == [("customer", "first", 0)]
+    assert (error.line, error.transcript_id, error.field) == (3, "a", "id")
+    assert "duplicate id 'a', first seen at line 1" in error.reason
+
+
+def test_id_of_a_rejected_transcript_still_counts_for_duplicates(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"id": "a", "messages": "nope"}, chat("a", "hi")])
+    first, second = list(iter_records(path))
+    assert isinstance(first, InputError) and first.field == "messages"
+    assert isinstance(second, InputError) and "first seen at line 1" in second.reason
+
+
+def test_json_array_file_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "all.json"
+    path.write_text(json.dumps([chat("a", "hi")], indent=2))
+    with pytest.raises(InputError, match="found a JSON array") as info:
+        iter_records(path)
+    assert "jq -c" in info.value.hint
+
+
+def test_role_map_from_string_and_mapping(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"id": "r", "turns": [
+        {"role": "Visitor", "text": "hello"}, {"role": "operator", "text": "hi"},
+        {"role": "guest", "text": "bye"}]}])
+    (t,) = list(iter_records(path, role_map="customer=visitor,customer=guest"))
+    assert [turn.role for turn in t.turns] == ["customer", "agent", "customer"]
+    (t,) = list(iter_records(path, role_map={"customer": ["visitor", "guest"], "agent": "operator"}))
+    assert [turn.role for turn in t.turns] == ["customer", "agent", "customer"]
+    (error,) = list(iter_records(path))
+    assert error.field == "turns[0].role" and "'Visitor'" in error.reason
+
+
+def test_invalid_role_map_raises_before_reading(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "hi")])
+    with pytest.raises(InputError) as info:
+        iter_records(path, role_map="visitor")
+    assert info.value.field == "role_map"
+    with pytest.raises(InputError, match="not a role"):
+        iter_records(path, role_map={"boss": "manager"})
+
+
+def test_single_dict_transcript_list_and_generator_sources():
+    given = Transcript(id="t0", turns=(Turn(role="customer", text="hi"),), n_input_turns=1)
+    assert list(iter_records(given)) == [given]
+    (t,) = list(iter_records(chat("d", "hello")))
+    assert (t.id, t.source, t.line) == ("d", "<dict>", 1)
+    transcripts, (error,) = split(iter_records([given, chat("d", "x"), "not a transcript"]))
+    assert [t.id for t in transcripts] == ["t0", "d"]
+    assert (error.source, error.line) == ("<list>", 3) and "found a string" in error.reason
+    transcripts = list(iter_records(chat(f"g{i}", "x") for i in range(3)))
+    assert [(t.id, t.line) for t in transcripts] == [("g0", 1), ("g1", 2), ("g2", 3)]
+    _, (dup,) = split(iter_records([given, chat("t0", "again")]))
+    assert dup.line == 2 and "first seen at item 1" in dup.reason
+
+
+def test_unsupported_source_type_raises():
+    with pytest.raises(InputError, match="cannot read transcripts from a int"):
+        iter_records(42)
+
+
+# ---- paths and formats ------------------------------------------------------------------------
+
+
+def test_missing_file_unknown_extension_and_format_override(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        iter_records(tmp_path / "nope.jsonl")
+    path = write_jsonl(tmp_path / "chats.txt", [chat("a", "hi")])
+    with pytest.raises(InputError, match="cannot tell the format") as info:
+        iter_records(path)
+    assert "--format" in info.value.hint
+    assert [t.id for t in iter_records(path, format="jsonl")] == ["a"]
+    with pytest.raises(InputError, match="unknown format 'xml'"):
+        iter_records(path, format="xml")
+    with pytest.raises(InputError, match="without utterances.jsonl"):
+        iter_records(tmp_path)
+
+
+# ---- long tables ------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_csv_detected_columns_numeric_order_and_metadata(tmp_path):
+    path = write_csv(tmp_path / "chats.csv", (
+        "Conversation_ID,Speaker,Message,turn_index,Lang,team,extra\n"
+        "c1,agent,Second,2,en,billing,x\n"
+        "c1,customer,First,1,en,billing,x\n"
+        "c1,agent,Tenth,10,en,billing,x\n"
+        "c2,user,NA,1,fr,,\n"
+        "c2,bot,,2,fr,,\n"
+    ))
+    (c1, c2), errors = split(iter_records(path))
+    assert errors == []
+    assert c1.id == "c1" and c1.line == 1 and c2.line == 4
+    assert turns_of(c1) == [("customer", "First", 0), ("agent", "Second", 1), ("agent", "Tenth", 2)]
+    assert c1.metadata == {"language": "en", "team": "billing"}
+    # "NA" is text, not a missing value; an empty cell is an empty turn
+    assert turns_of(c2) == [("customer", "NA", 0)] and c2.n_input_turns == 2
+    assert c2.metadata == {"language": "fr"}
+    assert all(turn.timestamp is None for turn in c1.turns)
+
+
+def test_csv_explicit_column_map_and_timestamp_order(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "ticket,who,body_plain,sent,handled_by\n"
+        "t1,agent,Later,2024-03-01T10:05:00+01:00,human\n"
+        "t1,customer,Earlier,2024-03-01T09:01:00Z,\n"
+    ))
+    columns = ColumnMap(id="TICKET", role="who", text="body_plain", order="sent")
+    (t,) = list(iter_records(path, columns=columns))
+    # 09:01Z comes before 10:05+01:00 (= 09:05Z); handled_by is detected as the agent type
+    assert turns_of(t) == [("customer", "Earlier", 0), ("agent", "Later", 1)]
+    assert t.agent_type == "human"
+    assert [turn.timestamp for turn in t.turns] == [None, None]  # "sent" is not timestamp-like
+
+
+def test_timestamp_like_order_column_fills_turn_timestamps(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,role,text,created_at\n"
+        "a,agent,Reply,01/02/2024 10:00\n"
+        "a,customer,Question,01/02/2024 09:00\n"
+    ))
+    (t,) = list(iter_records(path))
+    assert turns_of(t) == [("customer", "Question", 0), ("agent", "Reply", 1)]
+    assert [turn.timestamp for turn in t.turns] == ["01/02/2024 09:00", "01/02/2024 10:00"]
+
+
+def test_turn_index_orders_and_timestamp_column_still_fills_timestamps(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "session_id,role,text,seq,timestamp\n"
+        "a,agent,Reply,2,t2\n"
+        "a,customer,Question,1,t1\n"
+    ))
+    (t,) = list(iter_records(path))
+    assert [(turn.text, turn.timestamp) for turn in t.turns] == [("Question", "t1"), ("Reply", "t2")]
+
+
+def test_conversation_id_wins_over_bare_id(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "id,conversation_id,role,text\nm1,c1,user,hi\nm2,c1,agent,hello\n"))
+    (t,) = list(iter_records(path))
+    assert t.id == "c1" and len(t.turns) == 2
+
+
+def test_ambiguous_columns_raise_listing_them(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "chat_id,role,text,Message\na,user,hi,hi\n")
+    with pytest.raises(InputError) as info:
+        iter_records(path)
+    assert "ambiguous text column" in info.value.reason
+    assert "['text', 'Message']" in info.value.reason
+    assert "--text-column NAME" in info.value.hint and "ColumnMap(text=NAME)" in info.value.hint
+    (t,) = list(iter_records(path, columns=ColumnMap(text="Message")))
+    assert t.turns[0].text == "hi"
+
+
+def test_missing_columns_raise_listing_the_columns_found(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "chat_id,who,text\na,user,hi\n")
+    with pytest.raises(InputError) as info:
+        iter_records(path)
+    assert "no role column" in info.value.reason
+    assert "columns found: ['chat_id', 'who', 'text']" in info.value.reason
+    assert "--role-column NAME" in info.value.hint
+    with pytest.raises(InputError, match=r"column 'speaker' \(ColumnMap.role\) not found; "
+                                         r"columns found: \['chat_id', 'who', 'text'\]"):
+        iter_records(path, columns=ColumnMap(role="speaker"))
+
+
+def test_non_contiguous_ids_in_a_file_are_rejected_not_merged(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,role,text\na,user,one\nb,user,two\na,agent,three\n"))
+    transcripts, (error,) = split(iter_records(path))
+    assert [(t.id, turns_of(t)) for t in transcripts] == [
+        ("a", [("customer", "one", 0)]), ("b", [("customer", "two", 0)])]
+    assert (error.line, error.transcript_id, error.field) == (3, "a", "chat_id")
+    assert "first seen at row 1" in error.reason and "sort the table by the id column" in error.hint
+
+
+def test_bad_row_rejects_its_transcript_naming_row_and_column(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,from,text,agent_type\n"
+        "a,user,hi,\n"
+        "b,user,hello,\n"
+        "b,wizard,abracadabra,\n"
+        "c,user,ok,\n"
+        "c,agent,sure,robot\n"
+    ))
+    transcripts, (wizard, robot) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a"]
+    assert (wizard.line, wizard.transcript_id, wizard.field) == (3, "b", "from")
+    assert (robot.line, robot.transcript_id, robot.field) == (5, "c", "agent_type")
+
+
+def test_missing_id_in_a_table_row(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "chat_id,role,text\n,user,hi\na,user,ok\n")
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a"]
+    assert (error.line, error.field) == (1, "chat_id")
+
+
+def test_invalid_utf8_in_csv_rejects_only_that_transcript(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        b"chat_id,role,text\n"
+        b"a,user,fine\n"
+        b"b,user,ok\n"
+        b"b,agent,caf\xe9 au lait\n"
+        b"c,user,also fine\n"
+    ))
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "c"]
+    assert (error.line, error.transcript_id, error.field) == (3, "b", "text")
+    assert "invalid UTF-8" in error.reason and "UTF-8" in error.hint
+    id_path = write_csv(tmp_path / "y.csv", b"chat_id,role,text\nb\xff,user,hi\nc,user,ok\n")
+    transcripts, (error,) = split(iter_records(id_path))
+    assert [t.id for t in transcripts] == ["c"] and (error.line, error.field) == (1, "chat_id")
+
+
+def test_csv_quoted_newlines_bom_and_tsv(tmp_path):
+    path = write_csv(tmp_path / "x.csv", '\ufeffchat_id,role,text\na,user,"line one\nline two"\n')
+    (t,) = list(iter_records(path))
+    assert t.turns[0].text == "line one\nline two"
+    tsv = write_csv(tmp_path / "x.tsv", "chat_id\trole\ttext\na\tuser\thi, there\n")
+    (t,) = list(iter_records(tsv))
+    assert t.turns[0].text == "hi, there"
+
+
+def test_malformed_csv_raises_input_error(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "chat_id,role,text\na,user,hi\nb,user,a,b,c\n")
+    with pytest.raises(InputError, match="malformed CSV"):
+        list(iter_records(path))
+    with pytest.raises(InputError, match="empty file"):
+        iter_records(write_csv(tmp_path / "empty.csv", ""))
+
+
+def test_parquet_long_table_with_datetime_order(tmp_path):
+    path = tmp_path / "x.parquet"
+    table = pa.table({
+        "conversation_id": [5, 5, 6],
+        "author_role": ["assistant", "user", "user"],
+        "content": ["Reply", "Question", "Solo"],
+        "sent_at": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 09:00", "2024-01-02"]),
+        "channel": ["email", "email", None],
+    })
+    pq.write_table(table, path)
+    (a, b), errors = split(iter_records(path))
+    assert errors == []
+    assert (a.id, a.line, b.id, b.line) == ("5", 1, "6", 3)
+    assert turns_of(a) == [("customer", "Question", 0), ("agent", "Reply", 1)]
+    assert [turn.timestamp for turn in a.turns] == ["2024-01-01T09:00:00", "2024-01-01T10:00:00"]
+    assert a.metadata == {"channel": "email"} and b.metadata == {}
+
+
+def test_parquet_with_a_messages_column_is_one_transcript_per_row(tmp_path):
+    path = tmp_path / "x.pq"
+    pq.write_table(pa.Table.from_pylist([chat("a", "hi", "hello"), chat("b", "yo")]), path)
+    transcripts = list(iter_records(path))
+    assert [(t.id, t.line) for t in transcripts] == [("a", 1), ("b", 2)]
+    assert turns_of(transcripts[0]) == [("customer", "hi", 0), ("agent", "hello", 1)]
+
+
+def test_not_a_parquet_file_raises(tmp_path):
+    path = write_csv(tmp_path / "x.parquet", "chat_id,role,text\n")
+    with pytest.raises(InputError, match="cannot read as Parquet"):
+        iter_records(path)
+
+
+def test_dataframe_groups_non_contiguous_rows_in_order_of_first_appearance():
+    frame = pd.DataFrame({
+        "dialog_id": [2, 1, 2, 1, None],
+        "participant": ["customer", "customer", "agent", "agent", "customer"],
+        "utterance": ["b1", "a1", "b2", "a2", "orphan"],
+        "position": [0, 0, 1, 1, 0],
+        "queue": ["q2", "q1", "q2", "q1", None],
+    })
+    transcripts, (error,) = split(iter_records(frame))
+    assert [(t.id, t.line, t.source) for t in transcripts] == [("2", 1, "<DataFrame>"),
+                                                               ("1", 2, "<DataFrame>")]
+    assert turns_of(transcripts[0]) == [("customer", "b1", 0), ("agent", "b2", 1)]
+    assert transcripts[0].metadata == {"queue": "q2"}
+    assert (error.line, error.field) == (5, "dialog_id") and "missing transcript id" in error.reason
+
+
+def test_dataframe_with_messages_column():
+    frame = pd.DataFrame([chat("a", "hi"), chat("b", "yo")])
+    frame["team"] = ["t1", None]
+    a, b = list(iter_records(frame))
+    assert (a.id, a.metadata, b.id, b.metadata) == ("a", {"team": "t1"}, "b", {})
+
+
+def test_datasets_dataset_both_shapes():
+    rows = datasets.Dataset.from_list([chat("a", "hi", "hello"), chat("b", "yo")])
+    assert [(t.id, len(t.turns)) for t in iter_records(rows)] == [("a", 2), ("b", 1)]
+    table = datasets.Dataset.from_dict({
+        "thread_id": ["x", "x", "y", "x"], "sender": ["user", "agent", "user", "user"],
+        "body": ["q", "a", "solo", "late"]})
+    transcripts, (error,) = split(iter_records(table))
+    assert [(t.id, turns_of(t)) for t in transcripts] == [
+        ("x", [("customer", "q", 0), ("agent", "a", 1)]), ("y", [("customer", "solo", 0)])]
+    assert (error.source, error.line, error.transcript_id) == ("<Dataset>", 4, "x")
+    assert "first seen at row 1" in error.reason
+
+
+# ---- ConvoKit ---------------------------------------------------------------------------------
+
+
+def utterance(uid, speaker, conv, text, ts, meta=None):
+    return {"id": uid, "speaker": speaker, "conversation_id": conv, "reply_to": None,
+            "timestamp": ts, "text": text, "meta": meta or {}}
+
+
+def test_convokit_directory_with_speakers_json(tmp_path):
+    write_jsonl(tmp_path / "utterances.jsonl", [
+        utterance("u2", "bob", "c1", "Fixed it.", 20),
+        utterance("u1", "ann", "c1", "Broken.", 10),
+        utterance("u3", "ann", "c2", "Hello?", 5, {"role": "customer"}),
+        utterance("u4", "zed", "c2", "Hi!", 6, {"role": "agent", "agent_type": "bot"}),
+    ])
+    (tmp_path / "speakers.json").write_text(json.dumps({
+        "ann": {"meta": {"role": "customer"}}, "bob": {"meta": {"type": "agent"}}}))
+    (c1, c2), errors = split(iter_records(tmp_path))
+    assert errors == []
+    assert (c1.id, c1.line, c1.source) == ("c1", 1, str(tmp_path / "utterances.jsonl"))
+    assert turns_of(c1) == [("customer", "Broken.", 0), ("agent", "Fixed it.", 1)]
+    assert turns_of(c2) == [("customer", "Hello?", 0), ("agent", "Hi!", 1)]
+    assert c2.agent_type == "ai" and c2.line == 3
+
+
+def test_convokit_file_without_speakers_json_uses_speaker_ids(tmp_path):
+    path = write_jsonl(tmp_path / "utterances.jsonl", [
+        utterance("u1", "customer", "c1", "Help", 1),
+        utterance("u2", "helpdesk", "c1", "Sure", 2),
+        utterance("u3", "customer", "c2", "Hi", 1),
+        utterance("u4", "wizard", "c2", "Boo", 2),
+        '{"broken',
+        utterance("u5", "customer", "c1", "Again", 3),
+    ])
+    transcripts, (wizard, broken, dup) = split(iter_records(path))
+    assert [(t.id, turns_of(t)) for t in transcripts] == [
+        ("c1", [("customer", "Help", 0), ("agent", "Sure", 1)])]
+    assert (wizard.line, wizard.field, wizard.transcript_id) == (4, "speaker", "c2")
+    assert broken.line == 5 and "not valid JSON" in broken.reason
+    assert dup.line == 6 and "first seen at line 1" in dup.reason
+    assert "sort utterances.jsonl by conversation_id" in dup.hint
+
+
+# ---- read_transcripts and streaming -----------------------------------------------------------
+
+
+def test_read_transcripts_raise_and_skip_without_logging_text(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        chat("a", "hi"),
+        {"id": "bad", "turns": [{"role": "user", "text": "SECRETWORD here"},
+                                {"role": "wizard", "text": "SECRETWORD again"}]},
+        chat("c", "yo"),
+    ])
+    with pytest.raises(InputError) as info:
+        list(read_transcripts(path))
+    assert (info.value.line, info.value.field) == (2, "turns[1].role")
+    with caplog.at_level(logging.WARNING, logger="qualaudit.io"):
+        assert [t.id for t in read_transcripts(path, on_error="skip")] == ["a", "c"]
+    (record,) = caplog.records
+    assert record.name == "qualaudit.io" and "'bad'" in record.getMessage()
+    assert "SECRETWORD" not in caplog.text
+    with pytest.raises(ValueError, match="on_error"):
+        read_transcripts(path, on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_jsonl_streams_first_transcript_before_a_later_bad_line(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "hi"), "{not json"])
+    records = iter_records(path)
+    assert next(records).id == "a"
+    stream = read_transcripts(path)
+    assert next(stream).id == "a"
+    with pytest.raises(InputError, match="not valid JSON"):
+        next(stream)
+
+
+def test_generator_source_is_consumed_lazily():
+    pulled = []
+
+    def source():
+        for i in range(1000):
+            pulled.append(i)
+            yield chat(f"t{i}", "hi")
+
+    records = iter_records(source())
+    assert pulled == []
+    assert next(records).id == "t0"
+    assert pulled == [0]
