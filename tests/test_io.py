@@ -184,7 +184,8 @@ def test_invalid_utf8_in_jsonl_rejects_that_line_only(tmp_path):
     transcripts, (error,) = split(iter_records(path))
     assert [t.id for t in transcripts] == ["a", "b"]
     assert error.line == 2 and error.transcript_id == "bad"
-    assert f"byte {bad.index(b'\xe9') + 1} of the line (0xe9)" in error.reason
+    assert bad.index(b"\xe9") == 59
+    assert "invalid UTF-8 at byte 60 of the line (0xe9)" in error.reason
     assert "UTF-8" in error.hint
 
 
@@ -316,12 +317,12 @@ def test_csv_detected_columns_numeric_order_and_metadata(tmp_path):
 def test_csv_explicit_column_map_and_timestamp_order(tmp_path):
     path = write_csv(tmp_path / "x.csv", (
         "ticket,who,body_plain,sent,handled_by\n"
-        "t1,agent,Later,2024-03-01T10:05:00+01:00,human\n"
-        "t1,customer,Earlier,2024-03-01T09:01:00Z,\n"
+        "t1,agent,Later,2024-03-01T09:01:00Z,human\n"
+        "t1,customer,Earlier,2024-03-01T10:05:00+02:00,\n"
     ))
     columns = ColumnMap(id="TICKET", role="who", text="body_plain", order="sent")
     (t,) = list(iter_records(path, columns=columns))
-    # 09:01Z comes before 10:05+01:00 (= 09:05Z); handled_by is detected as the agent type
+    # 10:05+02:00 (= 08:05Z) is before 09:01Z, although not as text; handled_by is detected
     assert turns_of(t) == [("customer", "Earlier", 0), ("agent", "Later", 1)]
     assert t.agent_type == "human"
     assert [turn.timestamp for turn in t.turns] == [None, None]  # "sent" is not timestamp-like
@@ -427,6 +428,19 @@ def test_invalid_utf8_in_csv_rejects_only_that_transcript(tmp_path):
     assert [t.id for t in transcripts] == ["c"] and (error.line, error.field) == (1, "chat_id")
 
 
+def test_invalid_utf8_in_csv_timestamp_and_metadata_cells(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        b"chat_id,role,text,sent_at,team\n"
+        b"a,user,hi,t1,\xe9quipe\n"
+        b"b,user,ok,t1,x\n"
+        b"b,agent,ok,t\xff2,x\n"
+    ))
+    a, b = list(iter_records(path))
+    assert (a.line, a.transcript_id, a.field) == (1, "a", "metadata.team")
+    assert (b.line, b.transcript_id, b.field) == (3, "b", "sent_at")
+    assert "invalid UTF-8" in b.reason
+
+
 def test_csv_quoted_newlines_bom_and_tsv(tmp_path):
     path = write_csv(tmp_path / "x.csv", '\ufeffchat_id,role,text\na,user,"line one\nline two"\n')
     (t,) = list(iter_records(path))
@@ -450,7 +464,7 @@ def test_parquet_long_table_with_datetime_order(tmp_path):
         "conversation_id": [5, 5, 6],
         "author_role": ["assistant", "user", "user"],
         "content": ["Reply", "Question", "Solo"],
-        "sent_at": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 09:00", "2024-01-02"]),
+        "sent_at": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 09:00", "2024-01-02 00:00"]),
         "channel": ["email", "email", None],
     })
     pq.write_table(table, path)
@@ -497,6 +511,22 @@ def test_dataframe_with_messages_column():
     frame["team"] = ["t1", None]
     a, b = list(iter_records(frame))
     assert (a.id, a.metadata, b.id, b.metadata) == ("a", {"team": "t1"}, "b", {})
+
+
+def test_dataframe_read_from_parquet_with_messages_arrays(tmp_path):
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.Table.from_pylist([chat("a", "hi", "hello")]), path)
+    frame = pd.read_parquet(path)
+    assert not isinstance(frame["messages"][0], list)  # pandas gives a numpy array here
+    (t,) = list(iter_records(frame))
+    assert turns_of(t) == [("customer", "hi", 0), ("agent", "hello", 1)]
+
+
+def test_dataset_dict_is_refused_with_a_hint():
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list([chat("a", "hi")])})
+    with pytest.raises(InputError, match=r"splits \['train'\]") as info:
+        iter_records(splits)
+    assert "dataset['train']" in info.value.hint
 
 
 def test_datasets_dataset_both_shapes():

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evidence turns per target (default 3)")
     score.add_argument("--per-turn", action="store_true", help="include per-turn outputs (`turns`)")
     score.add_argument("--format", default="auto",
-                       choices=["auto", "jsonl", "csv", "parquet", "convokit"], help="input format")
+                       choices=["auto", "jsonl", "csv", "tsv", "parquet", "convokit"], help="input format")
     for name in ("id", "role", "text", "order", "agent-type"):
         score.add_argument(f"--{name}-column", metavar="NAME",
                            help=f"long tables: the {name.replace('-', ' ')} column (default: detected)")
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors, --help, --version: report the code, not raise
         return int(exc.code or 0)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # our own bar is the one that matters
     handler = logging.StreamHandler(sys.stderr)  # stderr as it is now (tests swap it)
     handler.setFormatter(logging.Formatter("qualaudit: %(levelname)s: %(message)s"))
     logger = logging.getLogger("qualaudit")

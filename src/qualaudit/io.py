@@ -60,6 +60,7 @@ _ROLE_KEYS = ("role", "speaker", "sender")
 _TEXT_KEYS = ("text", "content", "utterance", "message")
 _TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
+_BAD_UTF8 = "invalid UTF-8 (or a lone surrogate)"
 _UTF8_HINT = "Re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT"
 _TABLE_DUPLICATE_HINT = ("Rows of one conversation must be contiguous: sort the table by the "
                          "id column")
@@ -95,9 +96,17 @@ def iter_records(
     or its utterances.jsonl), a pandas DataFrame or datasets.Dataset (a long table, or one
     transcript per row when it has a `messages`/`turns` column), a Transcript, a dict, or an
     iterable of Transcripts and dicts. `format` overrides the file extension; `columns` names
-    long-table columns. Errors that make the whole source unreadable (missing file, unknown
-    format, missing or ambiguous columns, bad role map) are raised here, before the first
-    record; a table row that breaks the CSV syntax itself stops the stream with a raise.
+    long-table columns (other sources ignore it). Transcripts passed in are yielded as they are.
+
+    Errors that make the whole source unreadable (missing file, unknown format, missing or
+    ambiguous columns, bad role map) are raised here, before the first record; a CSV line that
+    breaks the CSV syntax itself (too many fields, broken quoting) stops the stream with a
+    raise. Every other problem is yielded as an `InputError` and reading goes on.
+
+    `line` is the 1-based line of a JSONL or utterances.jsonl file, the 1-based data row of a
+    table (the header is not counted) or the 1-based item of an iterable. An id seen before in
+    the same source is rejected, never merged: in a streamed table (CSV, Parquet, Dataset,
+    ConvoKit) the rows of one conversation must be contiguous; a DataFrame is grouped by id.
 
     Example:
         >>> for record in iter_records("chats.csv", role_map="customer=visitor"):
@@ -196,17 +205,17 @@ def _checked(stream: _Stream, role_map: Mapping[str, str]) -> Iterator[Transcrip
 def _build(raw: _Raw, role_map: Mapping[str, str], source: str) -> Transcript | InputError:
     where = {"source": source, "line": raw.line}
     if _has_surrogate(raw.id):
-        return InputError("invalid UTF-8 in the transcript id", field=raw.id_field,
+        return InputError(_BAD_UTF8, field=raw.id_field,
                           hint=_UTF8_HINT, **where)
     tid = _id_key(raw.id)
     for key, value in raw.metadata.items():
         if _has_surrogate(value):
-            return InputError("invalid UTF-8", field=f"metadata.{key}", transcript_id=tid,
+            return InputError(_BAD_UTF8, field=f"metadata.{key}", transcript_id=tid,
                               hint=_UTF8_HINT, **where)
     for i, turn in enumerate(raw.turns):
         if _has_surrogate(turn.get("timestamp")):
             line, name = raw.locate(i, "timestamp")
-            return InputError("invalid UTF-8", source=source, line=line, transcript_id=tid,
+            return InputError(_BAD_UTF8, source=source, line=line, transcript_id=tid,
                               field=name, hint=_UTF8_HINT)
     try:
         return make_transcript(raw.id, raw.turns, agent_type=raw.agent_type,
@@ -242,6 +251,9 @@ def _open(source: Any, fmt: str, columns: ColumnMap | None) -> _Stream:
         names = [c for c in source.columns if isinstance(c, str)]
         return _rows_stream(names, partial(_frame_rows, source), columns, name)
     datasets = sys.modules.get("datasets")
+    if datasets is not None and isinstance(source, datasets.DatasetDict):
+        raise InputError(f"expected one split of a DatasetDict, found splits {list(source)}",
+                         hint="Pass one split, e.g. dataset['train']")
     if datasets is not None and isinstance(source, datasets.Dataset):
         return _rows_stream(source.column_names, partial(_dataset_rows, source), columns, name)
     if isinstance(source, (Transcript, Mapping)):
@@ -557,7 +569,8 @@ def _csv_rows(path: Path, names: list[str], options: dict[str, Any],
 
     number = 0
     try:
-        with pd.read_csv(path, usecols=names, chunksize=_CHUNK_ROWS, **options) as reader:
+        # No usecols: with it pandas silently drops the extra fields of a row with too many.
+        with pd.read_csv(path, chunksize=_CHUNK_ROWS, **options) as reader:
             for chunk in reader:
                 for values in zip(*(chunk[name].tolist() for name in names), strict=True):
                     number += 1
@@ -717,7 +730,9 @@ def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
         if isinstance(key, InputError):
             yield key
             continue
-        run = _in_order([utterance for _, utterance in group], "timestamp")
+        run = [utterance for _, utterance in group]
+        line = run[0][0]
+        run = _in_order(run, "timestamp")
         turns, role_fields = [], []
         for _, obj in run:
             meta = obj["meta"] if isinstance(obj.get("meta"), dict) else {}
@@ -735,7 +750,7 @@ def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
         def locate(i: int, part: str, run: list = run, role_fields: list = role_fields) -> tuple[int, str]:
             return run[i][0], {"role": role_fields[i], "agent_type": "meta.agent_type"}.get(part, part)
 
-        yield _Raw(id=key, line=run[0][0], turns=turns, locate=locate, id_field="conversation_id")
+        yield _Raw(id=key, line=line, turns=turns, locate=locate, id_field="conversation_id")
 
 
 # ---- small value helpers ---------------------------------------------------------------------
