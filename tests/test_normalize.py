@@ -99,3 +99,10 @@ def test_missing_id_is_an_error():
     with pytest.raises(InputError, match="missing transcript id"):
         make_transcript(None, [{"role": "user", "text": "hi"}])
     assert make_transcript(12.0, [{"role": "user", "text": "hi"}]).id == "12"
+
+
+def test_a_long_unknown_role_is_not_echoed():
+    text = "please refund my card ending 4111 1111 1111 1111 now"
+    with pytest.raises(InputError) as info:
+        normalize_role(text)
+    assert "4111" not in str(info.value) and "52-character" in str(info.value)

@@ -217,3 +217,12 @@ def test_bad_settings_are_refused(tiny_model):
         Auditor(tiny_model, precision="fp8")
     with pytest.raises(ValueError):
         Auditor(tiny_model, max_batch_tokens=0)
+
+
+def test_a_transcript_object_without_scored_turns_is_refused(auditor):
+    from qualaudit.errors import InputError
+    from qualaudit.schema import Transcript, Turn
+
+    empty = Transcript("sys-only", (Turn("system", "be nice"),), n_input_turns=1)
+    with pytest.raises(InputError, match="no customer or agent turn"):
+        auditor.score([empty])

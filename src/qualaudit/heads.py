@@ -16,7 +16,6 @@ from .errors import ModelLoadError
 
 Level = Literal["agent_turn", "customer_turn", "conversation"]
 EMPATHY_MECHANISMS = ("emotional_reactions", "interpretations", "explorations")
-SCALE = (-2, -1, 0, 1, 2)
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,10 @@ def _checked(stream: _Stream, role_map: Mapping[str, str]) -> Iterator[Transcrip
             yield record
             continue
         if isinstance(record, Transcript):
+            if not record.scored_turns:
+                yield InputError("no customer or agent turn to score", source=stream.source,
+                                 line=position, transcript_id=record.id, field="turns")
+                continue
             key, line, id_field = record.id, position, "id"
         else:
             key, line, id_field = _id_key(record.id), record.line, record.id_field

@@ -27,6 +27,7 @@ _AGENT_TYPES = {
     "automated": "ai", "human": "human", "person": "human", "live_agent": "human",
     "mixed": "mixed", "handoff": "mixed", "unknown": "unknown",
 }
+_MAX_SHOWN_ROLE = 32
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -88,6 +89,10 @@ def normalize_role(raw: Any, role_map: Mapping[str, str] | None = None) -> str:
     key = name.lower().replace("-", "_").replace(" ", "_")
     if key in _ROLES:
         return _ROLES[key]
+    if len(name) > _MAX_SHOWN_ROLE:  # likely text in the wrong column: never echo text
+        raise InputError(
+            f"unknown role: a {len(name)}-character value (not shown; is the role column "
+            f"right?); accepted roles: {', '.join(accepted_roles(role_map))}")
     raise InputError(
         f"unknown role {name!r}; accepted roles: {', '.join(accepted_roles(role_map))}",
         hint=f"Map it with --role-map customer={name} (or agent={name}, system={name})",
