@@ -1,3 +1,4 @@
+import fnmatch
 import json
 import shutil
 import warnings
@@ -121,3 +122,32 @@ def test_missing_model_is_a_clear_error(tmp_path):
 def test_too_long_windows_for_the_encoder_are_refused(tiny_encoder_dir):
     with pytest.raises(ModelLoadError, match="positions"):
         make_tiny_model(tiny_encoder_dir, max_turn_tokens=250, max_context_tokens=50)
+
+
+def test_hub_ids_are_fetched_as_safetensors_only(tiny_model_dir, monkeypatch):
+    import huggingface_hub
+
+    asked = {}
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        asked.update(repo_id=repo_id, patterns=allow_patterns)
+        return str(tiny_model_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = load("acme/support-quality")
+    assert asked["repo_id"] == "acme/support-quality"
+    assert "model.safetensors" in asked["patterns"]
+    for pickle_file in ("pytorch_model.bin", "model.pt", "weights.pkl", "training_args.bin"):
+        assert not any(fnmatch.fnmatch(pickle_file, p) for p in asked["patterns"])
+    assert model.config.heads
+
+
+def test_hub_failure_is_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelLoadError, match="fetching it from the hub failed.*no network"):
+        load("acme/support-quality")

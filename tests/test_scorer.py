@@ -226,3 +226,11 @@ def test_a_transcript_object_without_scored_turns_is_refused(auditor):
     empty = Transcript("sys-only", (Turn("system", "be nice"),), n_input_turns=1)
     with pytest.raises(InputError, match="no customer or agent turn"):
         auditor.score([empty])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_without_cuda_is_a_clear_error(tiny_model):
+    from qualaudit.errors import QualauditError
+
+    with pytest.raises(QualauditError, match="CUDA is not available"):
+        Auditor(tiny_model, device="cuda")

@@ -13,7 +13,7 @@ import torch
 
 from .batching import WindowBuilder, collate, token_budget_batches
 from .calibration import Calibration
-from .errors import ModelLoadError
+from .errors import ModelLoadError, QualauditError
 from .evidence import top_evidence
 from .heads import EMPATHY_MECHANISMS, HeadSpec
 from .io import read_transcripts
@@ -69,6 +69,9 @@ class Auditor:
             raise ModelLoadError(f"the model has no conversation head for {missing}; an "
                                  "Auditor needs resolution, satisfaction, repeat_inquiry, escalation")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise QualauditError(f"device {str(self.device)!r} asked for, but CUDA is not "
+                                 "available here; use device='cpu' (--device cpu)")
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.max_batch_tokens = max_batch_tokens
