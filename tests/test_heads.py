@@ -35,20 +35,31 @@ def test_leave_one_out_equals_pooling_without_that_turn(pooler):
     states, features, is_agent = inputs()
     mask = torch.ones(1, 6, dtype=torch.bool)
     out = pooler(states, features, is_agent, mask, with_evidence=True)
-    for t in range(6):
-        # Left out of the pooling only: every other turn keeps its position features.
-        for spec in pooler.specs:
-            z_key = spec.name.replace(".", "_")
-            base = pooler.proj(torch.cat([states, features], -1)) + pooler.role(is_agent.long())
-            base = base + pooler.start(torch.arange(6).clamp(max=3))[None]
-            end = (5 - torch.arange(6)).clamp(0, 3)
-            z = pooler.norm(base + pooler.end(end)[None]) if spec.pooling == "full" else pooler.norm(base)
-            keep = torch.ones(6, dtype=torch.bool)
-            keep[t] = False
-            w = torch.softmax(pooler.score[z_key](z[0, keep]).squeeze(-1), 0)
-            expected = pooler.out[z_key]((w[:, None] * z[0, keep]).sum(0))
+    # Left out of the pooling only: every other turn keeps its position features.
+    base = pooler.proj(torch.cat([states, features], -1)) + pooler.role(is_agent.long())
+    base = base + pooler.start(torch.arange(6).clamp(max=3))[None]
+    z = pooler.norm(base + pooler.end((5 - torch.arange(6)).clamp(0, 3))[None])[0]
+    for spec in [s for s in pooler.specs if s.pooling == "full"]:
+        key = spec.name.replace(".", "_")
+        for t in range(6):
+            keep = torch.arange(6) != t
+            w = torch.softmax(pooler.score[key](z[keep]).squeeze(-1), 0)
+            expected = pooler.out[key]((w[:, None] * z[keep]).sum(0))
             got = out.leave_one_out[spec.name][0, t].reshape(-1)
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_escalation_is_a_noisy_or_of_turn_hazards(pooler):
+    states, features, is_agent = inputs()
+    out = pooler(states, features, is_agent, torch.ones(1, 6, dtype=torch.bool), True)
+    running = torch.sigmoid(out.running["escalation.v1"][0].double())
+    assert (running[1:] >= running[:-1]).all()  # "needed at some turn" never goes down
+    survival = 1 - running
+    hazard = 1 - survival / torch.cat([torch.ones(1, dtype=torch.float64), survival[:-1]])
+    for t in range(6):
+        expected = 1 - survival[-1] / (1 - hazard[t])  # turn t's hazard factor dropped
+        got = torch.sigmoid(out.leave_one_out["escalation.v1"][0, t].double())
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_running_estimate_only_sees_the_past_and_ends_at_the_final_logit(pooler):

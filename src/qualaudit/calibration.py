@@ -66,7 +66,8 @@ def softmax(x: Any, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds, with p clipped to [1e-6, 1 - 1e-6] so that certain answers stay finite."""
     p = np.clip(p, LOGIT_CLIP, 1 - LOGIT_CLIP)
     return np.log(p) - np.log1p(-p)
 
@@ -314,7 +315,7 @@ class IsotonicCalibrator:
         probabilities. Probabilities are clipped to [1e-6, 1 - 1e-6] so results are finite."""
         probs = self.predict_proba(logits)
         if self.binary:
-            return _logit(probs)
+            return logit(probs)
         return np.log(np.clip(probs, LOGIT_CLIP, 1 - LOGIT_CLIP))
 
     def to_dict(self) -> dict[str, Any]:

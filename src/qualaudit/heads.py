@@ -9,31 +9,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .errors import ModelLoadError
 
 Level = Literal["agent_turn", "customer_turn", "conversation"]
 EMPATHY_MECHANISMS = ("emotional_reactions", "interpretations", "explorations")
+ESCALATION_SIGNALS = ("dissatisfied", "complaint", "asks_for_human")
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """What a head predicts. `shape` is the logits shape per item: () is one binary logit,
-    (K,) a categorical distribution, (M, K) M categorical distributions.
-    `pooling` (conversation heads): "full" sees the whole conversation with end-relative
-    positions; "causal" is a running estimate that only sees turns up to each point."""
+    """What a head predicts.
+
+    `shape` is the logits shape per item. A "binary" head has independent sigmoid outputs
+    (shape () for one, (K,) for K named `labels`); a "categorical" head has softmax
+    distributions over the last axis (the 5-level scale (5,), or empathy's 3 mechanisms x 3
+    levels (3, 3), mechanisms named by `labels`). `pooling` (conversation heads): "full" sees
+    the whole conversation with end-relative positions; "causal" is a running estimate that
+    only sees turns up to each point.
+    """
 
     name: str
     target: str
     level: Level
-    shape: tuple[int, ...]
+    kind: Literal["binary", "categorical"]
+    shape: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
     pooling: Literal["full", "causal"] | None = None
 
     @property
     def binary(self) -> bool:
-        return self.shape == ()
+        return self.kind == "binary"
 
     @property
     def size(self) -> int:
@@ -46,17 +56,30 @@ class HeadSpec:
 HEAD_SPECS: dict[str, HeadSpec] = {
     s.name: s
     for s in (
-        HeadSpec("empathy.v1", "empathy", "agent_turn", (3, 3)),
-        HeadSpec("solution_given.v1", "solution_given", "agent_turn", ()),
-        HeadSpec("escalation_signal.v1", "escalation_signal", "customer_turn", ()),
-        HeadSpec("solution_confirmed.v1", "solution_confirmed", "customer_turn", ()),
-        HeadSpec("resolution.v1", "resolution", "conversation", (5,), "full"),
-        HeadSpec("satisfaction.v1", "satisfaction", "conversation", (5,), "full"),
-        HeadSpec("repeat_inquiry.v1", "repeat_inquiry", "conversation", (), "full"),
-        HeadSpec("escalation.v1", "escalation", "conversation", (), "causal"),
+        HeadSpec("empathy.v1", "empathy", "agent_turn", "categorical", (3, 3), EMPATHY_MECHANISMS),
+        HeadSpec("solution_given.v1", "solution_given", "agent_turn", "binary"),
+        HeadSpec("escalation_signal.v1", "escalation_signal", "customer_turn", "binary", (3,),
+                 ESCALATION_SIGNALS),
+        HeadSpec("solution_confirmed.v1", "solution_confirmed", "customer_turn", "binary"),
+        HeadSpec("resolution.v1", "resolution", "conversation", "categorical", (5,), pooling="full"),
+        HeadSpec("satisfaction.v1", "satisfaction", "conversation", "categorical", (5,), pooling="full"),
+        HeadSpec("repeat_inquiry.v1", "repeat_inquiry", "conversation", "binary", pooling="full"),
+        HeadSpec("escalation.v1", "escalation", "conversation", "binary", pooling="causal"),
     )
 }
 DEFAULT_HEADS: tuple[str, ...] = tuple(HEAD_SPECS)
+
+
+def p_positive(dist: np.ndarray) -> np.ndarray:
+    """P(level > 0) from distributions over the 5-level scale -2..2 (last axis): what
+    `resolution` and `satisfaction` report, so there is one source of truth, never a second head."""
+    return dist[..., 3:].sum(-1)
+
+
+def empathy_score(levels: np.ndarray) -> np.ndarray:
+    """(..., 3 mechanisms, 3 levels) probabilities -> the expected levels summed over the
+    mechanisms, divided by their maximum 6: a graded score in [0, 1]."""
+    return (levels @ np.arange(3.0)).sum(-1) / 6.0
 
 
 def resolve_heads(names: list[str] | tuple[str, ...]) -> list[HeadSpec]:
@@ -117,19 +140,30 @@ class ConversationOutput:
 
 
 class ConversationHeads(nn.Module):
-    """Learned, position-aware attention pooling over turn states, one pooling per target.
+    """Learned, position-aware pooling of turn states into conversation outputs.
 
     Each turn becomes z_t = LayerNorm(W[h_t; f_t] + role + start position [+ end position]),
-    where f_t are the turn heads' logits. Each target scores the turns, pools them with a
-    softmax, and maps the pooled vector to its logits. End-relative position buckets let the
-    last turns weigh differently from the same words earlier ("the end matters"); causal heads
-    use start positions only, so their running estimate after turn t only sees turns <= t.
+    where f_t are the turn heads' logits.
+
+    "full" heads score the turns, pool them with a softmax and map the pooled vector to their
+    logits; end-relative position buckets let the last turns weigh differently from the same
+    words earlier ("the end matters").
+
+    "causal" heads (escalation) give each turn a hazard, the chance that escalation became
+    needed at that turn, from z_t and an attention pool of the turns before it; the estimate
+    after turn t is the noisy-OR 1 - prod_{j<=t}(1 - hazard_j). It only sees turns <= t and
+    never goes down, so "P(needed at some turn)" and "the first turn it reaches 0.5" agree.
+
+    Leaving a turn out of the pooling drops its softmax weight (full) or its hazard factor
+    (causal); other turns keep their positions and states.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
                  dim: int = 128, position_buckets: int = 16, dropout: float = 0.1) -> None:
         super().__init__()
         self.specs = [s for s in specs if s.level == "conversation"]
+        if any(s.pooling == "causal" and s.shape != () for s in self.specs):
+            raise ValueError("causal conversation heads must have one binary output")
         self.position_buckets = position_buckets
         self.proj = nn.Linear(hidden + n_features, dim)
         self.role = nn.Embedding(2, dim)
@@ -139,15 +173,21 @@ class ConversationHeads(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.score = nn.ModuleDict({_key(s): nn.Linear(dim, 1) for s in self.specs})
         self.out = nn.ModuleDict({
-            _key(s): nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, s.size))
+            _key(s): nn.Sequential(nn.Linear(dim * (2 if s.pooling == "causal" else 1), dim),
+                                   nn.GELU(), nn.Linear(dim, s.size))
             for s in self.specs
         })
+        with torch.no_grad():  # prior: escalation is rarely needed at any one turn
+            for s in self.specs:
+                if s.pooling == "causal":
+                    self.out[_key(s)][-1].bias.fill_(-3.0)
 
     def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
                 mask: torch.Tensor, with_evidence: bool = False) -> ConversationOutput:
         """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool."""
         B, T, _ = states.shape
         lengths = mask.sum(1)  # (B,)
+        last = (lengths - 1).clamp(min=0)
         pos = torch.arange(T, device=states.device)
         start = pos.clamp(max=self.position_buckets - 1).expand(B, T)
         end = (lengths[:, None] - 1 - pos[None]).clamp(0, self.position_buckets - 1)
@@ -158,21 +198,32 @@ class ConversationHeads(nn.Module):
 
         logits, loo, running = {}, {}, {}
         for s in self.specs:
-            z = z_full if s.pooling == "full" else z_causal  # (B, T, D)
-            scores = self.score[_key(s)](z).squeeze(-1)  # (B, T)
-            out = self.out[_key(s)]
+            key = _key(s)
             if s.pooling == "causal":
-                # The final estimate is the running one at the last turn, the very same numbers,
-                # so that escalation_turn exists exactly when escalation >= 0.5.
-                prefix = out(_causal_pool(z, scores, mask)).view(B, T, *s.shape)
-                logits[s.name] = prefix[torch.arange(B), (lengths - 1).clamp(min=0)]
-                running[s.name] = prefix
+                scores = self.score[key](z_causal).squeeze(-1)  # (B, T)
+                before = _causal_pool(z_causal, scores, mask, exclusive=True)  # (B, T, D)
+                hazard = self.out[key](torch.cat([z_causal, before], -1)).squeeze(-1)  # (B, T)
+                log_survival = torch.cumsum(
+                    -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)
+                running[s.name] = _noisy_or_logit(log_survival).to(hazard.dtype)
+                logits[s.name] = running[s.name][torch.arange(B), last]
+                if with_evidence:
+                    final = log_survival[torch.arange(B), last][:, None]
+                    loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
             else:
-                logits[s.name] = out(_pool(z, scores, mask)).view(B, *s.shape)
-            if with_evidence:
-                loo[s.name] = out(_leave_one_out_pool(z, scores, mask)).view(B, T, *s.shape)
+                scores = self.score[key](z_full).squeeze(-1)
+                logits[s.name] = self.out[key](_pool(z_full, scores, mask)).view(B, *s.shape)
+                if with_evidence:
+                    pooled = _leave_one_out_pool(z_full, scores, mask)
+                    loo[s.name] = self.out[key](pooled).view(B, T, *s.shape)
         return ConversationOutput(logits, loo if with_evidence else None,
                                   running if with_evidence else None)
+
+
+def _noisy_or_logit(log_survival: torch.Tensor) -> torch.Tensor:
+    """logit(1 - exp(S)) for S = sum of log(1 - hazard) <= 0, stable at both ends."""
+    s = log_survival.clamp(max=-1e-300)
+    return torch.log(-torch.expm1(s)) - s
 
 
 def _weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -200,12 +251,16 @@ def _leave_one_out_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tenso
     return pooled.masked_fill((rest <= 0)[..., None], 0.0).to(z.dtype)
 
 
-def _causal_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D): the pooled vector over turns 0..t, for every t."""
+def _causal_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
+                 exclusive: bool = False) -> torch.Tensor:
+    """(B, T, D): the pooled vector over turns 0..t (0..t-1 when `exclusive`; zeros at t = 0)."""
     w = _weights(scores, mask)
     num = torch.cumsum(w[..., None] * z.double(), dim=1)
-    den = torch.cumsum(w, dim=1)[..., None].clamp(min=1e-300)
-    return (num / den).to(z.dtype)
+    den = torch.cumsum(w, dim=1)[..., None]
+    if exclusive:
+        num = torch.cat([torch.zeros_like(num[:, :1]), num[:, :-1]], 1)
+        den = torch.cat([torch.zeros_like(den[:, :1]), den[:, :-1]], 1)
+    return (num / den.clamp(min=1e-300)).to(z.dtype)
 
 
 def _key(spec: HeadSpec) -> str:

@@ -66,7 +66,11 @@ class Evidence:
 
 @dataclass(frozen=True)
 class TurnScore:
-    """Per-turn outputs. Fields that do not apply to the turn's role are None."""
+    """Per-turn outputs. Fields that do not apply to the turn's role are None.
+
+    `escalation_signal` is the strongest of `escalation_signals` (dissatisfied, complaint,
+    asks for a human); `escalation_running` is the conversation's escalation estimate after
+    this turn (it never goes down)."""
 
     index: int
     role: Role
@@ -75,6 +79,7 @@ class TurnScore:
     empathy_levels: Mapping[str, list[float]] | None = None
     solution_given: float | None = None
     escalation_signal: float | None = None
+    escalation_signals: Mapping[str, float] | None = None
     solution_confirmed: float | None = None
     escalation_running: float | None = None
 

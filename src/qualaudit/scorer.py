@@ -12,10 +12,9 @@ import numpy as np
 import torch
 
 from .batching import WindowBuilder, collate, token_budget_batches
-from .calibration import Calibration
 from .errors import ModelLoadError, QualauditError
-from .evidence import top_evidence
-from .heads import EMPATHY_MECHANISMS, HeadSpec
+from .evidence import logit_contributions, mean_contributions, top_evidence
+from .heads import empathy_score, p_positive
 from .io import read_transcripts
 from .model import QualityModel
 from .schema import Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
@@ -63,8 +62,8 @@ class Auditor:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if max_batch_tokens < 1 or chunk_turns < 1 or top_evidence < 0:
             raise ValueError("max_batch_tokens and chunk_turns must be >= 1, top_evidence >= 0")
-        targets = {s.target for s in model.specs if s.level == "conversation"}
-        missing = [t for t in CONVERSATION_TARGETS if t not in targets]
+        self.specs = {s.target: s for s in model.specs}
+        missing = [t for t in CONVERSATION_TARGETS if t not in self.specs]
         if missing:
             raise ModelLoadError(f"the model has no conversation head for {missing}; an "
                                  "Auditor needs resolution, satisfaction, repeat_inquiry, escalation")
@@ -191,24 +190,10 @@ class Auditor:
 
     def _turn_outputs(self, turn_logits: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Calibrated per-turn probabilities for every window (role filtering comes later)."""
-        cal: Calibration = self.model.calibration
-        out = {}
-        for spec in self.model.turn_heads.specs:
-            logits = turn_logits[spec.name].float().cpu().numpy().astype(np.float64)
-            out[spec.target] = cal.predict_proba(spec.name, logits, spec.binary)
-        return out
-
-    def _spec(self, target: str) -> HeadSpec:
-        return next(s for s in self.model.specs if s.target == target)
-
-    def _target_logit(self, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
-        """The calibrated logit of a target's probability: for a 5-level head, of P(level > 0)."""
         cal = self.model.calibration
-        if spec.binary:
-            return cal.calibrated_logits(spec.name, logits.astype(np.float64), True)
-        p = cal.predict_proba(spec.name, logits.astype(np.float64), False)[..., 3:].sum(-1)
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return np.log(p) - np.log1p(-p)
+        return {spec.target: cal.predict_proba(
+                    spec.name, turn_logits[spec.name].cpu().numpy().astype(np.float64), spec.binary)
+                for spec in self.model.turn_heads.specs}
 
     def _assemble(self, transcript: Transcript, turn_out: dict[str, np.ndarray],
                   conv: dict[str, Any], truncated: dict[str, Any] | None) -> TranscriptScore:
@@ -220,48 +205,46 @@ class Auditor:
         scores: dict[str, Any] = {}
         evidence: dict[str, list[Evidence]] = {}
         for target in CONVERSATION_TARGETS:
-            spec = self._spec(target)
+            spec = self.specs[target]
             logits = conv["logits"][spec.name]
+            probs = cal.predict_proba(spec.name, logits.astype(np.float64), spec.binary)
             if spec.binary:
-                scores[target] = float(cal.predict_proba(spec.name, logits.astype(np.float64), True))
+                scores[target] = float(probs)
             else:
-                dist = cal.predict_proba(spec.name, logits.astype(np.float64), False)
-                scores[f"{target}_dist"] = [float(p) for p in dist]
-                scores[target] = float(dist[3:].sum())
-            contribution = self._target_logit(spec, logits) - self._target_logit(spec, conv["loo"][spec.name])
-            evidence[target] = top_evidence(contribution, indices, roles, self.top_evidence)
+                scores[f"{target}_dist"] = probs.tolist()
+                scores[target] = float(p_positive(probs))
+            contributions = logit_contributions(cal, spec, logits, conv["loo"][spec.name])
+            evidence[target] = top_evidence(contributions, indices, roles, self.top_evidence)
 
-        escalation_spec = self._spec("escalation")
-        running = cal.predict_proba(escalation_spec.name,
-                                    conv["running"][escalation_spec.name].astype(np.float64), True)
+        spec = self.specs["escalation"]
+        running = cal.predict_proba(spec.name, conv["running"][spec.name].astype(np.float64), True)
         escalation_turn = None
         if scores["escalation"] >= 0.5:
             escalation_turn = indices[int(np.argmax(running >= 0.5))]
 
         agent = np.array([r == "agent" for r in roles])
-        empathy, turn_empathy = None, None
-        if "empathy" in turn_out and agent.any():
-            levels = turn_out["empathy"]  # (n, 3 mechanisms, 3 levels)
-            turn_empathy = (levels @ np.arange(3.0)).sum(-1) / 6.0  # (n,)
-            values = turn_empathy[agent]
-            empathy = float(values.mean())
-            n = len(values)
-            left_out = (values.sum() - values) / (n - 1) if n > 1 else np.zeros(1)
-            evidence["empathy"] = top_evidence(empathy - left_out, np.array(indices)[agent].tolist(),
-                                               ["agent"] * n, self.top_evidence)
+        turn_empathy = empathy_score(turn_out["empathy"]) if "empathy" in turn_out else None
+        empathy = None
+        if turn_empathy is not None and agent.any():
+            empathy = float(turn_empathy[agent].mean())
+            contributions = mean_contributions(turn_empathy[agent])
+            evidence["empathy"] = [] if contributions is None else top_evidence(
+                contributions, [i for i, a in zip(indices, agent) if a], ["agent"] * int(agent.sum()),
+                self.top_evidence)
 
         turn_scores = []
         for k, turn in enumerate(turns):
-            is_agent = turn.role == "agent"
             fields: dict[str, Any] = {"escalation_running": float(running[k])}
             for target, probs in turn_out.items():
-                spec = self._spec(target)
-                if (spec.level == "agent_turn") != is_agent:
+                head = self.specs[target]
+                if (head.level == "agent_turn") != (turn.role == "agent"):
                     continue
                 if target == "empathy":
                     fields["empathy"] = float(turn_empathy[k])
-                    fields["empathy_levels"] = {m: [float(p) for p in probs[k, j]]
-                                                for j, m in enumerate(EMPATHY_MECHANISMS)}
+                    fields["empathy_levels"] = dict(zip(head.labels, probs[k].tolist()))
+                elif head.labels:  # several independent signals: report each and the strongest
+                    fields[f"{target}s"] = dict(zip(head.labels, probs[k].tolist()))
+                    fields[target] = float(probs[k].max())
                 else:
                     fields[target] = float(probs[k])
             turn_scores.append(TurnScore(turn.index, turn.role, turn.agent_type, **fields))
@@ -275,4 +258,3 @@ class Auditor:
             evidence=evidence, turns=turn_scores, n_turns=transcript.n_input_turns,
             truncated=truncated, model=self.info, metadata=dict(transcript.metadata),
         )
-
