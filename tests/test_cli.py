@@ -92,6 +92,10 @@ def test_rejected_rows_exit_3_and_the_rest_is_scored(tiny_model_dir, tmp_path, c
     ["score", "{input}", "-o", "out.txt"],
     ["score", "{input}", "--precision", "fp8"],
     ["score"],
+    ["score", "{input}", "--max-batch-tokens", "0"],
+    ["score", "{input}", "--top-evidence", "-1"],
+    ["score", "{input}", "--device", "gpu9"],
+    ["score", "{input}", "-o", "no/such/dir/out.jsonl"],
     ["frobnicate"],
 ])
 def test_usage_errors_exit_2(args, input_jsonl, tmp_path, monkeypatch):
@@ -127,3 +131,4 @@ def test_real_process_with_progress_and_exit_code(tiny_model_dir, input_jsonl, t
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 4
     assert "scored 4 of 4" in proc.stderr and proc.stdout == ""
+    assert "tokens/s, 0 rejected]" in proc.stderr  # the progress bar's postfix

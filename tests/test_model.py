@@ -55,14 +55,14 @@ def test_untrained_heads_warn_loudly(tiny_model_dir):
 
 
 def test_default_model_is_never_an_untrained_one():
-    from qualaudit.scorer import default_model_path
+    from qualaudit.model import default_model_path
 
     path = default_model_path()
     if path is None:
         with pytest.raises(ModelLoadError, match="no default model"):
             Auditor.from_pretrained()
     else:
-        assert not json.loads((path / "config.json").read_text())["trained_heads"] == []
+        assert QualityModel.from_pretrained(path).config.untrained_heads == []
 
 
 @pytest.fixture
@@ -151,3 +151,16 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(ModelLoadError, match="fetching it from the hub failed.*no network"):
         load("acme/support-quality")
+
+
+def test_a_mistyped_local_path_is_never_fetched(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("tried the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_fetch)
+    (tmp_path / "local").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match="no model directory"):
+        load("local/untrained-minlm")

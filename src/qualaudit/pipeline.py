@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,17 @@ log = logging.getLogger("qualaudit.pipeline")
 
 @dataclass
 class RunSummary:
-    """What a scoring run read and wrote. `inputs == scored + len(rejected)` always."""
+    """What a scoring run read and wrote. `inputs == scored + rejected` always."""
 
     scored: int = 0
-    rejected: list[InputError] = field(default_factory=list)
+    rejected: int = 0
     turns: int = 0
     tokens: int = 0
     seconds: float = 0.0
 
     @property
     def inputs(self) -> int:
-        return self.scored + len(self.rejected)
+        return self.scored + self.rejected
 
 
 def score_to_file(
@@ -43,28 +43,33 @@ def score_to_file(
     columns: ColumnMap | None = None,
     role_map: str | dict | None = None,
     per_turn: bool = False,
+    on_reject: Callable[[InputError], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Read `source`, score every valid transcript, write one row each to `output` (JSONL to
-    stdout when None) in input order. Bad transcripts are skipped and returned in
-    `summary.rejected` (logged with their location, never their text); an unreadable source
-    raises InputError before anything is written."""
+    stdout when None) in input order, flushed chunk by chunk.
+
+    A bad transcript is skipped, counted, logged on "qualaudit.pipeline" with its location
+    and reason (never its text) and passed to `on_reject`; an unreadable source raises
+    InputError before the output is created.
+    """
     summary = RunSummary()
     start = time.perf_counter()
     records = iter_records(source, format=format, columns=columns, role_map=role_map)
-    first = next(records, None)  # surfaces a source-level error before the output is created
 
     def transcripts() -> Iterator[Transcript]:
-        for record in _chain(first, records):
+        for record in records:
             if isinstance(record, InputError):
                 log.warning("rejected: %s", record)
-                summary.rejected.append(record)
+                summary.rejected += 1
+                if on_reject:
+                    on_reject(record)
             else:
                 yield record
 
     turns_before, tokens_before = auditor.stats.turns, auditor.stats.tokens
     with RowWriter(output, per_turn=per_turn) as writer:
-        for chunk in auditor.score_chunks(transcripts()):
+        for chunk in auditor.score_transcripts(transcripts()):
             writer.write([result.to_dict(per_turn=per_turn) for result in chunk])
             summary.scored += len(chunk)
             summary.turns = auditor.stats.turns - turns_before
@@ -74,9 +79,3 @@ def score_to_file(
                 on_progress(summary)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    if first is not None:
-        yield first
-    yield from rest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -150,11 +149,3 @@ def to_dataframe(scores: list[TranscriptScore], per_turn: bool = False):
     rows = [s.to_dict(per_turn=per_turn) for s in scores]
     columns = [c for c in ROW_FIELDS if per_turn or c != "turns"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row for flat tables (CSV, Parquet): nested fields become JSON strings."""
-    return {
-        k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-        for k, v in row.items()
-    }

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,10 +15,8 @@ from .errors import ModelLoadError, QualauditError
 from .evidence import logit_contributions, mean_contributions, top_evidence
 from .heads import empathy_score, p_positive
 from .io import read_transcripts
-from .model import QualityModel
+from .model import QualityModel, default_model_path
 from .schema import Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
-
-log = logging.getLogger("qualaudit.scorer")
 
 CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
 Precision = Literal["fp32", "bf16"]
@@ -32,12 +29,6 @@ class ScoringStats:
     transcripts: int = 0
     turns: int = 0
     tokens: int = 0
-
-
-def default_model_path() -> Path | None:
-    """The bundled default model (models/default in a source checkout), if there is one."""
-    path = Path(__file__).resolve().parents[2] / "models" / "default"
-    return path if (path / "config.json").is_file() else None
 
 
 class Auditor:
@@ -111,7 +102,13 @@ class Auditor:
     def score_chunks(self, source: Any, **reader_kwargs: Any) -> Iterator[list[TranscriptScore]]:
         """Like `score_iter`, one list per chunk of about `chunk_turns` turns: the unit that
         writers flush to disk at a time."""
-        transcripts = read_transcripts(source, on_error="raise", **reader_kwargs)
+        reader_kwargs.setdefault("on_error", "raise")
+        return self.score_transcripts(read_transcripts(source, **reader_kwargs))
+
+    def score_transcripts(self, transcripts: Iterable[Transcript]) -> Iterator[list[TranscriptScore]]:
+        """Score transcripts already validated by `qualaudit.io` (`iter_records`,
+        `read_transcripts`), one list per chunk of about `chunk_turns` turns."""
+        transcripts = iter(transcripts)
         while True:
             chunk, n_turns = [], 0
             for transcript in transcripts:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .schema import ROW_FIELDS, flat_row
+from .schema import ROW_FIELDS
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -82,3 +82,10 @@ class RowWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row for flat tables (CSV, Parquet): nested fields become JSON strings."""
+    return {
+        k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+        for k, v in row.items()
+    }
