@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +16,7 @@ import pytest
 
 from qualaudit.errors import InputError
 from qualaudit.io import ColumnMap, iter_records, read_transcripts
+from qualaudit.normalize import make_transcript
 from qualaudit.schema import Transcript, Turn
 
 
@@ -251,7 +254,7 @@ def test_invalid_role_map_raises_before_reading(tmp_path):
 
 
 def test_single_dict_transcript_list_and_generator_sources():
-    given = Transcript(id="t0", turns=(Turn(role="customer", text="hi"),), n_input_turns=1)
+    given = make_transcript("t0", [{"role": "user", "text": "hi"}])
     assert list(iter_records(given)) == [given]
     (t,) = list(iter_records(chat("d", "hello")))
     assert (t.id, t.source, t.line) == ("d", "<dict>", 1)
@@ -267,6 +270,82 @@ def test_single_dict_transcript_list_and_generator_sources():
 def test_unsupported_source_type_raises():
     with pytest.raises(InputError, match="cannot read transcripts from a int"):
         iter_records(42)
+
+
+def test_transcripts_passed_in_are_validated_like_any_input():
+    hand_made = Transcript(id=" t1 ", turns=(
+        Turn("customer", "  Hi\u200b   there "), Turn("assistant", "   "),  # type: ignore[arg-type]
+        Turn("assistant", "Hello", agent_type="bot")),  # type: ignore[arg-type]
+        metadata={"at": datetime(2024, 1, 1, 8)})
+    (t,) = list(iter_records(hand_made))
+    # roles normalised, the blank turn dropped, positions as indices (all Turns had index 0)
+    assert (t.id, turns_of(t)) == ("t1", [("customer", "Hi there", 0), ("agent", "Hello", 2)])
+    assert [turn.speaker for turn in t.turns] == ["customer", "assistant"]
+    assert [turn.agent_type for turn in t.turns] == [None, "ai"]
+    assert t.n_input_turns == 3 and t.metadata == {"at": "2024-01-01T08:00:00"}
+    assert (t.source, t.line) == ("<Transcript>", 1)
+
+
+def test_bad_transcripts_passed_in_are_located_errors():
+    bad = [
+        Transcript("a", (Turn("customer", "hi"), Turn("agent", "x", agent_type="robot"))),  # type: ignore[arg-type]
+        Transcript("b", (Turn("customer", " \t "),)),
+        Transcript("c", (Turn("customer", "hi", index=3), Turn("agent", "ok", index=1))),
+        Transcript("d", (Turn("wizard", "hi"),)),  # type: ignore[arg-type]
+        Transcript("e", (Turn("customer", "hi"),), agent_type="robot"),  # type: ignore[arg-type]
+        Transcript("f", (Turn("system", "be nice"),)),
+        Transcript("g", (Turn("customer", "hi"),), metadata={"x": {1, 2}}),
+        Transcript("h", ({"role": "user", "text": "hi"},)),  # type: ignore[arg-type]
+    ]
+    transcripts, errors = split(iter_records(bad))
+    assert transcripts == []
+    assert [(e.source, e.line, e.transcript_id, e.field) for e in errors] == [
+        ("<list>", 1, "a", "turns[1].agent_type"), ("<list>", 2, "b", None),
+        ("<list>", 3, "c", "turns[1].index"), ("<list>", 4, "d", "turns[0].role"),
+        ("<list>", 5, "e", "agent_type"), ("<list>", 6, "f", None), ("<list>", 7, "g", "metadata.x"),
+        ("<list>", 8, "h", "turns[0]"),
+    ]
+    assert "no text" in errors[1].reason and "no customer or agent turn" in errors[5].reason
+
+
+def test_transcripts_read_before_come_back_equal_keeping_their_origin(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"id": "a", "team": "blue", "metadata": {"n": 2}, "messages": [
+            {"role": "system", "content": "sys"}, {"role": "user", "content": " "},
+            {"role": "user", "content": "hi", "timestamp": "2024-01-01T10:00"},
+            {"role": "assistant", "content": "bot", "agent_type": "ai"},
+            {"role": "agent", "content": "human", "agent_type": "human"}]},
+        chat("b", "one", "two"),
+    ])
+    first = list(read_transcripts(path))
+    for source in (first, iter(first), first[0]):
+        again = list(iter_records(source))
+        assert again == first[:len(again)]
+        assert [(t.source, t.line) for t in again] == [(str(path), 1), (str(path), 2)][:len(again)]
+    assert [t.index for t in first[0].turns] == [0, 2, 3, 4] and first[0].n_input_turns == 5
+
+
+def test_explicit_metadata_becomes_plain_json_in_every_shape(tmp_path):
+    given = {"id": "d", "metadata": {"opened": datetime(2024, 3, 1, 9), "n": np.int64(2),
+                                     "score": float("nan"), "tags": np.array(["x", "y"])},
+             "messages": [{"role": "user", "content": "hi"}]}
+    (t,) = list(iter_records(given))
+    assert t.metadata == {"opened": "2024-03-01T09:00:00", "n": 2, "score": None,
+                          "tags": ["x", "y"]}
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.Table.from_pylist([{
+        "id": "p", "messages": [{"role": "user", "content": "hi"}],
+        "opened": datetime(2024, 3, 1, 9),
+        "metadata": {"closed": datetime(2024, 3, 2, 9), "team": "blue"}}]), path)
+    for source in (path, pd.read_parquet(path), datasets.Dataset.from_parquet(str(path))):
+        (t,) = list(iter_records(source))
+        assert t.metadata == {"opened": "2024-03-01T09:00:00",
+                              "closed": "2024-03-02T09:00:00", "team": "blue"}
+        json.dumps(dict(t.metadata), allow_nan=False)
+    _, (error,) = split(iter_records([chat("ok", "hi"), {**chat("bad", "hi"), "metadata": {
+        "when": timedelta(hours=1)}}]))
+    assert (error.line, error.transcript_id, error.field) == (2, "bad", "metadata.when")
+    assert "found timedelta" in error.reason
 
 
 # ---- paths and formats ------------------------------------------------------------------------
@@ -450,12 +529,130 @@ def test_csv_quoted_newlines_bom_and_tsv(tmp_path):
     assert t.turns[0].text == "hi, there"
 
 
-def test_malformed_csv_raises_input_error(tmp_path):
-    path = write_csv(tmp_path / "x.csv", "chat_id,role,text\na,user,hi\nb,user,a,b,c\n")
-    with pytest.raises(InputError, match="malformed CSV"):
-        list(iter_records(path))
+def test_malformed_csv_row_rejects_its_transcript_and_reading_goes_on(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,role,text\n"
+        'a,user,"two\nlines"\n'          # data row 1, physical lines 2-3
+        "b,user,fine\n"                   # row 2, line 4
+        "\n"                              # a blank line is not a row
+        "b,agent,sure, no problem\n"      # row 3, line 6: an unquoted comma
+        "b,user,thanks\n"                 # row 4: still b, rejected with it
+        "c,user,ok\n"                     # row 5
+    ))
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "c"]
+    assert (error.line, error.transcript_id, error.field) == (3, "b", None)
+    assert "malformed data row 3 (physical line 6 of the file)" in error.reason
+    assert "expected 3 fields as in the header, found 4" in error.reason
+    assert "Quote every field" in error.hint
+    assert transcripts[1].line == 5
+    _, (_, dup) = split(iter_records(write_csv(tmp_path / "y.csv", (
+        "chat_id,role,text\nb,user,a,b\nc,user,ok\nb,user,late\n"))))
+    assert "duplicate id 'b', first seen at row 1" in dup.reason
+
+
+def test_malformed_csv_rows_anywhere_keep_every_good_row(tmp_path):
+    rows = [f"t{i},user,hello {i}" for i in range(25_000)]
+    rows[3] = "t3,user,too,many,fields"
+    rows[20_000] = "t20000,user"  # too few fields, in the second 10k-row chunk
+    path = write_csv(tmp_path / "big.csv", "chat_id,role,text\n" + "\n".join(rows) + "\n")
+    transcripts, errors = split(iter_records(path))
+    assert len(transcripts) == 24_998
+    assert [(e.transcript_id, e.line) for e in errors] == [("t3", 4), ("t20000", 20_001)]
+    assert "physical line 20002 of the file): expected 3 fields as in the header, found 2" in (
+        errors[1].reason)
+
+
+def test_csv_row_the_parser_cannot_read_rejects_its_transcript(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,role,text\na,user,hi\nb,user,fine\n"
+        f"b,agent,{'x' * 200_000}\n"
+        'b,user,"quoted" then not\n'
+        "c,user,ok\n"))
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "c"]
+    assert (error.line, error.transcript_id) == (3, "b")  # the first of b's two bad rows
+    assert "physical line 4" in error.reason and "field larger than field limit" in error.reason
+    assert "131072 characters" in error.hint
+
+
+def test_csv_unclosed_quote_is_a_row_error_not_a_swallowed_file(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        'chat_id,role,text\na,user,hi\nb,user,"never closed\nc,user,ok\nd,user,yo\n'))
+    transcripts, (error,) = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a"]
+    assert error.transcript_id == "b" and "physical lines 3-5" in error.reason
+    assert "unexpected end of data" in error.reason
+    lone = write_csv(tmp_path / "y.csv", 'role,chat_id,text\nuser,a,hi\n"x\n')
+    _, (error,) = split(iter_records(lone))
+    assert error.transcript_id is None and "its id cannot be read" in error.reason
+
+
+def test_empty_csv_and_unreadable_header_raise(tmp_path):
     with pytest.raises(InputError, match="empty file"):
         iter_records(write_csv(tmp_path / "empty.csv", ""))
+    with pytest.raises(InputError, match="empty file"):
+        iter_records(write_csv(tmp_path / "blank.csv", "\n\n"))
+    (t,) = list(iter_records(write_csv(tmp_path / "lead.csv", "\nchat_id,role,text\na,user,hi\n")))
+    assert (t.id, t.line) == ("a", 1)
+
+
+def test_table_errors_name_the_users_column_and_row_by_turn_and_part(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,sender,body,seq\n"
+        "a,user,hi,1\n"
+        "b,agent,sure,2\n"
+        "b,wizard,abracadabra,1\n"
+    ))
+    _, (error,) = split(iter_records(path))
+    # ordered by seq, the wizard row (data row 3) is b's turn 0
+    assert (error.line, error.field, error.turn, error.part) == (3, "sender", 0, "role")
+
+
+def test_several_candidate_columns_log_the_one_used(tmp_path, caplog):
+    path = write_csv(tmp_path / "x.csv", (
+        "chat_id,role,text,seq,timestamp,handled_by,agent_type\n"
+        "a,user,SECRETWORD,2,t2,,\n"
+        "a,agent,ok,1,t1,human,ai\n"
+    ))
+    with caplog.at_level(logging.INFO, logger="qualaudit.io"):
+        (t,) = list(iter_records(path))
+    assert turns_of(t) == [("agent", "ok", 0), ("customer", "SECRETWORD", 1)]
+    assert t.turns[0].agent_type == "ai"  # agent_type has priority over handled_by
+    messages = [r.getMessage() for r in caplog.records if r.name == "qualaudit.io"]
+    assert len(messages) == 2 and all(r.levelno == logging.INFO for r in caplog.records)
+    assert "'seq' as the order column; also found ['timestamp']" in messages[0]
+    assert "'agent_type' as the agent_type column; also found ['handled_by']" in messages[1]
+    assert "--order-column NAME" in messages[0] and "SECRETWORD" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="qualaudit.io"):
+        list(iter_records(path, columns=ColumnMap(order="timestamp", agent_type="handled_by")))
+    assert caplog.records == []
+
+
+def test_missing_ids_are_the_same_for_grouping_and_validation():
+    frame = pd.DataFrame({
+        "chat_id": pd.to_datetime(["2024-01-01", None, "2024-01-01"]),
+        "role": ["user", "user", "agent"], "text": ["a", "orphan", "b"]})
+    transcripts, (error,) = split(iter_records(frame))
+    assert [(t.id, len(t.turns)) for t in transcripts] == [("2024-01-01 00:00:00", 2)]
+    assert (error.line, error.field) == (2, "chat_id") and "missing transcript id" in error.reason
+
+
+def test_invalid_utf8_has_one_message_and_hint_wherever_it_is(tmp_path):
+    path = write_csv(tmp_path / "x.csv", (
+        b"chat_id,role,text,team\n"
+        b"\xffa,user,hi,x\n"
+        b"b,user,caf\xe9,x\n"
+        b"c,user,ok,\xe9quipe\n"
+    ))
+    errors = list(iter_records(path))
+    assert [e.field for e in errors] == ["chat_id", "text", "metadata.team"]
+    assert [e.reason for e in errors] == [
+        "invalid UTF-8 (or a lone surrogate) at character 0",
+        "invalid UTF-8 (or a lone surrogate) at character 3",
+        "invalid UTF-8 (or a lone surrogate) at character 0"]
+    assert len({e.hint for e in errors}) == 1 and "iconv" in errors[0].hint
 
 
 def test_parquet_long_table_with_datetime_order(tmp_path):
@@ -575,14 +772,55 @@ def test_convokit_file_without_speakers_json_uses_speaker_ids(tmp_path):
         utterance("u4", "wizard", "c2", "Boo", 2),
         '{"broken',
         utterance("u5", "customer", "c1", "Again", 3),
+        '{"id": "u6", "text": "no conversation"}',
     ])
-    transcripts, (wizard, broken, dup) = split(iter_records(path))
-    assert [(t.id, turns_of(t)) for t in transcripts] == [
-        ("c1", [("customer", "Help", 0), ("agent", "Sure", 1)])]
+    transcripts, (wizard, broken, orphan) = split(iter_records(path))
+    # c1's utterances need not be contiguous: line 6 joins lines 1-2
+    assert [(t.id, t.line, turns_of(t)) for t in transcripts] == [
+        ("c1", 1, [("customer", "Help", 0), ("agent", "Sure", 1), ("customer", "Again", 2)])]
     assert (wizard.line, wizard.field, wizard.transcript_id) == (4, "speaker", "c2")
     assert broken.line == 5 and "not valid JSON" in broken.reason
-    assert dup.line == 6 and "first seen at line 1" in dup.reason
-    assert "sort utterances.jsonl by conversation_id" in dup.hint
+    assert (orphan.line, orphan.field) == (7, "conversation_id")
+
+
+def reply(uid, speaker, conv, text, reply_to, ts=None):
+    return {**utterance(uid, speaker, conv, text, ts), "reply_to": reply_to}
+
+
+def test_convokit_orders_by_reply_to_unless_every_utterance_has_a_timestamp(tmp_path):
+    path = write_jsonl(tmp_path / "utterances.jsonl", [
+        reply("u1", "customer", "c1", "Broken.", None, ts=10),
+        reply("v1", "customer", "c2", "Hello?", None, ts=5),
+        reply("u3", "customer", "c1", "Thanks!", "u2"),          # no timestamp: c1 by reply_to
+        reply("v2", "agent", "c2", "Hi!", "v1", ts=4),           # timestamps win over reply_to
+        reply("u2", "agent", "c1", "Fixed it.", "u1", ts=30),
+        reply("u4", "agent", "c1", "Anything else?", "u1", ts=5),
+        reply("w1", "customer", "c3", "one", "w2"),              # a reply cycle goes last
+        reply("w2", "agent", "c3", "two", "w1"),
+        reply("w0", "customer", "c3", "zero", None),
+    ])
+    c1, c2, c3 = list(iter_records(path))
+    # u2 and u4 both reply to u1; u3 replies to u2 and is earlier in the file than u4
+    assert [turn.text for turn in c1.turns] == ["Broken.", "Fixed it.", "Thanks!", "Anything else?"]
+    assert [turn.text for turn in c2.turns] == ["Hi!", "Hello?"]
+    assert [turn.text for turn in c3.turns] == ["zero", "one", "two"]
+    assert [(t.id, t.line) for t in (c1, c2, c3)] == [("c1", 1), ("c2", 2), ("c3", 7)]
+
+
+def test_convokit_lines_are_physical_and_a_bad_line_rejects_its_conversation(tmp_path):
+    path = tmp_path / "utterances.jsonl"
+    lines = [json.dumps(utterance("u1", "customer", "c1", "Hi", 1)).encode(),
+             json.dumps(utterance("v1", "customer", "c2", "Hello", 1)).encode(),
+             b"",
+             json.dumps(utterance("u2", "wizard", "c1", "Boo", 2)).encode(),
+             b'{"id": "v2", "conversation_id": "c2", "speaker": "agent", "text": "caf\xe9"}',
+             json.dumps(utterance("x1", "customer", "c3", "Fine", 1)).encode()]
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n")
+    records = list(iter_records(path))
+    wizard, bad_utf8, c3 = records
+    assert (wizard.line, wizard.transcript_id, wizard.field) == (4, "c1", "speaker")
+    assert (bad_utf8.line, bad_utf8.transcript_id) == (5, "c2") and "invalid UTF-8" in bad_utf8.reason
+    assert (c3.id, c3.line, turns_of(c3)) == ("c3", 6, [("customer", "Fine", 0)])
 
 
 # ---- read_transcripts and streaming -----------------------------------------------------------

@@ -13,6 +13,13 @@ class InputError(QualauditError, ValueError):
     The message names where (file, line or row, transcript id, field), what was expected,
     what was found and how to fix it; the same parts are kept as attributes so that a
     pipeline can write them to an errors file without re-parsing the message.
+
+    `field` is the human-readable name of what is wrong (a key, a column, `turns[2].role`).
+    `turn` and `part` say the same in structured form: `turn` is the 0-based position of the
+    raw turn at fault (None when the error is not about one turn) and `part` the part of the
+    turn ("role", "text", "timestamp", "agent_type", "index") or of the transcript ("id",
+    "agent_type", "metadata", "n_input_turns"), so that a reader can name the user's own
+    line, column or key without parsing `field`.
     """
 
     def __init__(
@@ -24,6 +31,8 @@ class InputError(QualauditError, ValueError):
         transcript_id: str | None = None,
         field: str | None = None,
         hint: str | None = None,
+        turn: int | None = None,
+        part: str | None = None,
     ) -> None:
         self.reason = reason
         self.source = source
@@ -31,6 +40,8 @@ class InputError(QualauditError, ValueError):
         self.transcript_id = transcript_id
         self.field = field
         self.hint = hint
+        self.turn = turn
+        self.part = part
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -53,6 +64,8 @@ class InputError(QualauditError, ValueError):
             "line": self.line,
             "transcript_id": self.transcript_id,
             "field": self.field,
+            "turn": self.turn,
+            "part": self.part,
         }
         for key, value in where.items():
             if parts.get(key) is None:

@@ -7,23 +7,25 @@ value, located by file, line or row, id and field, so one bad record never stops
 
 from __future__ import annotations
 
+import csv
+import heapq
 import itertools
 import json
 import logging
 import numbers
 import os
-import re
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from .errors import InputError
-from .normalize import make_transcript, parse_role_map
-from .schema import Transcript
+from .normalize import UTF8_HINT, is_missing, make_transcript, normalize_id, parse_role_map
+from .schema import Transcript, Turn
 
 __all__ = ["FORMATS", "ColumnMap", "iter_records", "read_transcripts"]
 
@@ -60,12 +62,13 @@ _ROLE_KEYS = ("role", "speaker", "sender")
 _TEXT_KEYS = ("text", "content", "utterance", "message")
 _TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
-_BAD_UTF8 = "invalid UTF-8 (or a lone surrogate)"
-_UTF8_HINT = "Re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT"
+_CONVERSATION_KEYS = ("conversation_id", "root")  # a ConvoKit utterance's conversation
 _TABLE_DUPLICATE_HINT = ("Rows of one conversation must be contiguous: sort the table by the "
                          "id column")
 _OBJECT_DUPLICATE_HINT = "Each transcript needs its own id: rename or remove the duplicate"
-_TURN_FIELD = re.compile(r"turns\[(\d+)\](?:\.(\w+))?")
+_CSV_HINT = ("Quote every field that holds the separator, a quote or a line break (\"...\", with "
+             "inner quotes doubled) and keep each field under {limit} characters, or export the "
+             "table again; the transcript of that row is left out")
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,24 @@ def iter_records(
     or its utterances.jsonl), a pandas DataFrame or datasets.Dataset (a long table, or one
     transcript per row when it has a `messages`/`turns` column), a Transcript, a dict, or an
     iterable of Transcripts and dicts. `format` overrides the file extension; `columns` names
-    long-table columns (other sources ignore it). Transcripts passed in are yielded as they are.
+    long-table columns (other sources ignore it). Transcripts passed in are validated like any
+    other input (roles normalised, empty turns dropped); one made by this library comes back
+    equal, and keeps its `source` and `line`.
 
     Errors that make the whole source unreadable (missing file, unknown format, missing or
-    ambiguous columns, bad role map) are raised here, before the first record; a CSV line that
-    breaks the CSV syntax itself (too many fields, broken quoting) stops the stream with a
-    raise. Every other problem is yielded as an `InputError` and reading goes on.
+    ambiguous columns, bad role map) are raised here, before the first record. Every other
+    problem is yielded as an `InputError` and reading goes on; a CSV/TSV row with the wrong
+    number of fields (or that cannot be parsed) rejects the transcript it belongs to.
 
     `line` is the 1-based line of a JSONL or utterances.jsonl file, the 1-based data row of a
-    table (the header is not counted) or the 1-based item of an iterable. An id seen before in
-    the same source is rejected, never merged: in a streamed table (CSV, Parquet, Dataset,
-    ConvoKit) the rows of one conversation must be contiguous; a DataFrame is grouped by id.
+    table (the header and blank lines are not counted) or the 1-based item of an iterable. An
+    id seen before in the same source is rejected, never merged: in a streamed table (CSV,
+    Parquet, Dataset) the rows of one conversation must be contiguous; a DataFrame is grouped
+    by id, and a ConvoKit corpus by conversation_id (its utterances may come in any order:
+    within a conversation they are ordered by timestamp when every utterance has one, else
+    each after the utterance it replies to, ties and the rest in file order).
+    When several optional columns could serve (say `seq` and `timestamp` for the order), the
+    first in priority order is used and the choice is logged at INFO on "qualaudit.io".
 
     Example:
         >>> for record in iter_records("chats.csv", role_map="customer=visitor"):
@@ -157,7 +167,8 @@ class _Raw:
     """One transcript's raw parts before validation, and how to point back into the input.
 
     `locate(i, part)` gives the line (or row) and field name of part "role", "text",
-    "timestamp" or "agent_type" of turn i, so that errors name the user's own column or key.
+    "timestamp", "agent_type" or "index" of raw turn i, so that errors name the user's own
+    column or key. `origin` is the (source, line) a Transcript passed in was first read from.
     """
 
     id: Any
@@ -166,81 +177,62 @@ class _Raw:
     locate: Callable[[int, str], tuple[int, str]]
     id_field: str
     agent_type: Any = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    n_input_turns: int | None = None
+    origin: tuple[str, int | None] | None = None
 
 
 class _Stream(NamedTuple):
-    records: Iterable[_Raw | InputError | Transcript]
+    records: Iterable[_Raw | InputError]
     source: str
     unit: str  # what `line` counts here: "line", "row" or "item"
-    duplicate_hint: str
+    duplicate_hint: str | None  # None where records are grouped by id, so never duplicates
 
 
 def _checked(stream: _Stream, role_map: Mapping[str, str]) -> Iterator[Transcript | InputError]:
     """Validate each record, rejecting any later occurrence of an id (never merged)."""
     seen: dict[str, int | None] = {}
-    # A Transcript passed in is only ever an item of an iterable, so its position is its line.
-    for position, record in enumerate(stream.records, 1):
+    for record in stream.records:
         if isinstance(record, InputError):
             if record.transcript_id is not None:
                 seen.setdefault(record.transcript_id, record.line)
             yield record
             continue
-        if isinstance(record, Transcript):
-            if not record.scored_turns:
-                yield InputError("no customer or agent turn to score", source=stream.source,
-                                 line=position, transcript_id=record.id, field="turns")
-                continue
-            key, line, id_field = record.id, position, "id"
-        else:
-            key, line, id_field = _id_key(record.id), record.line, record.id_field
+        key = normalize_id(record.id)
         if key is not None and key in seen:
             yield InputError(
                 f"duplicate id {key!r}, first seen at {stream.unit} {seen[key]}",
-                source=stream.source, line=line, transcript_id=key, field=id_field,
+                source=stream.source, line=record.line, transcript_id=key, field=record.id_field,
                 hint=stream.duplicate_hint,
             )
             continue
         if key is not None:
-            seen[key] = line
-        yield record if isinstance(record, Transcript) else _build(record, role_map, stream.source)
+            seen[key] = record.line
+        yield _build(record, role_map, stream.source)
 
 
 def _build(raw: _Raw, role_map: Mapping[str, str], source: str) -> Transcript | InputError:
-    where = {"source": source, "line": raw.line}
-    if _has_surrogate(raw.id):
-        return InputError(_BAD_UTF8, field=raw.id_field,
-                          hint=_UTF8_HINT, **where)
-    tid = _id_key(raw.id)
-    for key, value in raw.metadata.items():
-        if _has_surrogate(value):
-            return InputError(_BAD_UTF8, field=f"metadata.{key}", transcript_id=tid,
-                              hint=_UTF8_HINT, **where)
-    for i, turn in enumerate(raw.turns):
-        if _has_surrogate(turn.get("timestamp")):
-            line, name = raw.locate(i, "timestamp")
-            return InputError(_BAD_UTF8, source=source, line=line, transcript_id=tid,
-                              field=name, hint=_UTF8_HINT)
     try:
-        return make_transcript(raw.id, raw.turns, agent_type=raw.agent_type,
-                               metadata=raw.metadata, role_map=role_map, **where)
+        transcript = make_transcript(raw.id, raw.turns, agent_type=raw.agent_type,
+                                     metadata=raw.metadata, role_map=role_map, source=source,
+                                     line=raw.line, n_input_turns=raw.n_input_turns)
     except InputError as exc:
         return _relocated(exc, raw)
+    if raw.origin is not None:
+        transcript = replace(transcript, source=raw.origin[0], line=raw.origin[1])
+    return transcript
 
 
 def _relocated(exc: InputError, raw: _Raw) -> InputError:
-    """The error with make_transcript's `turns[i].part` field turned into the input's own names."""
-    match = _TURN_FIELD.fullmatch(exc.field or "")
-    if match is None and exc.field != "id":
+    """The error with make_transcript's (turn, part) named as in the input: line, key or column."""
+    if exc.turn is not None:
+        line, name = raw.locate(exc.turn, exc.part or "")
+    elif exc.part == "id":
+        line, name = exc.line, raw.id_field
+    else:
         return exc
-    line, name = exc.line, raw.id_field
-    if match is not None:
-        i = int(match[1])
-        # make_transcript reports a bad text encoding and a bad agent type as `turns[i]` alone.
-        part = match[2] or ("text" if _has_surrogate(raw.turns[i].get("text")) else "agent_type")
-        line, name = raw.locate(i, part)
     return InputError(exc.reason, hint=exc.hint, source=exc.source, line=line,
-                      transcript_id=exc.transcript_id, field=name)
+                      transcript_id=exc.transcript_id, field=name, turn=exc.turn, part=exc.part)
 
 
 # ---- sources ---------------------------------------------------------------------------------
@@ -306,9 +298,35 @@ def _detect_format(path: Path) -> str:
     return fmt
 
 
-def _item_records(items: Iterable[Any], source: str) -> Iterator[_Raw | InputError | Transcript]:
+def _item_records(items: Iterable[Any], source: str) -> Iterator[_Raw | InputError]:
     for number, item in enumerate(items, 1):
-        yield item if isinstance(item, Transcript) else _object_record(item, number, source)
+        if isinstance(item, Transcript):
+            yield _transcript_record(item, number, source)
+        else:
+            yield _object_record(item, number, source)
+
+
+def _transcript_record(transcript: Transcript, number: int, source: str) -> _Raw | InputError:
+    """A Transcript passed in, as raw parts for make_transcript to validate again.
+
+    Turn indices are kept when they are distinct; Turns built without one all have index 0,
+    and then their positions are used instead.
+    """
+    for i, turn in enumerate(transcript.turns):
+        if not isinstance(turn, Turn):
+            return InputError(f"expected a Turn, found {type(turn).__name__}", source=source,
+                              line=number, transcript_id=normalize_id(transcript.id),
+                              field=f"turns[{i}]", turn=i)
+    indices = [turn.index for turn in transcript.turns]
+    distinct = len(set(indices)) == len(indices)
+    turns = [{"role": turn.role, "text": turn.text, "timestamp": turn.timestamp,
+              "agent_type": turn.agent_type, "speaker": turn.speaker,
+              **({"index": turn.index} if distinct else {})} for turn in transcript.turns]
+    origin = (transcript.source, transcript.line) if transcript.source is not None else None
+    return _Raw(id=transcript.id, line=number, turns=turns, id_field="id",
+                agent_type=transcript.agent_type, metadata=transcript.metadata,
+                n_input_turns=transcript.n_input_turns, origin=origin,
+                locate=lambda i, part: (number, f"turns[{i}].{part}"))
 
 
 # ---- one transcript per object: JSONL lines, dicts, rows with a messages/turns column ----------
@@ -325,44 +343,50 @@ def _reject_json_array(path: Path) -> None:
         )
 
 
-def _json_lines(path: Path, source: str) -> Iterator[tuple[int, Any] | InputError]:
-    """(line number, parsed value) of each non-blank line, or an InputError for a bad line."""
-    with path.open("rb") as handle:
-        for number, data in enumerate(handle, 1):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield InputError(
-                    f"invalid UTF-8 at byte {exc.start + 1} of the line "
-                    f"(0x{data[exc.start]:02x})",
-                    source=source, line=number, transcript_id=_guess_id(data), hint=_UTF8_HINT,
-                )
-                continue
-            if number == 1:
-                text = text.removeprefix("\ufeff")
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
-                                 source=source, line=number,
-                                 hint="Each line must be one complete JSON object (JSON Lines)")
+def _json_line(data: bytes, number: int, source: str,
+               id_keys: tuple[str, ...]) -> tuple[int, Any] | InputError | None:
+    """(line number, parsed value) of one line, None when it is blank, or an InputError.
+
+    The id of a line that is not valid UTF-8 is read anyway when it can be (the first of
+    `id_keys` present), so that the error names the transcript it rejects.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InputError(
+            f"invalid UTF-8 at byte {exc.start + 1} of the line (0x{data[exc.start]:02x})",
+            source=source, line=number, transcript_id=_guess_id(data, id_keys), hint=UTF8_HINT,
+        )
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
+    try:
+        return number, json.loads(text)
+    except json.JSONDecodeError as exc:
+        return InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
+                          source=source, line=number,
+                          hint="Each line must be one complete JSON object (JSON Lines)")
 
 
-def _guess_id(data: bytes) -> str | None:
+def _guess_id(data: bytes, id_keys: tuple[str, ...]) -> str | None:
     """The id of a line that is not valid UTF-8, when it can be read anyway (for the error)."""
     try:
         obj = json.loads(data.decode("utf-8", errors="replace"))
     except json.JSONDecodeError:
         return None
-    key = next((k for k in _OBJECT_ID_KEYS if k in obj), None) if isinstance(obj, dict) else None
-    return _id_key(obj[key]) if key is not None else None
+    key = next((k for k in id_keys if k in obj), None) if isinstance(obj, dict) else None
+    return normalize_id(obj[key]) if key is not None else None
 
 
 def _jsonl_records(path: Path, source: str) -> Iterator[_Raw | InputError]:
-    for item in _json_lines(path, source):
-        yield item if isinstance(item, InputError) else _object_record(item[1], item[0], source)
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, 1):
+            item = _json_line(data, number, source, _OBJECT_ID_KEYS)
+            if isinstance(item, InputError):
+                yield item
+            elif item is not None:
+                yield _object_record(item[1], number, source)
 
 
 def _object_record(obj: Any, line: int, source: str) -> _Raw | InputError:
@@ -385,7 +409,7 @@ def _object_record(obj: Any, line: int, source: str) -> _Raw | InputError:
     try:
         return _parse_object(obj, id_key, line)
     except InputError as exc:
-        return exc.located(transcript_id=_id_key(tid), **where)
+        return exc.located(transcript_id=normalize_id(tid), **where)
 
 
 def _parse_object(obj: Mapping[str, Any], id_key: str, line: int) -> _Raw:
@@ -412,13 +436,14 @@ def _parse_object(obj: Mapping[str, Any], id_key: str, line: int) -> _Raw:
         turns.append({"role": turn.get(role_key) if role_key else None, "text": text,
                       "timestamp": turn.get("timestamp"), "agent_type": turn.get("agent_type")})
     reserved = {id_key, list_key, "agent_type", "metadata"}
-    metadata = {k: v for k, v in ((k, _plain(v)) for k, v in obj.items() if k not in reserved)
-                if v is not None}
+    metadata = {k: v for k, v in obj.items() if k not in reserved and _is_scalar(v)}
     extra = obj.get("metadata")
-    if extra is not None and not isinstance(extra, Mapping):
+    if is_missing(extra):
+        extra = {}
+    if not isinstance(extra, Mapping):
         raise InputError(f"expected metadata to be an object, found {_kind(extra)}",
                          field="metadata")
-    metadata.update(extra or {})  # the explicit metadata object wins over top-level fields
+    metadata.update(extra)  # the explicit metadata object wins over top-level fields
 
     def locate(i: int, part: str) -> tuple[int, str]:
         keys = {"role": _first_key(raw_turns[i], _ROLE_KEYS) or "role",
@@ -468,8 +493,9 @@ class _Columns:
 
     def of(self, part: str) -> str:
         """The column of a turn part ("role", "text", "timestamp" or "agent_type")."""
-        return {"role": self.role, "text": self.text, "timestamp": self.timestamp,
-                "agent_type": self.agent_type}[part] or part
+        columns = {"role": self.role, "text": self.text, "timestamp": self.timestamp,
+                   "agent_type": self.agent_type}
+        return columns.get(part) or part
 
 
 def _resolve_columns(found: list[str], columns: ColumnMap | None, source: str) -> _Columns:
@@ -496,6 +522,9 @@ def _resolve_columns(found: list[str], columns: ColumnMap | None, source: str) -
             hits = present(candidates[:-1]) or present(candidates[-1:])
         else:
             hits = present(candidates)
+        if len(hits) > 1 and not required:
+            _log.info("%s: using %r as the %s column; also found %s (pass %s to choose)",
+                      source, hits[0], key, hits[1:], flag)
         if len(hits) == 1 or (hits and not required):
             return hits[0]
         if hits:
@@ -518,7 +547,8 @@ def _resolve_columns(found: list[str], columns: ColumnMap | None, source: str) -
     return _Columns(id_, role, text, order, agent_type, timestamp, metadata)  # type: ignore[arg-type]
 
 
-_RowSource = Callable[[_Columns | None], Iterable[tuple[int, Mapping[str, Any]]]]
+_Row = tuple[int, Mapping[str, Any]]  # (data row number, {column: value})
+_RowSource = Callable[[_Columns | None], Iterable[_Row]]
 
 
 def _rows_stream(names: list[str], rows: _RowSource, columns: ColumnMap | None,
@@ -531,18 +561,32 @@ def _rows_stream(names: list[str], rows: _RowSource, columns: ColumnMap | None,
     return _Stream(_table_records(rows(cols), cols), source, "row", _TABLE_DUPLICATE_HINT)
 
 
-def _table_records(rows: Iterable[tuple[int, Mapping[str, Any]]], cols: _Columns) -> Iterator[_Raw]:
-    """One record per run of rows with the same id (a later run of that id is a duplicate)."""
-    for _, group in itertools.groupby(rows, key=lambda row: _id_key(row[1][cols.id])):
+def _table_records(rows: Iterable[_Row | InputError], cols: _Columns) -> Iterator[_Raw | InputError]:
+    """One record per run of rows with the same id (a later run of that id is a duplicate).
+
+    A malformed row (an InputError) with a known id joins the run of that id and rejects the
+    whole transcript; one whose id cannot be read stands alone.
+    """
+
+    def id_of(item: _Row | InputError) -> Any:
+        if isinstance(item, InputError):
+            return item if item.transcript_id is None else item.transcript_id
+        return normalize_id(item[1][cols.id])
+
+    for _, group in itertools.groupby(rows, key=id_of):
         run = list(group)
-        line, first = run[0]
+        malformed = next((item for item in run if isinstance(item, InputError)), None)
+        if malformed is not None:
+            yield malformed
+            continue
+        line, first = run[0]  # type: ignore[misc]
         if cols.order is not None:
-            run = _in_order(run, cols.order)
+            run = _in_order(run, cols.order)  # type: ignore[arg-type]
         turns = [{"role": row[cols.role], "text": row[cols.text],
                   "timestamp": _value(row, cols.timestamp),
                   "agent_type": _value(row, cols.agent_type)} for _, row in run]
         metadata = {key: value for key, column in cols.metadata.items()
-                    if (value := _plain(first[column])) is not None}
+                    if _is_scalar(value := first[column])}
         yield _Raw(id=first[cols.id], line=line, turns=turns, id_field=cols.id, metadata=metadata,
                    locate=lambda i, part, run=run: (run[i][0], cols.of(part)))
 
@@ -550,41 +594,98 @@ def _table_records(rows: Iterable[tuple[int, Mapping[str, Any]]], cols: _Columns
 def _csv_stream(path: Path, sep: str, columns: ColumnMap | None) -> _Stream:
     """A CSV/TSV long table. Invalid UTF-8 bytes are kept as lone surrogates (surrogateescape),
     so make_transcript rejects exactly the transcript whose row holds them."""
-    import pandas as pd
-
     source = str(path)
-    options = {"sep": sep, "dtype": object, "na_filter": False, "encoding": "utf-8-sig",
-               "encoding_errors": "surrogateescape"}
-    try:
-        header = [str(c) for c in pd.read_csv(path, nrows=0, **options).columns]
-    except pd.errors.EmptyDataError:
-        raise InputError("empty file; expected a header row of column names",
-                         source=source) from None
-    except pd.errors.ParserError as exc:
-        raise InputError(f"cannot read the header: {exc}", source=source) from None
+    with _open_csv(path) as handle:
+        header = _csv_header(csv.reader(handle, delimiter=sep, strict=True), source)
     cols = _resolve_columns(header, columns, source)
-    rows = _csv_rows(path, cols.used, options, source)
+    rows = _csv_rows(path, sep, cols, source)
     return _Stream(_table_records(rows, cols), source, "row", _TABLE_DUPLICATE_HINT)
 
 
-def _csv_rows(path: Path, names: list[str], options: dict[str, Any],
-              source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    import pandas as pd
+def _open_csv(path: Path) -> Any:
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
 
-    number = 0
+
+def _csv_header(reader: Any, source: str) -> list[str]:
+    """The first non-blank row: the column names."""
     try:
-        # No usecols: with it pandas silently drops the extra fields of a row with too many.
-        with pd.read_csv(path, chunksize=_CHUNK_ROWS, **options) as reader:
-            for chunk in reader:
-                for values in zip(*(chunk[name].tolist() for name in names), strict=True):
-                    number += 1
-                    yield number, dict(zip(names, values, strict=True))
-    except pd.errors.ParserError as exc:
-        raise InputError(
-            f"malformed CSV after data row {number}: {exc}", source=source,
-            hint="Fix the quoting or the number of fields on that line (its number counts the "
-                 "header line), or export the table again",
-        ) from None
+        header = next((row for row in reader if row), None)
+    except csv.Error as exc:
+        raise InputError(f"cannot read the header: {exc}", source=source,
+                         hint="Fix the header line, or export the table again") from None
+    if header is None:
+        raise InputError("empty file; expected a header row of column names", source=source)
+    return header
+
+
+class _RecordLines:
+    """The lines fed to a csv.reader, keeping the first line of the record being read, so
+    that the id of a record the reader cannot parse can still be read from it."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.first: str | None = None
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        if self.first is None:
+            self.first = line
+        return line
+
+
+def _csv_rows(path: Path, sep: str, cols: _Columns, source: str) -> Iterator[_Row | InputError]:
+    """Each data row as {column: cell} over the columns used, numbered from 1 (blank lines
+    are not rows). A row with another number of fields than the header, or with broken
+    quoting, is an InputError naming its data row, its physical lines and its id."""
+    with _open_csv(path) as handle:
+        lines = _RecordLines(handle)
+        reader = csv.reader(lines, delimiter=sep, strict=True)
+        header = _csv_header(reader, source)
+        names = cols.used
+        positions = [header.index(name) for name in names]
+        id_position, width = header.index(cols.id), len(header)
+        number, previous_line, lines.first = 0, reader.line_num, None
+        while True:
+            try:
+                for cells in reader:
+                    if len(cells) == width:
+                        number += 1
+                        yield number, {name: cells[p] for name, p in zip(names, positions)}
+                    elif cells:
+                        number += 1
+                        yield _malformed_row(
+                            f"expected {width} fields as in the header, found {len(cells)}",
+                            number, (previous_line + 1, reader.line_num), cells, id_position,
+                            source)
+                    previous_line, lines.first = reader.line_num, None
+                return
+            except csv.Error as exc:
+                number += 1
+                yield _malformed_row(
+                    f"cannot parse it: {exc}", number, (previous_line + 1, reader.line_num),
+                    _first_cells(lines.first, sep), id_position, source)
+                previous_line, lines.first = reader.line_num, None
+
+
+def _first_cells(line: str | None, sep: str) -> list[str]:
+    """The cells at the start of a record the reader could not parse, read from its first
+    line leniently (cut below the field size limit, which is what the reader may have hit)."""
+    cut = (line or "")[: csv.field_size_limit() // 2]
+    return next(csv.reader([cut], delimiter=sep), [])
+
+
+def _malformed_row(problem: str, number: int, lines: tuple[int, int], cells: list[str],
+                   id_position: int, source: str) -> InputError:
+    first, last = lines
+    where = f"line {first}" if first == last else f"lines {first}-{last}"
+    tid = normalize_id(cells[id_position]) if id_position < len(cells) else None
+    unknown = "" if tid is not None else "; its id cannot be read, so check the transcripts next to it"
+    return InputError(f"malformed data row {number} (physical {where} of the file): "
+                      f"{problem}{unknown}", source=source, line=number, transcript_id=tid,
+                      hint=_CSV_HINT.format(limit=csv.field_size_limit()))
 
 
 def _parquet_stream(path: Path, columns: ColumnMap | None) -> _Stream:
@@ -599,7 +700,7 @@ def _parquet_stream(path: Path, columns: ColumnMap | None) -> _Stream:
     return _rows_stream(names, partial(_parquet_rows, path), columns, str(path))
 
 
-def _parquet_rows(path: Path, cols: _Columns | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parquet_rows(path: Path, cols: _Columns | None) -> Iterator[_Row]:
     import pyarrow.parquet as pq
 
     number = 0
@@ -611,14 +712,14 @@ def _parquet_rows(path: Path, cols: _Columns | None) -> Iterator[tuple[int, dict
                 yield number, row
 
 
-def _frame_rows(frame: Any, cols: _Columns | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _frame_rows(frame: Any, cols: _Columns | None) -> Iterator[_Row]:
     """Rows of a DataFrame; a long table's rows grouped by id in order of first appearance
     (the frame is in memory already, so its rows need not be contiguous)."""
     names = cols.used if cols else list(frame.columns)
     values = {name: frame[name].tolist() for name in names}
     positions: Iterable[int] = range(len(frame))
     if cols is not None:
-        keys = [_id_key(v) for v in values[cols.id]]
+        keys = [normalize_id(v) for v in values[cols.id]]
         first: dict[str | None, int] = {}
         for key in keys:
             first.setdefault(key, len(first))
@@ -627,7 +728,7 @@ def _frame_rows(frame: Any, cols: _Columns | None) -> Iterator[tuple[int, dict[s
         yield p + 1, {name: values[name][p] for name in names}
 
 
-def _dataset_rows(dataset: Any, cols: _Columns | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _dataset_rows(dataset: Any, cols: _Columns | None) -> Iterator[_Row]:
     """Rows of a datasets.Dataset, a batch at a time (never converted whole)."""
     if cols is None:
         yield from enumerate(dataset, 1)
@@ -639,7 +740,7 @@ def _dataset_rows(dataset: Any, cols: _Columns | None) -> Iterator[tuple[int, di
             yield number, dict(zip(names, values, strict=True))
 
 
-def _in_order(run: list[tuple[int, Mapping[str, Any]]], column: str) -> list[tuple[int, Any]]:
+def _in_order(run: list[_Row], column: str) -> list[_Row]:
     """One conversation's rows sorted (stably) by `column`; rows without a value go last."""
     keys = _sort_keys([row.get(column) for _, row in run])
     return [run[i] for i in sorted(range(len(run)), key=keys.__getitem__)]
@@ -647,9 +748,9 @@ def _in_order(run: list[tuple[int, Mapping[str, Any]]], column: str) -> list[tup
 
 def _sort_keys(values: list[Any]) -> list[tuple[bool, Any]]:
     """Numbers if every value is one, else instants if every value is a time, else strings."""
-    present = [v for v in values if not _missing(v)]
+    present = [v for v in values if not is_missing(v)]
     parsed = iter(_as_numbers(present) or _as_instants(present) or [str(v) for v in present])
-    return [(True, 0) if _missing(v) else (False, next(parsed)) for v in values]
+    return [(True, 0) if is_missing(v) else (False, next(parsed)) for v in values]
 
 
 def _as_numbers(values: list[Any]) -> list[float] | None:
@@ -688,8 +789,7 @@ def _convokit_stream(path: Path) -> _Stream:
                          hint="Pass the corpus directory or its utterances.jsonl")
     source = str(utterances)
     records = _convokit_records(utterances, _speaker_roles(directory / "speakers.json"), source)
-    return _Stream(records, source, "line", "Utterances of one conversation must be contiguous: "
-                   "sort utterances.jsonl by conversation_id")
+    return _Stream(records, source, "line", None)
 
 
 def _speaker_roles(path: Path) -> dict[str, Any]:
@@ -716,96 +816,133 @@ def _speaker_roles(path: Path) -> dict[str, Any]:
 
 def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
                       source: str) -> Iterator[_Raw | InputError]:
-    """One record per run of utterances with the same conversation_id, ordered by timestamp."""
+    """One record per conversation, in order of first appearance; its utterances may be
+    anywhere in the file. A first pass keeps only line numbers and byte offsets per
+    conversation (never text), a second pass reads each conversation's lines back.
 
-    def keyed(item: tuple[int, Any] | InputError) -> tuple[Any, Any]:
-        # A bad line is keyed by its own error, so it forms a run of its own.
-        if isinstance(item, InputError):
-            return item, item
-        line, obj = item
-        conversation = obj.get("conversation_id", obj.get("root")) if isinstance(obj, dict) else None
-        if _id_key(conversation) is None:
-            error = InputError("expected an utterance object with a conversation_id",
-                               source=source, line=line, field="conversation_id")
-            return error, error
-        return _id_key(conversation), item
-
-    for key, group in itertools.groupby(map(keyed, _json_lines(path, source)), key=lambda k: k[0]):
-        if isinstance(key, InputError):
-            yield key
-            continue
-        run = [utterance for _, utterance in group]
-        line = run[0][0]
-        run = _in_order(run, "timestamp")
-        turns, role_fields = [], []
-        for _, obj in run:
-            meta = obj["meta"] if isinstance(obj.get("meta"), dict) else {}
-            speaker = obj.get("speaker", obj.get("user"))
-            if "role" in meta:
-                role, role_field = meta["role"], "meta.role"
-            elif isinstance(speaker, str) and speaker in speaker_roles:
-                role, role_field = speaker_roles[speaker], "speaker"
+    A line that is not valid JSON, or names no conversation, is an error of its own; a line
+    of a known conversation that cannot be read (invalid UTF-8) rejects that conversation.
+    """
+    conversations = _utterance_positions(path, source)
+    with path.open("rb") as handle:
+        for key, positions in conversations.items():
+            utterances, error = [], None
+            for line, offset in zip(positions[::2], positions[1::2]):
+                handle.seek(offset)
+                item = _json_line(handle.readline(), line, source, _CONVERSATION_KEYS)
+                if isinstance(item, InputError):
+                    error = error or item
+                elif item is not None:
+                    utterances.append(item)
+            if isinstance(key, int):  # the line number of a line without a conversation
+                yield error or InputError("expected an utterance object with a conversation_id",
+                                          source=source, line=key, field="conversation_id")
+            elif error is not None:
+                yield error.located(transcript_id=key)
             else:
-                role, role_field = speaker, "speaker"
-            role_fields.append(role_field)
-            turns.append({"role": role, "text": obj.get("text"), "timestamp": obj.get("timestamp"),
-                          "agent_type": meta.get("agent_type")})
+                yield _conversation_record(key, utterances, speaker_roles)
 
-        def locate(i: int, part: str, run: list = run, role_fields: list = role_fields) -> tuple[int, str]:
-            return run[i][0], {"role": role_fields[i], "agent_type": "meta.agent_type"}.get(part, part)
 
-        yield _Raw(id=key, line=line, turns=turns, locate=locate, id_field="conversation_id")
+def _utterance_positions(path: Path, source: str) -> dict[str | int, array]:
+    """Conversation id -> [line, byte offset, line, offset, ...] of its utterances, in order of
+    first appearance; a line that names no conversation is keyed by its own line number."""
+    positions: dict[str | int, array] = {}
+    offset = 0
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, 1):
+            item = _json_line(data, number, source, _CONVERSATION_KEYS)
+            if item is not None:
+                key = _conversation_of(item)
+                positions.setdefault(number if key is None else key, array("q")).extend(
+                    (number, offset))
+            offset += len(data)
+    return positions
+
+
+def _conversation_of(item: tuple[int, Any] | InputError) -> str | None:
+    if isinstance(item, InputError):
+        return item.transcript_id
+    obj = item[1]
+    return normalize_id(_first_value(obj, _CONVERSATION_KEYS)) if isinstance(obj, dict) else None
+
+
+def _conversation_record(key: str, utterances: list[tuple[int, Any]],
+                         speaker_roles: Mapping[str, Any]) -> _Raw:
+    run = _conversation_order(utterances)
+    turns, role_fields = [], []
+    for _, obj in run:
+        meta = obj["meta"] if isinstance(obj.get("meta"), dict) else {}
+        speaker = obj.get("speaker", obj.get("user"))
+        if "role" in meta:
+            role, role_field = meta["role"], "meta.role"
+        elif isinstance(speaker, str) and speaker in speaker_roles:
+            role, role_field = speaker_roles[speaker], "speaker"
+        else:
+            role, role_field = speaker, "speaker"
+        role_fields.append(role_field)
+        turns.append({"role": role, "text": obj.get("text"), "timestamp": obj.get("timestamp"),
+                      "agent_type": meta.get("agent_type")})
+
+    def locate(i: int, part: str) -> tuple[int, str]:
+        return run[i][0], {"role": role_fields[i], "agent_type": "meta.agent_type"}.get(part, part)
+
+    return _Raw(id=key, line=utterances[0][0], turns=turns, locate=locate,
+                id_field="conversation_id")
+
+
+def _conversation_order(utterances: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """By timestamp when every utterance has one (ties in file order), else in reply order."""
+    stamps = [obj.get("timestamp") for _, obj in utterances]
+    if any(is_missing(stamp) for stamp in stamps):
+        return _reply_order(utterances)
+    keys = _sort_keys(stamps)
+    return [utterances[i] for i in sorted(range(len(utterances)), key=keys.__getitem__)]
+
+
+def _reply_order(utterances: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Each utterance after the one it replies to (`reply_to`), and otherwise in file order:
+    of the utterances whose parent is placed, the earliest in the file goes next. Utterances
+    caught in a reply cycle go last, in file order."""
+    first_of: dict[str | None, int] = {}
+    for i, (_, obj) in enumerate(utterances):
+        first_of.setdefault(normalize_id(obj.get("id")), i)
+    first_of.pop(None, None)
+    replies: dict[int, list[int]] = {}
+    ready = []
+    for i, (_, obj) in enumerate(utterances):
+        parent = first_of.get(normalize_id(obj.get("reply_to")))
+        if parent is None or parent == i:
+            ready.append(i)
+        else:
+            replies.setdefault(parent, []).append(i)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for reply in replies.get(i, ()):
+            heapq.heappush(ready, reply)
+    placed = set(order)
+    order += [i for i in range(len(utterances)) if i not in placed]
+    return [utterances[i] for i in order]
 
 
 # ---- small value helpers ---------------------------------------------------------------------
 
 
-def _missing(value: Any) -> bool:
-    """None, NaN, NaT or a blank string: an empty cell in any of the formats."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, float):
-        return value != value
-    return type(value).__name__ in ("NaTType", "NAType")
-
-
-def _id_key(value: Any) -> str | None:
-    """The id as make_transcript spells it (None when missing), to find duplicates early."""
-    if _missing(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
 def _value(row: Mapping[str, Any], column: str | None) -> Any:
-    return None if column is None or _missing(row[column]) else row[column]
+    return None if column is None or is_missing(row[column]) else row[column]
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready scalar for metadata (numpy numbers, dates), or None when missing or nested."""
-    if _missing(value):
-        return None
-    if isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy scalar
-        return value.item()
-    return None
+def _is_scalar(value: Any) -> bool:
+    """Whether a top-level field or cell goes to metadata: present and not nested (a list, an
+    object or an array); make_transcript turns it into plain JSON."""
+    return not (is_missing(value) or isinstance(value, (Mapping, list, tuple))
+                or getattr(value, "ndim", 0))
 
 
-def _has_surrogate(value: Any) -> bool:
-    """Whether a string holds a lone surrogate: what invalid UTF-8 becomes under surrogateescape."""
-    if not isinstance(value, str) or value.isascii():
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def _first_value(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    key = _first_key(mapping, keys)
+    return None if key is None else mapping[key]
 
 
 def _as_list(value: Any) -> list[Any] | None:

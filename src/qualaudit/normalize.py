@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time
 from typing import Any
 
 from .errors import InputError
@@ -128,19 +131,101 @@ def clean_text(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def _check_utf8(text: str) -> None:
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT, pandas NA or a blank string: an empty value in any of the input formats."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, float):
+        return value != value
+    return type(value).__name__ in ("NaTType", "NAType")
+
+
+def normalize_id(value: Any) -> str | None:
+    """A transcript id as text (`12.0` -> "12", surrounding spaces removed), None when missing.
+
+    Readers use it to group rows and find duplicates before validation, so that both agree on
+    which ids are the same.
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+UTF8_HINT = "Re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT"
+
+
+def check_utf8(text: str) -> None:
     """Raise on lone surrogates: what invalid UTF-8 bytes become under `surrogateescape`."""
+    if text.isascii():
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InputError(
-            f"invalid UTF-8 (or a lone surrogate) at character {exc.start}",
-            hint="Re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
-        ) from None
+        raise InputError(f"invalid UTF-8 (or a lone surrogate) at character {exc.start}",
+                         hint=UTF8_HINT) from None
+
+
+def _json_safe(value: Any, name: str) -> Any:
+    """`value` as plain JSON data: dates as ISO strings, numpy scalars and arrays as Python
+    values, NaN and other missing values as None; anything else is an InputError on `name`."""
+    if isinstance(value, str):
+        _check_utf8_at(value, name)
+        return value
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if value in (math.inf, -math.inf):
+            raise InputError(f"expected a finite number, found {value}", field=name,
+                             hint="JSON has no infinity: store it as a string or leave it out")
+        return float(value)
+    if is_missing(value):
+        return None
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        safe = {}
+        for key, item in value.items():
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                raise InputError(f"expected text keys, found the key {key!r}", field=name)
+            if isinstance(key, str):
+                _check_utf8_at(key, name)
+            safe[str(key)] = _json_safe(item, f"{name}.{key}")
+        return safe
+    if isinstance(value, (list, tuple)) or (_is_numpy(value) and value.ndim > 0):
+        return [_json_safe(item, f"{name}[{i}]") for i, item in enumerate(value)]
+    if _is_numpy(value):
+        if type(value).__name__ == "datetime64":  # .item() of a nanosecond time is an int
+            return None if value != value else str(value)
+        if type(value).__name__ != "timedelta64":
+            return _json_safe(value.item(), name)
+    raise InputError(
+        f"expected a JSON value (text, number, boolean, null, list or object), found "
+        f"{type(value).__name__}", field=name,
+        hint="Convert it to text or a number before reading, or leave it out of the metadata",
+    )
+
+
+def _check_utf8_at(text: str, name: str) -> None:
+    try:
+        check_utf8(text)
+    except InputError as exc:
+        raise exc.located(field=name) from None
+
+
+def _is_numpy(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "ndim")
 
 
 def _timestamp(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
+    if is_missing(value):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -156,76 +241,131 @@ def make_transcript(
     role_map: Mapping[str, str] | None = None,
     source: str | None = None,
     line: int | None = None,
-    turns_field: str = "turns",
+    n_input_turns: int | None = None,
 ) -> Transcript:
     """Validate and normalise one conversation.
 
-    Each raw turn is a mapping with `role`, `text` and optionally `timestamp`, `agent_type`.
+    Each raw turn is a mapping with `role`, `text` and optionally `timestamp`, `agent_type`,
+    `speaker` (the role name as the export spells it; the raw `role` when absent) and `index`
+    (the turn's position in the user's input; one more than the turn before when absent, so
+    the position itself when no turn has one; indices must increase strictly).
     Empty or whitespace-only turns are dropped (they keep no index of their own in the
     output, but later turns keep their input index); a conversation with no text at all is
     an error. A transcript-level agent type that is missing is derived from the per-turn ones
-    (all AI -> "ai", all human -> "human", both -> "mixed").
+    (all AI -> "ai", all human -> "human", both -> "mixed"). Metadata values become plain JSON
+    data (dates as ISO strings, numpy values as Python ones, NaN as None).
+
+    `n_input_turns` counts the input's turns when some were dropped before this call; the
+    count kept is the largest of it, the number of raw turns and the last index + 1.
+    An error about one turn carries `turn` and `part` (about the id, the agent type or the
+    metadata: `part` alone), so that a reader can point at the user's own line and column.
+    A Transcript's own parts passed back in (turns with their `index` and `speaker`,
+    `agent_type`, `metadata`, `n_input_turns`) give an equal Transcript.
+
+    Example:
+        >>> make_transcript("c1", [{"role": "user", "text": "Hi"}]).turns[0].role
+        'customer'
     """
-    if transcript_id is None or (isinstance(transcript_id, float) and transcript_id != transcript_id):
-        raise InputError("missing transcript id", source=source, line=line, field="id",
-                         hint="Every transcript needs a non-empty id")
-    if isinstance(transcript_id, float) and transcript_id.is_integer():
-        transcript_id = int(transcript_id)
-    tid = str(transcript_id).strip()
-    if not tid:
-        raise InputError("empty transcript id", source=source, line=line, field="id")
-    where = {"source": source, "line": line, "transcript_id": tid}
+    where: dict[str, Any] = {"source": source, "line": line}
+    tid = normalize_id(transcript_id)
+    if tid is None:
+        raise InputError("missing transcript id", field="id", part="id",
+                         hint="Every transcript needs a non-empty id", **where)
+    try:
+        check_utf8(tid)
+    except InputError as exc:
+        raise exc.located(field="id", part="id", **where) from None
+    where["transcript_id"] = tid
 
     turns: list[Turn] = []
-    n_input = 0
+    n_raw, index = 0, -1
     for i, raw in enumerate(raw_turns):
-        n_input += 1
-        field_prefix = f"{turns_field}[{i}]"
+        n_raw += 1
         try:
-            role = normalize_role(raw.get("role"), role_map)
+            index = _turn_index(raw.get("index"), index)
+            turn = _turn(raw, index, role_map)
         except InputError as exc:
-            raise exc.located(field=f"{field_prefix}.role", **where) from None
-        text = raw.get("text")
-        if text is None or (isinstance(text, float) and text != text):
-            text = ""
-        if not isinstance(text, str):
-            raise InputError(f"expected text to be a string, found {type(text).__name__}",
-                             field=f"{field_prefix}.text", **where)
-        try:
-            _check_utf8(text)
-            turn_agent_type = normalize_agent_type(raw.get("agent_type"))
-        except InputError as exc:
-            raise exc.located(field=f"{field_prefix}", **where) from None
-        text = clean_text(text)
-        if not text:
-            continue
-        turns.append(Turn(
-            role=role,  # type: ignore[arg-type]
-            text=text,
-            timestamp=_timestamp(raw.get("timestamp")),
-            agent_type=turn_agent_type if role == "agent" else None,  # type: ignore[arg-type]
-            speaker=str(raw.get("role")),
-            index=i,
-        ))
+            raise exc.located(field=f"turns[{i}].{exc.part}", turn=i, **where) from None
+        if turn is not None:
+            turns.append(turn)
     if not any(t.role != "system" for t in turns):
         raise InputError(
-            "no text at all: every customer and agent turn is empty" if n_input else "no turns",
-            hint="A transcript needs at least one non-empty customer or agent turn",
-            **where,
+            "no text at all: no customer or agent turn has any text" if n_raw else "no turns",
+            hint="A transcript needs at least one non-empty customer or agent turn", **where,
         )
+    if n_input_turns is not None and (isinstance(n_input_turns, bool)
+                                      or not isinstance(n_input_turns, numbers.Integral)):
+        raise InputError(f"expected n_input_turns to be an integer, found {n_input_turns!r}",
+                         field="n_input_turns", part="n_input_turns", **where)
     try:
         conv_type = normalize_agent_type(agent_type)
     except InputError as exc:
-        raise exc.located(field="agent_type", **where) from None
+        raise exc.located(field="agent_type", part="agent_type", **where) from None
     if conv_type is None:
         per_turn = {t.agent_type for t in turns if t.agent_type is not None}
         conv_type = "mixed" if {"ai", "human"} <= per_turn else (per_turn.pop() if len(per_turn) == 1 else "unknown")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InputError(f"expected metadata to be a mapping, found {type(metadata).__name__}",
+                         field="metadata", part="metadata", **where)
+    try:
+        safe_metadata = _json_safe(metadata or {}, "metadata")
+    except InputError as exc:
+        raise exc.located(part="metadata", **where) from None
     return Transcript(
         id=tid,
         turns=tuple(turns),
         agent_type=conv_type,  # type: ignore[arg-type]
-        metadata=dict(metadata or {}),
-        n_input_turns=n_input,
+        metadata=safe_metadata,
+        n_input_turns=max(int(n_input_turns or 0), n_raw, index + 1),
         source=source,
         line=line,
+    )
+
+
+def _turn_index(value: Any, previous: int) -> int:
+    """A raw turn's input index: as given, else one more than the turn before."""
+    if value is None:
+        return previous + 1
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= previous:
+        raise InputError(f"expected an integer turn index of at least {previous + 1} (indices "
+                         f"increase strictly from turn to turn), found {value!r}", part="index")
+    return int(value)
+
+
+def _turn(raw: Mapping[str, Any], index: int, role_map: Mapping[str, str] | None) -> Turn | None:
+    """One validated turn, or None when its text is empty. Errors name their `part`."""
+    try:
+        role = normalize_role(raw.get("role"), role_map)
+    except InputError as exc:
+        raise exc.located(part="role") from None
+    text = raw.get("text")
+    if is_missing(text):
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"expected text to be a string, found {type(text).__name__}",
+                         part="text")
+    timestamp = _timestamp(raw.get("timestamp"))
+    try:
+        check_utf8(text)
+    except InputError as exc:
+        raise exc.located(part="text") from None
+    try:
+        check_utf8(timestamp or "")
+    except InputError as exc:
+        raise exc.located(part="timestamp") from None
+    try:
+        agent_type = normalize_agent_type(raw.get("agent_type"))
+    except InputError as exc:
+        raise exc.located(part="agent_type") from None
+    text = clean_text(text)
+    if not text:
+        return None
+    speaker = raw.get("speaker")
+    return Turn(
+        role=role,  # type: ignore[arg-type]
+        text=text,
+        timestamp=timestamp,
+        agent_type=agent_type if role == "agent" else None,  # type: ignore[arg-type]
+        speaker=str(raw.get("role") if speaker is None else speaker),
+        index=index,
     )
