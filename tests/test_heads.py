@@ -103,3 +103,15 @@ def test_single_turn_leave_one_out_is_the_empty_pooling(pooler):
     spec = next(s for s in pooler.specs if s.name == "resolution.v1")
     empty = pooler.out[spec.name.replace(".", "_")](torch.zeros(8))
     torch.testing.assert_close(out.leave_one_out["resolution.v1"][0, 0], empty)
+
+
+def test_leave_one_out_stays_exact_when_one_turn_dominates():
+    from qualaudit.heads import _leave_one_out_pool
+
+    z = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [0.0, 2.0]]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    pooled = _leave_one_out_pool(z, torch.tensor([[40.0, 0.0, 0.0]]), mask)
+    torch.testing.assert_close(pooled[0, 0], torch.tensor([0.0, 2.0]))  # the other two, evenly
+    torch.testing.assert_close(pooled[0, 1], torch.tensor([1.0, 0.0]), atol=1e-12, rtol=0)
+    single = _leave_one_out_pool(z[:, :1], torch.tensor([[3.0]]), mask[:, :1])
+    assert torch.equal(single, torch.zeros(1, 1, 2))

@@ -52,6 +52,8 @@ def test_untrained_heads_warn_loudly(tiny_model_dir):
         QualityModel.from_pretrained(tiny_model_dir)
     card = (tiny_model_dir / "README.md").read_text()
     assert "WARNING: UNTRAINED HEADS" in card
+    assert "## Training data\nNone: no head of this model was trained." in card
+    assert QualityModel.from_pretrained(tiny_model_dir).weights_sha256 in card
 
 
 def test_default_model_is_never_an_untrained_one():
@@ -164,3 +166,29 @@ def test_a_mistyped_local_path_is_never_fetched(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelLoadError, match="no model directory"):
         load("local/untrained-minlm")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_turn_tokens": "64"}, "max_turn_tokens must be a positive integer"),
+    ({"dropout": None}, "dropout must be a number"),
+    ({"heads": "resolution.v1"}, "heads must be a list"),
+    ({"trained_heads": "resolution.v1 escalation.v1"}, "trained_heads must be a list"),
+    ({"trained_heads": ["mystery.v1"]}, "not among the heads"),
+])
+def test_config_fields_are_type_checked(model_copy, changes, message):
+    edit_config(model_copy, **changes)
+    with pytest.raises(ModelLoadError, match=message):
+        load(model_copy)
+
+
+def test_calibration_must_fit_the_heads(model_copy):
+    bad = {"format": 1, "heads": {"resolution.v1": {
+        "method": "temperature", "binary": False, "n_classes": 3, "temperature": 1.5}}}
+    (model_copy / "calibration.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelLoadError, match="does not fit the head"):
+        load(model_copy)
+    bad["heads"] = {"mystery.v1": {"method": "temperature", "binary": True, "n_classes": None,
+                                   "temperature": 1.5}}
+    (model_copy / "calibration.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelLoadError, match="not a head of this model"):
+        load(model_copy)

@@ -325,3 +325,16 @@ def test_cuda_without_cuda_is_a_clear_error(tiny_model):
 
     with pytest.raises(QualauditError, match="CUDA is not available"):
         Auditor(tiny_model, device="cuda")
+
+
+def test_evidence_survives_confident_scores_and_long_transcripts(tiny_model):
+    turns = [("user" if k % 2 == 0 else "assistant", f"still not working {k}") for k in range(400)]
+    result = forced_escalation(tiny_model, 2.0).score(conversation("long", *turns))
+    assert result.escalation > 1 - 1e-9  # saturated as a probability ...
+    contributions = [e.contribution for e in result.evidence["escalation"]]
+    assert len(contributions) == 3 and all(c > 0 for c in contributions)  # ... not as evidence
+
+
+def test_a_single_turn_has_no_evidence(auditor):
+    result = auditor.score(conversation("one", ("user", "hello?")))
+    assert all(v == [] for v in result.evidence.values())

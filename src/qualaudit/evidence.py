@@ -2,7 +2,7 @@
 
 The heads compute each conversation output with every turn left out of the pooling in turn
 (heads.ConversationHeads); here those outputs become contributions in the units a user reads:
-the change in the target's calibrated logit, or in the empathy score.
+the change in the target's (temperature-scaled) logit, or in the empathy score.
 """
 
 from __future__ import annotations
@@ -10,22 +10,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import logsumexp
 
-from .calibration import Calibration, logit
-from .heads import HeadSpec, p_positive
+from .calibration import Calibration, TemperatureScaler, log_softmax
+from .heads import HeadSpec
 from .schema import Evidence
 
 
 def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
-    """The calibrated logit of what the target reports: P(level > 0) for a 5-level head."""
-    probs = calibration.predict_proba(spec.name, logits.astype(np.float64), spec.binary)
-    return logit(probs if spec.binary else p_positive(probs))
+    """The logit of what the target reports (for a 5-level head, of P(level > 0)), after the
+    head's temperature when it has one. Never clipped, so that confident scores keep their
+    evidence; an isotonic map is flat in places, so an isotonic head uses its raw logits (the
+    map is monotone: the same turns raise or lower the score)."""
+    z = logits.astype(np.float64)
+    if isinstance(calibration.get(spec.name), TemperatureScaler):
+        z = calibration.calibrated_logits(spec.name, z, spec.binary)
+    if spec.binary:
+        return z
+    log_p = log_softmax(z)
+    return logsumexp(log_p[..., 3:], axis=-1) - logsumexp(log_p[..., :3], axis=-1)
 
 
 def logit_contributions(calibration: Calibration, spec: HeadSpec, logits: np.ndarray,
                         left_out: np.ndarray) -> np.ndarray:
-    """(T,): how much each turn raised the target's calibrated logit; `left_out` (T, *shape)
-    holds the logits with each turn left out of the pooling."""
+    """(T,): how much each turn raised the target's logit; `left_out` (T, *shape) holds the
+    logits with each turn left out of the pooling."""
     return target_logit(calibration, spec, logits) - target_logit(calibration, spec, left_out)
 
 
@@ -41,7 +50,9 @@ def mean_contributions(values: np.ndarray) -> np.ndarray | None:
 def top_evidence(contributions: np.ndarray, indices: Sequence[int], roles: Sequence[str],
                  k: int) -> list[Evidence]:
     """The k turns whose removal moves the score most (largest |contribution|, earlier turn
-    first on ties); contributions are signed: positive means the turn raised the score."""
+    first on ties); contributions are signed: positive means the turn raised the score. A
+    turn whose removal changes nothing is no evidence and is left out."""
     contributions = np.asarray(contributions, dtype=np.float64).reshape(-1)
-    order = sorted(range(len(contributions)), key=lambda i: (-abs(contributions[i]), i))[:k]
+    moved = [i for i in range(len(contributions)) if abs(contributions[i]) > 1e-12]
+    order = sorted(moved, key=lambda i: (-abs(contributions[i]), i))[:k]
     return [Evidence(int(indices[i]), roles[i], float(contributions[i])) for i in order]

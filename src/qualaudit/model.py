@@ -17,7 +17,14 @@ from torch import nn
 from . import __version__
 from .calibration import Calibration
 from .errors import ModelLoadError
-from .heads import DEFAULT_HEADS, ConversationHeads, TurnHeads, resolve_heads, turn_feature_size
+from .heads import (
+    DEFAULT_HEADS,
+    ConversationHeads,
+    HeadSpec,
+    TurnHeads,
+    resolve_heads,
+    turn_feature_size,
+)
 from .modelcard import render_model_card
 
 FORMAT_VERSION = 1
@@ -44,6 +51,24 @@ class ModelConfig:
     conversation_dim: int = 128
     position_buckets: int = 16
     dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, kind in (("name", str), ("version", str), ("encoder", dict)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"{name} must be a {kind.__name__}, found {getattr(self, name)!r}")
+        for name in ("heads", "trained_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+                raise ValueError(f"{name} must be a list of head names, found {value!r}")
+        for name in ("max_turn_tokens", "max_context_tokens", "conversation_dim", "position_buckets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), found {self.dropout!r}")
+        stray = [h for h in self.trained_heads if h not in self.heads]
+        if stray:
+            raise ValueError(f"trained_heads {stray} are not among the heads {self.heads}")
 
     @property
     def untrained_heads(self) -> list[str]:
@@ -79,6 +104,7 @@ class QualityModel(nn.Module):
         self.conversation_heads = ConversationHeads(
             self.specs, hidden, turn_feature_size(self.specs), config.conversation_dim,
             config.position_buckets, config.dropout)
+        _check_calibration(self.calibration, self.specs)
         limit = getattr(encoder.config, "max_position_embeddings", None)
         needed = config.max_turn_tokens + config.max_context_tokens + 4
         if limit is not None and needed > limit:
@@ -200,6 +226,20 @@ class QualityModel(nn.Module):
         return next(self.parameters()).device
 
 
+def _check_calibration(calibration: Calibration, specs: list[HeadSpec]) -> None:
+    """Every calibrator must fit a head of the model, or scoring would fail far from the cause."""
+    by_name = {s.name: s for s in specs}
+    for head, calibrator in calibration.items():
+        spec = by_name.get(head)
+        if spec is None:
+            raise ModelLoadError(f"calibration for {head!r}, which is not a head of this model "
+                                 f"({sorted(by_name)})")
+        if calibrator.binary != spec.binary or (
+                not spec.binary and calibrator.n_classes_ != spec.shape[-1]):
+            kind = "binary" if spec.binary else f"categorical with {spec.shape[-1]} classes"
+            raise ModelLoadError(f"the calibrator of {head!r} does not fit the head ({kind})")
+
+
 def _to_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
@@ -250,9 +290,9 @@ def _read_config(directory: Path) -> ModelConfig:
                              "written by a newer qualaudit")
     try:
         config = ModelConfig(**raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
-    if not isinstance(config.encoder, dict) or "model_type" not in config.encoder:
+    if "model_type" not in config.encoder:
         raise ModelLoadError(f"{path}: 'encoder' must be an HF config dict with a model_type")
     resolve_heads(config.heads)
     return config

@@ -45,6 +45,26 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         calibrator = model.calibration.get(spec.name)
         method = type(calibrator).__name__ if calibrator is not None else "none"
         lines.append(f"| `{spec.name}` | {spec.level} | {trained} | {method} |")
+    sections = dict(sections)
+    if "Training data" not in sections:
+        sections["Training data"] = (
+            "None: no head of this model was trained." if not config.trained_heads else
+            "Not documented by whoever saved this model: treat its scores with suspicion.")
+    lines += ["", "## Outputs", _OUTPUTS.strip(), "",
+              f"Weights SHA-256 (over names, dtypes, shapes and bytes): `{model.weights_sha256}`"]
     for title, body in sections.items():
         lines += ["", f"## {title}", body.strip()]
     return "\n".join(lines) + "\n"
+
+
+_OUTPUTS = """
+- `resolution`, `satisfaction`: P(level > 0) from calibrated distributions over the 5-level
+  scale -2..2 (`resolution_dist`, `satisfaction_dist`).
+- `empathy`: mean over agent turns of (expected EPITOME levels of emotional reactions,
+  interpretations and explorations) / 6, a graded score in [0, 1]; null without agent turns.
+- `repeat_inquiry`: P(the customer contacts again about the same matter); see Training data
+  for what the head learned from.
+- `escalation`: P(a human or higher tier was needed at some turn), a noisy-OR of per-turn
+  hazards; `escalation_turn`: the first turn at which the running estimate reaches 0.5.
+- Evidence: the change in each target's logit when a turn is left out of the pooling.
+"""

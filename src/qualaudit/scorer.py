@@ -210,7 +210,9 @@ class Auditor:
             else:
                 scores[f"{target}_dist"] = probs.tolist()
                 scores[target] = float(p_positive(probs))
-            contributions = logit_contributions(cal, spec, logits, conv["loo"][spec.name])
+            # With one turn, leaving it out leaves nothing to compare with: no evidence.
+            contributions = (logit_contributions(cal, spec, logits, conv["loo"][spec.name])
+                             if len(turns) > 1 else np.zeros(1))
             evidence[target] = top_evidence(contributions, indices, roles, self.top_evidence)
 
         spec = self.specs["escalation"]
