@@ -40,6 +40,14 @@ def test_long_turns_are_cut_and_the_cut_is_recorded(tokenizer):
     assert len(w.input_ids[1]) == 6 + 3 + 3  # turn + context + [CLS] [SEP] [SEP]
 
 
+def test_context_keeps_the_role_and_the_end_of_the_previous_turn(tokenizer):
+    builder = WindowBuilder(tokenizer, max_turn_tokens=20, max_context_tokens=5)
+    w = builder.build([transcript("hello my order card charged twice refund please", "sorry")])
+    context = w.input_ids[1][w.token_type_ids[1].index(1):-1]  # segment B without its [SEP]
+    expected = tokenizer("customer: twice refund please", add_special_tokens=False)["input_ids"]
+    assert context == expected
+
+
 def test_token_budget_batches_cover_each_index_once_within_budget():
     lengths = [5, 50, 7, 12, 50, 3, 200, 9]
     batches = token_budget_batches(lengths, max_batch_tokens=100)

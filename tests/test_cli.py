@@ -37,6 +37,7 @@ def test_score_jsonl_to_jsonl(tiny_model_dir, input_jsonl, tmp_path, capsys):
         assert "turns" not in row
     summary = capsys.readouterr().err
     assert "scored 4 of 4 transcripts" in summary and "UNTRAINED" in summary
+    assert "qualaudit: WARNING: qualaudit model" in summary  # the warning as one log line
 
 
 def test_per_turn_and_stdout(tiny_model_dir, input_jsonl, capsys):
@@ -96,11 +97,15 @@ def test_rejected_rows_exit_3_and_the_rest_is_scored(tiny_model_dir, tmp_path, c
     ["score", "{input}", "--top-evidence", "-1"],
     ["score", "{input}", "--device", "gpu9"],
     ["score", "{input}", "-o", "no/such/dir/out.jsonl"],
+    ["score", "{input}", "-o", "{input}"],
+    ["score", "{input}", "-o", "."],
     ["frobnicate"],
 ])
 def test_usage_errors_exit_2(args, input_jsonl, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    before = input_jsonl.read_bytes()
     assert run(*[a.format(input=input_jsonl) for a in args]) == 2
+    assert input_jsonl.read_bytes() == before  # never touched
 
 
 def test_ambiguous_table_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
@@ -132,3 +137,13 @@ def test_real_process_with_progress_and_exit_code(tiny_model_dir, input_jsonl, t
     assert len(out.read_text().splitlines()) == 4
     assert "scored 4 of 4" in proc.stderr and proc.stdout == ""
     assert "tokens/s, 0 rejected]" in proc.stderr  # the progress bar's postfix
+
+
+def test_a_closed_pipe_stops_quietly(tiny_model_dir, tmp_path):
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps(conversation(f"p{i}", ("user", "hello"), ("assistant", "hi")))
+                            + "\n" for i in range(3000)))
+    proc = subprocess.run(f"{sys.executable} -m qualaudit score {many} --model {tiny_model_dir} "
+                          "--quiet | head -1", shell=True, capture_output=True, text=True, timeout=300)
+    assert json.loads(proc.stdout)["id"] == "p0"
+    assert "Traceback" not in proc.stderr and "broken pipe" in proc.stderr

@@ -95,7 +95,8 @@ def test_turns_jsonl_with_aliases_timestamps_and_handover(tmp_path):
     assert [turn.timestamp for turn in t.turns] == ["2024-05-01T10:00", "2024-05-01T10:01", None]
     assert [turn.agent_type for turn in t.turns] == [None, "ai", "human"]
     assert [turn.speaker for turn in t.turns] == ["customer", "agent", "agent"]
-    assert t.metadata == {"started_at": "2024-05-01"}
+    # an explicit started_at wins; ended_at comes from the last turn's timestamp
+    assert t.metadata == {"started_at": "2024-05-01", "ended_at": "2024-05-01T10:01"}
 
 
 @pytest.mark.parametrize("line, field, reason", [
@@ -670,7 +671,9 @@ def test_parquet_long_table_with_datetime_order(tmp_path):
     assert (a.id, a.line, b.id, b.line) == ("5", 1, "6", 3)
     assert turns_of(a) == [("customer", "Question", 0), ("agent", "Reply", 1)]
     assert [turn.timestamp for turn in a.turns] == ["2024-01-01T09:00:00", "2024-01-01T10:00:00"]
-    assert a.metadata == {"channel": "email"} and b.metadata == {}
+    assert a.metadata == {"channel": "email", "started_at": "2024-01-01T09:00:00",
+                          "ended_at": "2024-01-01T10:00:00"}
+    assert set(b.metadata) == {"started_at", "ended_at"}
 
 
 def test_parquet_with_a_messages_column_is_one_transcript_per_row(tmp_path):

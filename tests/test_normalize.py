@@ -224,3 +224,21 @@ def test_one_id_and_one_utf8_check_for_every_reader():
 def test_system_only_transcript_is_rejected():
     with pytest.raises(InputError, match="no customer or agent turn has any text"):
         make_transcript("s", [{"role": "system", "text": "be nice"}])
+
+
+def test_long_label_values_are_never_echoed():
+    secret = "my card number is 4111 1111 1111 1111, please refund"
+    with pytest.raises(InputError) as info:
+        normalize_agent_type(secret)
+    assert "4111" not in str(info.value) and "not shown" in str(info.value)
+    with pytest.raises(InputError) as info:
+        normalize_role({"name": secret})
+    assert "4111" not in str(info.value)
+
+
+def test_turn_timestamps_give_the_conversation_span():
+    t = make_transcript("ts", [{"role": "user", "text": "hi", "timestamp": "2026-11-02T09:14:00Z"},
+                               {"role": "assistant", "text": "hello"},
+                               {"role": "user", "text": "bye", "timestamp": "2026-11-02T09:20:00Z"}])
+    assert t.metadata == {"started_at": "2026-11-02T09:14:00Z", "ended_at": "2026-11-02T09:20:00Z"}
+    assert make_transcript("n", [{"role": "user", "text": "hi"}]).metadata == {}

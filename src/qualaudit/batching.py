@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .schema import Transcript
+from .schema import ROLES, Transcript
 
 
 @dataclass(frozen=True)
@@ -60,26 +60,37 @@ class TurnWindows:
 
 class WindowBuilder:
     """Turns each scored turn into `role: text` plus, as the pair's second segment, the
-    beginning of the previous scored turn. The turn keeps at most `max_turn_tokens` tokens
-    (a cut is recorded), the context at most `max_context_tokens`."""
+    previous scored turn. The turn keeps its first `max_turn_tokens` tokens (a cut is
+    recorded); the context keeps its `role:` prefix and its last tokens, up to
+    `max_context_tokens` in all, since what a turn answers is usually at the end of the one
+    before."""
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int) -> None:
         self.tokenizer = tokenizer
         self.template = PairTemplate.from_tokenizer(tokenizer)
         self.max_turn_tokens = max_turn_tokens
         self.max_context_tokens = max_context_tokens
+        self.prefix_length = {role: len(ids) for role, ids in zip(ROLES, tokenizer(
+            [f"{role}:" for role in ROLES], add_special_tokens=False)["input_ids"])}
+
+    def _context(self, ids: list[int], role: str) -> list[int]:
+        if len(ids) <= self.max_context_tokens:
+            return ids
+        keep = min(self.prefix_length[role], self.max_context_tokens)
+        return ids[:keep] + ids[len(ids) - (self.max_context_tokens - keep):]
 
     def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
-        texts, first_of_transcript = [], []
+        texts, roles, first_of_transcript = [], [], []
         for transcript in transcripts:
             for pi, turn in enumerate(transcript.scored_turns):
                 texts.append(f"{turn.role}: {turn.text}")
+                roles.append(turn.role)
                 first_of_transcript.append(pi == 0)
         token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         t = self.template
         windows = TurnWindows()
         for k, ids in enumerate(token_ids):
-            context = [] if first_of_transcript[k] else token_ids[k - 1][: self.max_context_tokens]
+            context = [] if first_of_transcript[k] else self._context(token_ids[k - 1], roles[k - 1])
             turn = ids[: self.max_turn_tokens]
             windows.turn_truncated.append(len(ids) > self.max_turn_tokens)
             if context:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -95,11 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # warnings as one log line each, not Python's two
+            warnings.showwarning = lambda message, *_args, **_kw: logger.warning("%s", message)
+            return args.func(args)
     except InputError as exc:
         print(f"qualaudit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except QualauditError as exc:
+        print(f"qualaudit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, not with a trace
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("qualaudit: output closed early (broken pipe); stopped", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
         print(f"qualaudit: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -125,10 +136,15 @@ def _score(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         print(f"qualaudit: error: input {args.input!r} does not exist", file=sys.stderr)
         return EXIT_USAGE
-    if args.output and not Path(args.output).resolve().parent.is_dir():
-        print(f"qualaudit: error: the folder of output {args.output!r} does not exist",
-              file=sys.stderr)
-        return EXIT_USAGE
+    if args.output:
+        output = Path(args.output).resolve()
+        problem = ("is the input: scoring would overwrite it" if output == Path(args.input).resolve()
+                   else "is a directory" if output.is_dir()
+                   else "is in a folder that does not exist" if not output.parent.is_dir()
+                   else None)
+        if problem:
+            print(f"qualaudit: error: output {args.output!r} {problem}", file=sys.stderr)
+            return EXIT_USAGE
     device = None if args.device == "auto" else args.device
     auditor = Auditor.from_pretrained(args.model, device=device, precision=args.precision,
                                       max_batch_tokens=args.max_batch_tokens,

@@ -30,7 +30,7 @@ _AGENT_TYPES = {
     "automated": "ai", "human": "human", "person": "human", "live_agent": "human",
     "mixed": "mixed", "handoff": "mixed", "unknown": "unknown",
 }
-_MAX_SHOWN_ROLE = 32
+_MAX_SHOWN = 32
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -77,7 +77,7 @@ def normalize_role(raw: Any, role_map: Mapping[str, str] | None = None) -> str:
     """Canonical role ("customer", "agent" or "system") of a role name found in an export."""
     if not isinstance(raw, str) or not raw.strip():
         raise InputError(
-            f"expected a role name, found {raw!r}",
+            f"expected a role name, found {shown(raw)}",
             hint=f"Accepted roles: {', '.join(accepted_roles(role_map))}",
         )
     name = raw.strip()
@@ -92,14 +92,23 @@ def normalize_role(raw: Any, role_map: Mapping[str, str] | None = None) -> str:
     key = name.lower().replace("-", "_").replace(" ", "_")
     if key in _ROLES:
         return _ROLES[key]
-    if len(name) > _MAX_SHOWN_ROLE:  # likely text in the wrong column: never echo text
+    if len(name) > _MAX_SHOWN:  # likely text in the wrong column: never echo text
         raise InputError(
-            f"unknown role: a {len(name)}-character value (not shown; is the role column "
-            f"right?); accepted roles: {', '.join(accepted_roles(role_map))}")
+            f"unknown role: {shown(name)}; is the role column right? Accepted roles: "
+            f"{', '.join(accepted_roles(role_map))}")
     raise InputError(
         f"unknown role {name!r}; accepted roles: {', '.join(accepted_roles(role_map))}",
         hint=f"Map it with --role-map customer={name} (or agent={name}, system={name})",
     )
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: short values as they are, longer ones only by their size,
+    since a label column that holds message text must never put that text in a log."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > _MAX_SHOWN:
+        return f"a {len(text)}-character {type(value).__name__} value (not shown)"
+    return repr(value)
 
 
 def accepted_roles(role_map: Mapping[str, str] | None = None) -> list[str]:
@@ -111,13 +120,13 @@ def normalize_agent_type(raw: Any) -> str | None:
     if raw is None or (isinstance(raw, float) and raw != raw):  # None or NaN
         return None
     if not isinstance(raw, str):
-        raise InputError(f"expected an agent type string, found {raw!r}")
+        raise InputError(f"expected an agent type string, found {shown(raw)}")
     key = raw.strip().lower().replace("-", "_").replace(" ", "_")
     if not key:
         return None
     if key not in _AGENT_TYPES:
         raise InputError(
-            f"unknown agent type {raw!r}; expected one of {', '.join(AGENT_TYPES)}",
+            f"unknown agent type {shown(raw)}; expected one of {', '.join(AGENT_TYPES)}",
             hint="Synonyms accepted: " + ", ".join(sorted(_AGENT_TYPES)),
         )
     return _AGENT_TYPES[key]
@@ -311,6 +320,10 @@ def make_transcript(
         safe_metadata = _json_safe(metadata or {}, "metadata")
     except InputError as exc:
         raise exc.located(part="metadata", **where) from None
+    stamps = [t.timestamp for t in turns if t.timestamp is not None]
+    if stamps:  # for cohorts by day or week, unless the input says otherwise
+        safe_metadata.setdefault("started_at", stamps[0])
+        safe_metadata.setdefault("ended_at", stamps[-1])
     return Transcript(
         id=tid,
         turns=tuple(turns),

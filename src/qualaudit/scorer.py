@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from .batching import WindowBuilder, collate, token_budget_batches
-from .errors import ModelLoadError, QualauditError
+from .errors import InputError, ModelLoadError, QualauditError
 from .evidence import logit_contributions, mean_contributions, top_evidence
 from .heads import empathy_score, p_positive
 from .io import read_transcripts
 from .model import QualityModel, default_model_path
-from .schema import Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
+from .schema import ROLES, Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
 
 CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
 Precision = Literal["fp32", "bf16"]
@@ -123,6 +123,12 @@ class Auditor:
     # --------------------------------------------------------------- internals
     @torch.inference_mode()
     def _score_chunk(self, chunk: list[Transcript]) -> list[TranscriptScore]:
+        for transcript in chunk:  # cheap guards for Transcripts that skipped qualaudit.io
+            if not transcript.scored_turns or any(t.role not in ROLES for t in transcript.turns):
+                raise InputError("expected a transcript validated by qualaudit.io (canonical "
+                                 "roles, at least one customer or agent turn)",
+                                 transcript_id=transcript.id,
+                                 hint="Read it with qualaudit.io.read_transcripts first")
         windows = self.builder.build(chunk)
         lengths = windows.lengths
         states = self._encode(windows, lengths)  # (N, H)
