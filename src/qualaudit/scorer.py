@@ -24,7 +24,8 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass
 class ScoringStats:
-    """Running totals of what the scorer has read (for progress bars and summaries)."""
+    """Running totals of what the scorer has read (for progress bars and summaries); `tokens`
+    counts the encoder's real tokens (turn, context and special tokens, no padding)."""
 
     transcripts: int = 0
     turns: int = 0
@@ -182,13 +183,13 @@ class Auditor:
             safe = index.clamp(min=0)
             result = self.model.conversation_heads(
                 states[safe], features[safe], is_agent[safe] & mask, mask, with_evidence=True)
+            logits, loo, running = ({k: v.cpu().numpy() for k, v in part.items()} for part in
+                                    (result.logits, result.leave_one_out, result.running))
             for row, i in enumerate(group):
                 n = int(counts[i])
-                out[i] = {
-                    "logits": {k: v[row].cpu().numpy() for k, v in result.logits.items()},
-                    "loo": {k: v[row, :n].cpu().numpy() for k, v in result.leave_one_out.items()},
-                    "running": {k: v[row, :n].cpu().numpy() for k, v in result.running.items()},
-                }
+                out[i] = {"logits": {k: v[row] for k, v in logits.items()},
+                          "loo": {k: v[row, :n] for k, v in loo.items()},
+                          "running": {k: v[row, :n] for k, v in running.items()}}
         return out
 
     def _turn_outputs(self, turn_logits: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
