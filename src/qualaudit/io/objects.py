@@ -1,0 +1,160 @@
+"""One transcript per object: JSONL lines, dicts, rows with a messages/turns column."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..normalize import UTF8_HINT, is_missing, normalize_id
+from .records import _Raw
+from .values import _as_list, _first_key, _is_scalar, _kind
+
+# One-transcript-per-object shapes (JSONL lines, dicts, rows with a messages/turns column).
+# Here `id` comes first: the object is the transcript, so its own id is the transcript id.
+_OBJECT_ID_KEYS = ("id", "conversation_id", "ticket_id", "dialogue_id")
+_TURN_LISTS = ("messages", "turns")
+_ROLE_KEYS = ("role", "speaker", "sender")
+_TEXT_KEYS = ("text", "content", "utterance", "message")
+_TEXT_PART_TYPES = ("text", "input_text", "output_text")
+
+
+def _reject_json_array(path: Path) -> None:
+    """A whole-file JSON array would fail on every line; say what it is instead."""
+    with path.open("rb") as handle:
+        start = handle.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if start.startswith(b"["):
+        raise InputError(
+            "expected JSON Lines (one transcript object per line), found a JSON array",
+            source=str(path), hint=f"Convert it with: jq -c '.[]' {path.name} > transcripts.jsonl",
+        )
+
+
+def _json_line(data: bytes, number: int, source: str,
+               id_keys: tuple[str, ...]) -> tuple[int, Any] | InputError | None:
+    """(line number, parsed value) of one line, None when it is blank, or an InputError.
+
+    The id of a line that is not valid UTF-8 is read anyway when it can be (the first of
+    `id_keys` present), so that the error names the transcript it rejects.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InputError(
+            f"invalid UTF-8 at byte {exc.start + 1} of the line (0x{data[exc.start]:02x})",
+            source=source, line=number, transcript_id=_guess_id(data, id_keys), hint=UTF8_HINT,
+        )
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
+    try:
+        return number, json.loads(text)
+    except json.JSONDecodeError as exc:
+        return InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
+                          source=source, line=number,
+                          hint="Each line must be one complete JSON object (JSON Lines)")
+
+
+def _guess_id(data: bytes, id_keys: tuple[str, ...]) -> str | None:
+    """The id of a line that is not valid UTF-8, when it can be read anyway (for the error)."""
+    try:
+        obj = json.loads(data.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return None
+    key = next((k for k in id_keys if k in obj), None) if isinstance(obj, dict) else None
+    return normalize_id(obj[key]) if key is not None else None
+
+
+def _jsonl_records(path: Path, source: str) -> Iterator[_Raw | InputError]:
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, 1):
+            item = _json_line(data, number, source, _OBJECT_ID_KEYS)
+            if isinstance(item, InputError):
+                yield item
+            elif item is not None:
+                yield _object_record(item[1], number, source)
+
+
+def _object_record(obj: Any, line: int, source: str) -> _Raw | InputError:
+    """A transcript object (`{"id", "messages"}` or `{"id", "turns"}`) as raw parts."""
+    where = {"source": source, "line": line}
+    if not isinstance(obj, Mapping):
+        return InputError(
+            f"expected a transcript object with an id and messages or turns, found {_kind(obj)}",
+            hint='Each transcript looks like {"id": "c1", "messages": [{"role": ..., '
+                 '"content": ...}]}', **where,
+        )
+    id_key = next((k for k in _OBJECT_ID_KEYS if k in obj), None)
+    if id_key is None:
+        return InputError(f"no transcript id; expected one of the keys {', '.join(_OBJECT_ID_KEYS)}, "
+                          f"found keys {sorted(map(str, obj))}", field="id", **where)
+    tid = obj[id_key]
+    if isinstance(tid, bool) or not (tid is None or isinstance(tid, (str, numbers.Real))):
+        return InputError(f"expected the id to be a string or a number, found {_kind(tid)}",
+                          field=id_key, **where)
+    try:
+        return _parse_object(obj, id_key, line)
+    except InputError as exc:
+        return exc.located(transcript_id=normalize_id(tid), **where)
+
+
+def _parse_object(obj: Mapping[str, Any], id_key: str, line: int) -> _Raw:
+    present = [k for k in _TURN_LISTS if k in obj]
+    if len(present) != 1:
+        found = "both" if present else f"neither (keys found: {sorted(map(str, obj))})"
+        raise InputError(f"expected a 'messages' or a 'turns' list, found {found}",
+                         field="messages")
+    list_key = present[0]
+    raw_turns = _as_list(obj[list_key])
+    if raw_turns is None:
+        raise InputError(f"expected a list of turns, found {_kind(obj[list_key])}", field=list_key)
+    turns = []
+    for i, turn in enumerate(raw_turns):
+        if not isinstance(turn, Mapping):
+            raise InputError(f"expected a turn object with a role and a text, found {_kind(turn)}",
+                             field=f"{list_key}[{i}]")
+        text_key = _first_key(turn, _TEXT_KEYS)
+        text = turn.get(text_key) if text_key else None
+        parts = _as_list(text)
+        if parts is not None:
+            text = _joined_parts(parts, f"{list_key}[{i}].{text_key}")
+        role_key = _first_key(turn, _ROLE_KEYS)
+        turns.append({"role": turn.get(role_key) if role_key else None, "text": text,
+                      "timestamp": turn.get("timestamp"), "agent_type": turn.get("agent_type")})
+    reserved = {id_key, list_key, "agent_type", "metadata"}
+    metadata = {k: v for k, v in obj.items() if k not in reserved and _is_scalar(v)}
+    extra = obj.get("metadata")
+    if is_missing(extra):
+        extra = {}
+    if not isinstance(extra, Mapping):
+        raise InputError(f"expected metadata to be an object, found {_kind(extra)}",
+                         field="metadata")
+    metadata.update(extra)  # the explicit metadata object wins over top-level fields
+
+    def locate(i: int, part: str) -> tuple[int, str]:
+        keys = {"role": _first_key(raw_turns[i], _ROLE_KEYS) or "role",
+                "text": _first_key(raw_turns[i], _TEXT_KEYS) or "text"}
+        return line, f"{list_key}[{i}].{keys.get(part, part)}"
+
+    return _Raw(id=obj[id_key], line=line, turns=turns, locate=locate, id_field=id_key,
+                agent_type=obj.get("agent_type"), metadata=metadata)
+
+
+def _joined_parts(parts: list[Any], path: str) -> str:
+    """OpenAI content parts -> one text: text parts joined by newlines, other parts ignored."""
+    texts = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, Mapping):
+            raise InputError(f'expected a content part like {{"type": "text", "text": ...}}, '
+                             f"found {_kind(part)}", field=f"{path}[{j}]")
+        if part.get("type", "text") not in _TEXT_PART_TYPES:
+            continue
+        if not isinstance(part.get("text"), str):
+            raise InputError(f"expected the text of a text part, found {_kind(part.get('text'))}",
+                             field=f"{path}[{j}].text")
+        texts.append(part["text"])
+    return "\n".join(texts)
