@@ -147,3 +147,18 @@ def test_a_closed_pipe_stops_quietly(tiny_model_dir, tmp_path):
                           "--quiet | head -1", shell=True, capture_output=True, text=True, timeout=300)
     assert json.loads(proc.stdout)["id"] == "p0"
     assert "Traceback" not in proc.stderr and "broken pipe" in proc.stderr
+
+
+def test_output_inside_or_linked_to_the_input_is_refused(tiny_model_dir, input_jsonl, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "utterances.jsonl").write_text(json.dumps(
+        {"id": "u1", "speaker": "user", "conversation_id": "c1", "reply_to": None, "text": "hi"}) + "\n")
+    before = (corpus / "utterances.jsonl").read_bytes()
+    assert run("score", corpus, "-o", corpus / "utterances.jsonl", "--model", tiny_model_dir) == 2
+    assert (corpus / "utterances.jsonl").read_bytes() == before
+    linked = tmp_path / "linked.jsonl"
+    linked.hardlink_to(input_jsonl)
+    before = input_jsonl.read_bytes()
+    assert run("score", input_jsonl, "-o", linked, "--model", tiny_model_dir) == 2
+    assert input_jsonl.read_bytes() == before

@@ -338,3 +338,27 @@ def test_evidence_survives_confident_scores_and_long_transcripts(tiny_model):
 def test_a_single_turn_has_no_evidence(auditor):
     result = auditor.score(conversation("one", ("user", "hello?")))
     assert all(v == [] for v in result.evidence.values())
+
+
+def test_turns_whose_removal_changes_nothing_are_not_evidence(tiny_model):
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # one turn takes all of the resolution pooling weight
+        model.conversation_heads.score["resolution_v1"].weight.mul_(1e4)
+    turns = [("user" if k % 2 == 0 else "assistant", f"still not working {k}") for k in range(12)]
+    evidence = Auditor(model).score(conversation("d", *turns)).evidence["resolution"]
+    assert len(evidence) == 1 and abs(evidence[0].contribution) > 1e-4
+
+
+def test_isotonic_evidence_agrees_in_sign_with_the_reported_score(tiny_model, toy_transcripts):
+    from qualaudit.calibration import IsotonicCalibrator
+
+    rng = np.random.default_rng(0)
+    model = copy.deepcopy(tiny_model)
+    model.calibration["resolution.v1"] = IsotonicCalibrator().fit(
+        rng.normal(size=(200, 5)), rng.integers(0, 5, 200))
+    auditor = Auditor(model)
+    transcript = toy_transcripts[1]
+    full = auditor.score(transcript)
+    for e in full.evidence["resolution"]:
+        without = score_without(auditor, transcript, [t.index for t in full.turns].index(e.index))
+        assert np.sign(full.resolution - without.resolution) in (np.sign(e.contribution), 0)

@@ -137,8 +137,10 @@ def _score(args: argparse.Namespace) -> int:
         print(f"qualaudit: error: input {args.input!r} does not exist", file=sys.stderr)
         return EXIT_USAGE
     if args.output:
-        output = Path(args.output).resolve()
-        problem = ("is the input: scoring would overwrite it" if output == Path(args.input).resolve()
+        output, source = Path(args.output).resolve(), Path(args.input).resolve()
+        overwrites_input = (output == source or (source.is_dir() and output.is_relative_to(source))
+                            or (output.exists() and os.path.samefile(output, source)))
+        problem = ("is (or is inside) the input: scoring would overwrite it" if overwrites_input
                    else "is a directory" if output.is_dir()
                    else "is in a folder that does not exist" if not output.parent.is_dir()
                    else None)

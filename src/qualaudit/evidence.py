@@ -12,18 +12,25 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import logsumexp
 
-from .calibration import Calibration, TemperatureScaler, log_softmax
-from .heads import HeadSpec
+from .calibration import Calibration, TemperatureScaler, log_softmax, logit
+from .heads import HeadSpec, p_positive
 from .schema import Evidence
 
 
 def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
-    """The logit of what the target reports (for a 5-level head, of P(level > 0)), after the
-    head's temperature when it has one. Never clipped, so that confident scores keep their
-    evidence; an isotonic map is flat in places, so an isotonic head uses its raw logits (the
-    map is monotone: the same turns raise or lower the score)."""
+    """The logit of what the target reports (for a 5-level head, of P(level > 0)).
+
+    A temperature-scaled or uncalibrated head is read off its logits, never clipped, so that
+    confident scores keep their evidence. An isotonic head is read off the calibrated
+    probability (clipped to [1e-6, 1 - 1e-6]): its steps can flatten differences, but the sign
+    always agrees with the score reported.
+    """
     z = logits.astype(np.float64)
-    if isinstance(calibration.get(spec.name), TemperatureScaler):
+    calibrator = calibration.get(spec.name)
+    if calibrator is not None and not isinstance(calibrator, TemperatureScaler):
+        probs = calibration.predict_proba(spec.name, z, spec.binary)
+        return logit(probs if spec.binary else p_positive(probs))
+    if calibrator is not None:
         z = calibration.calibrated_logits(spec.name, z, spec.binary)
     if spec.binary:
         return z
@@ -34,8 +41,11 @@ def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -
 def logit_contributions(calibration: Calibration, spec: HeadSpec, logits: np.ndarray,
                         left_out: np.ndarray) -> np.ndarray:
     """(T,): how much each turn raised the target's logit; `left_out` (T, *shape) holds the
-    logits with each turn left out of the pooling."""
-    return target_logit(calibration, spec, logits) - target_logit(calibration, spec, left_out)
+    logits with each turn left out of the pooling. Changes within float32 rounding of the
+    logit are set to zero: leaving such a turn out changes nothing."""
+    full = target_logit(calibration, spec, logits)
+    contributions = full - target_logit(calibration, spec, left_out)
+    return np.where(np.abs(contributions) > 1e-6 * max(1.0, abs(float(full))), contributions, 0.0)
 
 
 def mean_contributions(values: np.ndarray) -> np.ndarray | None:

@@ -212,10 +212,13 @@ class ConversationHeads(nn.Module):
                     loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
             else:
                 scores = self.score[key](z_full).squeeze(-1)
-                logits[s.name] = self.out[key](_pool(z_full, scores, mask)).view(B, *s.shape)
+                pooled = _pool(z_full, scores, mask)[:, None]  # (B, 1, D)
+                if with_evidence:  # one MLP call for both, so equal inputs round equally
+                    pooled = torch.cat([pooled, _leave_one_out_pool(z_full, scores, mask)], 1)
+                out = self.out[key](pooled)  # (B, 1 [+ T], size)
+                logits[s.name] = out[:, 0].view(B, *s.shape)
                 if with_evidence:
-                    pooled = _leave_one_out_pool(z_full, scores, mask)
-                    loo[s.name] = self.out[key](pooled).view(B, T, *s.shape)
+                    loo[s.name] = out[:, 1:].view(B, T, *s.shape)
         return ConversationOutput(logits, loo if with_evidence else None,
                                   running if with_evidence else None)
 
