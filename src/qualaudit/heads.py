@@ -6,6 +6,7 @@ specs in this registry, so old models keep loading while new heads get new names
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,10 +48,7 @@ class HeadSpec:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 HEAD_SPECS: dict[str, HeadSpec] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load, save
+from safetensors.torch import load_file, save
 from torch import nn
 
 from . import __version__
@@ -151,9 +151,8 @@ class QualityModel(nn.Module):
             raise ModelLoadError(f"{directory}: cannot load the tokenizer: {exc}") from exc
         calibration = Calibration.load(directory / "calibration.json", missing_ok=True)
         self = cls(config, encoder, tokenizer, calibration)
-        data = weights.read_bytes()
         try:
-            state = load(data)
+            state = load_file(str(weights))
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise ModelLoadError(f"{weights}: not a valid safetensors file ({exc})") from exc
         try:

@@ -117,13 +117,11 @@ def accepted_roles(role_map: Mapping[str, str] | None = None) -> list[str]:
 
 def normalize_agent_type(raw: Any) -> str | None:
     """Canonical agent type, or None when the value is missing."""
-    if raw is None or (isinstance(raw, float) and raw != raw):  # None or NaN
+    if is_missing(raw):
         return None
     if not isinstance(raw, str):
         raise InputError(f"expected an agent type string, found {shown(raw)}")
     key = raw.strip().lower().replace("-", "_").replace(" ", "_")
-    if not key:
-        return None
     if key not in _AGENT_TYPES:
         raise InputError(
             f"unknown agent type {shown(raw)}; expected one of {', '.join(AGENT_TYPES)}",
@@ -203,7 +201,7 @@ def _json_safe(value: Any, name: str) -> Any:
         safe = {}
         for key, item in value.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
-                raise InputError(f"expected text keys, found the key {key!r}", field=name)
+                raise InputError(f"expected text keys, found the key {shown(key)}", field=name)
             if isinstance(key, str):
                 _check_utf8_at(key, name)
             safe[str(key)] = _json_safe(item, f"{name}.{key}")
