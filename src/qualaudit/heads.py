@@ -56,6 +56,7 @@ HEAD_SPECS: dict[str, HeadSpec] = {
     for s in (
         HeadSpec("empathy.v1", "empathy", "agent_turn", "categorical", (3, 3), EMPATHY_MECHANISMS),
         HeadSpec("solution_given.v1", "solution_given", "agent_turn", "binary"),
+        HeadSpec("breakdown.v1", "breakdown", "agent_turn", "binary"),
         HeadSpec("escalation_signal.v1", "escalation_signal", "customer_turn", "binary", (3,),
                  ESCALATION_SIGNALS),
         HeadSpec("solution_confirmed.v1", "solution_confirmed", "customer_turn", "binary"),

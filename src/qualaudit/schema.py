@@ -68,7 +68,8 @@ class TurnScore:
     """Per-turn outputs. Fields that do not apply to the turn's role are None.
 
     `escalation_signal` is the strongest of `escalation_signals` (dissatisfied, complaint,
-    asks for a human); `escalation_running` is the conversation's escalation estimate after
+    asks for a human); `breakdown` is the chance that an agent turn failed the conversation
+    (off-topic, contradictory, not an answer); `escalation_running` is the conversation's escalation estimate after
     this turn (it never goes down)."""
 
     index: int
@@ -80,6 +81,7 @@ class TurnScore:
     escalation_signal: float | None = None
     escalation_signals: Mapping[str, float] | None = None
     solution_confirmed: float | None = None
+    breakdown: float | None = None
     escalation_running: float | None = None
 
 

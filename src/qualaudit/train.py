@@ -1,0 +1,447 @@
+"""Multi-task training: one loop for the bundled default model and for fine-tuning on a
+user's own labels. Every source labels only some heads, so each head's loss is averaged over
+the items that carry its label (masked), with soft targets where annotators disagree.
+
+    >>> from qualaudit.train import TrainingArgs, train
+    >>> train(TrainingArgs(data_dir="../shared/data", output_dir="models/default"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .batching import WindowBuilder, collate, token_budget_batches
+from .datasets import Example, by_split, load_sources
+from .datasets.augment import Augmenter
+from .heads import HeadSpec
+from .model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
+
+log = logging.getLogger("qualaudit.train")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainingArgs:
+    """What `train` does; checked on creation so a typo fails before an hour of training.
+
+    `init` is an encoder ("minilm", a path or hub id: new heads) or a saved qualaudit model
+    directory (fine-tuning). `heads` names the targets to train (None: every target the data
+    labels); `freeze_encoder` trains the heads only (small label sets). `max_train_tokens`
+    caps the encoder tokens seen in training (the run's length); `uss_share` subsamples the
+    large USS corpus; `augment` adds that share of augmented conversations per pass.
+    """
+
+    output_dir: str
+    data_dir: str | None = None
+    examples: list[Example] | None = field(default=None, repr=False)
+    init: str = DEFAULT_ENCODER
+    heads: list[str] | None = None
+    sources: list[str] | None = None
+    freeze_encoder: bool = False
+    max_train_tokens: int = 2_200_000
+    batch_tokens: int = 3072
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    evals: int = 4
+    dev_per_source: int = 150
+    uss_share: float = 0.3
+    augment: float = 0.15
+    max_turn_tokens: int = 96
+    max_context_tokens: int = 32
+    max_turns: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    name: str = "qualaudit-default"
+    version: str = "0.2.0"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.data_dir is None) == (self.examples is None):
+            raise ValueError("give exactly one of data_dir (public datasets) or examples")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
+        for name in ("max_train_tokens", "batch_tokens", "evals", "dev_per_source",
+                     "max_turn_tokens", "max_context_tokens", "max_turns"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        for name in ("lr", "head_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
+        for name in ("warmup", "uss_share", "augment", "weight_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], found {getattr(self, name)!r}")
+
+
+@dataclass
+class TrainResult:
+    model: QualityModel
+    steps: int
+    train_tokens: int
+    seconds: float
+    best_step: int
+    dev_losses: list[dict[str, float]]
+
+
+# ------------------------------------------------------------------------------ data
+@dataclass
+class Prepared:
+    """An example with its encoder windows, ready for batching."""
+
+    example: Example
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(x) for x in self.input_ids)
+
+
+def prepare(examples: list[Example], builder: WindowBuilder, max_turns: int) -> list[Prepared]:
+    out = []
+    for e in examples:
+        e = _keep_last_turns(e, max_turns)
+        windows = builder.build([e.transcript])
+        out.append(Prepared(e, windows.input_ids, windows.token_type_ids))
+    return out
+
+
+def _keep_last_turns(e: Example, max_turns: int) -> Example:
+    """Long conversations keep their last turns (the end decides most targets)."""
+    n = len(e.transcript.scored_turns)
+    if n <= max_turns:
+        return e
+    turns = e.transcript.scored_turns[n - max_turns:]
+    t = type(e.transcript)(e.transcript.id, turns, e.transcript.agent_type,
+                           e.transcript.metadata, e.transcript.n_input_turns)
+    return Example(t, e.source, e.group, {k: v[n - max_turns:] for k, v in e.turn_labels.items()},
+                   e.labels, e.info, e.weight)
+
+
+def batches(items: list[Prepared], batch_tokens: int, rng: random.Random) -> list[list[Prepared]]:
+    """Conversations in random order, grouped until a batch holds `batch_tokens` tokens;
+    neighbours are sorted by size within pools of 64 to keep padding small."""
+    order = items[:]
+    rng.shuffle(order)
+    pooled = []
+    for k in range(0, len(order), 64):
+        pooled += sorted(order[k:k + 64], key=lambda p: p.tokens)
+    out, current, size = [], [], 0
+    for p in pooled:
+        current.append(p)
+        size += p.tokens
+        if size >= batch_tokens:
+            out.append(current)
+            current, size = [], 0
+    if current:
+        out.append(current)
+    rng.shuffle(out)
+    return out
+
+
+# --------------------------------------------------------------------------- forward
+def forward(model: QualityModel, batch: list[Prepared], budget: int = 4096
+            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """Raw logits: per turn {head: (N, *shape)} over the batch's turns in order, per
+    conversation {head: (B, *shape)}, and is_agent (N,)."""
+    device = model.device
+    ids = [x for p in batch for x in p.input_ids]
+    types = [x for p in batch for x in p.token_type_ids]
+    windows = type("W", (), {"input_ids": ids, "token_type_ids": types})
+    pad = model.tokenizer.pad_token_id or 0
+    states = []
+    order = []
+    for idx in token_budget_batches([len(x) for x in ids], budget):
+        tensors = {k: v.to(device) for k, v in
+                   collate(windows, idx, pad, model.uses_token_types).items()}
+        states.append(model.encode_turns(**tensors))
+        order += idx
+    states = torch.cat(states)[torch.argsort(torch.tensor(order, device=device))]  # (N, H)
+    is_agent = torch.tensor([t.role == "agent" for p in batch
+                             for t in p.example.transcript.scored_turns], device=device)
+    turn_logits = model.turn_heads(states)
+    features = model.turn_heads.features(turn_logits, is_agent)
+    counts = [len(p.input_ids) for p in batch]
+    T = max(counts)
+    index = torch.full((len(batch), T), -1, dtype=torch.long)
+    start = 0
+    for row, n in enumerate(counts):
+        index[row, :n] = torch.arange(start, start + n)
+        start += n
+    index = index.to(device)
+    mask = index >= 0
+    safe = index.clamp(min=0)
+    conversation = model.conversation_heads(states[safe], features[safe], is_agent[safe] & mask, mask)
+    return turn_logits, conversation.logits, is_agent
+
+
+# ------------------------------------------------------------------------------ loss
+def stack_labels(batch: list[Prepared], specs: list[HeadSpec]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{head name: (targets, weights)} with NaN targets (no label) replaced by 0 at weight 0."""
+    out = {}
+    for s in specs:
+        if s.level == "conversation":
+            rows = [p.example.labels.get(s.target) for p in batch]
+            weights = [p.example.weight if r is not None else 0.0 for p, r in zip(batch, rows)]
+            rows = [np.full(s.shape, np.nan, np.float32) if r is None else np.asarray(r, np.float32)
+                    for r in rows]
+            values = np.stack(rows)
+            w = np.asarray(weights, np.float32).reshape(-1, *([1] * len(s.shape)))
+            w = np.broadcast_to(w, values.shape).copy()
+        else:
+            parts = [p.example.turn_labels.get(s.target) for p in batch]
+            parts = [np.full((len(p.input_ids), *s.shape), np.nan, np.float32) if x is None else x
+                     for p, x in zip(batch, parts)]
+            values = np.concatenate(parts)
+            w = np.ones_like(values)
+        w[np.isnan(values)] = 0.0
+        out[s.name] = (torch.from_numpy(np.nan_to_num(values)), torch.from_numpy(w))
+    return out
+
+
+def head_loss(spec: HeadSpec, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+              pos_weight: torch.Tensor | None, class_weight: torch.Tensor | None) -> torch.Tensor | None:
+    """Mean loss over the labelled items of one head; None when nothing is labelled."""
+    if spec.binary:
+        if weight.sum() == 0:
+            return None
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none",
+                                                  pos_weight=pos_weight)
+        return (loss * weight).sum() / weight.sum()
+    # categorical: soft cross-entropy over the last axis; an item counts if labelled
+    item_weight = weight[..., 0]
+    if item_weight.sum() == 0:
+        return None
+    logp = F.log_softmax(logits.float(), -1)
+    scale = class_weight if class_weight is not None else 1.0
+    loss = -(target * logp * scale).sum(-1)
+    return (loss * item_weight).sum() / item_weight.sum()
+
+
+def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dict[str, torch.Tensor]]:
+    """Class-imbalance weights from the training labels: pos_weight = sqrt(neg/pos) for binary
+    heads (capped at 10), class weights ~ 1/sqrt(frequency) for empathy levels."""
+    out = {}
+    stacked = stack_labels(items, specs)
+    for s in specs:
+        target, weight = stacked[s.name]
+        if s.level == "conversation" and not s.binary:
+            continue
+        if s.binary:
+            w = weight.reshape(-1, s.size)
+            t = target.reshape(-1, s.size)
+            pos = (t * w).sum(0) / w.sum(0).clamp(min=1)
+            out[s.name] = {"pos_weight": torch.sqrt((1 - pos) / pos.clamp(min=1e-3)).clamp(1, 10)
+                           .reshape(s.shape)}
+        else:
+            w = weight[..., 0].reshape(-1, *s.shape[:-1], 1)
+            freq = (target * w).sum(0) / w.sum(0).clamp(min=1)
+            cw = freq.clamp(min=1e-3).rsqrt()
+            out[s.name] = {"class_weight": cw / (cw * freq).sum(-1, keepdim=True)}
+    return out
+
+
+def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec],
+               balance: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    turn_logits, conv_logits, is_agent = forward(model, batch)
+    labels = stack_labels(batch, specs)
+    total, parts = torch.zeros((), device=model.device), {}
+    for s in specs:
+        logits = conv_logits[s.name] if s.level == "conversation" else turn_logits[s.name]
+        target, weight = (x.to(model.device) for x in labels[s.name])
+        b = balance.get(s.name, {})
+        loss = head_loss(s, logits, target, weight, b.get("pos_weight"), b.get("class_weight"))
+        if loss is not None:
+            total = total + loss
+            parts[s.target] = float(loss.detach())
+    return total, parts
+
+
+@torch.no_grad()
+def evaluate_loss(model: QualityModel, items: list[Prepared], specs: list[HeadSpec],
+                  balance: dict, batch_tokens: int) -> dict[str, float]:
+    """Mean dev loss per target (and its sum, "total"), for early stopping."""
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    for batch in batches(items, batch_tokens * 4, random.Random(0)):
+        _, parts = batch_loss(model, batch, specs, balance)
+        for k, v in parts.items():
+            sums.setdefault(k, []).append(v)
+    model.train()
+    out = {k: float(np.mean(v)) for k, v in sums.items()}
+    out["total"] = float(sum(out.values()))
+    return out
+
+
+# ------------------------------------------------------------------------------ loop
+def train(args: TrainingArgs) -> TrainResult:
+    """Train, keeping the weights with the lowest dev loss; resumable from the checkpoint
+    in `output_dir` after an interruption. Returns the model (not yet calibrated or saved)."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _initial_model(args)
+    model.to(args.device).train()
+    examples = args.examples if args.examples is not None else [
+        e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+    train_examples, dev_examples = _splits(examples, args)
+    specs = _trained_specs(model, train_examples, args.heads)
+    builder = WindowBuilder(model.tokenizer, args.max_turn_tokens, args.max_context_tokens)
+    train_items = prepare(train_examples, builder, args.max_turns)
+    dev_items = prepare(dev_examples, builder, args.max_turns)
+    augmenter = Augmenter(train_examples) if args.augment else None
+    balance = label_balance(train_items, specs)
+    epoch_tokens = sum(p.tokens for p in train_items)
+    est_steps = math.ceil(args.max_train_tokens / args.batch_tokens)
+    log.info("training %s on %d conversations (%d tokens a pass), dev %d; heads %s",
+             args.name, len(train_items), epoch_tokens, len(dev_items), [s.target for s in specs])
+
+    if args.freeze_encoder:
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+    groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": args.lr},
+              {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
+               "lr": args.head_lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
+    warmup = max(1, int(args.warmup * est_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.05, 1 - s / est_steps)))
+
+    state = {"step": 0, "tokens": 0, "epoch": 0, "in_epoch": 0, "seconds": 0.0,
+             "best": math.inf, "best_step": 0, "dev": []}
+    best_path, ckpt_path = out / "best.pt", out / CHECKPOINT
+    if ckpt_path.is_file():
+        saved = torch.load(ckpt_path, weights_only=False)
+        if saved["args"] != _args_key(args):
+            raise ValueError(f"{ckpt_path} was written by a run with other arguments; "
+                             "remove it or train into another output_dir")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        state = saved["state"]
+        log.info("resumed at step %d (%d tokens)", state["step"], state["tokens"])
+
+    eval_every = max(1, args.max_train_tokens // args.evals)
+    next_eval = (state["tokens"] // eval_every + 1) * eval_every
+    bar = _bar(args, state)
+    start = time.perf_counter() - state["seconds"]
+    while state["tokens"] < args.max_train_tokens:
+        rng = random.Random(args.seed * 1000 + state["epoch"])
+        items = train_items + (prepare(augmenter.make(int(args.augment * len(train_items)), rng),
+                                       builder, args.max_turns) if augmenter else [])
+        plan = batches(items, args.batch_tokens, rng)
+        for batch in plan[state["in_epoch"]:]:
+            loss, parts = batch_loss(model, batch, specs, balance)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            n = sum(p.tokens for p in batch)
+            state["step"] += 1
+            state["in_epoch"] += 1
+            state["tokens"] += n
+            state["seconds"] = time.perf_counter() - start
+            bar.update(n)
+            bar.set_postfix_str(f"loss {float(loss):.3f}")
+            done = state["tokens"] >= args.max_train_tokens
+            if state["tokens"] >= next_eval or done:
+                next_eval += eval_every
+                dev = evaluate_loss(model, dev_items, specs, balance, args.batch_tokens)
+                dev["step"], dev["tokens"] = state["step"], state["tokens"]
+                state["dev"].append(dev)
+                log.info("dev at step %d: %s", state["step"], json.dumps(
+                    {k: round(v, 4) for k, v in dev.items()}))
+                if dev["total"] < state["best"]:
+                    state["best"], state["best_step"] = dev["total"], state["step"]
+                    torch.save(model.state_dict(), best_path)
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "schedule": schedule.state_dict(), "state": state,
+                            "args": _args_key(args)}, ckpt_path)
+            if done:
+                break
+        else:
+            state["epoch"] += 1
+            state["in_epoch"] = 0
+    bar.close()
+    model.load_state_dict(torch.load(best_path))
+    model.eval()
+    model.config.trained_heads = sorted(set(model.config.trained_heads) | {s.name for s in specs},
+                                        key=model.config.heads.index)
+    model.config.name, model.config.version = args.name, args.version
+    model.config.max_turn_tokens = args.max_turn_tokens
+    model.config.max_context_tokens = args.max_context_tokens
+    return TrainResult(model, state["step"], state["tokens"], state["seconds"], state["best_step"],
+                       state["dev"])
+
+
+def _initial_model(args: TrainingArgs) -> QualityModel:
+    if Path(args.init, "config.json").is_file() and _is_qualaudit(Path(args.init)):
+        return QualityModel.from_pretrained(args.init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        return QualityModel.from_encoder(args.init, max_turn_tokens=args.max_turn_tokens,
+                                         max_context_tokens=args.max_context_tokens)
+
+
+def _is_qualaudit(directory: Path) -> bool:
+    try:
+        return "qualaudit_format" in json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _splits(examples: list[Example], args: TrainingArgs) -> tuple[list[Example], list[Example]]:
+    """Train (USS subsampled to `uss_share`) and dev (at most `dev_per_source` a source)."""
+    rng = random.Random(args.seed)
+    train_set = [e for e in by_split(examples, "train")
+                 if e.source != "uss" or rng.random() < args.uss_share]
+    dev: list[Example] = []
+    for source in sorted({e.source for e in examples}):
+        rows = [e for e in by_split(examples, "dev") if e.source == source]
+        dev += rng.sample(rows, min(len(rows), args.dev_per_source))
+    return train_set, dev
+
+
+def _trained_specs(model: QualityModel, examples: list[Example], heads: list[str] | None) -> list[HeadSpec]:
+    labelled = {t for e in examples for t in (*e.labels, *e.turn_labels)}
+    by_target = {s.target: s for s in model.specs}
+    wanted = heads if heads is not None else sorted(labelled & set(by_target))
+    unknown = [h for h in wanted if h not in by_target]
+    if unknown:
+        raise ValueError(f"unknown head(s) {unknown}; the model has {sorted(by_target)}")
+    missing = [h for h in wanted if h not in labelled]
+    if missing:
+        raise ValueError(f"no training labels for {missing}")
+    return [by_target[h] for h in wanted]
+
+
+def _args_key(args: TrainingArgs) -> dict:
+    key = asdict(args)
+    key.pop("examples")
+    key.pop("progress")
+    return key
+
+
+def _bar(args: TrainingArgs, state: dict):
+    from tqdm import tqdm
+
+    return tqdm(total=args.max_train_tokens, initial=state["tokens"], unit="tok", unit_scale=True,
+                disable=not args.progress, dynamic_ncols=True, mininterval=5)
+
+
