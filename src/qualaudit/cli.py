@@ -80,7 +80,72 @@ def build_parser() -> argparse.ArgumentParser:
                       help="HF encoder path or hub id; 'minilm' = the packaged MiniLM-L6")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(func=_init)
+
+    train = sub.add_parser("train", help="train a model on the public datasets, or fine-tune on your own labels")
+    train.add_argument("-o", "--output", required=True, help="directory to write the model to")
+    _add_label_sources(train)
+    train.add_argument("--init", help="encoder ('minilm', a path or hub id) or a qualaudit model "
+                       "directory to start from (default: minilm with --data-dir, the bundled "
+                       "model with --labels)")
+    train.add_argument("--heads", type=_names, metavar="A,B",
+                       help="targets to train, e.g. resolution,escalation (default: every labelled one)")
+    train.add_argument("--freeze-encoder", action="store_true", help="train the heads only (small label sets)")
+    train.add_argument("--max-train-tokens", type=_count(1), metavar="N",
+                       help="encoder tokens to train on (default 2,200,000)")
+    train.add_argument("--max-epochs", type=_count(1), metavar="N", help="passes over the data (default 4)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", type=_device)
+    train.add_argument("--calibration", choices=["temperature", "isotonic"], default="temperature")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    calibrate = sub.add_parser("calibrate", help="refit only a model's calibration on labelled data")
+    calibrate.add_argument("model", help="model directory")
+    calibrate.add_argument("-o", "--output", required=True,
+                           help="directory for the recalibrated model (may be MODEL itself)")
+    _add_label_sources(calibrate)
+    calibrate.add_argument("--method", choices=["temperature", "isotonic"], default="temperature")
+    calibrate.set_defaults(func=_calibrate)
+
+    evaluate = sub.add_parser("evaluate", help="agreement of scores with your own QA labels")
+    evaluate.add_argument("scores", help="output of `qualaudit score`, or raw transcripts to score first")
+    evaluate.add_argument("labels", help="labels file (CSV, TSV or JSONL; see the README)")
+    evaluate.add_argument("--model", help="model for raw transcripts (default: the bundled model)")
+    evaluate.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    evaluate.set_defaults(func=_evaluate)
     return parser
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, found {text!r}")
+    return names
+
+
+def _add_label_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="public datasets laid out as ../shared/data (their dev split is used)")
+    parser.add_argument("--sources", type=_names, metavar="A,B",
+                        help="with --data-dir: only these sources (stc3, uss, epitome, bitext, dbdc3)")
+    parser.add_argument("--transcripts", help="your transcripts (any input `qualaudit score` reads)")
+    parser.add_argument("--labels", help="your labels for them (CSV, TSV or JSONL; see the README)")
+
+
+def _labelled(args: argparse.Namespace):
+    """The examples named by --data-dir or --transcripts/--labels (exactly one of them)."""
+    from .datasets import load_sources
+    from .datasets.user import user_examples
+
+    if bool(args.data_dir) == bool(args.labels) or bool(args.labels) != bool(args.transcripts):
+        raise _UsageError("give --data-dir, or --transcripts with --labels")
+    if args.data_dir:
+        return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+    return user_examples(args.transcripts, args.labels)
+
+
+class _UsageError(Exception):
+    """A command-line mistake found after parsing: exit code 2, with this message."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # warnings as one log line each, not Python's two
             warnings.showwarning = lambda message, *_args, **_kw: logger.warning("%s", message)
             return args.func(args)
-    except InputError as exc:
+    except (InputError, _UsageError) as exc:
         print(f"qualaudit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except QualauditError as exc:
@@ -183,4 +248,81 @@ def _init(args: argparse.Namespace) -> int:
     model = QualityModel.from_encoder(args.encoder)
     path = model.save_pretrained(args.directory)
     print(f"qualaudit: wrote an UNTRAINED model to {path} (for pipeline tests only)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .model import DEFAULT_ENCODER, default_model_path
+    from .recipe import build
+    from .train import TrainingArgs
+
+    examples = _labelled(args)
+    init = args.init or (DEFAULT_ENCODER if args.data_dir else str(default_model_path() or ""))
+    if not init:
+        raise _UsageError("no bundled model to fine-tune from; pass --init")
+    options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
+                                 ("max_epochs", args.max_epochs)) if v is not None}
+    try:
+        training = TrainingArgs(output_dir=args.output, examples=examples, init=init,
+                                heads=args.heads, freeze_encoder=args.freeze_encoder,
+                                seed=args.seed, device=args.device, progress=not args.quiet,
+                                **options)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    summary = build(training, method=args.calibration, command="qualaudit " + " ".join(sys.argv[1:]))
+    r = summary.training
+    print(f"qualaudit: trained {r.steps} steps on {r.train_tokens:,} tokens in "
+          f"{summary.seconds / 60:.1f} min (best dev loss at step {r.best_step}); "
+          f"calibrated {len(summary.calibration)} heads; wrote {summary.directory}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .calibrate import fit_calibration
+    from .datasets import by_split
+    from .model import QualityModel
+    from .recipe import calibration_table
+
+    examples = _labelled(args)
+    if args.data_dir:
+        examples = by_split(examples, "dev")
+    model = QualityModel.from_pretrained(args.model)
+    report = fit_calibration(model, examples, method=args.method)
+    if not report:
+        raise QualauditError("no head had 20 or more labelled items; nothing was calibrated")
+    out = Path(args.output)
+    if out.resolve() != Path(args.model).resolve():
+        shutil.copytree(args.model, out, dirs_exist_ok=True)
+    model.calibration.save(out / "calibration.json")
+    card = out / "README.md"
+    note = (f"\n## Recalibrated\n`qualaudit {' '.join(sys.argv[1:])}` refitted the calibration "
+            f"of these heads (ECE on the fitting items, in-sample):\n\n{calibration_table(report)}\n")
+    with card.open("a", encoding="utf-8") as handle:
+        handle.write(note)
+    print(calibration_table(report))
+    print(f"qualaudit: recalibrated {len(report)} heads; wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .agreement import agreement, read_scores, to_markdown
+    from .datasets.user import read_labels
+
+    labels = read_labels(args.labels)
+    try:
+        rows = read_scores(args.scores)
+    except InputError:  # not a score file (a ConvoKit folder, an unknown extension)
+        rows = []
+    if not rows or any("resolution" not in r for r in rows):  # raw transcripts: score them
+        from .scorer import Auditor
+
+        rows = Auditor.from_pretrained(args.model).score(args.scores)
+    report = agreement(rows, labels, threshold=args.threshold)
+    print(to_markdown(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK

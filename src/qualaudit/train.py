@@ -38,7 +38,8 @@ class TrainingArgs:
     `init` is an encoder ("minilm", a path or hub id: new heads) or a saved qualaudit model
     directory (fine-tuning). `heads` names the targets to train (None: every target the data
     labels); `freeze_encoder` trains the heads only (small label sets). `max_train_tokens`
-    caps the encoder tokens seen in training (the run's length); `uss_share` subsamples the
+    caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
+    over the data (what ends a run on a small label set); `uss_share` subsamples the
     large USS corpus; `augment` adds that share of augmented conversations per pass.
     """
 
@@ -50,6 +51,7 @@ class TrainingArgs:
     sources: list[str] | None = None
     freeze_encoder: bool = False
     max_train_tokens: int = 2_200_000
+    max_epochs: int = 4
     batch_tokens: int = 3072
     lr: float = 5e-5
     head_lr: float = 1e-3
@@ -73,7 +75,7 @@ class TrainingArgs:
             raise ValueError("give exactly one of data_dir (public datasets) or examples")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
-        for name in ("max_train_tokens", "batch_tokens", "evals", "dev_per_source",
+        for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
                      "max_turn_tokens", "max_context_tokens", "max_turns"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -307,7 +309,8 @@ def train(args: TrainingArgs) -> TrainResult:
     augmenter = Augmenter(train_examples) if args.augment else None
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
-    est_steps = math.ceil(args.max_train_tokens / args.batch_tokens)
+    budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
+    est_steps = math.ceil(budget / args.batch_tokens)
     log.info("training %s on %d conversations (%d tokens a pass), dev %d; heads %s",
              args.name, len(train_items), epoch_tokens, len(dev_items), [s.target for s in specs])
 
@@ -336,11 +339,11 @@ def train(args: TrainingArgs) -> TrainResult:
         state = saved["state"]
         log.info("resumed at step %d (%d tokens)", state["step"], state["tokens"])
 
-    eval_every = max(1, args.max_train_tokens // args.evals)
+    eval_every = max(1, budget // args.evals)
     next_eval = (state["tokens"] // eval_every + 1) * eval_every
-    bar = _bar(args, state)
+    bar = _bar(args, state, budget)
     start = time.perf_counter() - state["seconds"]
-    while state["tokens"] < args.max_train_tokens:
+    while state["tokens"] < args.max_train_tokens and state["epoch"] < args.max_epochs:
         rng = random.Random(args.seed * 1000 + state["epoch"])
         items = train_items + (prepare(augmenter.make(int(args.augment * len(train_items)), rng),
                                        builder, args.max_turns) if augmenter else [])
@@ -358,8 +361,9 @@ def train(args: TrainingArgs) -> TrainResult:
             state["tokens"] += n
             state["seconds"] = time.perf_counter() - start
             bar.update(n)
-            bar.set_postfix_str(f"loss {float(loss):.3f}")
-            done = state["tokens"] >= args.max_train_tokens
+            bar.set_postfix_str(f"loss {float(loss.detach()):.3f}")
+            done = state["tokens"] >= args.max_train_tokens or (
+                state["in_epoch"] == len(plan) and state["epoch"] + 1 >= args.max_epochs)
             if state["tokens"] >= next_eval or done:
                 next_eval += eval_every
                 dev = evaluate_loss(model, dev_items, specs, balance, args.batch_tokens)
@@ -438,10 +442,10 @@ def _args_key(args: TrainingArgs) -> dict:
     return key
 
 
-def _bar(args: TrainingArgs, state: dict):
+def _bar(args: TrainingArgs, state: dict, budget: int):
     from tqdm import tqdm
 
-    return tqdm(total=args.max_train_tokens, initial=state["tokens"], unit="tok", unit_scale=True,
+    return tqdm(total=budget, initial=state["tokens"], unit="tok", unit_scale=True,
                 disable=not args.progress, dynamic_ncols=True, mininterval=5)
 
 

@@ -81,6 +81,8 @@ class Augmenter:
 
     def loop(self, rng: random.Random) -> Example | None:
         times = rng.randint(3, 5)
+        if not (self.intents or self.dialogues):
+            return None
         if self.intents and (not self.dialogues or rng.random() < 0.5):
             members = rng.choice(self.intents)
             asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]

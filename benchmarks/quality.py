@@ -1,0 +1,818 @@
+"""Quality benchmark: the multi-task model against its baselines on every source of a data dir.
+
+The data directory is laid out like ../shared/data; the baselines are what the model exists
+to beat.
+
+Steps (one flat results dict, as in huggingface/evaluate): read the sources and take the
+evaluated split; score it with the model; train the baselines on the train split (TF-IDF +
+logistic regression, and a frozen-MiniLM probe; see baselines.py) with the same inputs (a
+turn with the previous turn as context, or the flattened conversation); compute each
+target's metrics with cluster-bootstrap 95% intervals (whole transcripts resampled, one set of
+draws for every system, so differences are paired); pool ECE per head; run the bias checks.
+
+Targets and metrics (main metric first):
+- stc3: A and S distributions (NMD, RSNOD as in NTCIR-14 STC-3 DQ; Spearman of the expected
+  level with the annotators' mean; AUROC of P(level > 0) for mean > 0); goal nuggets
+  solution_given (HNUG*) and solution_confirmed (CNUG*), label = annotator share >= 0.5 (F1);
+  escalation and repeat_inquiry (proxy labels, AUROC);
+- uss: per user turn dissatisfied = mean rating < 3 (AUROC, F1, UAR); OVERALL satisfaction;
+  repeat_inquiry;
+- epitome: per mechanism, the agent turn's level (macro-F1, accuracy);
+- bitext: escalation = contact_human_agent or complaint (contact_customer_service left out),
+  and the asks_for_human / complaint turn signals against their intents;
+- dbdc3: breakdown per bot turn = X share > 0.5; escalation.
+ECE is measured against the target each head was trained on (soft annotator shares where the
+source gives them). Bias checks: Spearman of each score with the agent's text length, and
+the scores of transcripts whose agent_type is relabelled (ai <-> human), which must be
+identical.
+
+Usage:
+    python benchmarks/quality.py --model DIR --data-dir ../shared/data [--split report]
+        [--json PATH] [--markdown PATH] [--limit N] [--sources stc3,uss] [--seed 0]
+        [--train-data-dir DIR] [--encoder PATH] [--no-probe] [--single-task-resolution]
+
+`--split all` scores every example in the files (a test set with this layout); baselines
+then train on the train split of `--train-data-dir`, and are skipped when that is the data
+dir itself (they would be scored on their own training data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from qualaudit import Auditor, TranscriptScore
+from qualaudit.datasets import Example, by_split, load_sources
+from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS
+from qualaudit.metrics import bootstrap_ci, expected_calibration_error
+from qualaudit.model import default_encoder_path
+from qualaudit.schema import Transcript
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines  # noqa: E402  (benchmarks/ is not a package)
+
+log = logging.getLogger("qualaudit.benchmarks")
+LEVELS = np.arange(-2.0, 3.0)  # the STC-3 scale, index 0 = -2
+BASELINES = ("tfidf", "minilm_probe")
+SYSTEM_NAMES = {"model": "model", "tfidf": "TF-IDF", "minilm_probe": "MiniLM probe",
+                "single_task": "single-task FT"}
+CEILING = 0.995  # a baseline this close to a perfect score cannot be beaten significantly
+ECE_TARGET, ECE_MIN_N = 0.05, 500
+
+
+# ------------------------------------------------------------------------------ metrics
+def nmd(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Normalised Match Distance per row of (N, L) distributions over ordered levels: the
+    L1 distance between the cumulative distributions / (L - 1); 0 = same, 1 = opposite ends."""
+    pred, truth = _normalised(pred), _normalised(truth)
+    return np.abs(np.cumsum(pred, 1) - np.cumsum(truth, 1)).sum(1) / (pred.shape[1] - 1)
+
+
+def rsnod(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Root Symmetric Normalised Order-aware Divergence per row (Sakai 2018, NTCIR-14 STC-3).
+
+    DW_i = sum_j |i - j| (p_j - q_j)^2; OD(p || q) = the mean of DW_i over the levels where
+    p_i > 0; RSNOD = sqrt(((OD(p || q) + OD(q || p)) / 2) / (L - 1)).
+    """
+    pred, truth = _normalised(pred), _normalised(truth)
+    levels = np.arange(pred.shape[1])
+    distance = np.abs(levels[:, None] - levels[None, :])  # (L, L)
+    dw = ((pred - truth) ** 2) @ distance  # (N, L): DW_i per row (distance is symmetric)
+
+    def od(p: np.ndarray) -> np.ndarray:
+        support = p > 0
+        return (dw * support).sum(1) / support.sum(1)
+
+    return np.sqrt((od(pred) + od(truth)) / 2 / (pred.shape[1] - 1))
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return p / p.sum(1, keepdims=True)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC by the rank-sum formula (ties count half); NaN with a single class. The same as
+    qualaudit.metrics.auroc without its input checks, fast enough for 1,000 resamples."""
+    positive = np.asarray(labels, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson on average ranks); NaN when either side is constant."""
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def binary_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of the positive class; NaN when there are no positives, predicted or true."""
+    predicted, labels = np.asarray(predicted, bool), np.asarray(labels, bool)
+    tp = np.sum(predicted & labels)
+    wrong = np.sum(predicted != labels)
+    return float(2 * tp / (2 * tp + wrong)) if 2 * tp + wrong else float("nan")
+
+
+def uar(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted average recall of the two classes (balanced accuracy); NaN with one class."""
+    predicted, labels = np.asarray(predicted, bool), np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float((np.mean(predicted[labels]) + np.mean(~predicted[~labels])) / 2)
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean F1 over the classes present in the labels or the predictions (as scikit-learn)."""
+    classes = np.union1d(predicted, labels)
+    return float(np.mean([binary_f1(predicted == c, labels == c) for c in classes]))
+
+
+def _ece(probs: np.ndarray, targets: np.ndarray) -> float:
+    return expected_calibration_error(probs, targets)
+
+
+def _positive(dist: np.ndarray) -> np.ndarray:
+    """P(level > 0) of (N, 5) distributions over -2..2 (float32 sums may pass 1 by 1e-7)."""
+    return np.clip(dist[:, 3:].sum(1), 0.0, 1.0)
+
+
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+# kind -> metric -> (fn(predicted (N, K), soft target (N, K), value (N,)), higher is better).
+# `value` is the annotators' mean level (dist5), the 0/1 label (binary) or the class (class3).
+METRICS: dict[str, dict[str, tuple[Metric, bool]]] = {
+    "dist5": {
+        "nmd": (lambda p, soft, v: float(nmd(p, soft).mean()), False),
+        "rsnod": (lambda p, soft, v: float(rsnod(p, soft).mean()), False),
+        "spearman": (lambda p, soft, v: spearman(p @ LEVELS, v), True),
+        "auroc": (lambda p, soft, v: auroc(_positive(p), v > 0), True),
+        "ece": (lambda p, soft, v: _ece(p, soft), False),
+        "ece_positive": (lambda p, soft, v: _ece(_positive(p), _positive(soft)), False),
+    },
+    "binary": {
+        "auroc": (lambda p, soft, v: auroc(p[:, 1], v), True),
+        "f1": (lambda p, soft, v: binary_f1(p[:, 1] >= 0.5, v), True),
+        "uar": (lambda p, soft, v: uar(p[:, 1] >= 0.5, v), True),
+        "ece": (lambda p, soft, v: _ece(p[:, 1], soft[:, 1]), False),
+    },
+    "class3": {
+        "macro_f1": (lambda p, soft, v: macro_f1(p.argmax(1), v), True),
+        "accuracy": (lambda p, soft, v: float(np.mean(p.argmax(1) == v)), True),
+        "ece": (lambda p, soft, v: _ece(p, v.astype(int)), False),
+    },
+}
+
+
+def cluster_bootstrap(statistic: Callable[[np.ndarray], Any], groups: np.ndarray,
+                      n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_resamples, ...) values of `statistic(unit indices)` over resamples of whole groups.
+
+    The turns of one transcript are not independent, so transcripts (groups) are drawn with
+    replacement and bring all their units. Draws are made as qualaudit.metrics.bootstrap_ci
+    makes them (with one unit per group both give the same resamples); one set of draws
+    serves every system, so differences between systems are paired.
+    """
+    groups = np.asarray(groups)
+    order = np.argsort(groups, kind="stable")
+    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        drawn = rng.integers(0, starts.size, size=starts.size)
+        c = counts[drawn]
+        index = np.repeat(starts[drawn] - np.cumsum(c) + c, c) + np.arange(c.sum())
+        values.append(statistic(order[index]))
+    return np.asarray(values, dtype=np.float64)
+
+
+def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Percentile interval of bootstrap values, NaN values (undefined resamples) dropped."""
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return [float("nan"), float("nan")]
+    alpha = (1 - confidence) / 2
+    return [float(x) for x in np.quantile(samples, [alpha, 1 - alpha])]
+
+
+# ------------------------------------------------------------------------------ targets
+Unit = tuple[int | None, np.ndarray, float]  # (scored-turn index or None, soft target, value)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One evaluated output: which units a source labels, and the model's prediction for
+    each. `head` groups targets for pooled ECE (the model output that was calibrated)."""
+
+    source: str
+    name: str
+    kind: str  # "dist5" | "binary" | "class3"
+    head: str
+    units: Callable[[Example], list[Unit]]
+    predict: Callable[[TranscriptScore, int | None], Any]
+    main: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}/{self.name}"
+
+
+def _conv_dist(label: str, mean: Callable[[Example], float]) -> Callable[[Example], list[Unit]]:
+    return lambda e: [(None, e.labels[label], mean(e))] if label in e.labels else []
+
+
+def _conv_binary(label: str) -> Callable[[Example], list[Unit]]:
+    def units(e: Example) -> list[Unit]:
+        if label not in e.labels:
+            return []
+        p = float(e.labels[label])
+        return [(None, np.array([1 - p, p]), float(p >= 0.5))]
+    return units
+
+
+def _turn_binary(label: str, column: int | None = None,
+                 hard: Callable[[float, Example, int], bool] = lambda p, e, k: p >= 0.5
+                 ) -> Callable[[Example], list[Unit]]:
+    def units(e: Example) -> list[Unit]:
+        shares = e.turn_labels.get(label)
+        if shares is None:
+            return []
+        shares = shares if column is None else shares[:, column]
+        return [(k, np.array([1 - p, p]), float(hard(p, e, k)))
+                for k, p in enumerate(shares.tolist()) if not np.isnan(p)]
+    return units
+
+
+def _empathy(mechanism: int) -> Callable[[Example], list[Unit]]:
+    def units(e: Example) -> list[Unit]:
+        levels = e.turn_labels.get("empathy")
+        if levels is None:
+            return []
+        return [(k, row[mechanism], float(row[mechanism].argmax()))
+                for k, row in enumerate(levels) if not np.isnan(row[mechanism]).any()]
+    return units
+
+
+def _uss_dissatisfied(p: float, e: Example, k: int) -> bool:
+    return float(np.mean(e.info["ratings"][e.transcript.scored_turns[k].index])) < 3
+
+
+def _turn_field(name: str, key: str | None = None) -> Callable[[TranscriptScore, int | None], Any]:
+    def predict(r: TranscriptScore, k: int | None) -> Any:
+        value = getattr(r.turns[k], name)
+        return value if key is None else value[key]
+    return predict
+
+
+def _field(name: str) -> Callable[[TranscriptScore, int | None], Any]:
+    return lambda r, k: getattr(r, name)
+
+
+DISSATISFIED, COMPLAINT, ASKS_FOR_HUMAN = (
+    ESCALATION_SIGNALS.index(s) for s in ("dissatisfied", "complaint", "asks_for_human"))
+TARGETS: tuple[Target, ...] = (
+    Target("stc3", "A", "dist5", "resolution",
+           _conv_dist("resolution", lambda e: e.info["A_mean"]), _field("resolution_dist"), "nmd"),
+    Target("stc3", "S", "dist5", "satisfaction",
+           _conv_dist("satisfaction", lambda e: e.info["S_mean"]), _field("satisfaction_dist"), "nmd"),
+    Target("stc3", "solution_given", "binary", "solution_given",
+           _turn_binary("solution_given"), _turn_field("solution_given"), "f1"),
+    Target("stc3", "solution_confirmed", "binary", "solution_confirmed",
+           _turn_binary("solution_confirmed"), _turn_field("solution_confirmed"), "f1"),
+    Target("stc3", "escalation", "binary", "escalation",
+           _conv_binary("escalation"), _field("escalation"), "auroc"),
+    Target("stc3", "repeat_inquiry", "binary", "repeat_inquiry",
+           _conv_binary("repeat_inquiry"), _field("repeat_inquiry"), "auroc"),
+    Target("uss", "dissatisfied", "binary", "escalation_signal",
+           _turn_binary("escalation_signal", DISSATISFIED, _uss_dissatisfied),
+           _turn_field("escalation_signals", "dissatisfied"), "auroc"),
+    Target("uss", "satisfaction", "dist5", "satisfaction",
+           _conv_dist("satisfaction", lambda e: float(np.mean(e.info["overall"])) - 3),
+           _field("satisfaction_dist"), "nmd"),
+    Target("uss", "repeat_inquiry", "binary", "repeat_inquiry",
+           _conv_binary("repeat_inquiry"), _field("repeat_inquiry"), "auroc"),
+    *(Target("epitome", mechanism, "class3", "empathy", _empathy(m),
+             _turn_field("empathy_levels", mechanism), "macro_f1")
+      for m, mechanism in enumerate(EMPATHY_MECHANISMS)),
+    Target("bitext", "escalation", "binary", "escalation",
+           _conv_binary("escalation"), _field("escalation"), "auroc"),
+    Target("bitext", "asks_for_human", "binary", "escalation_signal",
+           _turn_binary("escalation_signal", ASKS_FOR_HUMAN),
+           _turn_field("escalation_signals", "asks_for_human"), "auroc"),
+    Target("bitext", "complaint", "binary", "escalation_signal",
+           _turn_binary("escalation_signal", COMPLAINT),
+           _turn_field("escalation_signals", "complaint"), "auroc"),
+    Target("dbdc3", "breakdown", "binary", "breakdown",
+           _turn_binary("breakdown", hard=lambda p, e, k: p > 0.5), _turn_field("breakdown"), "auroc"),
+    Target("dbdc3", "escalation", "binary", "escalation",
+           _conv_binary("escalation"), _field("escalation"), "auroc"),
+)
+
+
+@dataclass
+class Units:
+    """The labelled units of one target on one set of examples, in example order."""
+
+    examples: np.ndarray  # (N,) position of the unit's example: the bootstrap cluster
+    turns: list[int | None]
+    soft: np.ndarray  # (N, K) soft targets
+    value: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+
+def collect(target: Target, examples: list[Example]) -> Units:
+    rows = [(i, k, soft, value) for i, e in enumerate(examples) for k, soft, value in target.units(e)]
+    width = 5 if target.kind == "dist5" else 3 if target.kind == "class3" else 2
+    return Units(np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
+                 np.array([r[2] for r in rows], dtype=np.float64).reshape(-1, width),
+                 np.array([r[3] for r in rows], dtype=np.float64))
+
+
+def unit_text(transcript: Transcript, turn: int | None) -> str:
+    """A baseline's input: the flattened conversation, or the turn with the previous scored
+    turn as context (the model's turn window)."""
+    turns = transcript.scored_turns
+    if turn is None:
+        return "\n".join(f"{t.role}: {t.text}" for t in turns)
+    text = f"{turns[turn].role}: {turns[turn].text}"
+    return text if turn == 0 else f"{text} [SEP] {turns[turn - 1].role}: {turns[turn - 1].text}"
+
+
+def model_probs(target: Target, units: Units, scores: list[TranscriptScore]) -> np.ndarray | None:
+    """The model's (N, K) predictions for the units (binary p as [1 - p, p]); None when the
+    model has no head for the target (an older model without `breakdown`, say)."""
+    values = [target.predict(scores[i], k) for i, k in zip(units.examples, units.turns)]
+    if any(v is None for v in values):
+        return None
+    values = np.array(values, dtype=np.float64)
+    return np.stack([1 - values, values], 1) if target.kind == "binary" else values
+
+
+# ------------------------------------------------------------------------------ evaluation
+def evaluate(target: Target, units: Units, preds: dict[str, np.ndarray], n_resamples: int,
+             seed: int) -> dict[str, dict[str, Any]]:
+    """`{"source/target/metric": entry}`: per system the value and its 95% interval, and
+    per reference system the paired difference model - reference with its interval."""
+    metrics = METRICS[target.kind]
+    systems = list(preds)
+
+    def statistic(index: np.ndarray) -> list[float]:
+        return [fn(preds[s][index], units.soft[index], units.value[index])
+                for fn, _ in metrics.values() for s in systems]
+
+    point = np.array(statistic(np.arange(len(units))))
+    boot = cluster_bootstrap(statistic, units.examples, n_resamples, seed)
+    out = {}
+    for m, (name, (_, higher)) in enumerate(metrics.items()):
+        column = {s: m * len(systems) + j for j, s in enumerate(systems)}
+        entry: dict[str, Any] = {"n": len(units), "transcripts": int(np.unique(units.examples).size),
+                                 "higher_is_better": higher, "main": name == target.main}
+        for s in systems:
+            entry[s], entry[f"{s}_ci"] = float(point[column[s]]), percentile_ci(boot[:, column[s]])
+        for s in systems[1:]:
+            entry[f"diff_{s}"] = entry["model"] - entry[s]
+            entry[f"diff_{s}_ci"] = percentile_ci(boot[:, column["model"]] - boot[:, column[s]])
+        if name.startswith("ece"):
+            entry["ece_pool"] = _ece_pool(target, name)
+        ranked = [s for s in BASELINES if s in preds and not np.isnan(entry[s])]
+        if ranked:
+            entry["best_baseline"] = (max if higher else min)(ranked, key=lambda s: entry[s])
+        out[f"{target.key}/{name}"] = entry
+    return out
+
+
+def _ece_pool(target: Target, metric: str) -> str:
+    """The calibrated output an ECE metric measures, pooled over the targets it serves."""
+    return f"{target.head}_dist" if target.kind == "dist5" and metric == "ece" else target.head
+
+
+def _ece_pools(target: Target, units: Units, probs: np.ndarray) -> dict[str, tuple]:
+    """The model's (probabilities, targets) per pooled-ECE output for this target."""
+    if target.kind == "dist5":
+        return {_ece_pool(target, "ece"): (probs, units.soft),
+                _ece_pool(target, "ece_positive"): (_positive(probs), _positive(units.soft))}
+    if target.kind == "binary":
+        return {target.head: (probs[:, 1], units.soft[:, 1])}
+    return {target.head: (probs, np.eye(3)[units.value.astype(int)])}
+
+
+def pooled_ece(pools: dict[str, list[tuple[str, tuple]]], n_resamples: int, seed: int
+               ) -> dict[str, dict[str, Any]]:
+    """ECE per head over every target it serves (bins need examples: small splits pool)."""
+    out = {}
+    for head, parts in pools.items():
+        probs = np.concatenate([p for _, (p, _) in parts])
+        targets = np.concatenate([t for _, (_, t) in parts])
+        ci = bootstrap_ci((probs, targets), _ece, n_resamples=n_resamples, seed=seed)
+        out[head] = {"ece": _ece(probs, targets), "ece_ci": list(ci), "n": int(len(probs)),
+                     "targets": {key: int(len(p)) for key, (p, _) in parts}}
+    return out
+
+
+# ------------------------------------------------------------------------------ bias checks
+def _label_value(e: Example, field: str) -> float | None:
+    if field == "resolution":
+        return e.info.get("A_mean")
+    if field == "satisfaction":
+        if "S_mean" in e.info:
+            return e.info["S_mean"]
+        return float(np.mean(e.info["overall"])) if e.info.get("overall") else None
+    if field == "empathy":
+        levels = e.info.get("levels")
+        return float(np.mean(list(levels.values()))) / 2 if levels else None
+    return float(e.labels[field]) if field in e.labels else None
+
+
+def length_bias(eval_sets: dict[str, list[Example]], scores: dict[str, list[TranscriptScore]]
+                ) -> dict[str, dict[str, Any]]:
+    """Spearman of each score with the agent's total text length (characters), per source,
+    beside the same correlation for the source's label (how much the data itself has)."""
+    out = {}
+    for source, examples in eval_sets.items():
+        length = np.array([sum(len(t.text) for t in e.transcript.scored_turns if t.role == "agent")
+                           for e in examples], dtype=np.float64)
+        for field in ("resolution", "satisfaction", "escalation", "repeat_inquiry", "empathy"):
+            rows = [(n, getattr(r, field), _label_value(e, field))
+                    for n, r, e in zip(length, scores[source], examples)
+                    if n > 0 and getattr(r, field) is not None]
+            if len(rows) < 3:
+                continue
+            labelled = [(n, label) for n, _, label in rows if label is not None]
+            out[f"{source}/{field}"] = {
+                "model": spearman([r[0] for r in rows], [r[1] for r in rows]),
+                "label": spearman(*zip(*labelled)) if len(labelled) >= 3 else None,
+                "n": len(rows)}
+    return out
+
+
+def _relabelled(t: Transcript) -> Transcript:
+    swap = {"ai": "human", "human": "ai", "mixed": "human", "unknown": "ai"}[t.agent_type]
+    turns = tuple(dataclasses.replace(turn, agent_type=swap) if turn.role == "agent" else turn
+                  for turn in t.turns)
+    return dataclasses.replace(t, agent_type=swap, turns=turns)
+
+
+def _leaves(value: Any, path: str = ""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k != "agent_type":
+                yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{k}]")
+    else:
+        yield path, value
+
+
+def agent_type_check(auditor: Auditor, transcripts: list[Transcript]) -> dict[str, Any]:
+    """Score transcripts as given and with agent_type swapped (ai <-> human, transcript and
+    turns), in the same batches: every output must be identical (agent_type is not an input)."""
+    original = auditor.score(transcripts)
+    swapped = auditor.score([_relabelled(t) for t in transcripts])
+    max_diff, mismatches = 0.0, 0
+    for a, b in zip(original, swapped):
+        leaves_a, leaves_b = dict(_leaves(a.to_dict())), dict(_leaves(b.to_dict()))
+        mismatches += len(leaves_a.keys() ^ leaves_b.keys())
+        for path in leaves_a.keys() & leaves_b.keys():
+            x, y = leaves_a[path], leaves_b[path]
+            if isinstance(x, float) and isinstance(y, float):
+                max_diff = max(max_diff, abs(x - y))
+            elif x != y:
+                mismatches += 1
+    return {"transcripts": len(transcripts), "max_abs_diff": max_diff,
+            "other_mismatches": mismatches, "identical": max_diff == 0.0 and mismatches == 0}
+
+
+# ------------------------------------------------------------------------------ the run
+def _subsample(items: list, limit: int | None, seed: int) -> list:
+    """At most `limit` items, drawn with `seed`, in their original order."""
+    if limit is None or len(items) <= limit:
+        return items
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), limit, replace=False))
+    return [items[i] for i in keep]
+
+
+def _baseline_probs(target: Target, units: Units, examples: list[Example], train: Units,
+                    train_examples: list[Example], embedder: baselines.Embedder | None,
+                    c_grid: tuple[float, ...], timings: dict[str, float]
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each baseline's (N, K) eval predictions, trained on the train units."""
+    train_texts = [unit_text(train_examples[i].transcript, k) for i, k in zip(train.examples, train.turns)]
+    eval_texts = [unit_text(examples[i].transcript, k) for i, k in zip(units.examples, units.turns)]
+    probs, chosen = {}, {}
+    start = time.perf_counter()
+    X_train, X_eval = baselines.tfidf_features(train_texts, eval_texts)
+    probs["tfidf"], chosen["tfidf"] = baselines.fit_predict(X_train, train.soft, train.examples,
+                                                            X_eval, c_grid)
+    timings["tfidf_s"] += time.perf_counter() - start
+    if embedder is not None:
+        start = time.perf_counter()
+        keep = "end" if units.turns and units.turns[0] is None else "start"
+        X_train, X_eval = embedder.encode(train_texts, keep), embedder.encode(eval_texts, keep)
+        probs["minilm_probe"], chosen["minilm_probe"] = baselines.fit_predict(
+            X_train, train.soft, train.examples, X_eval, c_grid)
+        timings["minilm_probe_s"] += time.perf_counter() - start
+    return probs, chosen
+
+
+def run_benchmark(model_dir: str, data_dir: str, split: str = "report", *,
+                  train_data_dir: str | None = None, sources: list[str] | None = None,
+                  limit: int | None = None, seed: int = 0, n_resamples: int = 1000,
+                  encoder: str | None = None, probe: bool = True, run_baselines: bool = True,
+                  c_grid: tuple[float, ...] = baselines.C_GRID,
+                  single_task_resolution: bool = False, single_task_epochs: int = 2,
+                  relabel_sample: int = 64, command: str | None = None) -> dict[str, Any]:
+    """Evaluate the model and the baselines on `split` of every source under `data_dir`.
+
+    Returns one flat dict: the run (`command`, `split`, `data_dir`, `train_data_dir`,
+    `limit`, `seed`, `n_resamples`, `c_grid`, `model` with its weights' sha256, `encoder`,
+    `transcripts` per source); `metrics["source/target/metric"]` with `n`, `transcripts`,
+    `higher_is_better`, `main`, per system (`model`, `tfidf`, `minilm_probe`, `single_task`)
+    the value and `<system>_ci`, `diff_<system>` = model - system with its paired
+    `diff_<system>_ci`, `best_baseline`, and `ece_pool` on ECE rows; `ece[output]` pooled over
+    the targets it serves; `bias` (`length_spearman`, `agent_type_relabel`); `baseline_C`;
+    `checks` (the issue's targets: pass, fail, baseline at ceiling, undetermined); `notes`;
+    `timings` (seconds, throughput).
+
+    Example:
+        >>> results = run_benchmark("models/default", "../shared/data", "dev", limit=40)  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = defaultdict(float)
+    notes: list[str] = []
+    loaded = load_sources(data_dir, sources)
+    eval_sets = {s: _subsample(by_split(ex, split), limit, seed) for s, ex in loaded.items()}
+    eval_sets = {s: ex for s, ex in eval_sets.items() if ex}
+    train_sets: dict[str, list[Example]] = {}
+    same_dir = train_data_dir is None or Path(train_data_dir).resolve() == Path(data_dir).resolve()
+    if run_baselines and split == "all" and same_dir:
+        notes.append("baselines skipped: with --split all the data dir's train split is part of "
+                     "what is scored; pass --train-data-dir (e.g. ../shared/data) to train them")
+    elif run_baselines:
+        for s in eval_sets:
+            try:
+                examples = loaded[s] if same_dir else load_sources(train_data_dir, [s])[s]
+            except FileNotFoundError:
+                notes.append(f"{s}: no train data in {train_data_dir}: baselines skipped")
+                continue
+            train_sets[s] = _subsample(by_split(examples, "train"), limit, seed)
+    timings["load_s"] = time.perf_counter() - started
+
+    start = time.perf_counter()
+    auditor = Auditor.from_pretrained(model_dir, device="cpu")
+    scores = {s: auditor.score([e.transcript for e in ex]) for s, ex in eval_sets.items()}
+    timings["model_s"] = time.perf_counter() - start
+    n_transcripts = sum(len(ex) for ex in eval_sets.values())
+    timings["model_transcripts_per_s"] = n_transcripts / max(timings["model_s"], 1e-9)
+    timings["model_turns_per_s"] = sum(len(e.transcript.scored_turns) for ex in eval_sets.values()
+                                       for e in ex) / max(timings["model_s"], 1e-9)
+
+    embedder = None
+    if probe and train_sets:
+        embedder = baselines.Embedder(encoder or default_encoder_path())
+    metrics: dict[str, dict[str, Any]] = {}
+    chosen_C: dict[str, dict[str, float]] = defaultdict(dict)
+    pools: dict[str, list] = defaultdict(list)
+    for target in TARGETS:
+        if target.source not in eval_sets:
+            continue
+        examples = eval_sets[target.source]
+        units = collect(target, examples)
+        if not len(units):
+            notes.append(f"{target.key}: no labelled units in this split")
+            continue
+        probs = model_probs(target, units, scores[target.source])
+        if probs is None:
+            notes.append(f"{target.key}: the model has no output for it: not evaluated")
+            continue
+        preds = {"model": probs}
+        train_examples = train_sets.get(target.source, [])
+        train = collect(target, train_examples)
+        if len(train):
+            probs, chosen = _baseline_probs(target, units, examples, train, train_examples,
+                                            embedder, tuple(c_grid), timings)
+            preds.update(probs)
+            for name, C in chosen.items():
+                chosen_C[name][target.key] = C
+            if single_task_resolution and target.key == "stc3/A":
+                start = time.perf_counter()
+                preds["single_task"] = baselines.fine_tune_single_task(
+                    [unit_text(train_examples[i].transcript, None) for i in train.examples],
+                    train.soft, [unit_text(examples[i].transcript, None) for i in units.examples],
+                    encoder or default_encoder_path(), epochs=single_task_epochs, seed=seed)
+                timings["single_task_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        metrics.update(evaluate(target, units, preds, n_resamples, seed))
+        for head, pair in _ece_pools(target, units, preds["model"]).items():
+            pools[head].append((target.key, pair))
+        timings["bootstrap_s"] += time.perf_counter() - start
+    if single_task_resolution and "single_task_s" not in timings:
+        notes.append("single-task reference not run: it needs STC-3 report and train data")
+    if embedder is not None:
+        timings["embed_s"] = embedder.seconds
+        timings["embed_tokens_per_s"] = embedder.tokens / max(embedder.seconds, 1e-9)
+
+    start = time.perf_counter()
+    ece = pooled_ece(pools, n_resamples, seed)
+    sample = _subsample([e.transcript for ex in eval_sets.values() for e in ex], relabel_sample, seed)
+    bias = {"length_spearman": length_bias(eval_sets, scores),
+            "agent_type_relabel": agent_type_check(auditor, sample)}
+    timings["bias_s"] = time.perf_counter() - start
+    timings["total_s"] = time.perf_counter() - started
+    results = {
+        "benchmark": "quality", "command": command, "split": split, "data_dir": str(data_dir),
+        "train_data_dir": None if not train_sets else str(train_data_dir or data_dir),
+        "limit": limit, "seed": seed, "n_resamples": n_resamples, "c_grid": list(c_grid),
+        "model": {"path": str(model_dir), **dataclasses.asdict(auditor.info)},
+        "encoder": (encoder or default_encoder_path()) if embedder is not None else None,
+        "transcripts": {s: len(ex) for s, ex in eval_sets.items()},
+        "metrics": metrics, "ece": ece, "bias": bias, "baseline_C": dict(chosen_C),
+        "notes": notes, "timings": dict(timings),
+    }
+    results["checks"] = target_checks(results)
+    return results
+
+
+def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets on this split: each main metric beats both baselines (paired 95%
+    interval of the difference excludes 0), and every calibrated probability has ECE <= 0.05
+    (measured on the target when it has >= 500 units, else on its head's pool)."""
+    checks = []
+    for key, m in results["metrics"].items():
+        if m["main"]:
+            for b in BASELINES:
+                if b not in m:
+                    continue
+                low, high = m[f"diff_{b}_ci"]
+                better = low > 0 if m["higher_is_better"] else high < 0
+                at_ceiling = m[b] >= CEILING if m["higher_is_better"] else m[b] <= 1 - CEILING
+                status = ("pass" if better else "baseline at ceiling" if at_ceiling
+                          else "undetermined" if np.isnan(low) else "fail")
+                checks.append({"check": f"{key} beats {b}", "status": status,
+                               "diff": m[f"diff_{b}"], "diff_ci": m[f"diff_{b}_ci"]})
+    # ECE: on the target where it has enough units for the bins, else once on its head's pool
+    pooled = []
+    for key, m in results["metrics"].items():
+        if "ece_pool" not in m:
+            continue
+        if m["n"] >= ECE_MIN_N:
+            checks.append(_ece_check(key, m["model"], m["n"]))
+        elif m["ece_pool"] not in pooled:
+            pooled.append(m["ece_pool"])
+            pool = results["ece"][m["ece_pool"]]
+            checks.append(_ece_check(f"pooled {m['ece_pool']}", pool["ece"], pool["n"]))
+    relabel = results["bias"]["agent_type_relabel"]
+    checks.append({"check": "agent_type relabel leaves scores identical",
+                   "status": "pass" if relabel["identical"] else "fail",
+                   "max_abs_diff": relabel["max_abs_diff"]})
+    return checks
+
+
+def _ece_check(what: str, value: float, n: int) -> dict[str, Any]:
+    status = "pass" if value <= ECE_TARGET else "fail"
+    if n < ECE_MIN_N:
+        status += f" (indicative: n = {n} < {ECE_MIN_N})"
+    return {"check": f"{what} ECE <= {ECE_TARGET}", "status": status, "value": value, "n": n}
+
+
+# ------------------------------------------------------------------------------ output
+def _fmt(value: float | None, ci: list[float] | None = None, signed: bool = False) -> str:
+    if value is None or np.isnan(value):
+        return "–"
+    text = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return text if ci is None or np.isnan(ci[0]) else f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """A table per source (metric | n | model | baselines | model - best baseline, with
+    95% intervals), then pooled ECE, bias checks, failed targets and notes."""
+    model = results["model"]
+    lines = [f"## Quality benchmark: split `{results['split']}`, model `{model['name']}` "
+             f"{model['version']} (weights {model['weights_sha256'][:12]}, "
+             f"{'trained' if model['trained'] else 'UNTRAINED heads: random scores'})", ""]
+    if results["limit"]:
+        lines += [f"At most {results['limit']} examples per source and split (a smoke run).", ""]
+    by_source = defaultdict(list)
+    for key, m in results["metrics"].items():
+        by_source[key.split("/")[0]].append((key, m))
+    for source, rows in by_source.items():
+        systems = [s for s in SYSTEM_NAMES if any(s in m for _, m in rows)]
+        lines += [f"### {source} ({results['transcripts'][source]} transcripts)", "",
+                  "| target / metric | n | " + " | ".join(SYSTEM_NAMES[s] for s in systems)
+                  + " | model − best baseline |",
+                  "|---|---:|" + "---|" * len(systems) + "---|"]
+        for key, m in rows:
+            _, target, metric = key.split("/")
+            label = f"{target} {metric} {'↑' if m['higher_is_better'] else '↓'}"
+            label = f"**{label}**" if m["main"] else label
+            cells = [_fmt(m.get(s), m.get(f"{s}_ci")) for s in systems]
+            best = m.get("best_baseline")
+            diff = (f"{_fmt(m[f'diff_{best}'], m[f'diff_{best}_ci'], signed=True)} "
+                    f"({SYSTEM_NAMES[best]})") if best else "–"
+            lines.append(f"| {label} | {m['n']} | " + " | ".join(cells) + f" | {diff} |")
+        lines.append("")
+    lines += ["### Calibration of the model (ECE pooled per head)", "",
+              "| head | n | ECE [95% CI] | targets |", "|---|---:|---|---|"]
+    for head, e in results["ece"].items():
+        parts = ", ".join(f"{k} ({n})" for k, n in e["targets"].items())
+        lines.append(f"| {head} | {e['n']} | {_fmt(e['ece'], e['ece_ci'])} | {parts} |")
+    lines += ["", "### Bias checks", "",
+              "| score | n | Spearman with agent text length: model | same for the label |",
+              "|---|---:|---|---|"]
+    for key, b in results["bias"]["length_spearman"].items():
+        lines.append(f"| {key} | {b['n']} | {_fmt(b['model'])} | {_fmt(b['label'])} |")
+    relabel = results["bias"]["agent_type_relabel"]
+    lines += ["", f"agent_type relabelled (ai ↔ human) on {relabel['transcripts']} transcripts: "
+              f"max |Δ score| = {relabel['max_abs_diff']:.3g}, other differences: "
+              f"{relabel['other_mismatches']} ({'identical' if relabel['identical'] else 'NOT identical'}).",
+              "", "### Targets", ""]
+    failed = [c for c in results["checks"] if not c["status"].startswith("pass")]
+    passed = len(results["checks"]) - len(failed)
+    lines.append(f"{passed} of {len(results['checks'])} checks pass." + (" Not passed:" if failed else ""))
+    lines += [f"- {c['check']}: {c['status']}" for c in failed]
+    if results["notes"]:
+        lines += ["", "Notes:"] + [f"- {n}" for n in results["notes"]]
+    t = results["timings"]
+    lines += ["", f"Time: {t['total_s']:.0f} s in all; model {t['model_s']:.1f} s "
+              f"({t['model_transcripts_per_s']:.1f} transcripts/s, CPU)."]
+    return "\n".join(lines) + "\n"
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model directory or hub id")
+    parser.add_argument("--data-dir", required=True, help="a directory laid out like ../shared/data")
+    parser.add_argument("--split", default="report", choices=("dev", "report", "all"))
+    parser.add_argument("--train-data-dir", help="where the baselines' train split comes from "
+                        "(default: the data dir)")
+    parser.add_argument("--sources", help="comma-separated sources (default: every one found)")
+    parser.add_argument("--limit", type=int, help="at most N examples per source and split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--encoder", help="encoder of the probe and the single-task reference "
+                        "(default: the packaged MiniLM)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the MiniLM-probe baseline")
+    parser.add_argument("--no-baselines", action="store_true", help="evaluate the model only")
+    parser.add_argument("--c-grid", default=",".join(f"{c:g}" for c in baselines.C_GRID),
+                        help="the baselines' C values, chosen by 3-fold CV on train")
+    parser.add_argument("--single-task-resolution", action="store_true",
+                        help="also fine-tune MiniLM on STC-3 A alone (slow: 10+ min on CPU)")
+    parser.add_argument("--single-task-epochs", type=int, default=2)
+    parser.add_argument("--relabel-sample", type=int, default=64,
+                        help="transcripts scored again with agent_type swapped")
+    parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    parser.add_argument("--markdown", dest="markdown_path", help="write the tables here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    results = run_benchmark(
+        args.model, args.data_dir, args.split, train_data_dir=args.train_data_dir,
+        sources=args.sources.split(",") if args.sources else None, limit=args.limit,
+        seed=args.seed, n_resamples=args.n_resamples, encoder=args.encoder,
+        probe=not args.no_probe, run_baselines=not args.no_baselines,
+        c_grid=tuple(float(c) for c in args.c_grid.split(",")),
+        single_task_resolution=args.single_task_resolution,
+        single_task_epochs=args.single_task_epochs, relabel_sample=args.relabel_sample,
+        command=" ".join(sys.argv if argv is None else ["benchmarks/quality.py", *argv]))
+    markdown = to_markdown(results)
+    print(markdown)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(_json_ready(results), indent=1) + "\n",
+                                        encoding="utf-8")
+    if args.markdown_path:
+        Path(args.markdown_path).write_text(markdown, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

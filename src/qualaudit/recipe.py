@@ -1,0 +1,112 @@
+"""The job behind `qualaudit train`: train, save fp16, fit the calibration on the saved
+model's dev outputs, and write the model card. Every figure in the card is measured on the
+weights as shipped (fp16, reloaded), not on the float32 weights in memory."""
+
+from __future__ import annotations
+
+import inspect
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .calibrate import HeadCalibration, fit_calibration
+from .datasets import Example, by_split, load_sources
+from .model import QualityModel
+from .train import TrainingArgs, TrainResult, train
+
+LICENCES = """\
+| source | what it supervises | licence |
+|---|---|---|
+| NTCIR-14 STC-3 DCH-1, English (`stc3_dch/train_data_en.json`) | resolution, satisfaction, solution given / confirmed, escalation, repeat_inquiry | annotations CC BY 4.0; dialogue text crawled from Weibo |
+| USS: MultiWOZ, SGD, ReDial (`uss/`) | dissatisfied signal, satisfaction, repeat_inquiry | research data, no licence file |
+| EPITOME (`epitome/`) | empathy (3 mechanisms x 3 levels) | **academic licence: research use only** |
+| Bitext customer-support sample (`bitext/`) | asks_for_human and complaint signals, escalation | CDLA-Sharing-1.0 |
+| DBDC3 English dev (`dbdc3/`) | breakdown, escalation (weight 0.3) | MIT |
+
+Because EPITOME is licensed for research use only, the empathy head (and the shared encoder it
+helped train) inherits that restriction: check it before commercial use, or retrain without
+EPITOME (`--sources stc3,uss,bitext,dbdc3`) and fine-tune empathy on your own labels."""
+
+
+@dataclass
+class BuildSummary:
+    """What `build` did: the training run, and the calibration fitted on the saved model."""
+
+    directory: Path
+    training: TrainResult
+    calibration: list[HeadCalibration]
+    seconds: float
+
+
+def label_card() -> str:
+    """How each source maps onto the heads, and why: the readers' own docstrings, so the
+    card cannot drift from the code."""
+    from .datasets import augment, bitext, dbdc3, epitome, stc3, uss
+
+    parts = [f"**{m.NAME}.** {inspect.cleandoc(m.__doc__)}" for m in (stc3, uss, epitome, bitext, dbdc3)]
+    parts.append(f"**Augmentations.** {inspect.cleandoc(augment.__doc__)}")
+    return "\n\n".join(parts)
+
+
+def calibration_table(report: list[HeadCalibration]) -> str:
+    rows = ["| head | dev items | method | ECE before | ECE after |", "|---|---|---|---|---|"]
+    rows += [f"| `{r.head}` | {r.n} | {r.method} | {r.ece_before:.3f} | {r.ece_after:.3f} |"
+             for r in report]
+    return "\n".join(rows)
+
+
+def build(args: TrainingArgs, method: str = "temperature", command: str = "",
+          extra_sections: dict[str, str] | None = None) -> BuildSummary:
+    """Train per `args`, then `finish`."""
+    start = time.perf_counter()
+    result = train(args)
+    report = finish(result, args, method, command, extra_sections)
+    return BuildSummary(Path(args.output_dir), result, report, time.perf_counter() - start)
+
+
+def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
+           command: str = "", extra_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
+    """Save the trained model to `args.output_dir` in fp16, calibrate it on the dev split as
+    reloaded from disk, and save it again with calibration and model card."""
+    out = Path(args.output_dir)
+    result.model.save_pretrained(out, dtype=torch.float16)
+    shipped = QualityModel.from_pretrained(out)
+    report = fit_calibration(shipped, by_split(_examples(args), "dev"), method=method)
+    sections = {
+        "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
+        "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
+        "Recipe": recipe_text(args, result, command),
+        "Calibration": "Fitted per head on the dev split (all of it, no augmentations), on the "
+                       "fp16 weights as saved. ECE is measured on the same items, against the "
+                       "same (soft) labels the head was trained on:\n\n" + calibration_table(report),
+        **(extra_sections or {}),
+    }
+    shipped.save_pretrained(out, card_sections=sections, dtype=torch.float16)
+    return report
+
+
+def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
+    settings = {k: v for k, v in asdict(args).items() if k not in ("examples", "progress")}
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.device}"
+    return "\n".join([
+        f"- command: `{command or 'qualaudit train'}`",
+        f"- {result.steps} steps, {result.train_tokens:,} training tokens, "
+        f"{result.seconds / 60:.1f} min on {machine}; best dev loss at step {result.best_step}",
+        f"- settings: `{settings}`",
+        "- losses: one per head, averaged over the items its sources label (masked); soft "
+        "targets (annotator shares and distributions); class imbalance by pos_weight = "
+        "sqrt(neg/pos) (binary) and 1/sqrt(frequency) class weights (empathy levels); "
+        "AdamW, linear warm-up and decay, gradient clipping at 1.0; the weights with the "
+        "lowest summed dev loss are kept (early stopping).",
+        "- dev losses: " + "; ".join(
+            f"step {d['step']}: {d['total']:.3f}" for d in result.dev_losses),
+    ])
+
+
+def _examples(args: TrainingArgs) -> list[Example]:
+    if args.examples is not None:
+        return args.examples
+    return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]

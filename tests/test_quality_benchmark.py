@@ -1,0 +1,305 @@
+"""benchmarks/quality.py and benchmarks/baselines.py: the metric functions on hand-computed
+cases, the soft-label logistic regression, the paired cluster bootstrap, and a smoke run of
+the whole benchmark on a tiny synthetic data dir written here in each dataset's own format."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from qualaudit.datasets import load_sources, split_of
+from qualaudit.metrics import auroc as reference_auroc
+from qualaudit.metrics import bootstrap_ci
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    # benchmarks/ is not a package: import the module by its file path.
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load("quality")
+baselines = quality.baselines
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_nmd_and_rsnod_on_hand_computed_cases():
+    opposite = np.array([[1.0, 0, 0, 0, 0]]), np.array([[0, 0, 0, 0, 1.0]])
+    assert quality.nmd(*opposite) == pytest.approx([1.0])
+    # DW_i = |i - 0| + |i - 4| = 4 everywhere: OD both ways 4, sqrt(4 / 4) = 1
+    assert quality.rsnod(*opposite) == pytest.approx([1.0])
+    near = np.array([[0.5, 0.5, 0, 0, 0]]), np.array([[0, 1.0, 0, 0, 0]])
+    # cumulative [.5, 1, 1, 1, 1] vs [0, 1, 1, 1, 1]: 0.5 / 4
+    assert quality.nmd(*near) == pytest.approx([0.125])
+    # (p - q)^2 = [.25, .25, 0, 0, 0]; DW_0 = DW_1 = .25; OD(p||q) = OD(q||p) = .25
+    assert quality.rsnod(*near) == pytest.approx([0.25])
+
+
+def test_nmd_and_rsnod_properties():
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(5), 50), rng.dirichlet(np.ones(5), 50)
+    for measure in (quality.nmd, quality.rsnod):
+        assert np.allclose(measure(p, p), 0)
+        assert np.allclose(measure(p, q), measure(q, p))
+        assert np.all((measure(p, q) >= 0) & (measure(p, q) <= 1))
+    # order-aware: mass one level off is closer than mass four levels off
+    truth = np.array([[0, 0, 1.0, 0, 0]] * 2)
+    pred = np.array([[0, 1.0, 0, 0, 0], [1.0, 0, 0, 0, 0]])
+    for measure in (quality.nmd, quality.rsnod):
+        near, far = measure(pred, truth)
+        assert near < far
+    # unnormalised inputs are normalised first, as in the official script
+    assert quality.nmd(2 * p, q) == pytest.approx(quality.nmd(p, q))
+
+
+def test_classification_metrics_match_references():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.random(200) + 0.3 * labels, 1)  # rounded: ties
+    assert quality.auroc(scores, labels) == pytest.approx(reference_auroc(scores, labels))
+    assert np.isnan(quality.auroc(scores, np.zeros(200)))
+    predicted = scores >= 0.6
+    assert quality.binary_f1(predicted, labels) == pytest.approx(f1_score(labels, predicted))
+    assert quality.uar(predicted, labels) == pytest.approx(balanced_accuracy_score(labels, predicted))
+    classes, guesses = rng.integers(0, 3, 100), rng.integers(0, 2, 100)  # class 2 never guessed
+    assert quality.macro_f1(guesses, classes) == pytest.approx(f1_score(classes, guesses, average="macro"))
+    assert quality.spearman([1, 2, 3, 4], [10, 20, 30, 25]) == pytest.approx(0.8)
+    assert np.isnan(quality.spearman([1, 2, 3], [5, 5, 5]))
+
+
+# ------------------------------------------------------------------------------ baselines
+def test_soft_label_lr_equals_replicated_hard_labels():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3))
+    share = rng.integers(0, 11, 40) / 10  # annotator shares in tenths
+    soft = baselines.SoftLabelLR(C=1.0).fit(X, np.stack([1 - share, share], 1))
+    # the same data as ten hard-labelled copies per row, a share of them positive
+    hard_X = np.repeat(X, 10, axis=0)
+    hard_y = np.concatenate([[1] * round(10 * s) + [0] * (10 - round(10 * s)) for s in share])
+    from sklearn.linear_model import LogisticRegression
+
+    # ten copies weigh the data ten times: C / 10 keeps the same penalty ratio
+    hard = LogisticRegression(C=0.1, max_iter=2000).fit(hard_X, hard_y)
+    assert np.allclose(soft.predict_proba(X)[:, 1], hard.predict_proba(X)[:, 1], atol=1e-3)
+
+
+def test_soft_label_lr_intercept_only_recovers_the_mean_distribution():
+    rng = np.random.default_rng(3)
+    targets = rng.dirichlet(np.ones(5), 200)
+    targets[:, 4] = 0  # a class nobody chose
+    targets /= targets.sum(1, keepdims=True)
+    X = rng.normal(size=(200, 2))
+    probs = baselines.SoftLabelLR(C=1e-6).fit(X, targets).predict_proba(X)
+    assert probs.shape == (200, 5)
+    assert np.allclose(probs[:, 4], 0)
+    assert np.allclose(probs.mean(0), targets.mean(0), atol=1e-3)
+    one_class = baselines.SoftLabelLR().fit(X[:3], np.array([[1.0, 0]] * 3))
+    assert np.allclose(one_class.predict_proba(X[:2]), [[1, 0], [1, 0]])
+
+
+def test_choose_c_picks_from_the_grid_with_grouped_folds():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(float)
+    targets = np.stack([1 - y, y], 1)
+    assert baselines.choose_C(X, targets, np.arange(60) // 2) in baselines.C_GRID
+    assert baselines.choose_C(X, targets, np.zeros(60)) == 1.0  # one group: nothing to fold
+
+
+# ------------------------------------------------------------------------------ bootstrap
+def test_cluster_bootstrap_with_singleton_groups_draws_like_bootstrap_ci():
+    rng = np.random.default_rng(5)
+    scores, labels = rng.random(80), rng.integers(0, 2, 80)
+    boot = quality.cluster_bootstrap(lambda i: quality.auroc(scores[i], labels[i]),
+                                     np.arange(80), n_resamples=200, seed=7)
+    expected = bootstrap_ci((scores, labels), quality.auroc, n_resamples=200, seed=7)
+    assert quality.percentile_ci(boot) == pytest.approx(list(expected))
+
+
+def test_cluster_bootstrap_keeps_groups_whole_and_pairs_the_systems():
+    groups = np.array([3, 3, 3, 1, 1, 7, 2, 2, 2, 2])
+    seen = []
+
+    def statistic(index):
+        drawn = groups[index]
+        for g in np.unique(drawn):  # every drawn group brings all its units, a whole number of times
+            assert np.sum(drawn == g) % np.sum(groups == g) == 0
+        seen.append(len(index))
+        return [len(index), 1.0]
+
+    boot = quality.cluster_bootstrap(statistic, groups, n_resamples=50, seed=0)
+    assert boot.shape == (50, 2) and len(set(seen)) > 1
+    # paired: a system that is better on every unit by 0.1 has a difference of exactly 0.1
+    rng = np.random.default_rng(6)
+    base = rng.random(10)
+    boot = quality.cluster_bootstrap(lambda i: [base[i].mean() + 0.1, base[i].mean()], groups, 100)
+    assert quality.percentile_ci(boot[:, 0] - boot[:, 1]) == pytest.approx([0.1, 0.1])
+
+
+# ------------------------------------------------------------------------------ smoke run
+WORDS = ("my order card charged twice refund please help sorry still not working password "
+         "reset link account locked thanks fixed great human agent manager wait email").split()
+
+
+def _sentence(rng: random.Random, n: int = 6) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _ids(source: str, make, per_split: dict[str, int]) -> list[str]:
+    """Group ids `make(k)` whose fixed split gives `per_split` of each split (splits are a
+    hash of the group, so the ids are chosen here)."""
+    wanted, chosen, k = dict(per_split), [], 0
+    while any(wanted.values()):
+        candidate = make(k)
+        split = split_of(source, candidate)
+        if wanted.get(split, 0):
+            wanted[split] -= 1
+            chosen.append(candidate)
+        k += 1
+    return chosen
+
+
+def write_tiny_data(root: Path, seed: int = 0) -> Path:
+    """A few examples of each dataset in its original file format, with train and report
+    examples for each source."""
+    rng = random.Random(seed)
+    per_split = {"train": 8, "report": 4}
+    (root / "stc3_dch").mkdir(parents=True)
+    dialogues = []
+    for k, did in enumerate(_ids("stc3", lambda k: f"d{k}", per_split)):
+        senders = ["customer", "helpdesk", "customer", "helpdesk"][: 2 + k % 3]
+        good = k % 2 == 0
+        notes = [{"quality": {"A": rng.choice([1, 2] if good else [-2, -1, 0]),
+                              "S": rng.choice([0, 1] if good else [-2, -1]), "E": 0},
+                  "nugget": [("CNUG0" if i == 0 else rng.choice(["CNUG", "CNUG*"])) if s == "customer"
+                             else rng.choice(["HNUG", "HNUG*", "HNaN"]) for i, s in enumerate(senders)]}
+                 for _ in range(5)]
+        dialogues.append({"id": did, "turns": [{"sender": s, "utterances": [_sentence(rng)]}
+                                               for s in senders], "annotations": notes})
+    (root / "stc3_dch" / "train_data_en.json").write_text(json.dumps(dialogues), encoding="utf-8")
+
+    (root / "uss").mkdir()
+    blocks = []
+    wanted = _ids("uss", lambda k: f"MWOZ-{k}", per_split)  # dialogue k of MWOZ.txt
+    for _ in range(max(int(i.split("-")[1]) for i in wanted) + 1):
+        lines = []
+        for _ in range(2):
+            lines += [f"USER\t{_sentence(rng)}\tinform\t{rng.choice(['3,3,3', '2,1,2', '3,2,3'])}",
+                      f"SYSTEM\t{_sentence(rng)}\trequest\t"]
+        lines.append(f"USER\tOVERALL\t\t{rng.choice(['3,3,2', '4,4,3', '2,1,2'])}")
+        blocks.append("\n".join(lines))
+    (root / "uss" / "MWOZ.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+
+    (root / "epitome").mkdir()
+    pairs = [(*key.split("/"), _sentence(rng, 10), _sentence(rng, 10))
+             for key in _ids("epitome", lambda k: f"sp{k}/rp{k}", per_split)]
+    for name in ("emotional-reactions-reddit.csv", "interpretations-reddit.csv",
+                 "explorations-reddit.csv"):
+        with (root / "epitome" / name).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sp_id", "rp_id", "seeker_post", "response_post", "level", "rationales"])
+            for k, (sp, rp, seeker, response) in enumerate(pairs):
+                writer.writerow([sp, rp, seeker, response, k % 3, ""])
+
+    (root / "bitext").mkdir()
+    intents = ["contact_human_agent", "complaint", "track_order", "contact_customer_service",
+               "get_refund"]
+    with (root / "bitext" / "Bitext_Sample_Customer_Support_Training_Dataset_0.csv").open(
+            "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["instruction", "intent", "category", "response"])
+        for k in range(60):
+            writer.writerow([f"{_sentence(rng)} {k}", intents[k % len(intents)], "X", "ok"])
+
+    for k, did in enumerate(_ids("dbdc3", lambda k: f"dlg{k}", {"train": 6, "report": 3})):
+        folder = root / "dbdc3" / "dev" / f"BOT_{k % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        turns = []
+        for i in range(6):
+            speaker = "S" if i % 2 == 0 else "U"
+            notes = [] if speaker == "U" or i == 0 else [
+                {"breakdown": rng.choice("OOTXX")} for _ in range(10)]
+            turns.append({"turn-index": i, "speaker": speaker, "utterance": _sentence(rng),
+                          "annotations": notes})
+        (folder / f"{did}.log.json").write_text(json.dumps({"dialogue-id": did, "turns": turns}),
+                                                encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    return write_tiny_data(tmp_path_factory.mktemp("tiny-data"))
+
+
+def test_tiny_data_has_train_and_report_examples_of_every_source(tiny_data_dir):
+    sources = load_sources(tiny_data_dir)
+    assert set(sources) == {"stc3", "uss", "epitome", "bitext", "dbdc3"}
+    for name, examples in sources.items():
+        splits = {e.split for e in examples}
+        assert {"train", "report"} <= splits, name
+
+
+def test_smoke_run_of_the_whole_benchmark(tiny_data_dir, tiny_model_dir, tiny_encoder_dir, tmp_path):
+    json_path, markdown_path = tmp_path / "quality.json", tmp_path / "quality.md"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quality.main(["--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                      "--encoder", tiny_encoder_dir, "--n-resamples", "30", "--relabel-sample", "8",
+                      "--c-grid", "0.1,10",
+                      "--single-task-resolution", "--single-task-epochs", "1",
+                      "--json", str(json_path), "--markdown", str(markdown_path)])
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    assert results["split"] == "report" and results["model"]["trained"] is False
+    assert set(results["transcripts"]) == {"stc3", "uss", "epitome", "bitext", "dbdc3"}
+    metrics = results["metrics"]
+    for key in ("stc3/A/nmd", "stc3/A/rsnod", "stc3/A/auroc", "stc3/S/spearman",
+                "stc3/solution_given/f1", "stc3/solution_confirmed/f1", "uss/dissatisfied/auroc",
+                "uss/dissatisfied/uar", "epitome/explorations/macro_f1", "bitext/escalation/f1",
+                "bitext/asks_for_human/auroc", "dbdc3/breakdown/auroc"):
+        assert key in metrics, key
+    main_rows = [m for m in metrics.values() if m["main"]]
+    assert main_rows and all("tfidf" in m and "minilm_probe" in m for m in main_rows)
+    nmd = metrics["stc3/A/nmd"]
+    assert 0 <= nmd["model"] <= 1 and nmd["model_ci"][0] <= nmd["model"] <= nmd["model_ci"][1]
+    assert nmd["diff_tfidf"] == pytest.approx(nmd["model"] - nmd["tfidf"])
+    assert "single_task" in nmd and "single_task" not in metrics["stc3/S/nmd"]
+    # bitext: contact_customer_service is left out of the escalation target
+    report = [e for e in load_sources(tiny_data_dir, ["bitext"])["bitext"] if e.split == "report"]
+    assert metrics["bitext/escalation/f1"]["n"] == sum(
+        e.info["intent"] != "contact_customer_service" for e in report)
+    assert results["ece"]["escalation"]["targets"].keys() >= {"stc3/escalation", "bitext/escalation"}
+    assert results["bias"]["agent_type_relabel"] == {
+        "transcripts": 8, "max_abs_diff": 0.0, "other_mismatches": 0, "identical": True}
+    assert "stc3/resolution" in results["bias"]["length_spearman"]
+    assert {c["status"].split(" (")[0] for c in results["checks"]} <= {
+        "pass", "fail", "baseline at ceiling", "undetermined"}
+    assert results["timings"]["total_s"] > 0 and results["baseline_C"]["minilm_probe"]
+    markdown = markdown_path.read_text(encoding="utf-8")
+    for source in ("stc3", "uss", "epitome", "bitext", "dbdc3"):
+        assert f"### {source} (" in markdown
+    assert "single-task FT" in markdown and "MiniLM probe" in markdown
+
+
+def test_split_all_on_the_same_dir_skips_the_baselines(tiny_data_dir, tiny_model_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = quality.run_benchmark(tiny_model_dir, tiny_data_dir, "all", sources=["dbdc3"],
+                                        n_resamples=10, relabel_sample=2)
+    assert results["transcripts"] == {"dbdc3": 9}  # every example, whatever its split
+    assert all("tfidf" not in m for m in results["metrics"].values())
+    assert any("--train-data-dir" in note for note in results["notes"])
+    json.dumps(quality._json_ready(results), allow_nan=False)

@@ -1,0 +1,190 @@
+"""Training loop, augmentations, calibration fitting and the train / calibrate / evaluate
+commands, on a tiny encoder and synthetic labelled transcripts."""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from qualaudit.calibrate import fit_calibration
+from qualaudit.cli import main
+from qualaudit.datasets import Example, split_of, transcript
+from qualaudit.datasets.augment import Augmenter
+from qualaudit.model import QualityModel, UntrainedModelWarning
+from qualaudit.train import TrainingArgs, batch_loss, label_balance, prepare, train
+
+ESCALATE = ["can i speak to a human agent please", "this is ridiculous, manager please",
+            "still not working, same problem again"]
+CALM = ["thanks it works now", "great that fixed it", "ok thank you"]
+
+
+def toy_examples(n: int = 60, seed: int = 0) -> list[Example]:
+    """Conversations whose escalation label is decided by the customer's last turn, and
+    whose resolution follows it: learnable by a tiny model in a few steps."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        bad = i % 2 == 0
+        t = transcript(f"c{i}", [("customer", "my card was charged twice"),
+                                 ("agent", "sorry about that, refund sent"),
+                                 ("customer", rng.choice(ESCALATE if bad else CALM))])
+        signals = np.full((3, 3), np.nan, np.float32)
+        signals[2, 2] = float(bad)
+        out.append(Example(t, "toy", t.id, turn_labels={"escalation_signal": signals},
+                           labels={"escalation": np.float32(bad),
+                                   "resolution": np.eye(5, dtype=np.float32)[1 if bad else 3]}))
+    return out
+
+
+def tiny_args(tmp_path, encoder, **kw) -> TrainingArgs:
+    kw.setdefault("max_train_tokens", 4000)
+    return TrainingArgs(output_dir=str(tmp_path / "out"), examples=toy_examples(), init=encoder,
+                        batch_tokens=400, evals=2, max_turn_tokens=32, max_context_tokens=16,
+                        lr=1e-3, head_lr=1e-2, augment=0.0, progress=False, **kw)
+
+
+def test_args_are_checked_on_creation(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of data_dir"):
+        TrainingArgs(output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="batch_tokens"):
+        TrainingArgs(output_dir=str(tmp_path), examples=[], batch_tokens=0)
+    with pytest.raises(ValueError, match="uss_share"):
+        TrainingArgs(output_dir=str(tmp_path), examples=[], uss_share=1.5)
+    with pytest.raises(ValueError, match="not a directory"):
+        TrainingArgs(output_dir=str(tmp_path), data_dir=str(tmp_path / "missing"))
+
+
+def test_splits_are_fixed_and_proportioned():
+    splits = [split_of("stc3", str(i)) for i in range(4000)]
+    assert splits == [split_of("stc3", str(i)) for i in range(4000)]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "dev", "report")}
+    assert 0.77 < share["train"] < 0.83 and 0.08 < share["dev"] < 0.12
+
+
+def test_loss_is_masked_per_head(tiny_encoder_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        model = QualityModel.from_encoder(tiny_encoder_dir, max_turn_tokens=32, max_context_tokens=16)
+    examples = toy_examples(4)
+    from qualaudit.batching import WindowBuilder
+
+    items = prepare(examples, WindowBuilder(model.tokenizer, 32, 16), 32)
+    specs = [s for s in model.specs if s.target in ("escalation", "escalation_signal", "empathy")]
+    balance = label_balance(items, specs)
+    loss, parts = batch_loss(model, items, specs, balance)
+    assert set(parts) == {"escalation", "escalation_signal"}  # nothing labels empathy
+    assert torch.isfinite(loss) and loss.requires_grad
+
+
+def test_training_learns_resumes_and_refuses_other_args(tmp_path, tiny_encoder_dir):
+    result = train(tiny_args(tmp_path, tiny_encoder_dir))
+    first, last = result.dev_losses[0]["total"], min(d["total"] for d in result.dev_losses)
+    assert result.train_tokens >= 4000 and len(result.dev_losses) >= 2
+    assert last <= first
+    assert set(result.model.config.trained_heads) == {"escalation.v1", "escalation_signal.v1",
+                                                      "resolution.v1"}
+    # the model separates the two kinds of ending it was trained on
+    again = train(tiny_args(tmp_path, tiny_encoder_dir))  # resumes: nothing left to do
+    assert again.steps == result.steps
+    with pytest.raises(ValueError, match="other arguments"):
+        train(tiny_args(tmp_path, tiny_encoder_dir, seed=1))
+
+
+def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir):
+    result = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10))
+    model = result.model
+    from qualaudit.calibrate import labelled_logits
+
+    z, y = labelled_logits(model, toy_examples(40, seed=1))["escalation.v1"]
+    from qualaudit.metrics import auroc
+
+    assert auroc(z, y) > 0.9
+
+
+def test_augmentations_label_what_they_change():
+    base = toy_examples(6)
+    bitext = []
+    for i, (intent, text) in enumerate([("contact_human_agent", "i want a real person"),
+                                        ("complaint", "i want to file a complaint"),
+                                        *[("track_order", f"where is my order {k}") for k in range(4)]]):
+        t = transcript(f"b{i}", [("customer", text)])
+        bitext.append(Example(t, "bitext", f"g{i}", info={"intent": intent,
+                                                         "response": "Let me check. One moment."}))
+    for e in base:
+        e.source = "stc3"
+    aug = Augmenter(base + bitext)
+    rng = random.Random(0)
+    requests = [aug.human_request(rng) for _ in range(20)]
+    for r in requests:
+        texts = [t.text for t in r.transcript.scored_turns]
+        k = next(k for k, x in enumerate(texts) if x in ("i want a real person", "i want a complaint",
+                                                         "i want to file a complaint"))
+        assert r.transcript.scored_turns[k].role == "customer"
+        signals = r.turn_labels["escalation_signal"][k]
+        assert signals[1] == 1 or signals[2] == 1
+        assert float(r.labels["escalation"]) == 1.0
+    loop = aug.loop(rng)
+    agents = [t.text for t in loop.transcript.scored_turns if t.role == "agent"]
+    assert len(agents) >= 3 and float(loop.labels["repeat_inquiry"]) == 1.0
+    dropped = [aug.dropped(rng) for _ in range(10)]
+    assert all(d is None or d.transcript.scored_turns[-1].role == "customer" for d in dropped)
+
+
+def test_fit_calibration_installs_a_calibrator_per_labelled_head(tiny_model):
+    model = QualityModel(tiny_model.config, tiny_model.encoder, tiny_model.tokenizer)
+    model.load_state_dict(tiny_model.state_dict())
+    report = fit_calibration(model, toy_examples(60))
+    assert {r.head for r in report} == {"escalation.v1", "escalation_signal.v1", "resolution.v1"}
+    assert all(r.n >= 20 and 0 <= r.ece_after <= 1 for r in report)
+    assert model.calibration.is_calibrated("escalation.v1")
+    assert not model.calibration.is_calibrated("empathy.v1")
+
+
+def write_user_data(tmp_path, n: int = 60):
+    rows, labels = [], ["id,resolution,escalation"]
+    for e in toy_examples(n):
+        rows.append({"id": e.transcript.id, "messages": [
+            {"role": t.role.replace("customer", "user").replace("agent", "assistant"), "content": t.text}
+            for t in e.transcript.turns]})
+        bad = int(float(e.labels["escalation"]))
+        labels.append(f"{e.transcript.id},{1 - bad},{bad}")
+    transcripts = tmp_path / "chats.jsonl"
+    transcripts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    label_file = tmp_path / "labels.csv"
+    label_file.write_text("\n".join(labels) + "\n")
+    return transcripts, label_file
+
+
+def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, capsys):
+    transcripts, labels = write_user_data(tmp_path)
+    out = tmp_path / "ours"
+    code = main(["train", "--transcripts", str(transcripts), "--labels", str(labels),
+                 "--init", str(tiny_model_dir), "-o", str(out), "--heads", "resolution,escalation",
+                 "--freeze-encoder", "--max-epochs", "1", "--quiet"])
+    assert code == 0
+    card = (out / "README.md").read_text()
+    assert "## Recipe" in card and "## Calibration" in card
+    model = QualityModel.from_pretrained(out)
+    assert {"resolution.v1", "escalation.v1"} <= set(model.config.trained_heads)
+
+    recal = tmp_path / "recal"
+    assert main(["calibrate", str(out), "-o", str(recal), "--transcripts", str(transcripts),
+                 "--labels", str(labels)]) == 0
+    assert "## Recalibrated" in (recal / "README.md").read_text()
+
+    capsys.readouterr()
+    report = tmp_path / "agreement.json"
+    assert main(["evaluate", str(transcripts), str(labels), "--model", str(recal),
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert "escalation" in json.dumps(data) and "escalation" in capsys.readouterr().out
+
+
+def test_cli_train_needs_one_label_source(tmp_path, capsys):
+    assert main(["train", "-o", str(tmp_path / "x")]) == 2
+    assert "give --data-dir, or --transcripts with --labels" in capsys.readouterr().err
