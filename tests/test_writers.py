@@ -162,3 +162,22 @@ def test_error_records_locate_without_text(tmp_path):
     assert json.loads((tmp_path / "err.jsonl").read_text()) == {
         "source": "in.csv", "line": 4, "id": "c9", "field": "speaker",
         "reason": "unknown role 'card [CARD]'", "hint": "Map it with --role-map"}
+
+
+def test_a_write_interrupted_after_all_its_bytes_are_written_is_kept(tmp_path, monkeypatch):
+    import qualaudit.writers
+
+    path = tmp_path / "o.jsonl"
+    writer = RowWriter(path)
+    writer.write([ROW])
+
+    def interrupted_sync(fd):  # Ctrl-C while the OS syncs: the row is whole already
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qualaudit.writers.os, "fsync", interrupted_sync)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write([{**ROW, "id": "b"}])
+    monkeypatch.undo()
+    writer._dirty = True  # as if the signal came before the writer could note the row done
+    writer.close()
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b"]

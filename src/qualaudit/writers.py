@@ -48,11 +48,12 @@ _FLOAT_COLUMNS = ("resolution", "satisfaction", "empathy", "repeat_inquiry", "es
 _INT_COLUMNS = ("escalation_turn", "n_turns")
 
 
-def open_locked(path: str | Path) -> BinaryIO:
+def open_locked(path: str | Path, buffered: bool = True) -> BinaryIO:
     """`path` opened for reading and writing (created when missing, never truncated here) under
     an exclusive OS lock (`flock`), held until the file is closed. The OS drops the lock when
     its process dies, so a killed run never leaves a stale one. Raises OutputError when another
-    process (or another open file in this one) holds it."""
+    process (or another open file in this one) holds it. Unbuffered (`buffered=False`), every
+    write goes straight to the OS: nothing is left in a buffer to be written later."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     if fcntl is not None:
         try:
@@ -62,7 +63,7 @@ def open_locked(path: str | Path) -> BinaryIO:
             raise OutputError(f"{path} is being written by another process (it holds the "
                               "file's lock); wait for that run to finish, or write elsewhere"
                               ) from None
-    return os.fdopen(fd, "r+b")
+    return os.fdopen(fd, "r+b", buffering=-1 if buffered else 0)
 
 
 @dataclass
@@ -139,12 +140,13 @@ class RowWriter:
         self._file: BinaryIO | None = None
         self._committed = 0  # bytes known to be complete rows (JSONL, CSV)
         self._dirty = False  # a write is in progress (or was cut short)
+        self._end = 0  # where the write in progress ends
         if resume and (self.path is None or self.format != "jsonl"):
             raise UsageError("resuming needs a JSONL output file (-o OUT.jsonl): "
                              f"{'stdout' if self.path is None else self.format} cannot be resumed")
         if self.path is None:
             return
-        self._file = open_locked(self.path)
+        self._file = open_locked(self.path, buffered=self.format == "parquet")
         if resume:
             self.resumed = read_resume_state(self._file, self.path)
             self._committed = self.resumed.size
@@ -167,14 +169,21 @@ class RowWriter:
             sys.stdout.write(text)
             sys.stdout.flush()
             return
-        self._dirty = True
+        data = memoryview(text.encode("utf-8"))
+        self._dirty, self._end = True, self._committed + len(data)
         self._file.seek(self._committed)
         self._file.truncate()  # a partial line left by a kill goes before the first new row
-        self._file.write(text.encode("utf-8"))
-        self._file.flush()
+        while data:  # unbuffered: a write may take only part of the bytes
+            data = data[self._file.write(data):]
+        self._committed, self._dirty = self._end, False
         os.fsync(self._file.fileno())
-        self._committed = self._file.tell()
-        self._dirty = False
+
+    def _take_back(self) -> None:
+        """After a write cut short (Ctrl-C): keep it if all its bytes reached the file, else
+        cut the file back to the end of the last complete row."""
+        if os.fstat(self._file.fileno()).st_size >= self._end:
+            self._committed = self._end
+        self._file.truncate(self._committed)
 
     def _csv_text(self, rows: Sequence[Mapping[str, Any]], header: bool) -> str:
         buffer = io.StringIO(newline="")
@@ -218,8 +227,8 @@ class RowWriter:
                 if self._parquet is None:  # no rows at all: still leave a valid, empty file
                     self._write_parquet([])
                 self._parquet.close()
-            elif self._dirty and self._file is not None:  # a write cut short: take it back
-                self._file.truncate(self._committed)
+            elif self._dirty and self._file is not None:
+                self._take_back()
         finally:
             if self._file is not None:
                 self._file.close()
