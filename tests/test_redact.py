@@ -66,3 +66,13 @@ def test_planted_personal_data_never_survives(filler, planted):
     redacted = redact_text(text)
     assert planted not in redacted
     assert redact_text(redacted) == redacted  # idempotent
+
+
+@pytest.mark.parametrize("text", ["1" * 100_000, "a" * 100_000 + "@x", "1 " * 50_000,
+                                  "DE89 " * 20_000, "+1-" * 30_000, "(12)" * 25_000])
+def test_long_pathological_text_takes_linear_time(text):
+    import time
+
+    start = time.perf_counter()
+    redact_text(text)
+    assert time.perf_counter() - start < 5.0  # quadratic would take minutes

@@ -19,7 +19,9 @@ PLACEHOLDERS = {"email": "[EMAIL]", "iban": "[IBAN]", "card": "[CARD]", "phone":
 # they are so that a redacted output still joins, resumes and compares (see `redact_row`).
 ROW_KEYS_KEPT = frozenset({"id", "agent_type", "role", "model", "schema_version"})
 
-_EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+# Starts only where a local part can start, so that a long word costs one scan, not one per
+# character.
+_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 # An IBAN: country, check digits, then 11-30 letters or digits, compact or in groups of 4.
 _IBAN = re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
                    r"(?![\w])", re.IGNORECASE)
@@ -39,14 +41,16 @@ def redact_text(text: str) -> str:
     (`[EMAIL]`, `[IBAN]`, `[CARD]`, `[PHONE]`).
 
     What counts: an email is `local@domain.tld`; an IBAN passes the mod-97 check; a card
-    number is 13-19 digits, compact or grouped by single spaces or dashes, that passes the
-    Luhn check; a phone number is 7-15 digits after a `+` or `00`, or 9-15 digits grouped by
-    spaces, dots, dashes or parentheses, or 10-11 digits starting with 0. Bare digit runs
-    that fit none of these (order numbers, 10-digit numbers without a leading 0) are kept.
+    number is 13-19 digits, in one piece or in groups of 3 or more joined by single spaces or
+    dashes, that passes the Luhn check; a phone number is 7-15 digits after a `+` or `00`,
+    or 9-15 digits grouped by spaces, dots, dashes or parentheses, or 10-11 digits starting
+    with 0. Bare digit runs that fit none of these (order numbers, 10-digit numbers without a
+    leading 0) are kept, and so are dates.
     """
     if not text or not any(c.isdigit() or c == "@" for c in text):
         return text
-    text = _EMAIL.sub(PLACEHOLDERS["email"], text)
+    if "@" in text:
+        text = _EMAIL.sub(PLACEHOLDERS["email"], text)
     text = _IBAN.sub(_iban_or_keep, text)
     text = _DIGIT_RUN.sub(_cards_in_run, text)
     return _PHONE.sub(_phone_or_keep, text)
@@ -118,10 +122,14 @@ def _cards_in_run(match: re.Match[str]) -> str:
 
 
 def _card_from(run: str, groups: list[tuple[int, int]], first: int) -> int | None:
-    """The last group of the longest card number starting at group `first`, or None."""
+    """The last group of the longest card number starting at group `first`, or None. Cards
+    are written in groups of 3 or more digits (4-4-4-4, 4-6-5) or in one piece."""
     best, digits = None, ""
     for last in range(first, len(groups)):
-        digits += run[groups[last][0]:groups[last][1]]
+        start, end = groups[last]
+        if end - start < 3:
+            break
+        digits += run[start:end]
         if len(digits) > 19:
             break
         if len(digits) >= 13 and luhn_valid(digits):
