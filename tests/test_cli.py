@@ -162,3 +162,169 @@ def test_output_inside_or_linked_to_the_input_is_refused(tiny_model_dir, input_j
     before = input_jsonl.read_bytes()
     assert run("score", input_jsonl, "-o", linked, "--model", tiny_model_dir) == 2
     assert input_jsonl.read_bytes() == before
+
+
+# ----------------------------------------------------------------- never lose, never leak
+def complete_rows(path):
+    """The rows of a JSONL output; fails on a partial or broken line."""
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n"), "the output ends with a partial line"
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def start_scoring(source, out, model, *extra):
+    return subprocess.Popen([sys.executable, "-m", "qualaudit", "score", str(source), "-o", str(out),
+                             "--model", str(model), "--quiet", *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_rows(proc, out, at_least, timeout=120):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= at_least:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError("no rows written in time")
+
+
+@pytest.fixture
+def big_input(tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(conversation(f"k{i}", ("user", "my order"),
+                                                    ("assistant", "sorry about that"))) + "\n"
+                            for i in range(2000)))
+    return path
+
+
+def test_sigkill_then_resume_gives_every_id_exactly_once(tiny_model_dir, big_input, tmp_path, capsys):
+    import signal
+
+    out = tmp_path / "out.jsonl"
+    proc = start_scoring(big_input, out, tiny_model_dir, "--chunk-turns", 2)
+    try:
+        wait_for_rows(proc, out, 3)
+        # a second process on the same output is refused while the first one writes it
+        assert run("score", big_input, "-o", out, "--model", tiny_model_dir, "--quiet",
+                   "--resume") == 1
+        assert "another process" in capsys.readouterr().err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    before = complete_rows(out)
+    assert 3 <= len(before) < 2000  # some but not all
+    # a kill in the middle of a write leaves half a row: simulate one after the last row
+    with out.open("ab") as handle:
+        handle.write(b'{"id": "k' + str(len(before)).encode() + b'", "agent_type": "a')
+    assert run("score", big_input, "-o", out, "--model", tiny_model_dir, "--quiet", "--resume") == 0
+    rows = complete_rows(out)
+    assert [r["id"] for r in rows] == [f"k{i}" for i in range(2000)]  # each once, in order
+    assert rows[: len(before)] == before  # the rows written before are kept as they were
+    err = capsys.readouterr().err
+    assert "dropping a partial last line" in err
+    assert f"2000 read = {2000 - len(before)} scored + {len(before)} already in the output + 0 rejected" in err
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_stops_cleanly_with_a_valid_output(tiny_model_dir, big_input, tmp_path,
+                                                              signame, capsys):
+    import signal
+
+    out = tmp_path / "out.jsonl"
+    proc = start_scoring(big_input, out, tiny_model_dir, "--chunk-turns", 2)
+    try:
+        wait_for_rows(proc, out, 2)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    before = complete_rows(out)
+    assert 2 <= len(before) < 2000
+    if signame == "SIGINT":  # resuming after a kill is tested above; once more is enough
+        assert run("score", big_input, "-o", out, "--model", tiny_model_dir, "--quiet",
+                   "--resume") == 0
+        assert [r["id"] for r in complete_rows(out)] == [f"k{i}" for i in range(2000)]
+
+
+def test_errors_file_accounts_and_on_error(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join([json.dumps(conversation("a", ("user", "hello"))), "{broken",
+                               json.dumps(conversation("b", ("user", "hi")))]) + "\n")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    assert run("score", path, "-o", out, "--errors", errors, "--model", tiny_model_dir,
+               "--quiet") == 3
+    err = capsys.readouterr().err
+    assert f"rejected 1 (listed in {errors})" in err
+    assert "accounts: 3 read = 2 scored + 0 already in the output + 1 rejected" in err
+    assert [json.loads(line)["line"] for line in errors.read_text().splitlines()] == [2]
+    assert run("score", path, "-o", out, "--errors", errors, "--model", tiny_model_dir,
+               "--quiet", "--on-error", "fail") == 1
+    err = capsys.readouterr().err
+    assert "stopped at the first rejected transcript" in err and "line 2" in err
+    assert [r["id"] for r in complete_rows(out)] == ["a"]
+    assert run("score", path, "-o", out, "--errors", errors, "--model", tiny_model_dir,
+               "--quiet", "--resume") == 3
+    assert [r["id"] for r in complete_rows(out)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume"], "--resume needs a JSONL output file"),
+    (["-o", "{tmp}/o.csv", "--resume"], "--resume needs a JSONL output file"),
+    (["-o", "{tmp}/o.jsonl", "--errors", "{tmp}/o.jsonl"], "errors file must not be the output"),
+    (["-o", "{tmp}/o.jsonl", "--errors", "{input}"], "errors file"),
+    (["-o", "{tmp}/o.jsonl", "--errors", "{tmp}/no/err.jsonl"], "folder that does not exist"),
+    (["--on-error", "ignore"], "invalid choice"),
+    (["--max-turns", "-1"], "expected an integer >= 0"),
+])
+def test_conflicting_options_are_usage_errors(args, message, input_jsonl, tmp_path, capsys):
+    before = input_jsonl.read_bytes()
+    filled = [a.format(tmp=tmp_path, input=input_jsonl) for a in args]
+    assert run("score", input_jsonl, *filled) == 2
+    assert message in capsys.readouterr().err
+    assert input_jsonl.read_bytes() == before
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_resume_with_another_model_is_a_usage_error(tiny_model_dir, tiny_encoder_dir, input_jsonl,
+                                                    tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert run("score", input_jsonl, "-o", out, "--model", tiny_model_dir, "--quiet") == 0
+    assert run("init", tmp_path / "other", "--encoder", tiny_encoder_dir, "--seed", 1) == 0
+    before = out.read_bytes()
+    assert run("score", input_jsonl, "-o", out, "--model", tmp_path / "other", "--resume") == 2
+    assert "--allow-mixed-models" in capsys.readouterr().err and out.read_bytes() == before
+    assert run("score", input_jsonl, "-o", out, "--model", tmp_path / "other", "--resume",
+               "--allow-mixed-models", "--quiet") == 0
+
+
+def test_logs_and_errors_never_hold_transcript_text(tiny_model_dir, tmp_path, capsys, caplog):
+    import logging
+
+    secret = "zebra-quartz-{}"
+    items = [
+        conversation("ok", ("user", secret.format(1)), ("assistant", secret.format(2))),
+        conversation("role", ("visitor", secret.format(3))),
+        conversation("card-role", ("4111 1111 1111 1111", secret.format(4))),
+        conversation("meta", ("user", secret.format(5)), metadata={"x": float("inf")}),
+        conversation("ok", ("user", secret.format(6))),
+        conversation("mega", ("user", secret.format(7) + " word" * 250_000),
+                     ("assistant", secret.format(8))),
+        conversation("long", *[("user", secret.format(9))] * 1500),
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(i, allow_nan=True) + "\n" for i in items) + "{" + secret.format(10) + "\n")
+    errors = tmp_path / "err.jsonl"
+    with caplog.at_level(logging.DEBUG):
+        code = run("score", path, "-o", tmp_path / "out.jsonl", "--errors", errors,
+                   "--model", tiny_model_dir, "--redact")
+    assert code == 3
+    captured = capsys.readouterr()
+    logs = captured.err + captured.out + caplog.text + errors.read_text()
+    assert "zebra" not in logs and "quartz" not in logs
+    assert "4111" not in captured.err and "4111" not in errors.read_text()
+    assert "rejected 5" in captured.err and "2 truncated" in captured.err

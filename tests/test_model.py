@@ -192,3 +192,98 @@ def test_calibration_must_fit_the_heads(model_copy):
     (model_copy / "calibration.json").write_text(json.dumps(bad))
     with pytest.raises(ModelLoadError, match="not a head of this model"):
         load(model_copy)
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt", "model.ckpt", "weights.pkl"])
+def test_every_pickle_format_is_refused_and_never_unpickled(model_copy, name, monkeypatch):
+    import pickle
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    state = torch.nn.Linear(2, 2).state_dict()
+    (model_copy / "model.safetensors").unlink()
+    torch.save(state, model_copy / name)
+    with pytest.raises(ModelLoadError, match=f"pickle file.*{name}.*safetensors only"):
+        load(model_copy)
+
+
+@pytest.mark.parametrize("content", [
+    b"not a safetensors file",
+    b"\x80\x04\x95pickle",          # pickle bytes under the safetensors name
+    None,                            # a real torch pickle renamed
+    b"\xff" * 8 + b"{}",            # a header length that does not fit the file
+])
+def test_tampered_weights_are_refused(model_copy, content):
+    path = model_copy / "model.safetensors"
+    if content is None:
+        torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match="not a valid safetensors file"):
+        load(model_copy)
+
+
+def test_truncated_weights_are_refused(model_copy):
+    path = model_copy / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelLoadError, match="not a valid safetensors file"):
+        load(model_copy)
+
+
+def test_a_tokenizer_asking_for_custom_code_never_runs_it(model_copy, tmp_path):
+    marker = tmp_path / "ran"
+    (model_copy / "evil_tokenizer.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PreTrainedTokenizerFast\n"
+        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+    config_path = model_copy / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoTokenizer": [None, "evil_tokenizer.EvilTokenizer"]}
+    config["tokenizer_class"] = "EvilTokenizer"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="cannot load the tokenizer.*custom code"):
+        load(model_copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("changes", [
+    {"hidden_size": "big"},
+    {"num_hidden_layers": -1},
+    {"num_attention_heads": 0},
+    {"vocab_size": None},
+])
+def test_tampered_encoder_settings_are_a_clear_error(model_copy, changes):
+    config = json.loads((model_copy / "config.json").read_text())
+    edit_config(model_copy, encoder={**config["encoder"], **changes})
+    with pytest.raises(ModelLoadError, match="encoder"):
+        load(model_copy)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"qualaudit_format": 1, "encoder": "bert"}', "\xff"])
+def test_configs_that_are_not_model_configs_are_refused(model_copy, text):
+    (model_copy / "config.json").write_text(text, encoding="latin-1")
+    with pytest.raises(ModelLoadError):
+        load(model_copy)
+
+
+def test_remote_code_is_never_asked_for(model_copy, monkeypatch):
+    import transformers
+
+    asked = []
+    for name in ("AutoModel", "AutoTokenizer", "AutoConfig"):
+        cls = getattr(transformers, name)
+        for method in ("from_pretrained", "from_config", "for_model"):
+            original = getattr(cls, method, None)
+            if original is None:
+                continue
+
+            def spy(*args, _original=original, **kwargs):
+                asked.append(kwargs.get("trust_remote_code"))
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(cls, method, spy)
+    load(model_copy)
+    assert asked and True not in asked

@@ -362,3 +362,99 @@ def test_isotonic_evidence_agrees_in_sign_with_the_reported_score(tiny_model, to
     for e in full.evidence["resolution"]:
         without = score_without(auditor, transcript, [t.index for t in full.turns].index(e.index))
         assert np.sign(full.resolution - without.resolution) in (np.sign(e.contribution), 0)
+
+
+def test_a_transcript_over_max_turns_keeps_its_first_and_last_halves(tiny_model):
+    turns = [("system", "instructions")] + [
+        ("user" if k % 2 == 0 else "assistant", f"still not working {k}") for k in range(10)]
+    auditor = Auditor(tiny_model, device="cpu", max_turns=5)
+    result = auditor.score(conversation("long", *turns))
+    assert [t.index for t in result.turns] == [1, 2, 3, 9, 10]  # input indices, system turn 0
+    assert result.truncated == {"turns_dropped": [4, 8]} and result.n_turns == 11
+    jsonschema.validate(result.to_dict(), ROW_SCHEMA)
+    assert all(e.index in (1, 2, 3, 9, 10) for ev in result.evidence.values() for e in ev)
+    unlimited = Auditor(tiny_model, device="cpu", max_turns=None).score(conversation("long", *turns))
+    assert unlimited.truncated is None and len(unlimited.turns) == 10
+    # what is kept is scored as a transcript of those turns alone
+    kept = conversation("kept", *[turns[i] for i in (1, 2, 3, 9, 10)])
+    assert result.resolution == pytest.approx(auditor.score(kept).resolution, abs=1e-5)
+    with pytest.raises(ValueError, match="max_turns"):
+        Auditor(tiny_model, max_turns=0)
+
+
+def test_ten_thousand_turns_and_a_megabyte_turn_do_not_take_the_run_down(tiny_model):
+    auditor = Auditor(tiny_model, device="cpu")
+    turns = [("user" if k % 2 == 0 else "assistant", "still not working") for k in range(10_000)]
+    huge = "x" + "my card was charged twice " * 40_000 + "thanks it works now"  # ~1 MB
+    results = auditor.score([conversation("turns", *turns),
+                             conversation("mega", ("user", huge), ("assistant", "sorry")),
+                             conversation("fine", ("user", "hi"))])
+    assert results[0].truncated == {"turns_dropped": [500, 9499]} and results[0].n_turns == 10_000
+    assert results[1].truncated == {"turn_tokens": [0], "turn_chars": [0]}
+    assert results[2].truncated is None
+    for result in results:
+        jsonschema.validate(result.to_dict(), ROW_SCHEMA)
+
+
+def test_a_turn_over_max_turn_chars_keeps_its_start_and_end(tiny_model):
+    from qualaudit.batching import WindowBuilder, default_max_turn_chars
+
+    assert default_max_turn_chars(128) == 8192 and default_max_turn_chars(16) == 4096
+    builder = WindowBuilder(tiny_model.tokenizer, 400, 8, max_turn_chars=40)
+    text = "hello " * 10 + "thanks"
+    assert builder._cut(text) == text[:29] + "\n" + text[-10:] and len(builder._cut(text)) == 40
+    auditor = Auditor(tiny_model, device="cpu", max_turn_chars=40)
+    result = auditor.score(conversation("c", ("user", text), ("assistant", "sorry")))
+    assert result.truncated == {"turn_chars": [0]}
+
+
+def out_of_memory_above(auditor, max_windows, monkeypatch, error=None):
+    """Make the encoder fail like CUDA does on any batch of more than `max_windows` windows."""
+    encode = auditor.model.encode_turns
+    calls = []
+
+    def encode_turns(input_ids, **kwargs):
+        calls.append(len(input_ids))
+        if len(input_ids) > max_windows:
+            raise error or torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return encode(input_ids, **kwargs)
+
+    monkeypatch.setattr(auditor.model, "encode_turns", encode_turns)
+    return calls
+
+
+@pytest.mark.parametrize("error", [None, RuntimeError("MPS backend out of memory")])
+def test_out_of_memory_splits_the_batch_and_retries(tiny_model, toy_transcripts, monkeypatch,
+                                                    caplog, error):
+    expected = Auditor(tiny_model, device="cpu").score(toy_transcripts)
+    auditor = Auditor(tiny_model, device="cpu")
+    calls = out_of_memory_above(auditor, 3, monkeypatch, error)
+    with caplog.at_level("WARNING", logger="qualaudit.scorer"):
+        results = auditor.score(toy_transcripts)
+    for a, b in zip(expected, results):
+        assert_rows_close(a, b)
+    assert max(calls) > 3 and auditor.stats.oom_splits >= 1
+    assert "out of memory" in caplog.text and "split it in two" in caplog.text
+    # later batches stay under the size that fitted: no second round of failures
+    calls.clear()
+    splits = auditor.stats.oom_splits
+    auditor.score(toy_transcripts)
+    assert auditor.stats.oom_splits == splits and max(calls) <= 3
+
+
+def test_a_single_window_out_of_memory_is_a_clear_error(tiny_model, toy_transcripts, monkeypatch):
+    from qualaudit.errors import QualauditError
+
+    auditor = Auditor(tiny_model, device="cpu")
+    out_of_memory_above(auditor, 0, monkeypatch)
+    with pytest.raises(QualauditError, match="single turn window"):
+        auditor.score(toy_transcripts)
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_model, toy_transcripts,
+                                                              monkeypatch):
+    auditor = Auditor(tiny_model, device="cpu")
+    out_of_memory_above(auditor, 0, monkeypatch, RuntimeError("shape mismatch"))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        auditor.score(toy_transcripts)
+    assert auditor.stats.oom_splits == 0

@@ -47,3 +47,137 @@ def test_flat_rows_keep_scalars_and_encode_nested_fields():
     flat = flat_row(ROW)
     assert flat["resolution"] == 0.25 and flat["empathy"] is None
     assert json.loads(flat["model"]) == ROW["model"]
+
+
+def test_a_second_writer_on_the_same_file_is_refused_and_changes_nothing(tmp_path):
+    from qualaudit.errors import OutputError
+
+    path = tmp_path / "o.jsonl"
+    with RowWriter(path) as first:
+        first.write([ROW])
+        with pytest.raises(OutputError, match="another process"):
+            RowWriter(path)
+        with pytest.raises(OutputError, match="another process"):
+            RowWriter(path, resume=True)
+        first.write([{**ROW, "id": "b"}])
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b"]
+    RowWriter(path).close()  # the lock goes with the file
+
+
+def test_resume_reads_the_rows_back_and_drops_a_partial_last_line(tmp_path):
+    path = tmp_path / "o.jsonl"
+    with RowWriter(path, per_turn=True) as writer:
+        writer.write([{**ROW, "turns": []}, {**ROW, "id": "b", "turns": []}])
+    complete = path.read_bytes()
+    path.write_bytes(complete + b'{"id": "c", "agent_ty')
+    with RowWriter(path, resume=True) as writer:
+        state = writer.resumed
+        assert state.ids == {"a", "b"} and state.per_turn is True and state.rows == 2
+        assert state.models == {("m", "1", "0" * 64): 2}
+        assert state.size == len(complete) and state.partial_bytes == len('{"id": "c", "agent_ty')
+        assert writer.rows_on_disk() == 2
+        writer.write([{**ROW, "id": "c"}])
+        assert writer.rows_on_disk() == 3
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+def test_resume_of_a_missing_file_starts_it(tmp_path):
+    with RowWriter(tmp_path / "new.jsonl", resume=True) as writer:
+        assert writer.resumed.rows == 0 and writer.resumed.per_turn is None
+        writer.write([ROW])
+    assert json.loads((tmp_path / "new.jsonl").read_text()) == ROW
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'{"id": "a", "model": {}}\n{"id": "a", "model": {}}\n', "second row for transcript 'a'"),
+    (b'{"id": "a", "model": {}}\n\n', "line 2 is not valid JSON"),
+    (b'{"id": "a", "model": {}}\n[1, 2]\n', "line 2 is not an output row"),
+    (b'{"id": 7, "model": {}}\n', "line 1 is not an output row"),
+    (b'\xff\xfe\n', "line 1 is not valid JSON"),
+])
+def test_a_file_qualaudit_did_not_write_is_not_resumed(tmp_path, content, problem):
+    from qualaudit.errors import OutputError
+
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(OutputError, match=problem):
+        RowWriter(path, resume=True)
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("path", [None, "o.csv", "o.parquet"])
+def test_only_jsonl_files_resume(tmp_path, path):
+    from qualaudit.errors import UsageError
+
+    with pytest.raises(UsageError, match="JSONL output file"):
+        RowWriter(path and tmp_path / path, resume=True)
+    assert not (path and (tmp_path / path).exists())
+
+
+class HalfWrites:
+    """A file whose writes stop halfway with Ctrl-C."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, data):
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+@pytest.mark.parametrize("name", ["o.jsonl", "o.csv"])
+def test_a_write_cut_short_is_taken_back(tmp_path, name):
+    path = tmp_path / name
+    writer = RowWriter(path)
+    writer.write([ROW])
+    before = path.read_bytes()
+    writer._file = HalfWrites(writer._file)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write([{**ROW, "id": "b"}])
+    assert path.read_bytes() != before  # the half row is on disk until close
+    writer.close()
+    assert path.read_bytes() == before
+
+
+def test_parquet_is_complete_after_an_exception(tmp_path):
+    path = tmp_path / "o.parquet"
+    with pytest.raises(KeyboardInterrupt), RowWriter(path) as writer:
+        writer.write([ROW])
+        raise KeyboardInterrupt
+    assert list(pd.read_parquet(path)["id"]) == ["a"]
+
+
+def test_error_records_locate_without_text(tmp_path):
+    from qualaudit.errors import InputError
+    from qualaudit.writers import ErrorWriter
+
+    error = InputError("unknown role 'card 4111 1111 1111 1111'", source="in.csv", line=4,
+                       transcript_id="c9", field="speaker", hint="Map it with --role-map")
+    with ErrorWriter(tmp_path / "err.jsonl") as errors:
+        errors.write(error)
+    assert json.loads((tmp_path / "err.jsonl").read_text()) == {
+        "source": "in.csv", "line": 4, "id": "c9", "field": "speaker",
+        "reason": "unknown role 'card [CARD]'", "hint": "Map it with --role-map"}
+
+
+def test_a_write_interrupted_after_all_its_bytes_are_written_is_kept(tmp_path, monkeypatch):
+    import qualaudit.writers
+
+    path = tmp_path / "o.jsonl"
+    writer = RowWriter(path)
+    writer.write([ROW])
+
+    def interrupted_sync(fd):  # Ctrl-C while the OS syncs: the row is whole already
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qualaudit.writers.os, "fsync", interrupted_sync)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write([{**ROW, "id": "b"}])
+    monkeypatch.undo()
+    writer._dirty = True  # as if the signal came before the writer could note the row done
+    writer.close()
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b"]

@@ -47,11 +47,14 @@ def _find(seq: list[int], sub: list[int], start: int) -> int:
 @dataclass
 class TurnWindows:
     """The encoder inputs of every scored turn of a chunk of transcripts, transcript after
-    transcript in turn order; `turn_truncated[k]` says the turn's own text was cut."""
+    transcript in turn order; `turn_truncated[k]` says the turn's own tokens were cut to
+    `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
+    tokenizing."""
 
     input_ids: list[list[int]] = field(default_factory=list)
     token_type_ids: list[list[int]] = field(default_factory=list)
     turn_truncated: list[bool] = field(default_factory=list)
+    turn_chars_cut: list[bool] = field(default_factory=list)
 
     @property
     def lengths(self) -> list[int]:
@@ -63,13 +66,22 @@ class WindowBuilder:
     previous scored turn. The turn keeps its first `max_turn_tokens` tokens (a cut is
     recorded); the context keeps its `role:` prefix and its last tokens, up to
     `max_context_tokens` in all, since what a turn answers is usually at the end of the one
-    before."""
+    before.
 
-    def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int) -> None:
+    A turn longer than `max_turn_chars` characters (default `default_max_turn_chars`) is cut
+    before it is tokenized, so that a megabyte pasted into a chat costs no more than a long
+    turn: its first three quarters and last quarter of `max_turn_chars` are kept (the start
+    feeds the turn's own window, the end the next turn's context)."""
+
+    def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
+                 max_turn_chars: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.template = PairTemplate.from_tokenizer(tokenizer)
         self.max_turn_tokens = max_turn_tokens
         self.max_context_tokens = max_context_tokens
+        self.max_turn_chars = max_turn_chars or default_max_turn_chars(max_turn_tokens)
+        if self.max_turn_chars < 4:
+            raise ValueError(f"max_turn_chars must be >= 4, found {self.max_turn_chars}")
         self.prefix_length = {role: len(ids) for role, ids in zip(ROLES, tokenizer(
             [f"{role}:" for role in ROLES], add_special_tokens=False)["input_ids"])}
 
@@ -79,16 +91,22 @@ class WindowBuilder:
         keep = min(self.prefix_length[role], self.max_context_tokens)
         return ids[:keep] + ids[len(ids) - (self.max_context_tokens - keep):]
 
+    def _cut(self, text: str) -> str:
+        tail = self.max_turn_chars // 4
+        return text[: self.max_turn_chars - tail - 1] + "\n" + text[len(text) - tail:]
+
     def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
         texts, roles, first_of_transcript = [], [], []
+        windows = TurnWindows()
         for transcript in transcripts:
             for pi, turn in enumerate(transcript.scored_turns):
-                texts.append(f"{turn.role}: {turn.text}")
+                cut = len(turn.text) > self.max_turn_chars
+                texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
+                windows.turn_chars_cut.append(cut)
                 roles.append(turn.role)
                 first_of_transcript.append(pi == 0)
         token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         t = self.template
-        windows = TurnWindows()
         for k, ids in enumerate(token_ids):
             context = [] if first_of_transcript[k] else self._context(token_ids[k - 1], roles[k - 1])
             turn = ids[: self.max_turn_tokens]
@@ -101,6 +119,13 @@ class WindowBuilder:
             windows.input_ids.append(first + second)
             windows.token_type_ids.append([t.type_a] * len(first) + [t.type_b] * len(second))
         return windows
+
+
+def default_max_turn_chars(max_turn_tokens: int) -> int:
+    """Characters kept of a turn before tokenizing: 64 per token kept (a token is rarely more
+    than a few characters, so a turn cut here is already far over its token limit), at least
+    4096."""
+    return max(4096, 64 * max_turn_tokens)
 
 
 def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:

@@ -1,20 +1,54 @@
 """`qualaudit` command line: thin subcommands over library functions; only this module prints
 and exits. Exit codes: 0 every input scored, 1 the run failed, 2 usage error, 3 finished with
-rejected rows."""
+rejected rows.
+
+A subcommand is a function `(args) -> int` set with `set_defaults(func=...)`; `run_command`
+runs it with the shared plumbing (log lines on stderr with personal data redacted, Ctrl-C and
+SIGTERM as a clean stop, errors to exit codes through `exit_code_for`), and it returns
+`exit_code(summary)` (0 or 3) when it finishes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .errors import InputError, QualauditError
+from .errors import InputError, QualauditError, UsageError
+from .redact import redact_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error that stopped a subcommand: 2 when the call itself is wrong
+    (bad arguments, an unreadable source, options that conflict with the files), 1 when the
+    run failed (a model that cannot be loaded, a locked output, a rejected row under
+    --on-error fail, an I/O error, an interruption)."""
+    return EXIT_USAGE if isinstance(exc, (InputError, UsageError)) else EXIT_FAILED
+
+
+def exit_code(summary: Any) -> int:
+    """The exit code of a subcommand that finished: 3 when it rejected rows, else 0."""
+    return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def error(message: str) -> None:
+    """An error line on stderr, personal data redacted (messages quote short input values)."""
+    print(f"qualaudit: error: {redact_text(message)}", file=sys.stderr)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"long tables: the {name.replace('-', ' ')} column (default: detected)")
     score.add_argument("--role-map", metavar="MAP",
                        help="extra role names, e.g. customer=visitor,agent=operator")
+    score.add_argument("--resume", action="store_true",
+                       help="keep the rows already in OUTPUT (JSONL) and score only the "
+                            "transcripts without one; a partial last line is dropped")
+    score.add_argument("--allow-mixed-models", action="store_true",
+                       help="with --resume: add rows to an output another model wrote")
+    score.add_argument("--errors", metavar="ERR.jsonl",
+                       help="write each rejected transcript (file, line, id, field, reason; "
+                            "never its text) to this JSONL file")
+    score.add_argument("--on-error", choices=["skip", "fail"], default="skip",
+                       help="on a rejected transcript: skip it and go on (exit 3 at the end; "
+                            "default), or stop (exit 1)")
+    score.add_argument("--redact", action="store_true",
+                       help="replace emails, phone, card and IBAN numbers in the text the "
+                            "rows echo (metadata values)")
+    score.add_argument("--chunk-turns", type=_count(1), default=2048, metavar="N",
+                       help="turns per chunk; each chunk's rows are written and synced "
+                            "to disk together (default 2048)")
+    score.add_argument("--max-turns", type=_count(0), default=1000, metavar="N",
+                       help="score at most N turns of a transcript, its first and last N/2 "
+                            "(default 1000; 0 = no limit); recorded in `truncated`")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(func=_score)
 
@@ -138,14 +192,13 @@ def _labelled(args: argparse.Namespace):
     from .datasets.user import user_examples
 
     if bool(args.data_dir) == bool(args.labels) or bool(args.labels) != bool(args.transcripts):
-        raise _UsageError("give --data-dir, or --transcripts with --labels")
+        raise UsageError("give --data-dir, or --transcripts with --labels")
     if args.data_dir:
-        return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+        try:
+            return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+        except ValueError as exc:  # an unknown source name
+            raise UsageError(str(exc)) from None
     return user_examples(args.transcripts, args.labels)
-
-
-class _UsageError(Exception):
-    """A command-line mistake found after parsing: exit code 2, with this message."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,90 +206,136 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors, --help, --version: report the code, not raise
         return int(exc.code or 0)
+    return run_command(args.func, args)
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand with the shared plumbing and turn what stops it into an exit code."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # our own bar is the one that matters
     handler = logging.StreamHandler(sys.stderr)  # stderr as it is now (tests swap it)
-    handler.setFormatter(logging.Formatter("qualaudit: %(levelname)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter("qualaudit: %(levelname)s: %(message)s"))
     logger = logging.getLogger("qualaudit")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         with warnings.catch_warnings():  # warnings as one log line each, not Python's two
             warnings.showwarning = lambda message, *_args, **_kw: logger.warning("%s", message)
-            return args.func(args)
-    except (InputError, _UsageError) as exc:
-        print(f"qualaudit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except QualauditError as exc:
-        print(f"qualaudit: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+            return func(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, not with a trace
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print("qualaudit: output closed early (broken pipe); stopped", file=sys.stderr)
         return EXIT_FAILED
-    except OSError as exc:
-        print(f"qualaudit: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (QualauditError, OSError) as exc:
+        error(str(exc))
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("qualaudit: interrupted", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_term)
         logger.removeHandler(handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops a run the way Ctrl-C does: outputs closed, each ending with a complete row."""
+    raise KeyboardInterrupt
+
+
+def _path_problem(path: str, source: Path) -> str | None:
+    """Why `path` cannot be written by a run reading `source`, or None."""
+    target = Path(path).resolve()
+    overwrites_input = (target == source or (source.is_dir() and target.is_relative_to(source))
+                        or (target.exists() and os.path.samefile(target, source)))
+    return ("is (or is inside) the input: scoring would overwrite it" if overwrites_input
+            else "is a directory" if target.is_dir()
+            else "is in a folder that does not exist" if not target.parent.is_dir()
+            else None)
 
 
 def _score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .errors import RejectedRowError
     from .io import ColumnMap
     from .pipeline import score_to_file
     from .scorer import Auditor
     from .writers import output_format
 
     try:
-        output_format(args.output)
+        fmt = output_format(args.output)
     except ValueError as exc:
-        print(f"qualaudit: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return EXIT_USAGE
     if not Path(args.input).exists():
-        print(f"qualaudit: error: input {args.input!r} does not exist", file=sys.stderr)
+        error(f"input {args.input!r} does not exist")
         return EXIT_USAGE
-    if args.output:
-        output, source = Path(args.output).resolve(), Path(args.input).resolve()
-        overwrites_input = (output == source or (source.is_dir() and output.is_relative_to(source))
-                            or (output.exists() and os.path.samefile(output, source)))
-        problem = ("is (or is inside) the input: scoring would overwrite it" if overwrites_input
-                   else "is a directory" if output.is_dir()
-                   else "is in a folder that does not exist" if not output.parent.is_dir()
-                   else None)
+    source = Path(args.input).resolve()
+    for name, path in (("output", args.output), ("errors file", args.errors)):
+        problem = path and _path_problem(path, source)
         if problem:
-            print(f"qualaudit: error: output {args.output!r} {problem}", file=sys.stderr)
+            error(f"{name} {path!r} {problem}")
             return EXIT_USAGE
+    if args.output and args.errors and Path(args.output).resolve() == Path(args.errors).resolve():
+        error("the errors file must not be the output")
+        return EXIT_USAGE
+    if args.resume and (not args.output or fmt != "jsonl"):
+        error("--resume needs a JSONL output file (-o OUT.jsonl)")
+        return EXIT_USAGE
     device = None if args.device == "auto" else args.device
     auditor = Auditor.from_pretrained(args.model, device=device, precision=args.precision,
                                       max_batch_tokens=args.max_batch_tokens,
-                                      top_evidence=args.top_evidence)
+                                      top_evidence=args.top_evidence,
+                                      chunk_turns=args.chunk_turns,
+                                      max_turns=args.max_turns or None)
     columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
                         order=args.order_column, agent_type=args.agent_type_column)
     bar = tqdm(unit=" transcripts", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
 
+    written = [0]  # rows written so far (the bar counts nothing when --quiet)
+
     def progress(summary) -> None:
+        written[0] = summary.scored
         bar.update(summary.scored - bar.n)
         rate = summary.tokens / summary.seconds if summary.seconds else 0.0
         bar.set_postfix_str(f"{rate:,.0f} tokens/s, {summary.rejected} rejected")
 
-    with bar:
-        summary = score_to_file(args.input, args.output, auditor, format=args.format,
-                                columns=columns, role_map=args.role_map,
-                                per_turn=args.per_turn, on_progress=progress)
+    try:
+        with bar:
+            summary = score_to_file(
+                args.input, args.output, auditor, format=args.format, columns=columns,
+                role_map=args.role_map, per_turn=args.per_turn, resume=args.resume,
+                allow_mixed_models=args.allow_mixed_models, errors=args.errors,
+                on_error=args.on_error, redact=args.redact, on_progress=progress)
+    except (KeyboardInterrupt, RejectedRowError) as exc:
+        where = f"{args.output} ends with complete rows" if args.output else "stopped"
+        resume = "; run again with --resume to finish" if args.output and fmt == "jsonl" else ""
+        stop = "interrupted" if isinstance(exc, KeyboardInterrupt) else redact_text(str(exc))
+        print(f"qualaudit: {stop}; {written[0]} rows written this run, {where}{resume}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(summary, auditor, args)
+    return exit_code(summary)
+
+
+def _print_summary(summary: Any, auditor: Any, args: argparse.Namespace) -> None:
     seconds = max(summary.seconds, 1e-9)
     untrained = "" if auditor.info.trained else " with an UNTRAINED model (scores are meaningless)"
+    listed = f" (listed in {args.errors})" if args.errors and summary.rejected else ""
+    truncated = (f"; {summary.truncated} truncated (see their `truncated`)"
+                 if summary.truncated else "")
     print(f"qualaudit: scored {summary.scored} of {summary.inputs} transcripts "
           f"({summary.turns} turns, {summary.tokens} tokens) in {summary.seconds:.1f}s "
           f"({summary.scored / seconds:.1f} transcripts/s, {summary.tokens / seconds:,.0f} "
-          f"tokens/s){untrained}; rejected {summary.rejected}"
+          f"tokens/s){untrained}; rejected {summary.rejected}{listed}{truncated}"
           + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
-    return EXIT_REJECTED if summary.rejected else EXIT_OK
+    print(f"qualaudit: accounts: {summary.read} read = {summary.scored} scored + "
+          f"{summary.resumed} already in the output + {summary.rejected} rejected",
+          file=sys.stderr)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -259,7 +358,7 @@ def _train(args: argparse.Namespace) -> int:
     examples = _labelled(args)
     init = args.init or (DEFAULT_ENCODER if args.data_dir else str(default_model_path() or ""))
     if not init:
-        raise _UsageError("no bundled model to fine-tune from; pass --init")
+        raise UsageError("no bundled model to fine-tune from; pass --init")
     options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
                                  ("max_epochs", args.max_epochs)) if v is not None}
     try:
@@ -268,7 +367,7 @@ def _train(args: argparse.Namespace) -> int:
                                 seed=args.seed, device=args.device, progress=not args.quiet,
                                 **options)
     except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     summary = build(training, method=args.calibration, command="qualaudit " + " ".join(sys.argv[1:]))
     r = summary.training
     print(f"qualaudit: trained {r.steps} steps on {r.train_tokens:,} tokens in "

@@ -73,6 +73,27 @@ class InputError(QualauditError, ValueError):
         return InputError(self.reason, hint=self.hint, **parts)  # type: ignore[arg-type]
 
 
+class UsageError(QualauditError, ValueError):
+    """The request cannot be done as asked: options that conflict with each other or with the
+    files named (resuming into stdout, into a CSV, or into an output another model wrote).
+    Nothing was written. The CLI exits with code 2."""
+
+
+class OutputError(QualauditError, OSError):
+    """The output cannot be written or resumed: another process is writing it (an OS lock
+    held), or what it holds already cannot be read back. Nothing was written. The CLI exits
+    with code 1."""
+
+
+class RejectedRowError(QualauditError):
+    """A run with `on_error="fail"` stopped at a rejected transcript: `error` is its InputError.
+    The rows before it are written and complete. The CLI exits with code 1."""
+
+    def __init__(self, error: InputError) -> None:
+        self.error = error
+        super().__init__(f"stopped at the first rejected transcript (on_error='fail'): {error}")
+
+
 class ModelLoadError(QualauditError):
     """A saved model is missing, unsafe (pickle weights) or does not match this library."""
 

@@ -311,5 +311,10 @@ def _encoder_from_config(encoder_config: dict[str, Any], directory: Path) -> nn.
     if model_type not in CONFIG_MAPPING:
         raise ModelLoadError(f"{directory}/config.json: unknown encoder model_type {model_type!r} "
                              "for this transformers version")
-    config = AutoConfig.for_model(model_type, **settings)
-    return AutoModel.from_config(config, trust_remote_code=False)
+    try:
+        config = AutoConfig.for_model(model_type, **settings)
+        return AutoModel.from_config(config, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many types for settings it cannot build
+        raise ModelLoadError(f"{directory}/config.json: cannot build the {model_type} encoder "
+                             f"from its settings ({type(exc).__name__}: {exc}); the file was "
+                             "edited or damaged") from exc

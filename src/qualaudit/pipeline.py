@@ -8,30 +8,41 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .errors import InputError
+from .errors import InputError, QualauditError, RejectedRowError, UsageError
 from .io import ColumnMap, iter_records
+from .redact import redact_row, redact_text
 from .schema import Transcript
 from .scorer import Auditor
-from .writers import RowWriter
+from .writers import ErrorWriter, ResumeState, RowWriter
 
 log = logging.getLogger("qualaudit.pipeline")
 
 
 @dataclass
 class RunSummary:
-    """What a scoring run read and wrote. `inputs == scored + rejected` always."""
+    """What a scoring run read and wrote.
+
+    `read` counts the source's records as they are read (every transcript, valid or not);
+    each one is `scored` (a row written now), `resumed` (its id already had a row in the
+    output, `resume=True`) or `rejected`: `read == inputs == scored + resumed + rejected`
+    when a run ends, which `score_to_file` checks. `truncated` counts scored transcripts with
+    a `truncated` entry on their row.
+    """
 
     scored: int = 0
     rejected: int = 0
     turns: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    resumed: int = 0
+    read: int = 0
+    truncated: int = 0
 
     @property
     def inputs(self) -> int:
-        return self.scored + self.rejected
+        return self.scored + self.resumed + self.rejected
 
 
 def score_to_file(
@@ -43,39 +54,128 @@ def score_to_file(
     columns: ColumnMap | None = None,
     role_map: str | dict | None = None,
     per_turn: bool = False,
+    resume: bool = False,
+    allow_mixed_models: bool = False,
+    errors: str | Path | None = None,
+    on_error: Literal["skip", "fail"] = "skip",
+    redact: bool = False,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Read `source`, score every valid transcript, write one row each to `output` (JSONL to
-    stdout when None) in input order, flushed chunk by chunk.
+    stdout when None) in input order, each chunk flushed and synced to disk.
 
-    A bad transcript is skipped, counted, logged on "qualaudit.pipeline" with its location
-    and reason (never its text) and passed to `on_reject`; an unreadable source raises
-    InputError before the output is created.
+    A bad transcript is counted, logged on "qualaudit.pipeline" with its location and reason
+    (never its text), written to the `errors` JSONL file when one is given and passed to
+    `on_reject`; then `on_error="skip"` goes on and `on_error="fail"` stops: the rows before
+    it are written, and RejectedRowError is raised. An unreadable source raises InputError
+    before the output is created.
+
+    `resume=True` (JSONL output only) keeps the rows already in `output`, drops a partial last
+    line, and scores only the transcripts whose ids have no row yet; an output written by
+    another model (name, version or weights) is refused (UsageError) unless
+    `allow_mixed_models`, as is one written with another `per_turn`. `redact=True` runs every
+    row through `qualaudit.redact.redact_row` (the text it echoes: metadata values).
+
+    The output (and errors file) is locked while it is written: a second run on it raises
+    OutputError. At the end the counts must add up (`RunSummary`), and a JSONL file must hold
+    one line per row; if not, QualauditError is raised.
+
+    Example:
+        >>> summary = score_to_file("chats.jsonl", "scores.jsonl", auditor, resume=True,
+        ...                         errors="rejected.jsonl")
+        >>> summary.scored, summary.resumed, summary.rejected
     """
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', found {on_error!r}")
     summary = RunSummary()
     start = time.perf_counter()
     records = iter_records(source, format=format, columns=columns, role_map=role_map)
+    with RowWriter(output, per_turn=per_turn, resume=resume) as writer:
+        done = writer.resumed or ResumeState()
+        _check_resumable(done, auditor, per_turn, allow_mixed_models, output)
+        error_writer = ErrorWriter(errors) if errors is not None else None
+        stopped: list[InputError] = []
 
-    def transcripts() -> Iterator[Transcript]:
-        for record in records:
-            if isinstance(record, InputError):
-                log.warning("rejected: %s", record)
-                summary.rejected += 1
-                if on_reject:
-                    on_reject(record)
-            else:
-                yield record
+        def transcripts() -> Iterator[Transcript]:
+            for record in records:
+                summary.read += 1
+                if isinstance(record, InputError):
+                    summary.rejected += 1
+                    log.warning("rejected: %s", redact_text(str(record)))
+                    if error_writer is not None:
+                        error_writer.write(record)
+                    if on_reject:
+                        on_reject(record)
+                    if on_error == "fail":
+                        stopped.append(record)
+                        return
+                elif record.id in done.ids:
+                    summary.resumed += 1
+                else:
+                    yield record
 
-    turns_before, tokens_before = auditor.stats.turns, auditor.stats.tokens
-    with RowWriter(output, per_turn=per_turn) as writer:
-        for chunk in auditor.score_transcripts(transcripts()):
-            writer.write([result.to_dict(per_turn=per_turn) for result in chunk])
-            summary.scored += len(chunk)
-            summary.turns = auditor.stats.turns - turns_before
-            summary.tokens = auditor.stats.tokens - tokens_before
-            summary.seconds = time.perf_counter() - start
-            if on_progress:
-                on_progress(summary)
+        try:
+            turns_before, tokens_before = auditor.stats.turns, auditor.stats.tokens
+            for chunk in auditor.score_transcripts(transcripts()):
+                rows = [result.to_dict(per_turn=per_turn) for result in chunk]
+                writer.write([redact_row(r) for r in rows] if redact else rows)
+                summary.scored += len(chunk)
+                summary.truncated += sum(result.truncated is not None for result in chunk)
+                summary.turns = auditor.stats.turns - turns_before
+                summary.tokens = auditor.stats.tokens - tokens_before
+                summary.seconds = time.perf_counter() - start
+                if on_progress:
+                    on_progress(summary)
+        finally:
+            if error_writer is not None:
+                error_writer.close()
+        if stopped:
+            raise RejectedRowError(stopped[0])
+        _check_accounts(summary, writer, done)
+    if done.ids and summary.resumed < done.rows:
+        log.warning("%s holds %d rows whose ids are not in this input (was it written for "
+                    "another input?)", output, done.rows - summary.resumed)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_resumable(done: ResumeState, auditor: Auditor, per_turn: bool,
+                     allow_mixed_models: bool, output: str | Path | None) -> None:
+    """Refuse to add rows to an output whose rows another model (or another per_turn) wrote."""
+    info = auditor.info
+    others = {key: n for key, n in done.models.items()
+              if key != (info.name, info.version, info.weights_sha256)}
+    if others and not allow_mixed_models:
+        (name, version, sha), n = next(iter(others.items()))
+        raise UsageError(
+            f"cannot resume {output}: {n} of its {done.rows} rows were written by model "
+            f"{name!r} version {version!r} (weights {sha[:12]}), not by {info.name!r} version "
+            f"{info.version!r} (weights {info.weights_sha256[:12]}); scores of different models "
+            "must not be mixed in one file. Resume with the same model, write to a new output, "
+            "or pass --allow-mixed-models (allow_mixed_models=True) to mix them anyway")
+    if done.per_turn is not None and done.per_turn != per_turn:
+        flag = "with" if done.per_turn else "without"
+        raise UsageError(f"cannot resume {output}: its rows were written {flag} --per-turn; "
+                         f"resume {flag} it too")
+    if done.partial_bytes:
+        log.warning("%s: dropping a partial last line (%d bytes) left by an interrupted run",
+                    output, done.partial_bytes)
+    if done.ids:
+        log.info("%s: resuming after the %d rows already written", output, done.rows)
+
+
+def _check_accounts(summary: RunSummary, writer: RowWriter, done: ResumeState) -> None:
+    """Every transcript read is scored, resumed or rejected, and the output holds every row."""
+    if summary.read != summary.inputs or writer.rows_written != summary.scored:
+        raise QualauditError(
+            f"the run's counts do not add up: read {summary.read} transcripts, but scored "
+            f"{summary.scored} (wrote {writer.rows_written} rows), found {summary.resumed} in "
+            f"the output already and rejected {summary.rejected}. This is a bug in qualaudit: "
+            "please report it")
+    on_disk = writer.rows_on_disk()
+    if on_disk is not None and on_disk != done.rows + summary.scored:
+        raise QualauditError(
+            f"{writer.path} holds {on_disk} rows, but {done.rows} were there before and "
+            f"{summary.scored} were written now; was it changed by another program during "
+            "the run? Run again with --resume to complete it")

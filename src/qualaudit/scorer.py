@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,17 +20,22 @@ from .model import QualityModel, default_model_path
 from .schema import ROLES, Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
 
 CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
+DEFAULT_MAX_TURNS = 1000
 Precision = Literal["fp32", "bf16"]
+
+log = logging.getLogger("qualaudit.scorer")
 
 
 @dataclass
 class ScoringStats:
     """Running totals of what the scorer has read (for progress bars and summaries); `tokens`
-    counts the encoder's real tokens (turn, context and special tokens, no padding)."""
+    counts the encoder's real tokens (turn, context and special tokens, no padding);
+    `oom_splits` the batches split in two after running out of memory."""
 
     transcripts: int = 0
     turns: int = 0
     tokens: int = 0
+    oom_splits: int = 0
 
 
 class Auditor:
@@ -38,6 +44,13 @@ class Auditor:
     Turns of a chunk of transcripts are tokenized once, sorted by length into token-budget
     batches, encoded under `torch.inference_mode`, and scattered back; conversation heads run
     on groups of similar length; results come back in input order.
+
+    Limits, each recorded in the row's `truncated` when it cuts anything: a transcript with
+    more than `max_turns` scored turns (None: no limit) keeps its first half and last half
+    of them (`turns_dropped`: the first and last input index left out); a turn's text is cut
+    to `max_turn_chars` characters before tokenizing (`turn_chars`, see `WindowBuilder`) and
+    its tokens to the model's `max_turn_tokens` (`turn_tokens`). A batch that runs out of
+    memory is split in two and retried, and later batches stay under the size that fitted.
 
     Example:
         >>> auditor = Auditor.from_pretrained("models/default")
@@ -49,11 +62,15 @@ class Auditor:
 
     def __init__(self, model: QualityModel, *, device: str | torch.device | None = None,
                  precision: Precision = "fp32", max_batch_tokens: int = 8192,
-                 chunk_turns: int = 2048, top_evidence: int = 3) -> None:
+                 chunk_turns: int = 2048, top_evidence: int = 3,
+                 max_turns: int | None = DEFAULT_MAX_TURNS,
+                 max_turn_chars: int | None = None) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if max_batch_tokens < 1 or chunk_turns < 1 or top_evidence < 0:
             raise ValueError("max_batch_tokens and chunk_turns must be >= 1, top_evidence >= 0")
+        if max_turns is not None and max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1 (or None), found {max_turns}")
         self.specs = {s.target: s for s in model.specs}
         missing = [t for t in CONVERSATION_TARGETS if t not in self.specs]
         if missing:
@@ -68,8 +85,10 @@ class Auditor:
         self.max_batch_tokens = max_batch_tokens
         self.chunk_turns = chunk_turns
         self.top_evidence = top_evidence
+        self.max_turns = max_turns
         self.builder = WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
-                                     model.config.max_context_tokens)
+                                     model.config.max_context_tokens, max_turn_chars)
+        self._fitting_batch_tokens = max_batch_tokens  # lowered after running out of memory
         self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
                               trained=not model.config.untrained_heads)
         self.stats = ScoringStats()
@@ -111,19 +130,33 @@ class Auditor:
         `read_transcripts`), one list per chunk of about `chunk_turns` turns."""
         transcripts = iter(transcripts)
         while True:
-            chunk, n_turns = [], 0
+            chunk, dropped, n_turns = [], [], 0
             for transcript in transcripts:
+                transcript, left_out = self._within_max_turns(transcript)
                 chunk.append(transcript)
+                dropped.append(left_out)
                 n_turns += len(transcript.scored_turns)
                 if n_turns >= self.chunk_turns:
                     break
             if not chunk:
                 return
-            yield self._score_chunk(chunk)
+            yield self._score_chunk(chunk, dropped)
+
+    def _within_max_turns(self, transcript: Transcript) -> tuple[Transcript, list[int] | None]:
+        """The transcript with at most `max_turns` scored turns (the first and last halves), and
+        the first and last input index of the turns left out (None when none is)."""
+        scored = transcript.scored_turns
+        if self.max_turns is None or len(scored) <= self.max_turns:
+            return transcript, None
+        head, tail = (self.max_turns + 1) // 2, self.max_turns // 2
+        kept = scored[:head] + (scored[len(scored) - tail:] if tail else ())
+        left_out = [scored[head].index, scored[len(scored) - tail - 1].index]
+        return replace(transcript, turns=kept), left_out
 
     # --------------------------------------------------------------- internals
     @torch.inference_mode()
-    def _score_chunk(self, chunk: list[Transcript]) -> list[TranscriptScore]:
+    def _score_chunk(self, chunk: list[Transcript],
+                     dropped: list[list[int] | None] | None = None) -> list[TranscriptScore]:
         for transcript in chunk:  # cheap guards for Transcripts that skipped qualaudit.io
             if not transcript.scored_turns or any(t.role not in ROLES for t in transcript.turns):
                 raise InputError("expected a transcript validated by qualaudit.io (canonical "
@@ -147,11 +180,17 @@ class Auditor:
         results = []
         for i, transcript in enumerate(chunk):
             a, b = starts[i], starts[i + 1]
-            truncated = [t.index for t, cut in zip(transcript.scored_turns,
-                                                    windows.turn_truncated[a:b]) if cut]
+            truncated: dict[str, Any] = {}
+            for key, cuts in (("turn_tokens", windows.turn_truncated[a:b]),
+                              ("turn_chars", windows.turn_chars_cut[a:b])):
+                indices = [t.index for t, cut in zip(transcript.scored_turns, cuts) if cut]
+                if indices:
+                    truncated[key] = indices
+            if dropped and dropped[i] is not None:
+                truncated["turns_dropped"] = dropped[i]
             results.append(self._assemble(
                 transcript, {k: v[a:b] for k, v in turn_outputs.items()}, conversation[i],
-                {"turn_tokens": truncated} if truncated else None))
+                truncated or None))
         return results
 
     def _encode(self, windows, lengths: list[int]) -> torch.Tensor:
@@ -160,12 +199,43 @@ class Auditor:
         pad_id = self.model.tokenizer.pad_token_id or 0
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                   enabled=self.precision == "bf16")
-        for idx in token_budget_batches(lengths, self.max_batch_tokens):
-            batch = collate(windows, idx, pad_id, self.model.uses_token_types)
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with autocast:
-                states[torch.tensor(idx, device=self.device)] = self.model.encode_turns(**batch).float()
+        pending = token_budget_batches(
+            lengths, min(self.max_batch_tokens, self._fitting_batch_tokens))[::-1]
+        while pending:
+            idx = pending.pop()
+            out_of_memory = False
+            try:
+                batch = collate(windows, idx, pad_id, self.model.uses_token_types)
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                with autocast:
+                    states[torch.tensor(idx, device=self.device)] = self.model.encode_turns(**batch).float()
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                if not _is_out_of_memory(exc):
+                    raise
+                out_of_memory = True
+            if out_of_memory:  # outside the handler, so that the failed batch can be freed
+                batch = None
+                pending += self._split_after_out_of_memory(idx, lengths)[::-1]
         return states
+
+    def _split_after_out_of_memory(self, idx: list[int], lengths: list[int]) -> list[list[int]]:
+        """The two halves of a batch that ran out of memory; later batches stay under half its
+        padded size. A single window that does not fit is an error."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        padded = len(idx) * max(lengths[i] for i in idx)
+        if len(idx) == 1:
+            raise QualauditError(
+                f"out of memory encoding a single turn window of {padded} tokens on "
+                f"{self.device}: free memory on the device, lower the model's max_turn_tokens "
+                "and max_context_tokens, or score on another device (--device)")
+        self._fitting_batch_tokens = min(self._fitting_batch_tokens, max(padded // 2, 1))
+        self.stats.oom_splits += 1
+        log.warning("out of memory encoding a batch of %d turn windows (%d padded tokens) on %s: "
+                    "split it in two and retried; batches now stay under %d tokens",
+                    len(idx), padded, self.device, self._fitting_batch_tokens)
+        half = len(idx) // 2
+        return [idx[:half], idx[half:]]
 
     def _conversation(self, states, features, is_agent, starts) -> list[dict[str, Any]]:
         """Conversation heads per transcript, run in groups of similar turn counts so that a
@@ -264,3 +334,10 @@ class Auditor:
             evidence=evidence, turns=turn_scores, n_turns=transcript.n_input_turns,
             truncated=truncated, model=self.info, metadata=dict(transcript.metadata),
         )
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, and the plain RuntimeErrors other backends raise for it."""
+    message = str(exc).lower()
+    return (isinstance(exc, torch.OutOfMemoryError) or "out of memory" in message
+            or "can't allocate memory" in message)

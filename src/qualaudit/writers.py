@@ -1,15 +1,34 @@
-"""Output rows to JSONL, CSV or Parquet, written and flushed chunk by chunk."""
+"""Output rows to JSONL, CSV or Parquet, and rejected transcripts to an errors file: written
+chunk by chunk, each chunk flushed and synced to disk, the file locked while it is written.
+
+What a kill or an interruption leaves:
+- JSONL, CSV: every chunk written before it, complete; a write cut short by an exception
+  (Ctrl-C) is taken back, so the file ends with a complete row; a write cut short by SIGKILL
+  or a power loss can leave a partial last line, which `resume` drops.
+- Parquet: complete after Ctrl-C (the footer is written on the way out); unreadable after
+  SIGKILL (a Parquet file is only readable once its footer is written).
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from .errors import InputError, OutputError, UsageError
+from .redact import redact_text
 from .schema import ROW_FIELDS
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no OS lock (see README, "Guarantees")
+    fcntl = None  # type: ignore[assignment]
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -23,38 +42,156 @@ def output_format(path: str | Path | None) -> str:
         raise ValueError(f"cannot tell the output format of {str(path)!r} from its extension; "
                          f"use one of {', '.join(sorted(FORMATS))}")
     return FORMATS[suffix]
+
+
 _FLOAT_COLUMNS = ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation")
 _INT_COLUMNS = ("escalation_turn", "n_turns")
 
 
+def open_locked(path: str | Path, buffered: bool = True) -> BinaryIO:
+    """`path` opened for reading and writing (created when missing, never truncated here) under
+    an exclusive OS lock (`flock`), held until the file is closed. The OS drops the lock when
+    its process dies, so a killed run never leaves a stale one. Raises OutputError when another
+    process (or another open file in this one) holds it. Unbuffered (`buffered=False`), every
+    write goes straight to the OS: nothing is left in a buffer to be written later."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{path} is being written by another process (it holds the "
+                              "file's lock); wait for that run to finish, or write elsewhere"
+                              ) from None
+    return os.fdopen(fd, "r+b", buffering=-1 if buffered else 0)
+
+
+@dataclass
+class ResumeState:
+    """What an output file already holds, read back before resuming it.
+
+    `ids`: the transcript ids of its complete rows; `models`: each distinct `model` of those
+    rows (name, version, weights_sha256) with its row count; `per_turn`: whether its rows
+    have `turns` (None without rows); `size`: bytes up to the end of the last complete line;
+    `partial_bytes`: bytes after it (a last line without its newline, left by a kill), which
+    resuming drops.
+    """
+
+    ids: set[str] = field(default_factory=set)
+    models: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    per_turn: bool | None = None
+    size: int = 0
+    partial_bytes: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+
+def read_resume_state(handle: BinaryIO, path: str | Path) -> ResumeState:
+    """Read a JSONL output back: every complete line must be a row written by qualaudit (an
+    object with a string `id` not seen before and a `model`), else OutputError naming the line."""
+    state = ResumeState()
+    handle.seek(0)
+    for number, data in enumerate(handle, 1):
+        if not data.endswith(b"\n"):
+            state.partial_bytes = len(data)
+            break
+        state.size += len(data)
+        try:
+            row = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _unreadable(path, number, f"not valid JSON ({exc})") from None
+        model = row.get("model") if isinstance(row, dict) else None
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(model, dict):
+            raise _unreadable(path, number, "not an output row (an object with an id and a model)")
+        if row["id"] in state.ids:
+            raise _unreadable(path, number, f"a second row for transcript {row['id']!r}")
+        state.ids.add(row["id"])
+        key = (str(model.get("name")), str(model.get("version")), str(model.get("weights_sha256")))
+        state.models[key] = state.models.get(key, 0) + 1
+        state.per_turn = "turns" in row if state.per_turn is None else state.per_turn
+    return state
+
+
+def _unreadable(path: str | Path, number: int, problem: str) -> OutputError:
+    return OutputError(f"cannot resume {path}: line {number} is {problem}; only a file written "
+                       "by qualaudit score can be resumed. Move it aside, or fix that line")
+
+
 class RowWriter:
     """Writes rows in the format the path's extension names (JSONL to stdout without a path).
-    Each `write` call ends durably on disk (flushed), so a killed run keeps what it wrote."""
 
-    def __init__(self, path: str | Path | None, per_turn: bool = False) -> None:
+    The file is locked while it is open (see `open_locked`). Each `write` call ends durably on
+    disk (flushed and synced), so a killed run keeps what it wrote; an exception during a write
+    (Ctrl-C) takes that write back on `close`. With `resume=True` (JSONL only) the rows already
+    in the file are kept and read back into `resumed` (a `ResumeState`): new rows go after its
+    last complete line, and a partial last line is dropped at the first write.
+    """
+
+    def __init__(self, path: str | Path | None, per_turn: bool = False, *,
+                 resume: bool = False) -> None:
         self.format = output_format(path)
         self.path = Path(path) if path is not None else None
         self.columns = [c for c in ROW_FIELDS if per_turn or c != "turns"]
+        self.rows_written = 0
+        self.resumed: ResumeState | None = None
         self._parquet = None
-        if self.format == "parquet":
-            self._stream = None
-        elif self.path is None:
-            self._stream = sys.stdout
+        self._file: BinaryIO | None = None
+        self._committed = 0  # bytes known to be complete rows (JSONL, CSV)
+        self._dirty = False  # a write is in progress (or was cut short)
+        self._end = 0  # where the write in progress ends
+        if resume and (self.path is None or self.format != "jsonl"):
+            raise UsageError("resuming needs a JSONL output file (-o OUT.jsonl): "
+                             f"{'stdout' if self.path is None else self.format} cannot be resumed")
+        if self.path is None:
+            return
+        self._file = open_locked(self.path, buffered=self.format == "parquet")
+        if resume:
+            self.resumed = read_resume_state(self._file, self.path)
+            self._committed = self.resumed.size
         else:
-            self._stream = open(self.path, "w", encoding="utf-8", newline="")
+            self._file.truncate(0)
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._stream, fieldnames=self.columns)
-            self._csv.writeheader()
+            self._append(self._csv_text([], header=True))
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if self.format == "jsonl":
-            self._stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        elif self.format == "csv":
-            self._csv.writerows(flat_row(r) for r in rows)
-        else:
+        if self.format == "parquet":
             self._write_parquet(rows)
+        elif self.format == "csv":
+            self._append(self._csv_text(rows, header=False))
+        else:
+            self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self.rows_written += len(rows)
+
+    def _append(self, text: str) -> None:
+        if self._file is None:  # stdout
+            sys.stdout.write(text)
+            sys.stdout.flush()
             return
-        self._stream.flush()
+        data = memoryview(text.encode("utf-8"))
+        self._dirty, self._end = True, self._committed + len(data)
+        self._file.seek(self._committed)
+        self._file.truncate()  # a partial line left by a kill goes before the first new row
+        while data:  # unbuffered: a write may take only part of the bytes
+            data = data[self._file.write(data):]
+        self._committed, self._dirty = self._end, False
+        os.fsync(self._file.fileno())
+
+    def _take_back(self) -> None:
+        """After a write cut short (Ctrl-C): keep it if all its bytes reached the file, else
+        cut the file back to the end of the last complete row."""
+        if os.fstat(self._file.fileno()).st_size >= self._end:
+            self._committed = self._end
+        self._file.truncate(self._committed)
+
+    def _csv_text(self, rows: Sequence[Mapping[str, Any]], header: bool) -> str:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns)
+        if header:
+            writer.writeheader()
+        writer.writerows(flat_row(r) for r in rows)
+        return buffer.getvalue()
 
     def _write_parquet(self, rows: Sequence[Mapping[str, Any]]) -> None:
         import pyarrow as pa
@@ -63,18 +200,39 @@ class RowWriter:
         if self._parquet is None:
             types = {c: pa.float64() for c in _FLOAT_COLUMNS} | {c: pa.int64() for c in _INT_COLUMNS}
             schema = pa.schema([(c, types.get(c, pa.string())) for c in self.columns])
-            self._parquet = pq.ParquetWriter(str(self.path), schema)
+            self._parquet = pq.ParquetWriter(self._file, schema)
         table = pa.Table.from_pylist([flat_row(r) for r in rows], schema=self._parquet.schema)
         self._parquet.write_table(table)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def rows_on_disk(self) -> int | None:
+        """Rows the JSONL output file holds now, counted from the file itself (None for stdout,
+        CSV and Parquet): the run's accounting checks it against what it wrote."""
+        if self._file is None or self.format != "jsonl":
+            return None
+        self._file.seek(0)
+        count, left = 0, self._committed
+        while left > 0:
+            block = self._file.read(min(left, 1 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            left -= len(block)
+        return count
 
     def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        elif self.format == "parquet":  # no rows at all: still leave a valid, empty file
-            self._write_parquet([])
-            self._parquet.close()
-        if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
+        try:
+            if self.format == "parquet" and self._file is not None:
+                if self._parquet is None:  # no rows at all: still leave a valid, empty file
+                    self._write_parquet([])
+                self._parquet.close()
+            elif self._dirty and self._file is not None:
+                self._take_back()
+        finally:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> RowWriter:
         return self
@@ -89,3 +247,40 @@ def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
         k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
         for k, v in row.items()
     }
+
+
+def error_record(error: InputError) -> dict[str, Any]:
+    """A rejected transcript as one errors-file object: where it is (source file, line or
+    row, id when known, field) and why; never its text (reason and hint are redacted too, in
+    case a short label value they quote holds personal data)."""
+    return {"source": error.source, "line": error.line, "id": error.transcript_id,
+            "field": error.field, "reason": redact_text(error.reason),
+            "hint": redact_text(error.hint) if error.hint else None}
+
+
+class ErrorWriter:
+    """Rejected transcripts to a JSONL file (see `error_record`), locked like the output,
+    written from scratch by each run, each record flushed as it comes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file = open_locked(self.path)
+        self._file.truncate(0)
+        self.count = 0
+
+    def write(self, error: InputError) -> None:
+        self._file.write((json.dumps(error_record(error), ensure_ascii=False) + "\n").encode())
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> ErrorWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from ..errors import InputError
 from ..normalize import make_transcript, normalize_id
+from ..redact import redact_text
 from ..schema import Transcript
 
 _log = logging.getLogger("qualaudit.io")
@@ -25,7 +26,7 @@ def _valid_only(records: Iterator[Transcript | InputError], on_error: str) -> It
         elif on_error == "raise":
             raise record
         else:
-            _log.warning("skipped a transcript: %s", record)
+            _log.warning("skipped a transcript: %s", redact_text(str(record)))
 
 
 @dataclass
