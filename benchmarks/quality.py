@@ -463,6 +463,17 @@ def length_bias(eval_sets: dict[str, list[Example]], scores: dict[str, list[Tran
     return out
 
 
+def repeat_vs_resolution(scores: dict[str, list[TranscriptScore]]) -> dict[str, dict[str, Any]]:
+    """Spearman of repeat_inquiry with resolution per source: a repeat-inquiry score that is
+    only 1 - resolution (rho near -1) would add nothing."""
+    out = {}
+    for source, rows in scores.items():
+        if len(rows) >= 3:
+            out[source] = {"spearman": spearman([r.repeat_inquiry for r in rows],
+                                                [r.resolution for r in rows]), "n": len(rows)}
+    return out
+
+
 def _relabelled(t: Transcript) -> Transcript:
     swap = {"ai": "human", "human": "ai", "mixed": "human", "unknown": "ai"}[t.agent_type]
     turns = tuple(dataclasses.replace(turn, agent_type=swap) if turn.role == "agent" else turn
@@ -634,6 +645,7 @@ def run_benchmark(model_dir: str, data_dir: str, split: str = "report", *,
     ece = pooled_ece(pools, n_resamples, seed)
     sample = _subsample([e.transcript for ex in eval_sets.values() for e in ex], relabel_sample, seed)
     bias = {"length_spearman": length_bias(eval_sets, scores),
+            "repeat_vs_resolution": repeat_vs_resolution(scores),
             "agent_type_relabel": agent_type_check(auditor, sample)}
     timings["bias_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - started
@@ -739,6 +751,12 @@ def to_markdown(results: dict[str, Any]) -> str:
               "|---|---:|---|---|"]
     for key, b in results["bias"]["length_spearman"].items():
         lines.append(f"| {key} | {b['n']} | {_fmt(b['model'])} | {_fmt(b['label'])} |")
+    lines += ["", "Spearman of repeat_inquiry with resolution (model scores): " + ", ".join(
+        f"{s} {_fmt(v['spearman'])} (n={v['n']})"
+        for s, v in results["bias"]["repeat_vs_resolution"].items()) + "."]
+    lines += ["", "Spearman of repeat_inquiry with resolution (model scores): " + ", ".join(
+        f"{s} {_fmt(v['spearman'])} (n={v['n']})"
+        for s, v in results["bias"]["repeat_vs_resolution"].items()) + "."]
     relabel = results["bias"]["agent_type_relabel"]
     lines += ["", f"agent_type relabelled (ai ↔ human) on {relabel['transcripts']} transcripts: "
               f"max |Δ score| = {relabel['max_abs_diff']:.3g}, other differences: "
