@@ -754,9 +754,6 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines += ["", "Spearman of repeat_inquiry with resolution (model scores): " + ", ".join(
         f"{s} {_fmt(v['spearman'])} (n={v['n']})"
         for s, v in results["bias"]["repeat_vs_resolution"].items()) + "."]
-    lines += ["", "Spearman of repeat_inquiry with resolution (model scores): " + ", ".join(
-        f"{s} {_fmt(v['spearman'])} (n={v['n']})"
-        for s, v in results["bias"]["repeat_vs_resolution"].items()) + "."]
     relabel = results["bias"]["agent_type_relabel"]
     lines += ["", f"agent_type relabelled (ai ↔ human) on {relabel['transcripts']} transcripts: "
               f"max |Δ score| = {relabel['max_abs_diff']:.3g}, other differences: "

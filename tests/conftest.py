@@ -3,8 +3,11 @@ model), untrained QualityModels on it, and small synthetic transcripts."""
 
 from __future__ import annotations
 
+import importlib.util
 import string
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +19,18 @@ WORDS = (
     "link sent email account locked wait minutes understand frustrating how feel "
     "customer assistant user what did happen when yes no ok : , . ! ?"
 ).split()
+
+
+def load_benchmark(name: str):
+    """A module of benchmarks/ (not a package), imported once by its file path."""
+    key = f"{name}_benchmark"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module  # dataclasses look their module up while being built
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def build_tiny_encoder(directory) -> str:

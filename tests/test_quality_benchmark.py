@@ -5,10 +5,8 @@ the whole benchmark on a tiny synthetic data dir written here in each dataset's 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import random
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,23 +14,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
+from conftest import load_benchmark
 from qualaudit.datasets import load_sources, split_of
 from qualaudit.metrics import auroc as reference_auroc
 from qualaudit.metrics import bootstrap_ci
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    # benchmarks/ is not a package: import the module by its file path.
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _load("quality")
+quality = load_benchmark("quality")
 baselines = quality.baselines
 
 

@@ -188,3 +188,16 @@ def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, c
 def test_cli_train_needs_one_label_source(tmp_path, capsys):
     assert main(["train", "-o", str(tmp_path / "x")]) == 2
     assert "give --data-dir, or --transcripts with --labels" in capsys.readouterr().err
+
+
+def test_named_heads_with_a_frozen_encoder_leave_other_scores_unchanged(tmp_path, tiny_model_dir):
+    args = TrainingArgs(output_dir=str(tmp_path / "ft"), examples=toy_examples(), init=str(tiny_model_dir),
+                        heads=["escalation"], freeze_encoder=True, batch_tokens=400, evals=1,
+                        max_epochs=1, max_turn_tokens=48, max_context_tokens=24, augment=0.0,
+                        progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
+        after = train(args).model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("escalation_v1" in k for k in changed)

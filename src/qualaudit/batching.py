@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import torch
 
@@ -105,7 +106,10 @@ class WindowBuilder:
                 windows.turn_chars_cut.append(cut)
                 roles.append(turn.role)
                 first_of_transcript.append(pi == 0)
-        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        # Turns are cut to max_turn_tokens below, so the tokenizer's warning about sequences
+        # longer than the model's limit does not apply (verbose=False).
+        token_ids = (self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+                     if texts else [])
         t = self.template
         for k, ids in enumerate(token_ids):
             context = [] if first_of_transcript[k] else self._context(token_ids[k - 1], roles[k - 1])
@@ -128,37 +132,53 @@ def default_max_turn_chars(max_turn_tokens: int) -> int:
     return max(4096, 64 * max_turn_tokens)
 
 
-def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int,
+                         max_padding: float = 1.0, min_batch_tokens: int = 0) -> list[list[int]]:
     """Indices grouped into batches, longest first, so that (batch size x longest length)
     stays within `max_batch_tokens`; padding stays small because neighbours have similar
-    lengths. A single sequence longer than the budget gets a batch of its own."""
+    lengths. A single sequence longer than the budget gets a batch of its own.
+
+    A batch that already holds `min_batch_tokens` padded tokens is also closed before a
+    sequence that would make more than `max_padding` of its tokens padding: where lengths
+    are spread out (a small chunk, a long tail) this trades a few more, smaller batches for
+    less work spent on padding.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * longest > max_batch_tokens:
-            batches.append(current)
-            current = []
+        if current:
+            longest = lengths[current[0]]
+            padded = (len(current) + 1) * longest
+            too_padded = (padded - real - lengths[i] > max_padding * padded
+                          and len(current) * longest >= min_batch_tokens)
+            if padded > max_batch_tokens or too_padded:
+                batches.append(current)
+                current, real = [], 0
         current.append(i)
+        real += lengths[i]
     if current:
         batches.append(current)
     return batches
 
 
 def collate(windows: TurnWindows, indices: Sequence[int], pad_id: int,
-            with_token_types: bool) -> dict[str, torch.Tensor]:
-    """Right-padded tensors for the windows at `indices`."""
-    longest = max(len(windows.input_ids[i]) for i in indices)
-    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(indices), longest), dtype=torch.long)
-    types = torch.zeros((len(indices), longest), dtype=torch.long)
-    for row, i in enumerate(indices):
-        n = len(windows.input_ids[i])
-        ids[row, :n] = torch.tensor(windows.input_ids[i])
-        types[row, :n] = torch.tensor(windows.token_type_ids[i])
-        mask[row, :n] = 1
+            with_token_types: bool, pin_memory: bool = False) -> dict[str, torch.Tensor]:
+    """Right-padded tensors for the windows at `indices`, built with one tensor conversion per
+    field rather than one per window; `pin_memory` puts them in page-locked memory, so that a
+    `.to("cuda", non_blocking=True)` copy overlaps with the GPU's work (CUDA only)."""
+    lengths = [len(windows.input_ids[i]) for i in indices]
+    shape = (len(indices), max(lengths))
+    real = torch.arange(shape[1])[None, :] < torch.tensor(lengths)[:, None]  # (B, L)
+    ids = torch.full(shape, pad_id, dtype=torch.long, pin_memory=pin_memory)
+    ids[real] = torch.tensor(list(chain.from_iterable(windows.input_ids[i] for i in indices)))
+    mask = torch.empty(shape, dtype=torch.long, pin_memory=pin_memory)
+    mask.copy_(real)
     batch = {"input_ids": ids, "attention_mask": mask}
     if with_token_types:
+        types = torch.zeros(shape, dtype=torch.long, pin_memory=pin_memory)
+        types[real] = torch.tensor(list(chain.from_iterable(
+            windows.token_type_ids[i] for i in indices)))
         batch["token_type_ids"] = types
     return batch

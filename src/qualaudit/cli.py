@@ -92,9 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("-o", "--output", help="output .jsonl/.csv/.parquet (default: JSONL on stdout)")
     score.add_argument("--model", help="model directory or hub id (default: the bundled model)")
     score.add_argument("--device", default="auto", type=_device, help="auto (CUDA when present), cpu, cuda, cuda:1")
-    score.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    score.add_argument("--max-batch-tokens", type=_count(1), default=8192, metavar="N",
-                       help="padded tokens per encoder batch (default 8192)")
+    score.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                       help="bf16: the encoder under bfloat16 autocast (default fp32)")
+    score.add_argument("--quantize", choices=["int8"],
+                       help="int8: the encoder's Linear layers with torch dynamic int8 "
+                            "quantization (CPU only; scores move: see the README)")
+    score.add_argument("--max-batch-tokens", type=_count(1), metavar="N",
+                       help="padded tokens per encoder batch (default 8192 on CPU, 65536 on CUDA)")
     score.add_argument("--top-evidence", type=_count(0), default=3, metavar="K",
                        help="evidence turns per target (default 3)")
     score.add_argument("--per-turn", action="store_true", help="include per-turn outputs (`turns`)")
@@ -257,6 +261,12 @@ def _path_problem(path: str, source: Path) -> str | None:
             else None)
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -286,8 +296,18 @@ def _score(args: argparse.Namespace) -> int:
     if args.resume and (not args.output or fmt != "jsonl"):
         error("--resume needs a JSONL output file (-o OUT.jsonl)")
         return EXIT_USAGE
+    if args.quantize and args.precision != "fp32":
+        error("--quantize int8 replaces the encoder's Linear layers; it goes with --precision "
+              "fp32, not bf16")
+        return EXIT_USAGE
+    if args.quantize and (args.device.startswith("cuda") or (args.device == "auto"
+                                                             and _cuda_available())):
+        error("--quantize int8 runs on the CPU only (torch dynamic quantization): add "
+              "--device cpu, or use --precision bf16 on the GPU")
+        return EXIT_USAGE
     device = None if args.device == "auto" else args.device
     auditor = Auditor.from_pretrained(args.model, device=device, precision=args.precision,
+                                      quantize=args.quantize,
                                       max_batch_tokens=args.max_batch_tokens,
                                       top_evidence=args.top_evidence,
                                       chunk_turns=args.chunk_turns,
@@ -355,14 +375,15 @@ def _train(args: argparse.Namespace) -> int:
     from .recipe import build
     from .train import TrainingArgs
 
-    examples = _labelled(args)
+    source = ({"data_dir": args.data_dir, "sources": args.sources} if args.data_dir
+              else {"examples": _labelled(args)})
     init = args.init or (DEFAULT_ENCODER if args.data_dir else str(default_model_path() or ""))
     if not init:
         raise UsageError("no bundled model to fine-tune from; pass --init")
     options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
                                  ("max_epochs", args.max_epochs)) if v is not None}
     try:
-        training = TrainingArgs(output_dir=args.output, examples=examples, init=init,
+        training = TrainingArgs(output_dir=args.output, init=init, **source,
                                 heads=args.heads, freeze_encoder=args.freeze_encoder,
                                 seed=args.seed, device=args.device, progress=not args.quiet,
                                 **options)

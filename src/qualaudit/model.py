@@ -81,8 +81,8 @@ def default_encoder_path() -> str:
 
 
 def default_model_path() -> Path | None:
-    """The bundled default model (models/default beside src/ in a source checkout), if there
-    is one; none is bundled yet."""
+    """The bundled default model: models/default beside src/ in a source checkout (installs
+    with `pip install -e .`); None when it is not there (a wheel built without it)."""
     path = Path(__file__).resolve().parents[2] / "models" / "default"
     return path if (path / "config.json").is_file() else None
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,10 +14,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .batching import WindowBuilder, collate, token_budget_batches
+from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches
 from .errors import InputError, ModelLoadError, QualauditError
-from .evidence import logit_contributions, mean_contributions, top_evidence
-from .heads import empathy_score, p_positive
+from .evidence import mean_contributions, target_logit, top_evidence
+from .heads import ConversationOutput, empathy_score, p_positive
 from .io import read_transcripts
 from .model import QualityModel, default_model_path
 from .schema import ROLES, Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
@@ -22,6 +25,9 @@ from .schema import ROLES, Evidence, ModelInfo, Transcript, TranscriptScore, Tur
 CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
 DEFAULT_MAX_TURNS = 1000
 Precision = Literal["fp32", "bf16"]
+Quantize = Literal["int8"]
+# Padded tokens per encoder batch when none is given: a GPU needs large batches to be busy.
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 log = logging.getLogger("qualaudit.scorer")
 
@@ -29,13 +35,25 @@ log = logging.getLogger("qualaudit.scorer")
 @dataclass
 class ScoringStats:
     """Running totals of what the scorer has read (for progress bars and summaries); `tokens`
-    counts the encoder's real tokens (turn, context and special tokens, no padding);
-    `oom_splits` the batches split in two after running out of memory."""
+    counts the encoder's real tokens (turn, context and special tokens, no padding),
+    `padded_tokens` the tokens it ran, padding included (so 1 - tokens / padded_tokens is
+    the share of its work spent on padding); `oom_splits` the batches split in two after
+    running out of memory."""
 
     transcripts: int = 0
     turns: int = 0
     tokens: int = 0
     oom_splits: int = 0
+    padded_tokens: int = 0
+
+
+@dataclass
+class _Chunk:
+    """A chunk of transcripts ready for the encoder: their turn windows are built."""
+
+    transcripts: list[Transcript]
+    dropped: list[list[int] | None]
+    windows: TurnWindows
 
 
 class Auditor:
@@ -52,6 +70,16 @@ class Auditor:
     its tokens to the model's `max_turn_tokens` (`turn_tokens`). A batch that runs out of
     memory is split in two and retried, and later batches stay under the size that fitted.
 
+    Speed settings: `max_batch_tokens` padded tokens per encoder batch (default 8192 on CPU,
+    65536 on CUDA); a batch of at least an eighth of that is closed before a window that
+    would make more than `max_padding` of its tokens padding. `precision="bf16"` runs the
+    encoder under bfloat16 autocast; `quantize="int8"` (CPU only) runs the encoder's Linear
+    layers with torch dynamic int8 quantization, on a copy, so the model passed in is left
+    as it is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background
+    thread while this one is encoded (default: on CUDA, where the GPU would otherwise wait
+    for it; on a CPU both compete for the same cores). On CUDA, batches are copied from
+    pinned memory without blocking.
+
     Example:
         >>> auditor = Auditor.from_pretrained("models/default")
         >>> result = auditor.score({"id": "t1", "messages": [
@@ -61,14 +89,23 @@ class Auditor:
     """
 
     def __init__(self, model: QualityModel, *, device: str | torch.device | None = None,
-                 precision: Precision = "fp32", max_batch_tokens: int = 8192,
+                 precision: Precision = "fp32", max_batch_tokens: int | None = None,
                  chunk_turns: int = 2048, top_evidence: int = 3,
                  max_turns: int | None = DEFAULT_MAX_TURNS,
-                 max_turn_chars: int | None = None) -> None:
+                 max_turn_chars: int | None = None, quantize: Quantize | None = None,
+                 prefetch: bool | None = None, max_padding: float = 0.02) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        if max_batch_tokens < 1 or chunk_turns < 1 or top_evidence < 0:
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize and precision != "fp32":
+            raise ValueError("quantize='int8' replaces the encoder's Linear layers with int8 ones; "
+                             "use it with precision='fp32', not bf16")
+        too_small = max_batch_tokens is not None and max_batch_tokens < 1
+        if too_small or chunk_turns < 1 or top_evidence < 0:
             raise ValueError("max_batch_tokens and chunk_turns must be >= 1, top_evidence >= 0")
+        if not 0 <= max_padding <= 1:
+            raise ValueError(f"max_padding must be in [0, 1], found {max_padding}")
         if max_turns is not None and max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 (or None), found {max_turns}")
         self.specs = {s.target: s for s in model.specs}
@@ -80,17 +117,29 @@ class Auditor:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise QualauditError(f"device {str(self.device)!r} asked for, but CUDA is not "
                                  "available here; use device='cpu' (--device cpu)")
+        if quantize and self.device.type != "cpu":
+            raise QualauditError(f"quantize='int8' (--quantize int8) uses torch's dynamic "
+                                 f"quantization, which runs on the CPU only, not on "
+                                 f"{str(self.device)!r}; on a GPU use precision='bf16' "
+                                 "(--precision bf16), or score on the CPU (--device cpu)")
+        self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
+                              trained=not model.config.untrained_heads)
         self.model = model.to(self.device).eval()
+        if quantize == "int8":
+            self.model = _dynamic_int8(self.model)
         self.precision = precision
+        self.quantize = quantize
+        if max_batch_tokens is None:
+            max_batch_tokens = DEFAULT_MAX_BATCH_TOKENS.get(self.device.type, 8192)
         self.max_batch_tokens = max_batch_tokens
+        self.max_padding = max_padding
+        self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.chunk_turns = chunk_turns
         self.top_evidence = top_evidence
         self.max_turns = max_turns
         self.builder = WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
                                      model.config.max_context_tokens, max_turn_chars)
         self._fitting_batch_tokens = max_batch_tokens  # lowered after running out of memory
-        self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
-                              trained=not model.config.untrained_heads)
         self.stats = ScoringStats()
 
     @classmethod
@@ -100,8 +149,8 @@ class Auditor:
             path = default_model_path()
             if path is None:
                 raise ModelLoadError(
-                    "no default model is bundled with this qualaudit yet; pass a model "
-                    "directory (`qualaudit init DIR` builds an untrained one for pipeline tests)")
+                    "no default model found: it ships as models/default in the source "
+                    "repository (install it with `pip install -e .`); or pass a model directory")
         return cls(QualityModel.from_pretrained(path), **kwargs)
 
     # ------------------------------------------------------------------ public
@@ -127,8 +176,19 @@ class Auditor:
 
     def score_transcripts(self, transcripts: Iterable[Transcript]) -> Iterator[list[TranscriptScore]]:
         """Score transcripts already validated by `qualaudit.io` (`iter_records`,
-        `read_transcripts`), one list per chunk of about `chunk_turns` turns."""
-        transcripts = iter(transcripts)
+        `read_transcripts`), one list per chunk of about `chunk_turns` turns. With `prefetch`,
+        the next chunk is read and tokenized in a background thread meanwhile (so `transcripts`
+        is iterated there); an error it raises comes out here after the chunks before it."""
+        chunks = self._prepared_chunks(iter(transcripts))
+        if self.prefetch:
+            chunks = _prefetched(chunks)
+        try:
+            for chunk in chunks:
+                yield self._score_prepared(chunk)
+        finally:
+            chunks.close()  # stops (and waits for) the prefetching thread
+
+    def _prepared_chunks(self, transcripts: Iterator[Transcript]) -> Iterator[_Chunk]:
         while True:
             chunk, dropped, n_turns = [], [], 0
             for transcript in transcripts:
@@ -140,7 +200,7 @@ class Auditor:
                     break
             if not chunk:
                 return
-            yield self._score_chunk(chunk, dropped)
+            yield self._prepare(chunk, dropped)
 
     def _within_max_turns(self, transcript: Transcript) -> tuple[Transcript, list[int] | None]:
         """The transcript with at most `max_turns` scored turns (the first and last halves), and
@@ -154,16 +214,20 @@ class Auditor:
         return replace(transcript, turns=kept), left_out
 
     # --------------------------------------------------------------- internals
-    @torch.inference_mode()
-    def _score_chunk(self, chunk: list[Transcript],
-                     dropped: list[list[int] | None] | None = None) -> list[TranscriptScore]:
+    def _prepare(self, chunk: list[Transcript],
+                 dropped: list[list[int] | None] | None = None) -> _Chunk:
+        """Check a chunk and build its turn windows: the CPU work that can run ahead."""
         for transcript in chunk:  # cheap guards for Transcripts that skipped qualaudit.io
             if not transcript.scored_turns or any(t.role not in ROLES for t in transcript.turns):
                 raise InputError("expected a transcript validated by qualaudit.io (canonical "
                                  "roles, at least one customer or agent turn)",
                                  transcript_id=transcript.id,
                                  hint="Read it with qualaudit.io.read_transcripts first")
-        windows = self.builder.build(chunk)
+        return _Chunk(chunk, dropped or [None] * len(chunk), self.builder.build(chunk))
+
+    @torch.inference_mode()
+    def _score_prepared(self, prepared: _Chunk) -> list[TranscriptScore]:
+        chunk, dropped, windows = prepared.transcripts, prepared.dropped, prepared.windows
         lengths = windows.lengths
         states = self._encode(windows, lengths)  # (N, H)
         is_agent = torch.tensor([t.role == "agent" for tr in chunk for t in tr.scored_turns],
@@ -186,7 +250,7 @@ class Auditor:
                 indices = [t.index for t, cut in zip(transcript.scored_turns, cuts) if cut]
                 if indices:
                     truncated[key] = indices
-            if dropped and dropped[i] is not None:
+            if dropped[i] is not None:
                 truncated["turns_dropped"] = dropped[i]
             results.append(self._assemble(
                 transcript, {k: v[a:b] for k, v in turn_outputs.items()}, conversation[i],
@@ -194,29 +258,51 @@ class Auditor:
         return results
 
     def _encode(self, windows, lengths: list[int]) -> torch.Tensor:
+        """(N, H) float32 turn states for every window. Batches are queued without waiting
+        for the device (pinned host memory, non-blocking copies on CUDA) and their states
+        put back in window order once, at the end. One autocast context spans the batches,
+        so that bf16 copies of the weights are cast once per chunk, not once per batch."""
         hidden = self.model.encoder.config.hidden_size
-        states = torch.empty((len(lengths), hidden), dtype=torch.float32, device=self.device)
         pad_id = self.model.tokenizer.pad_token_id or 0
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                  enabled=self.precision == "bf16")
-        pending = token_budget_batches(
-            lengths, min(self.max_batch_tokens, self._fitting_batch_tokens))[::-1]
-        while pending:
-            idx = pending.pop()
-            out_of_memory = False
-            try:
-                batch = collate(windows, idx, pad_id, self.model.uses_token_types)
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                with autocast:
-                    states[torch.tensor(idx, device=self.device)] = self.model.encode_turns(**batch).float()
-            except RuntimeError as exc:  # torch.OutOfMemoryError is one
-                if not _is_out_of_memory(exc):
-                    raise
-                out_of_memory = True
-            if out_of_memory:  # outside the handler, so that the failed batch can be freed
-                batch = None
-                pending += self._split_after_out_of_memory(idx, lengths)[::-1]
+        pin = self.device.type == "cuda"
+        pending = self._plan(list(range(len(lengths))), lengths)[::-1]  # a stack
+        order: list[int] = []
+        parts: list[torch.Tensor] = []
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
+            while pending:
+                idx = pending.pop()
+                out_of_memory = False
+                try:
+                    batch = collate(windows, idx, pad_id, self.model.uses_token_types,
+                                    pin_memory=pin)
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    parts.append(self.model.encode_turns(**batch).float())
+                except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                    if not _is_out_of_memory(exc):
+                        raise
+                    out_of_memory = True
+                if out_of_memory:  # outside the handler, so that the failed batch can be freed
+                    batch = None
+                    halves = self._split_after_out_of_memory(idx, lengths)
+                    # the batches not tried yet are planned again under the lowered budget
+                    rest = self._plan([i for b in pending for i in b], lengths)
+                    pending = rest[::-1] + halves[::-1]
+                    continue
+                order += idx
+                self.stats.padded_tokens += len(idx) * max(lengths[i] for i in idx)
+        states = torch.empty((len(lengths), hidden), dtype=torch.float32, device=self.device)
+        if parts:
+            where = torch.tensor(order, pin_memory=pin).to(self.device, non_blocking=True)
+            states[where] = torch.cat(parts)
         return states
+
+    def _plan(self, windows: list[int], lengths: list[int]) -> list[list[int]]:
+        """Batches of these window indices, longest first, under the current token budget."""
+        budget = min(self.max_batch_tokens, self._fitting_batch_tokens)
+        batches = token_budget_batches([lengths[i] for i in windows], budget, self.max_padding,
+                                       budget // 8)
+        return [[windows[k] for k in batch] for batch in batches]
 
     def _split_after_out_of_memory(self, idx: list[int], lengths: list[int]) -> list[list[int]]:
         """The two halves of a batch that ran out of memory; later batches stay under half its
@@ -253,13 +339,40 @@ class Auditor:
             safe = index.clamp(min=0)
             result = self.model.conversation_heads(
                 states[safe], features[safe], is_agent[safe] & mask, mask, with_evidence=True)
-            logits, loo, running = ({k: v.cpu().numpy() for k, v in part.items()} for part in
-                                    (result.logits, result.leave_one_out, result.running))
-            for row, i in enumerate(group):
-                n = int(counts[i])
-                out[i] = {"logits": {k: v[row] for k, v in logits.items()},
-                          "loo": {k: v[row, :n] for k, v in loo.items()},
-                          "running": {k: v[row, :n] for k, v in running.items()}}
+            for i, conv in zip(group, self._conversation_outputs(result, counts[group].tolist())):
+                out[i] = conv
+        return out
+
+    def _conversation_outputs(self, result: ConversationOutput,
+                              counts: list[int]) -> list[dict[str, Any]]:
+        """Per conversation of a group (row b has `counts[b]` turns): the calibrated
+        probabilities of each conversation target, each turn's contribution to its logit
+        (see `evidence.logit_contributions`), and the calibrated running escalation estimate.
+        Calibration and evidence run once per group on all its rows, not once per
+        conversation: their per-call overhead would otherwise dominate on a GPU."""
+        cal = self.model.calibration
+        rows = range(len(counts))
+        out: list[dict[str, Any]] = [{"probs": {}, "contributions": {}} for _ in rows]
+        for target in CONVERSATION_TARGETS:
+            spec = self.specs[target]
+            logits = result.logits[spec.name].cpu().numpy()  # (B, *shape)
+            probs = cal.predict_proba(spec.name, logits.astype(np.float64), spec.binary)
+            full = target_logit(cal, spec, logits)  # (B,)
+            left_out = target_logit(cal, spec, result.leave_one_out[spec.name].cpu().numpy())
+            contributions = full[:, None] - left_out  # (B, T)
+            # As evidence.logit_contributions: changes within float32 rounding are no change.
+            moved = np.abs(contributions) > 1e-6 * np.maximum(1.0, np.abs(full))[:, None]
+            contributions = np.where(moved, contributions, 0.0)
+            for b in rows:
+                out[b]["probs"][target] = probs[b]
+                # With one turn, leaving it out leaves nothing to compare with: no evidence.
+                out[b]["contributions"][target] = (contributions[b, :counts[b]] if counts[b] > 1
+                                                   else np.zeros(1))
+        spec = self.specs["escalation"]
+        running = cal.predict_proba(
+            spec.name, result.running[spec.name].cpu().numpy().astype(np.float64), True)
+        for b in rows:
+            out[b]["running"] = running[b, :counts[b]]
         return out
 
     def _turn_outputs(self, turn_logits: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -271,7 +384,6 @@ class Auditor:
 
     def _assemble(self, transcript: Transcript, turn_out: dict[str, np.ndarray],
                   conv: dict[str, Any], truncated: dict[str, Any] | None) -> TranscriptScore:
-        cal = self.model.calibration
         turns = transcript.scored_turns
         roles = [t.role for t in turns]
         indices = [t.index for t in turns]
@@ -279,21 +391,16 @@ class Auditor:
         scores: dict[str, Any] = {}
         evidence: dict[str, list[Evidence]] = {}
         for target in CONVERSATION_TARGETS:
-            spec = self.specs[target]
-            logits = conv["logits"][spec.name]
-            probs = cal.predict_proba(spec.name, logits.astype(np.float64), spec.binary)
-            if spec.binary:
+            probs = conv["probs"][target]
+            if self.specs[target].binary:
                 scores[target] = float(probs)
             else:
                 scores[f"{target}_dist"] = probs.tolist()
                 scores[target] = float(p_positive(probs))
-            # With one turn, leaving it out leaves nothing to compare with: no evidence.
-            contributions = (logit_contributions(cal, spec, logits, conv["loo"][spec.name])
-                             if len(turns) > 1 else np.zeros(1))
-            evidence[target] = top_evidence(contributions, indices, roles, self.top_evidence)
+            evidence[target] = top_evidence(conv["contributions"][target], indices, roles,
+                                            self.top_evidence)
 
-        spec = self.specs["escalation"]
-        running = cal.predict_proba(spec.name, conv["running"][spec.name].astype(np.float64), True)
+        running = conv["running"]
         escalation_turn = None
         if scores["escalation"] >= 0.5:
             escalation_turn = indices[int(np.argmax(running >= 0.5))]
@@ -341,3 +448,75 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
     message = str(exc).lower()
     return (isinstance(exc, torch.OutOfMemoryError) or "out of memory" in message
             or "can't allocate memory" in message)
+
+
+def _dynamic_int8(model: QualityModel) -> QualityModel:
+    """A model sharing `model`'s heads, tokenizer and calibration whose encoder is a copy with
+    int8 Linear layers (torch dynamic quantization: int8 weights per output channel,
+    activations quantized per batch). CPU only."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch announces that these APIs move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*quantiz.*deprecated")
+        encoder = quantize_dynamic(model.encoder, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                   dtype=torch.qint8, inplace=False)
+    # The heads built here are thrown away: draw their initial weights from a forked
+    # generator, not the caller's.
+    with torch.random.fork_rng(devices=[]):
+        quantized = QualityModel(model.config, encoder, model.tokenizer, model.calibration)
+    quantized.turn_heads = model.turn_heads
+    quantized.conversation_heads = model.conversation_heads
+    return quantized.eval()
+
+
+_DONE = object()
+
+
+@dataclass
+class _Raised:
+    error: BaseException
+
+
+def _prefetched(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """`items`, produced by a background thread up to `depth` ahead, in order. An exception
+    in the thread is raised here in its place; closing this generator (or an error in the
+    consumer) stops the thread and waits for it, closing `items` there."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    break
+            else:
+                offer(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(_Raised(exc))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=produce, name="qualaudit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()

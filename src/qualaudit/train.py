@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .batching import WindowBuilder, collate, token_budget_batches
 from .datasets import Example, by_split, load_sources
 from .datasets.augment import Augmenter
-from .heads import HeadSpec
+from .heads import HeadSpec, _key
 from .model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
 
 log = logging.getLogger("qualaudit.train")
@@ -37,7 +37,9 @@ class TrainingArgs:
 
     `init` is an encoder ("minilm", a path or hub id: new heads) or a saved qualaudit model
     directory (fine-tuning). `heads` names the targets to train (None: every target the data
-    labels); `freeze_encoder` trains the heads only (small label sets). `max_train_tokens`
+    labels); named heads train only their own layers, so the others keep their weights (and,
+    with `freeze_encoder`, their scores: it trains the heads only, for small label sets).
+    `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
     large USS corpus; `augment` adds that share of augmented conversations per pass.
@@ -317,9 +319,10 @@ def train(args: TrainingArgs) -> TrainResult:
     if args.freeze_encoder:
         for p in model.encoder.parameters():
             p.requires_grad_(False)
+    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
+             and (args.heads is None or any(f".{_key(s)}." in n for s in specs))]
     groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": args.lr},
-              {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
-               "lr": args.head_lr}]
+              {"params": heads, "lr": args.head_lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
     warmup = max(1, int(args.warmup * est_steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
