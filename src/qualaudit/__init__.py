@@ -5,13 +5,14 @@
     >>> auditor.score({"id": "t1", "messages": [{"role": "user", "content": "Hi"}]}).resolution
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .calibration import Calibration, IsotonicCalibrator, TemperatureScaler  # noqa: E402
 from .errors import InputError, ModelLoadError, NotFittedError, QualauditError  # noqa: E402
 from .io import ColumnMap, iter_records, read_transcripts  # noqa: E402
 from .model import ModelConfig, QualityModel, UntrainedModelWarning  # noqa: E402
 from .pipeline import RunSummary, score_to_file  # noqa: E402
+from .recontact import recontact_labels  # noqa: E402
 from .schema import (  # noqa: E402
     Evidence,
     ModelInfo,
@@ -22,11 +23,12 @@ from .schema import (  # noqa: E402
     to_dataframe,
 )
 from .scorer import Auditor  # noqa: E402
+from .train import TrainingArgs  # noqa: E402
 
 __all__ = [
     "Auditor", "Calibration", "ColumnMap", "Evidence", "InputError", "IsotonicCalibrator",
     "ModelConfig", "ModelInfo", "ModelLoadError", "NotFittedError", "QualauditError",
-    "QualityModel", "RunSummary", "TemperatureScaler", "Transcript", "TranscriptScore", "Turn",
-    "TurnScore", "UntrainedModelWarning", "__version__", "iter_records", "read_transcripts",
-    "score_to_file", "to_dataframe",
+    "QualityModel", "RunSummary", "TemperatureScaler", "TrainingArgs", "Transcript",
+    "TranscriptScore", "Turn", "TurnScore", "UntrainedModelWarning", "__version__", "iter_records",
+    "read_transcripts", "recontact_labels", "score_to_file", "to_dataframe",
 ]
