@@ -171,6 +171,7 @@ def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, c
     assert "## Recipe" in card and "## Calibration" in card
     model = QualityModel.from_pretrained(out)
     assert {"resolution.v1", "escalation.v1"} <= set(model.config.trained_heads)
+    assert model.config.name == "ours"  # never passes for the default model
 
     recal = tmp_path / "recal"
     assert main(["calibrate", str(out), "-o", str(recal), "--transcripts", str(transcripts),

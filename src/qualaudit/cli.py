@@ -376,7 +376,7 @@ def _train(args: argparse.Namespace) -> int:
     from .train import TrainingArgs
 
     source = ({"data_dir": args.data_dir, "sources": args.sources} if args.data_dir
-              else {"examples": _labelled(args)})
+              else {"examples": _labelled(args), "name": Path(args.output).name})
     init = args.init or (DEFAULT_ENCODER if args.data_dir else str(default_model_path() or ""))
     if not init:
         raise UsageError("no bundled model to fine-tune from; pass --init")
