@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .batching import WindowBuilder, collate, token_budget_batches
+from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches
 from .datasets import Example, by_split, load_sources
 from .datasets.augment import Augmenter
 from .heads import HeadSpec, _key
@@ -164,7 +164,7 @@ def forward(model: QualityModel, batch: list[Prepared], budget: int = 4096
     device = model.device
     ids = [x for p in batch for x in p.input_ids]
     types = [x for p in batch for x in p.token_type_ids]
-    windows = type("W", (), {"input_ids": ids, "token_type_ids": types})
+    windows = TurnWindows(input_ids=ids, token_type_ids=types)
     pad = model.tokenizer.pad_token_id or 0
     states = []
     order = []
