@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from qualaudit.datasets import by_split, distribution, load_sources
+from qualaudit.datasets import by_split, distribution, load_examples, load_sources
 
 
 def _stc3(root):
@@ -124,7 +124,7 @@ def test_named_sources_must_exist(data_dir, tmp_path):
 
 
 def test_by_split_partitions_the_examples(data_dir):
-    examples = [e for v in load_sources(data_dir).values() for e in v]
+    examples = load_examples(data_dir)
     parts = [by_split(examples, s) for s in ("train", "dev", "report")]
     assert sum(len(p) for p in parts) == len(examples) == len(by_split(examples, "all"))
     with pytest.raises(ValueError, match="split must be"):

@@ -192,14 +192,14 @@ def _add_label_sources(parser: argparse.ArgumentParser) -> None:
 
 def _labelled(args: argparse.Namespace):
     """The examples named by --data-dir or --transcripts/--labels (exactly one of them)."""
-    from .datasets import load_sources
+    from .datasets import load_examples
     from .datasets.user import user_examples
 
     if bool(args.data_dir) == bool(args.labels) or bool(args.labels) != bool(args.transcripts):
         raise UsageError("give --data-dir, or --transcripts with --labels")
     if args.data_dir:
         try:
-            return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+            return load_examples(args.data_dir, args.sources)
         except ValueError as exc:  # an unknown source name
             raise UsageError(str(exc)) from None
     return user_examples(args.transcripts, args.labels)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .calibrate import HeadCalibration, fit_calibration
-from .datasets import Example, by_split, load_sources
+from .datasets import by_split
 from .model import QualityModel
 from .train import TrainingArgs, TrainResult, train
 
@@ -74,7 +74,7 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
     out = Path(args.output_dir)
     result.model.save_pretrained(out, dtype=torch.float16)
     shipped = QualityModel.from_pretrained(out)
-    report = fit_calibration(shipped, by_split(_examples(args), "dev"), method=method)
+    report = fit_calibration(shipped, by_split(args.all_examples(), "dev"), method=method)
     sections = {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
         "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
@@ -105,8 +105,3 @@ def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
             f"step {d['step']}: {d['total']:.3f}" for d in result.dev_losses),
     ])
 
-
-def _examples(args: TrainingArgs) -> list[Example]:
-    if args.examples is not None:
-        return args.examples
-    return [e for v in load_sources(args.data_dir, args.sources).values() for e in v]

@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches
-from .datasets import Example, by_split, load_sources
+from .datasets import Example, by_split, load_examples
 from .datasets.augment import Augmenter
 from .heads import HeadSpec, _key
 from .model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
@@ -88,6 +88,11 @@ class TrainingArgs:
         for name in ("warmup", "uss_share", "augment", "weight_decay"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], found {getattr(self, name)!r}")
+
+
+    def all_examples(self) -> list[Example]:
+        """The examples given, or every example of the public datasets named."""
+        return self.examples if self.examples is not None else load_examples(self.data_dir, self.sources)
 
 
 @dataclass
@@ -301,8 +306,7 @@ def train(args: TrainingArgs) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     model = _initial_model(args)
     model.to(args.device).train()
-    examples = args.examples if args.examples is not None else [
-        e for v in load_sources(args.data_dir, args.sources).values() for e in v]
+    examples = args.all_examples()
     train_examples, dev_examples = _splits(examples, args)
     specs = _trained_specs(model, train_examples, args.heads)
     builder = WindowBuilder(model.tokenizer, args.max_turn_tokens, args.max_context_tokens)

@@ -102,6 +102,11 @@ def load_sources(data_dir: str | Path, sources: list[str] | None = None) -> dict
     return found
 
 
+def load_examples(data_dir: str | Path, sources: list[str] | None = None) -> list[Example]:
+    """`load_sources`, every source's examples in one list."""
+    return [e for examples in load_sources(data_dir, sources).values() for e in examples]
+
+
 def by_split(examples: list[Example], split: str) -> list[Example]:
     if split == "all":
         return list(examples)
