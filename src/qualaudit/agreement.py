@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .datasets.user import read_labels
 from .errors import InputError
+from .metrics import auroc as _auroc
 from .metrics import bootstrap_ci, expected_calibration_error
 from .schema import TranscriptScore
 from .writers import FORMATS as SCORE_FORMATS
@@ -195,17 +195,6 @@ def _target_report(p: _Pairs, probability: bool, levels: np.ndarray, n_boot: int
                                  confidence=confidence, seed=seed)
         out[name] = {"value": value, "low": _or_none(low), "high": _or_none(high)}
     return out
-
-
-def _auroc(score: np.ndarray, label: np.ndarray) -> float:
-    """`metrics.auroc` (ties count half) through ranks: the same number, without sklearn's
-    per-call validation, which dominated a thousand bootstrap resamples."""
-    positives = int(label.sum())
-    negatives = label.size - positives
-    if positives == 0 or negatives == 0:
-        return math.nan
-    ranks = rankdata(score)
-    return float((ranks[label == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def _f1(decision: np.ndarray, label: np.ndarray) -> float:
