@@ -285,10 +285,13 @@ def test_results_to_dataframe(auditor, toy_transcripts):
 
 
 def test_bf16_stays_close_to_fp32(tiny_model, toy_transcripts):
-    """bf16 autocast is held to 0.02 on every output (README); decision flips on a trained
-    model are for the throughput benchmark to measure."""
+    """bf16 is held to 0.02 on every output (README); decision flips on a trained model are
+    for the throughput benchmark to measure. It runs on a copy: the caller's model stays fp32."""
     fp32 = Auditor(tiny_model).score(toy_transcripts)
-    bf16 = Auditor(tiny_model, precision="bf16").score(toy_transcripts)
+    auditor = Auditor(tiny_model, precision="bf16")
+    bf16 = auditor.score(toy_transcripts)
+    assert {p.dtype for p in auditor.model.encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in tiny_model.parameters()} == {torch.float32}
     for a, b in zip(fp32, bf16):
         ra, rb = a.to_dict(), b.to_dict()
         na, nb = numbers({**ra, "evidence": None}), numbers({**rb, "evidence": None})

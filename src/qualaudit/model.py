@@ -209,10 +209,11 @@ class QualityModel(nn.Module):
     def encode_turns(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(N, L) token windows -> (N, H) turn states: mean of the encoder's last layer over
-        real tokens (the pooling MiniLM-style sentence encoders were trained with)."""
+        real tokens (the pooling MiniLM-style sentence encoders were trained with), summed in
+        float32 whatever the encoder's precision."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              **kwargs).last_hidden_state  # (N, L, H)
+                              **kwargs).last_hidden_state.float()  # (N, L, H)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import ctypes
+import functools
 import logging
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -73,9 +77,9 @@ class Auditor:
     Speed settings: `max_batch_tokens` padded tokens per encoder batch (default 8192 on CPU,
     65536 on CUDA); a batch of at least an eighth of that is closed before a window that
     would make more than `max_padding` of its tokens padding. `precision="bf16"` runs the
-    encoder under bfloat16 autocast; `quantize="int8"` (CPU only) runs the encoder's Linear
-    layers with torch dynamic int8 quantization, on a copy, so the model passed in is left
-    as it is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background
+    encoder in bfloat16 (weights and activations; turn states are pooled in float32);
+    `quantize="int8"` (CPU only) runs the encoder's Linear layers with torch dynamic int8
+    quantization. Both run on a copy of the encoder, so the model passed in is left as it is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background
     thread while this one is encoded (default: on CUDA, where the GPU would otherwise wait
     for it; on a CPU both compete for the same cores). On CUDA, batches are copied from
     pinned memory without blocking.
@@ -126,7 +130,10 @@ class Auditor:
                               trained=not model.config.untrained_heads)
         self.model = model.to(self.device).eval()
         if quantize == "int8":
-            self.model = _dynamic_int8(self.model)
+            self.model = _with_encoder(self.model, _dynamic_int8(self.model.encoder))
+        elif precision == "bf16":
+            self.model = _with_encoder(self.model,
+                                       copy.deepcopy(self.model.encoder).to(torch.bfloat16))
         self.precision = precision
         self.quantize = quantize
         if max_batch_tokens is None:
@@ -185,6 +192,7 @@ class Auditor:
         try:
             for chunk in chunks:
                 yield self._score_prepared(chunk)
+                release_freed_memory()
         finally:
             chunks.close()  # stops (and waits for) the prefetching thread
 
@@ -260,37 +268,34 @@ class Auditor:
     def _encode(self, windows, lengths: list[int]) -> torch.Tensor:
         """(N, H) float32 turn states for every window. Batches are queued without waiting
         for the device (pinned host memory, non-blocking copies on CUDA) and their states
-        put back in window order once, at the end. One autocast context spans the batches,
-        so that bf16 copies of the weights are cast once per chunk, not once per batch."""
+        put back in window order once, at the end."""
         hidden = self.model.encoder.config.hidden_size
         pad_id = self.model.tokenizer.pad_token_id or 0
         pin = self.device.type == "cuda"
         pending = self._plan(list(range(len(lengths))), lengths)[::-1]  # a stack
         order: list[int] = []
         parts: list[torch.Tensor] = []
-        with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                            enabled=self.precision == "bf16"):
-            while pending:
-                idx = pending.pop()
-                out_of_memory = False
-                try:
-                    batch = collate(windows, idx, pad_id, self.model.uses_token_types,
-                                    pin_memory=pin)
-                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                    parts.append(self.model.encode_turns(**batch).float())
-                except RuntimeError as exc:  # torch.OutOfMemoryError is one
-                    if not _is_out_of_memory(exc):
-                        raise
-                    out_of_memory = True
-                if out_of_memory:  # outside the handler, so that the failed batch can be freed
-                    batch = None
-                    halves = self._split_after_out_of_memory(idx, lengths)
-                    # the batches not tried yet are planned again under the lowered budget
-                    rest = self._plan([i for b in pending for i in b], lengths)
-                    pending = rest[::-1] + halves[::-1]
-                    continue
-                order += idx
-                self.stats.padded_tokens += len(idx) * max(lengths[i] for i in idx)
+        while pending:
+            idx = pending.pop()
+            out_of_memory = False
+            try:
+                batch = collate(windows, idx, pad_id, self.model.uses_token_types,
+                                pin_memory=pin)
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                parts.append(self.model.encode_turns(**batch))
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                if not _is_out_of_memory(exc):
+                    raise
+                out_of_memory = True
+            if out_of_memory:  # outside the handler, so that the failed batch can be freed
+                batch = None
+                halves = self._split_after_out_of_memory(idx, lengths)
+                # the batches not tried yet are planned again under the lowered budget
+                rest = self._plan([i for b in pending for i in b], lengths)
+                pending = rest[::-1] + halves[::-1]
+                continue
+            order += idx
+            self.stats.padded_tokens += len(idx) * max(lengths[i] for i in idx)
         states = torch.empty((len(lengths), hidden), dtype=torch.float32, device=self.device)
         if parts:
             where = torch.tensor(order, pin_memory=pin).to(self.device, non_blocking=True)
@@ -450,25 +455,52 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
             or "can't allocate memory" in message)
 
 
-def _dynamic_int8(model: QualityModel) -> QualityModel:
-    """A model sharing `model`'s heads, tokenizer and calibration whose encoder is a copy with
-    int8 Linear layers (torch dynamic quantization: int8 weights per output channel,
-    activations quantized per batch). CPU only."""
+def release_freed_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`); False where
+    there is no glibc. Encoder batches of ever-changing shapes free large buffers between
+    small long-lived ones (oneDNN's per-shape primitives), and glibc returns such holes only
+    when asked: without this, a CPU run's resident memory grows by tens of KB per turn
+    scored, however long it runs. Called once per chunk, where it costs a few milliseconds."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl and others lack it
+    except (OSError, AttributeError):
+        return None
+
+
+def _dynamic_int8(encoder: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `encoder` with int8 Linear layers (torch dynamic quantization: int8 weights
+    per output channel, activations quantized per batch). CPU only."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch announces that these APIs move to torchao
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", message=r"(?s).*quantiz.*deprecated")
-        encoder = quantize_dynamic(model.encoder, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                   dtype=torch.qint8, inplace=False)
+        return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                dtype=torch.qint8, inplace=False)
+
+
+def _with_encoder(model: QualityModel, encoder: torch.nn.Module) -> QualityModel:
+    """A model sharing `model`'s heads, tokenizer and calibration, with another encoder (a
+    reduced-precision copy), so that the model the caller passed in is left as it is."""
     # The heads built here are thrown away: draw their initial weights from a forked
     # generator, not the caller's.
     with torch.random.fork_rng(devices=[]):
-        quantized = QualityModel(model.config, encoder, model.tokenizer, model.calibration)
-    quantized.turn_heads = model.turn_heads
-    quantized.conversation_heads = model.conversation_heads
-    return quantized.eval()
+        other = QualityModel(model.config, encoder, model.tokenizer, model.calibration)
+    other.turn_heads = model.turn_heads
+    other.conversation_heads = model.conversation_heads
+    return other.eval()
 
 
 _DONE = object()
