@@ -688,7 +688,8 @@ def scale_run(model: QualityModel, turns: int, *, device: str, seed: int = 0,
     Returns turns, transcripts, tokens, seconds, tokens_per_s, turns_per_s, peak_rss_mb,
     rss_mb_at_10pct / rss_mb_at_100pct (RSS after the chunk that reached 10% / all of the
     turns), rss_growth_mb (their difference), tokens_per_s_first_10pct / _last_10pct (the
-    chunks' throughput at the start and the end of the run), chunks, order_matches_input.
+    chunks' throughput at the start and the end of the run), chunks, rss_mb_by_chunk and
+    tokens_per_s_by_chunk (comma-separated, one value per chunk), order_matches_input.
     """
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         corpus, output = Path(tmp) / "corpus.jsonl", Path(tmp) / "scores.jsonl"
@@ -715,6 +716,8 @@ def scale_run(model: QualityModel, turns: int, *, device: str, seed: int = 0,
            "tokens_per_s_first_10pct": statistics.median(rates[:tenth]),
            "tokens_per_s_last_10pct": statistics.median(rates[-tenth:]),
            "chunks": len(samples),
+           "rss_mb_by_chunk": ",".join(f"{s.rss_mb:.0f}" for s in samples if s.rss_mb),
+           "tokens_per_s_by_chunk": ",".join(f"{r:.0f}" for r in rates),
            "order_matches_input": in_order and summary.scored == n_transcripts}
     if at.rss_mb is not None and samples[-1].rss_mb is not None:
         out["rss_growth_mb"] = samples[-1].rss_mb - at.rss_mb

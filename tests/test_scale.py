@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -58,6 +59,8 @@ def test_scale_run_reports_memory_and_throughput_per_chunk(tiny_model, tmp_path)
     assert result["peak_rss_mb"] >= result["rss_mb_at_100pct"] > 0
     assert result["tokens_per_s_first_10pct"] > 0 and result["tokens_per_s_last_10pct"] > 0
     assert abs(result["rss_growth_mb"]) < 25
+    assert len(result["rss_mb_by_chunk"].split(",")) == result["chunks"]
+    assert len(result["tokens_per_s_by_chunk"].split(",")) == result["chunks"]
     assert list(tmp_path.iterdir()) == []  # the corpus and its scores are cleaned up
 
 
@@ -89,3 +92,17 @@ def test_freed_heap_pages_go_back_to_the_system():
     if not result["released"]:
         pytest.skip("no glibc malloc_trim here: nothing to return the holes with")
     assert result["returned_mb"] > 60  # of about 143 MiB freed
+
+
+def test_onednn_keeps_a_bounded_cache_unless_the_process_chose_its_own():
+    """oneDNN's cache of per-shape primitives is what grew a long CPU run's memory: qualaudit
+    bounds it to 256 shapes, and leaves a value set before it alone."""
+    code = ("import os, qualaudit.scorer; "
+            "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
+    for preset, expected in ((None, "256"), ("64", "64")):
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+        if preset is not None:
+            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=env)
+        assert done.stdout.strip() == expected
