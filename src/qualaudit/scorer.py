@@ -38,9 +38,9 @@ log = logging.getLogger("qualaudit.scorer")
 
 # oneDNN (torch's CPU matmuls) keeps a compiled primitive per input shape, up to 1024 of them
 # by default at about 1 MB each: as batch shapes keep changing, a long CPU run's memory grew by
-# 0.9 GB after the first 25,000 turns. 256 keeps it flat, at no measured cost in speed. oneDNN
-# reads this when it first runs, so a process that used it earlier, or that sets the variable
-# itself, keeps its own value.
+# 0.9 GB after the first 25,000 turns. 256 held it level over the 53,000 turns measured, at no
+# measured cost in speed (benchmarks/README.md). oneDNN reads this when it first runs, so a
+# process that used it earlier, or that sets the variable itself, keeps its own value.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
 
 
@@ -87,9 +87,10 @@ class Auditor:
     would make more than `max_padding` of its tokens padding. `precision="bf16"` runs the
     encoder in bfloat16 (weights and activations; turn states are pooled in float32);
     `quantize="int8"` (CPU only) runs the encoder's Linear layers with torch dynamic int8
-    quantization. Both run on a copy of the encoder, so the model passed in is left as it is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background
-    thread while this one is encoded (default: on CUDA, where the GPU would otherwise wait
-    for it; on a CPU both compete for the same cores). On CUDA, batches are copied from
+    quantization. Both run on a copy of the encoder, so the model passed in is left as it
+    is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background thread
+    while this one is encoded (default: on CUDA, where the GPU would otherwise wait for it;
+    on a CPU both compete for the same cores). On CUDA, batches are copied from
     pinned memory without blocking.
 
     Example:
@@ -467,8 +468,8 @@ def release_freed_memory() -> bool:
     """Hand the C heap's free pages back to the system (glibc's `malloc_trim`); False where
     there is no glibc. Encoder batches of ever-changing shapes free large buffers between
     small long-lived ones (oneDNN's per-shape primitives), and glibc returns such holes only
-    when asked: without this, a CPU run's resident memory grows by tens of KB per turn
-    scored, however long it runs. Called once per chunk, where it costs a few milliseconds."""
+    when asked: without this, a 15,000-turn CPU run grew by 680 MB instead of 390
+    (benchmarks/README.md). Called once per chunk, where it costs no measurable time."""
     trim = _malloc_trim()
     if trim is None:
         return False
