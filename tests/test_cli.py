@@ -175,7 +175,16 @@ def complete_rows(path):
 def start_scoring(source, out, model, *extra):
     return subprocess.Popen([sys.executable, "-m", "qualaudit", "score", str(source), "-o", str(out),
                              "--model", str(model), "--quiet", *map(str, extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_by_default)
+
+
+def _sigint_by_default() -> None:
+    """A test run started in the background of a shell without job control inherits SIGINT
+    ignored, as `nohup cmd &` wants; the child that these tests interrupt must not."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_rows(proc, out, at_least, timeout=120):
