@@ -33,6 +33,8 @@ _DIGIT_GROUP = re.compile(r"\d+")
 _PHONE = re.compile(r"(?<![\w+])(?:\+|\b00)?\s?(?:\(\d{1,5}\)|\d{1,5})"
                     r"(?:[ .\-]?(?:\(\d{1,5}\)|\d{1,5})){1,7}(?![\w])")
 
+_PHONE_GROUP = re.compile(r"\(\d{1,5}\)|\d{1,5}")
+
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}(?!\d)")
 
 
@@ -44,7 +46,8 @@ def redact_text(text: str) -> str:
     number is 13-19 digits, in one piece or in groups of 3 or more joined by single spaces or
     dashes, that passes the Luhn check; a phone number is 7-15 digits after a `+` or `00`,
     or 9-15 digits grouped by spaces, dots, dashes or parentheses, or 10-11 digits starting
-    with 0. Bare digit runs that fit none of these (order numbers, 10-digit numbers without a
+    with 0; in a longer run of digit groups, the longest part that starts with `+` and is
+    one. Bare digit runs that fit none of these (order numbers, 10-digit numbers without a
     leading 0) are kept, and so are dates.
     """
     if not text or not any(c.isdigit() or c == "@" for c in text):
@@ -140,13 +143,31 @@ def _card_from(run: str, groups: list[tuple[int, int]], first: int) -> int | Non
 def _phone_or_keep(match: re.Match[str]) -> str:
     found = match.group()
     lead = found[: len(found) - len(found.lstrip())]
-    body = found[len(lead):]
+    return lead + _redact_phone_in(found[len(lead):])
+
+
+def _is_phone(body: str) -> bool:
+    if _DATE.match(body):  # 2024-01-15 10, 15.01.2024: dates and times, not numbers to call
+        return False
     digits = sum(c.isdigit() for c in body)
     international = body.startswith(("+", "00"))
     grouped = any(not c.isdigit() for c in body)
-    if _DATE.match(body):  # 2024-01-15 10, 15.01.2024: dates and times, not numbers to call
-        return found
-    is_phone = ((international and 7 <= digits <= 15) or (grouped and 9 <= digits <= 15)
-                or (body.isdigit() and body.startswith("0") and 10 <= digits <= 11))
-    return lead + PLACEHOLDERS["phone"] if is_phone else found
+    return ((international and 7 <= digits <= 15) or (grouped and 9 <= digits <= 15)
+            or (body.isdigit() and body.startswith("0") and 10 <= digits <= 11))
 
+
+def _redact_phone_in(body: str) -> str:
+    """`body` (digit groups) redacted: whole if it is a phone number, else the longest run of
+    its groups that starts with + and is one, so that digits written next to an
+    international number ("ref 0000 +44 20 7946 0958 0000") do not hide it by making the
+    whole too long. Other runs are left alone: a look-alike card or IBAN is not a phone."""
+    if _is_phone(body):
+        return PLACEHOLDERS["phone"]
+    spans = [m.span() for m in _PHONE_GROUP.finditer(body)]
+    for size in range(len(spans) - 1, 0, -1):
+        for i in range(len(spans) - size + 1):
+            start, end = spans[i][0] - 1, spans[i + size - 1][1]
+            if start >= 0 and body[start] == "+" and _is_phone(body[start:end]):
+                return (_redact_phone_in(body[:start]) + PLACEHOLDERS["phone"]
+                        + _redact_phone_in(body[end:]))
+    return body
