@@ -65,7 +65,7 @@ def test_scale_run_reports_memory_and_throughput_per_chunk(tiny_model, tmp_path)
 
 
 def test_freed_heap_pages_go_back_to_the_system():
-    """What keeps a long CPU run flat: holes freed between small live blocks (as varying
+    """What keeps a long CPU run bounded: holes freed between small live blocks (as varying
     batch shapes leave them) are returned when the scorer asks, after each chunk. In a fresh
     interpreter, whose heap no earlier test has shaped."""
     if throughput.current_rss_mb() is None:
