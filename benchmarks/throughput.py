@@ -57,12 +57,13 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
-from qualaudit.batching import TurnWindows, collate
+from qualaudit.batching import TurnWindows, collate, within_max_turns
 from qualaudit.heads import ESCALATION_SIGNALS
 from qualaudit.io import read_transcripts
 from qualaudit.model import QualityModel, UntrainedModelWarning, default_model_path
+from qualaudit.outputs import score_rows
 from qualaudit.pipeline import score_to_file
-from qualaudit.schema import Transcript, TranscriptScore
+from qualaudit.schema import OUTPUT_COLUMNS, Transcript, TranscriptScore
 
 log = logging.getLogger("qualaudit.benchmarks.throughput")
 
@@ -166,7 +167,7 @@ def _sentences(rng: np.random.Generator, weights: np.ndarray, words: int) -> str
 def public_transcripts(data_dir: str | Path, n: int) -> list[Transcript]:
     """`n` dev-split transcripts of STC-3 (English) and USS, alternating sources, cycled
     (with new ids) when `n` is larger than the split. The text is read in place, never copied."""
-    from qualaudit.datasets import by_split, load_sources
+    from qualaudit.training.datasets import by_split, load_sources
 
     sources = load_sources(data_dir, ["stc3", "uss"])
     pools = [[e.transcript for e in by_split(sources[name], "dev")] for name in ("stc3", "uss")]
@@ -258,46 +259,32 @@ def windows_as_texts(windows: TurnWindows, tokenizer) -> list[tuple[str, str] | 
 def naive_scores(auditor: Auditor, transcripts: list[Transcript],
                  batch_windows: int = NAIVE_BATCH) -> list[TranscriptScore]:
     """(a) The loop a user would write with the model's own parts, in fp32: windows of each
-    transcript tokenized as it comes, batches of `batch_windows` windows in input order padded
-    to the longest, the turn heads over all turns, the conversation heads one transcript at a
-    time, then the scorer's own calibration and evidence (`Auditor._assemble`)."""
+    transcript tokenized as it comes, encoded in batches of `batch_windows` windows in input
+    order padded to the longest, then the model's forward pass (conversation heads over all
+    transcripts at once) and `outputs.score_rows` for calibration, evidence and rows."""
     model, device = auditor.model, auditor.device
     pad_id = model.tokenizer.pad_token_id or 0
-    transcripts = [auditor._within_max_turns(t)[0] for t in transcripts]
-    with torch.inference_mode():
-        windows = TurnWindows()
-        for t in transcripts:
-            w = auditor.builder.build([t])
-            windows.input_ids += w.input_ids
-            windows.token_type_ids += w.token_type_ids
+    transcripts = [within_max_turns(t, auditor.max_turns)[0] for t in transcripts]
+
+    def encode_in_input_order(windows: TurnWindows) -> torch.Tensor:
         n = len(windows.input_ids)
         states = []
         for start in range(0, n, batch_windows):
             batch = collate(windows, range(start, min(n, start + batch_windows)), pad_id,
                             model.uses_token_types)
             states.append(model.encode_turns(**{k: v.to(device) for k, v in batch.items()}))
-        states = torch.cat(states)
-        is_agent = torch.tensor([x.role == "agent" for t in transcripts for x in t.scored_turns],
-                                device=device)
-        turn_logits = model.turn_heads(states)
-        features = model.turn_heads.features(turn_logits, is_agent)
-        turn_out = auditor._turn_outputs(turn_logits)
-        results, a = [], 0
-        for t in transcripts:
-            b = a + len(t.scored_turns)
-            mask = torch.ones((1, b - a), dtype=torch.bool, device=device)
-            out = model.conversation_heads(states[None, a:b], features[None, a:b],
-                                           is_agent[None, a:b], mask, with_evidence=True)
-            conv = auditor._conversation_outputs(out, [b - a])[0]
-            results.append(auditor._assemble(t, {k: v[a:b] for k, v in turn_out.items()},
-                                             conv, None))
-            a = b
-    return results
+        return torch.cat(states)
+
+    with torch.inference_mode():
+        windows = TurnWindows.concat([auditor.builder.build([t]) for t in transcripts])
+        output = model(windows, with_evidence=True, encode=encode_in_input_order)
+        return score_rows(output, transcripts, windows, model.specs, model.calibration,
+                          auditor.info, auditor.top_evidence)
 
 
 def scorer_scores(auditor: Auditor, transcripts: list[Transcript]) -> list[TranscriptScore]:
     """(c) The scorer as a user runs it on validated transcripts."""
-    return [r for chunk in auditor.score_transcripts(transcripts) for r in chunk]
+    return [r for chunk in auditor.score_in_chunks(transcripts) for r in chunk]
 
 
 def naive_padding(lengths: list[int], batch: int = NAIVE_BATCH) -> int:
@@ -430,8 +417,9 @@ def gpu_peak_tflops(device: str) -> tuple[str | None, float | None]:
 
 
 # ------------------------------------------------------------------------------ comparing
-SCORE_FIELDS = ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation",
-                "resolution_dist", "satisfaction_dist", "turns")
+# Every score of a row: the conversation scores, their distributions, and the turns.
+SCORE_FIELDS = tuple(c.name for c in OUTPUT_COLUMNS
+                     if c.kind == "float" or c.name.endswith("_dist")) + ("turns",)
 CONVERSATION_DECISIONS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
 TURN_DECISIONS = ("solution_given", "breakdown", "solution_confirmed")
 
@@ -517,8 +505,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device)
     transcripts = workload(args.workload, args.transcripts, args.seed, args.data_dir)
-    reference = Auditor(model, device=device, max_turns=None)  # only for its parts
-    windows = reference.builder.build([reference._within_max_turns(t)[0] for t in transcripts])
+    reference = Auditor(model, device=device, max_turns=None, precision="fp32")  # its parts
+    windows = reference.builder.build([within_max_turns(t, reference.max_turns)[0] for t in transcripts])
     lengths = windows.lengths
     tokens, turns = sum(lengths), len(lengths)
     flops = encoder_flops(lengths, model.encoder.config)
@@ -625,8 +613,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _encode_only(auditor: Auditor, windows: TurnWindows) -> torch.Tensor:
+    """The encoder alone, as the scorer batches it (length-sorted token budgets)."""
     with torch.inference_mode():
-        return auditor._encode(windows, windows.lengths).cpu()
+        return auditor.model.encode_windows(windows, auditor.max_batch_tokens).cpu()
 
 
 def _pick(candidates: dict[str, tuple[float, bool]], best: str) -> str:

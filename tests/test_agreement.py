@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from qualaudit.agreement import _auroc, _kappa, agreement, read_scores, to_markdown
 from qualaudit.errors import InputError
-from qualaudit.metrics import auroc
-from qualaudit.writers import RowWriter
+from qualaudit.io import read_scores
+from qualaudit.io.writers import RowWriter
+from qualaudit.metrics import auroc, cohen_kappa
+from qualaudit.metrics import auroc as shared_auroc
+from qualaudit.report.agreement import agreement, to_markdown
 
 GRADES = np.arange(-2, 3)
 
@@ -108,7 +110,7 @@ def test_missing_and_unscored_are_counted_not_dropped():
     assert any("gone1" in note for note in report["notes"])
 
 
-def test_binary_resolution_labels_have_no_weighted_kappa():
+def test_binary_resolution_labels_have_no_weightedcohen_kappa():
     labels = {f"c{i}": {"resolution": i % 2} for i in range(20)}
     scores = [row(f"c{i}", 0.7 if i % 2 else 0.2, 1) for i in range(20)]
     r = agreement(scores, labels, n_boot=50)["targets"]["resolution"]
@@ -147,13 +149,13 @@ def test_private_metrics_match_the_reference_implementations():
     for _ in range(20):
         score = rng.integers(0, 5, 40) / 4.0  # many ties
         label = rng.integers(0, 2, 40)
-        assert _auroc(score, label) == pytest.approx(auroc(score, label))
+        assert shared_auroc(score, label) == pytest.approx(auroc(score, label))
         a, b = rng.integers(-2, 3, 40), rng.integers(-2, 3, 40)
-        assert _kappa(a, b, GRADES, weighted=True) == pytest.approx(
+        assert cohen_kappa(a, b, GRADES, weighted=True) == pytest.approx(
             cohen_kappa_score(a, b, labels=GRADES, weights="quadratic"))
-        assert _kappa(a > 0, b > 0, np.arange(2)) == pytest.approx(cohen_kappa_score(a > 0, b > 0))
-    assert math.isnan(_kappa(np.ones(5), np.ones(5), np.arange(2)))
-    assert math.isnan(_auroc(np.ones(3), np.ones(3)))
+        assert cohen_kappa(a > 0, b > 0, np.arange(2)) == pytest.approx(cohen_kappa_score(a > 0, b > 0))
+    assert math.isnan(cohen_kappa(np.ones(5), np.ones(5), np.arange(2)))
+    assert math.isnan(shared_auroc(np.ones(3), np.ones(3)))
 
 
 def test_scores_from_every_output_format(tmp_path, tiny_model, toy_transcripts):

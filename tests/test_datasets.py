@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from qualaudit.datasets import by_split, distribution, load_examples, load_sources
+from qualaudit.training.datasets import by_split, distribution, load_examples, load_sources
 
 
 def _stc3(root):

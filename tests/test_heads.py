@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from qualaudit.errors import ModelLoadError
-from qualaudit.heads import DEFAULT_HEADS, HEAD_SPECS, ConversationHeads, resolve_heads
+from qualaudit.head_layers import ConversationHeads
+from qualaudit.heads import DEFAULT_HEADS, HEAD_SPECS, resolve_heads
 
 
 def test_every_head_name_is_versioned_and_unique_per_target():
@@ -106,7 +107,7 @@ def test_single_turn_leave_one_out_is_the_empty_pooling(pooler):
 
 
 def test_leave_one_out_stays_exact_when_one_turn_dominates():
-    from qualaudit.heads import _leave_one_out_pool
+    from qualaudit.head_layers import _leave_one_out_pool
 
     z = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [0.0, 2.0]]])
     mask = torch.ones(1, 3, dtype=torch.bool)

@@ -116,19 +116,19 @@ def test_the_errors_file_is_rewritten_by_a_resumed_run(auditor, tmp_path):
 
 def test_accounts_that_do_not_add_up_fail_the_run(auditor, tmp_path, monkeypatch):
     source = write_jsonl(tmp_path / "in.jsonl", many(6))
-    score_transcripts = auditor.score_transcripts
+    score_in_chunks = auditor.score_in_chunks
 
     def losing_one(transcripts):  # a scorer bug: one transcript read, no row for it
-        for chunk in score_transcripts(transcripts):
+        for chunk in score_in_chunks(transcripts):
             yield chunk[1:]
 
-    monkeypatch.setattr(auditor, "score_transcripts", losing_one)
+    monkeypatch.setattr(auditor, "score_in_chunks", losing_one)
     with pytest.raises(QualauditError, match="counts do not add up"):
         score_to_file(source, tmp_path / "out.jsonl", auditor)
 
 
 def test_a_file_changed_during_the_run_fails_the_check(auditor, tmp_path, monkeypatch):
-    from qualaudit.writers import RowWriter
+    from qualaudit.io.writers import RowWriter
 
     source = write_jsonl(tmp_path / "in.jsonl", many(3))
     monkeypatch.setattr(RowWriter, "rows_on_disk", lambda self: 2)
@@ -137,7 +137,7 @@ def test_a_file_changed_during_the_run_fails_the_check(auditor, tmp_path, monkey
 
 
 def test_a_second_run_on_the_same_output_is_refused(auditor, tmp_path):
-    from qualaudit.writers import open_locked
+    from qualaudit.io.writers import open_locked
 
     source = write_jsonl(tmp_path / "in.jsonl", many(2))
     out = write_jsonl(tmp_path / "out.jsonl", ['{"id": "mine", "model": {}}'])

@@ -15,9 +15,9 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from conftest import load_benchmark
-from qualaudit.datasets import load_sources, split_of
 from qualaudit.metrics import auroc as reference_auroc
 from qualaudit.metrics import bootstrap_ci
+from qualaudit.training.datasets import load_sources, split_of
 
 quality = load_benchmark("quality")
 baselines = quality.baselines

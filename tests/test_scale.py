@@ -26,7 +26,7 @@ def test_memory_stays_flat_while_streaming_and_rows_keep_input_order(tiny_model,
     corpus, output = tmp_path / "corpus.jsonl", tmp_path / "scores.jsonl"
     n_transcripts, n_turns = throughput.write_corpus(corpus, 1000, seed=0)
     assert n_turns == 1000
-    auditor = Auditor(tiny_model, device="cpu", chunk_turns=50)
+    auditor = Auditor(tiny_model, device="cpu", chunk_turns=50, precision="fp32")
     samples = []  # (turns scored, Python heap held, resident memory) after each chunk
 
     def progress(summary) -> None:
@@ -52,7 +52,7 @@ def test_memory_stays_flat_while_streaming_and_rows_keep_input_order(tiny_model,
 
 
 def test_scale_run_reports_memory_and_throughput_per_chunk(tiny_model, tmp_path):
-    result = throughput.scale_run(tiny_model, 400, device="cpu", chunk_turns=40,
+    result = throughput.scale_run(tiny_model, 400, device="cpu", chunk_turns=40, precision="fp32",
                                   workdir=tmp_path)
     assert result["turns"] == 400 and result["order_matches_input"] is True
     assert result["chunks"] >= 9 and result["tokens"] > 400
@@ -94,15 +94,19 @@ def test_freed_heap_pages_go_back_to_the_system():
     assert result["returned_mb"] > 60  # of about 143 MiB freed
 
 
-def test_onednn_keeps_a_bounded_cache_unless_the_process_chose_its_own():
-    """oneDNN's cache of per-shape primitives is what grew a long CPU run's memory: qualaudit
-    bounds it to 256 shapes, and leaves a value set before it alone."""
-    code = ("import os, qualaudit.scorer; "
-            "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
+def test_onednn_cache_is_bounded_when_a_cpu_scorer_starts_not_at_import(tiny_model, monkeypatch):
+    """oneDNN's cache of per-shape primitives is what grew a long CPU run's memory: a CPU
+    Auditor bounds it to 256 shapes, and leaves a value set before it alone; importing
+    qualaudit sets nothing."""
+    code = ("import os, qualaudit, qualaudit.scorer; "
+            "print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))")
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env)
+    assert done.stdout.strip() == "None"
     for preset, expected in ((None, "256"), ("64", "64")):
-        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
         if preset is not None:
-            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True, env=env)
-        assert done.stdout.strip() == expected
+            monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", preset)
+        Auditor(tiny_model, device="cpu", precision="fp32")
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == expected

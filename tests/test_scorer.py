@@ -145,7 +145,7 @@ def test_where_the_confirmation_stands_matters(tiny_model):
                               {"role": "user", "text": "thanks it works now"}])
     windows = auditor.builder.build([t])
     with torch.inference_mode():
-        states = auditor._encode(windows, windows.lengths)
+        states = auditor._encode(windows)
         is_agent = torch.tensor([x.role == "agent" for x in t.scored_turns])
         features = tiny_model.turn_heads.features(tiny_model.turn_heads(states), is_agent)
         at_end = conversation_logits(tiny_model, states, features, is_agent, [0, 1, 2, 3, 4])

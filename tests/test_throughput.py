@@ -147,14 +147,17 @@ def test_stats_count_padded_tokens(tiny_model):
 def test_int8_stays_close_to_fp32_and_leaves_the_model_alone(tiny_model, toy_transcripts):
     before = tiny_model.weights_sha256
     rng = torch.random.get_rng_state()
-    fp32 = Auditor(tiny_model, device="cpu").score(toy_transcripts)
+    fp32 = Auditor(tiny_model, device="cpu", precision="fp32").score(toy_transcripts)
     int8 = Auditor(tiny_model, device="cpu", quantize="int8")
     assert torch.equal(torch.random.get_rng_state(), rng)  # draws nothing from the caller's
     assert tiny_model.weights_sha256 == before
     assert not any(type(m) is torch.nn.Linear for m in int8.model.encoder.modules())
     assert any("quantized" in type(m).__module__ for m in int8.model.encoder.modules())
     assert not any("quantized" in type(m).__module__ for m in tiny_model.encoder.modules())
-    assert int8.info == Auditor(tiny_model, device="cpu").info  # rows name the same model
+    # rows name the same model, and say that it ran int8
+    assert int8.info.precision == "int8"
+    assert replace(int8.info, precision="fp32") == Auditor(tiny_model, device="cpu",
+                                                           precision="fp32").info
     same = throughput.compare(fp32, int8.score(toy_transcripts))
     assert 0 < same["max_abs_diff"] <= 0.05
 
@@ -195,7 +198,7 @@ def test_prefetching_gives_the_same_results_in_the_same_order(tiny_model):
     plain = Auditor(tiny_model, device="cpu", chunk_turns=25)
     ahead = Auditor(tiny_model, device="cpu", chunk_turns=25, prefetch=True)
     assert plain.prefetch is False and ahead.prefetch is True
-    chunks = list(ahead.score_transcripts(transcripts))
+    chunks = list(ahead.score_in_chunks(transcripts))
     assert len(chunks) > 3
     results = [r for chunk in chunks for r in chunk]
     assert [r.id for r in results] == [t.id for t in transcripts]
@@ -213,7 +216,7 @@ def test_an_error_while_prefetching_comes_after_the_chunks_before_it(tiny_model)
     auditor = Auditor(tiny_model, device="cpu", chunk_turns=10, prefetch=True)
     seen = []
     with pytest.raises(InputError, match="broken line"):
-        for chunk in auditor.score_transcripts(source()):
+        for chunk in auditor.score_in_chunks(source()):
             seen += [r.id for r in chunk]
     assert seen and seen == [t.id for t in transcripts[:len(seen)]]
 
@@ -229,7 +232,7 @@ def test_stopping_early_stops_the_prefetching_thread(tiny_model):
             closed.set()
 
     auditor = Auditor(tiny_model, device="cpu", chunk_turns=10, prefetch=True)
-    chunks = auditor.score_transcripts(source())
+    chunks = auditor.score_in_chunks(source())
     next(chunks)
     chunks.close()
     assert not any(t.name == "qualaudit-prefetch" for t in threading.enumerate())

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from qualaudit.calibrate import fit_calibration
 from qualaudit.cli import main
-from qualaudit.datasets import Example, split_of, transcript
-from qualaudit.datasets.augment import Augmenter
 from qualaudit.model import QualityModel, UntrainedModelWarning
-from qualaudit.train import TrainingArgs, batch_loss, label_balance, prepare, train
+from qualaudit.training.batches import prepare
+from qualaudit.training.calibration_job import fit_calibration
+from qualaudit.training.datasets import Example, split_of, transcript
+from qualaudit.training.datasets.augment import Augmenter
+from qualaudit.training.train import TrainingArgs, batch_loss, label_balance, train
 
 ESCALATE = ["can i speak to a human agent please", "this is ridiculous, manager please",
             "still not working, same problem again"]
@@ -98,7 +99,7 @@ def test_training_learns_resumes_and_refuses_other_args(tmp_path, tiny_encoder_d
 def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir):
     result = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10))
     model = result.model
-    from qualaudit.calibrate import labelled_logits
+    from qualaudit.training.calibration_job import labelled_logits
 
     z, y = labelled_logits(model, toy_examples(40, seed=1))["escalation.v1"]
     from qualaudit.metrics import auroc
@@ -194,11 +195,37 @@ def test_cli_train_needs_one_label_source(tmp_path, capsys):
 def test_named_heads_with_a_frozen_encoder_leave_other_scores_unchanged(tmp_path, tiny_model_dir):
     args = TrainingArgs(output_dir=str(tmp_path / "ft"), examples=toy_examples(), init=str(tiny_model_dir),
                         heads=["escalation"], freeze_encoder=True, batch_tokens=400, evals=1,
-                        max_epochs=1, max_turn_tokens=48, max_context_tokens=24, augment=0.0,
-                        progress=False)
+                        max_epochs=1, augment=0.0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
-        after = train(args).model.state_dict()
+        saved = QualityModel.from_pretrained(tiny_model_dir)
+        before = saved.state_dict()
+        tuned = train(args).model
+    after = tuned.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("escalation_v1" in k for k in changed)
+    # fine-tuning keeps the saved model's turn window (once overwritten by training defaults)
+    window = ("max_turn_tokens", "max_context_tokens")
+    assert [getattr(tuned.config, k) for k in window] == [getattr(saved.config, k) for k in window]
+
+
+def test_a_saved_model_keeps_its_window_and_refuses_another(tmp_path, tiny_model_dir):
+    args = TrainingArgs(output_dir=str(tmp_path / "ft"), examples=toy_examples(),
+                        init=str(tiny_model_dir), max_turn_tokens=64, progress=False)
+    with pytest.raises(ValueError, match="keeps its own turn window"):
+        train(args)
+
+
+def test_training_cuts_long_conversations_as_scoring_does(tiny_model):
+    from qualaudit.batching import within_max_turns
+    from qualaudit.training.batches import prepare, window_builder
+
+    turns = [("user" if i % 2 == 0 else "assistant", f"turn {i}") for i in range(9)]
+    example = Example(transcript("long", turns), "toy", "g",
+                      turn_labels={"breakdown": np.arange(9, dtype=np.float32)})
+    (item,) = prepare([example], window_builder(tiny_model), max_turns=4)
+    kept, left_out, _ = within_max_turns(example.transcript, 4)
+    assert [t.index for t in item.example.transcript.scored_turns] == [0, 1, 7, 8]
+    assert [t.index for t in kept.scored_turns] == [0, 1, 7, 8] and left_out == [2, 6]
+    assert item.example.turn_labels["breakdown"].tolist() == [0, 1, 7, 8]
+    assert item.turns == 4

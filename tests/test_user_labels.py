@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from qualaudit.datasets import split_of
-from qualaudit.datasets.user import COLUMNS, read_labels, user_examples
 from qualaudit.errors import InputError
+from qualaudit.io.labels import COLUMNS, read_labels
+from qualaudit.training.datasets import split_of
+from qualaudit.training.datasets.user import user_examples
 
 
 def write(tmp_path, name: str, text: str):
@@ -204,7 +205,8 @@ def test_conversation_empathy_without_agent_turns_is_unused(tmp_path, caplog):
 
 def test_examples_feed_the_training_loss(tmp_path, tiny_model):
     from qualaudit.batching import WindowBuilder
-    from qualaudit.train import batch_loss, prepare, stack_labels
+    from qualaudit.training.batches import prepare, stack_labels
+    from qualaudit.training.train import batch_loss
 
     examples = user_examples(chats(), write(tmp_path, "labels.csv", CSV))
     items = prepare(examples, WindowBuilder(tiny_model.tokenizer, 48, 24), max_turns=32)

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from qualaudit.writers import RowWriter, flat_row, output_format
+from qualaudit.io.writers import RowWriter, flat_row, output_format
 
 ROW = {"id": "a", "agent_type": "ai", "resolution": 0.25, "satisfaction": 0.5, "empathy": None,
        "repeat_inquiry": 0.1, "escalation": 0.2, "resolution_dist": [0.2] * 5,
@@ -90,10 +90,11 @@ def test_resume_of_a_missing_file_starts_it(tmp_path):
 
 @pytest.mark.parametrize("content, problem", [
     (b'{"id": "a", "model": {}}\n{"id": "a", "model": {}}\n', "second row for transcript 'a'"),
-    (b'{"id": "a", "model": {}}\n\n', "line 2 is not valid JSON"),
+    (b'{"id": "a", "model": {}}\n\n', "line 2 is not an output row"),
+    (b'{"id": "a", "model": {}}\n{"id": \n', "line 2 is not valid JSON"),
     (b'{"id": "a", "model": {}}\n[1, 2]\n', "line 2 is not an output row"),
     (b'{"id": 7, "model": {}}\n', "line 1 is not an output row"),
-    (b'\xff\xfe\n', "line 1 is not valid JSON"),
+    (b'\xff\xfe\n', "line 1 is invalid UTF-8"),
 ])
 def test_a_file_qualaudit_did_not_write_is_not_resumed(tmp_path, content, problem):
     from qualaudit.errors import OutputError
@@ -153,7 +154,7 @@ def test_parquet_is_complete_after_an_exception(tmp_path):
 
 def test_error_records_locate_without_text(tmp_path):
     from qualaudit.errors import InputError
-    from qualaudit.writers import ErrorWriter
+    from qualaudit.io.writers import ErrorWriter
 
     error = InputError("unknown role 'card 4111 1111 1111 1111'", source="in.csv", line=4,
                        transcript_id="c9", field="speaker", hint="Map it with --role-map")
@@ -165,7 +166,7 @@ def test_error_records_locate_without_text(tmp_path):
 
 
 def test_a_write_interrupted_after_all_its_bytes_are_written_is_kept(tmp_path, monkeypatch):
-    import qualaudit.writers
+    import qualaudit.io.writers
 
     path = tmp_path / "o.jsonl"
     writer = RowWriter(path)
@@ -174,7 +175,7 @@ def test_a_write_interrupted_after_all_its_bytes_are_written_is_kept(tmp_path, m
     def interrupted_sync(fd):  # Ctrl-C while the OS syncs: the row is whole already
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(qualaudit.writers.os, "fsync", interrupted_sync)
+    monkeypatch.setattr(qualaudit.io.writers.os, "fsync", interrupted_sync)
     with pytest.raises(KeyboardInterrupt):
         writer.write([{**ROW, "id": "b"}])
     monkeypatch.undo()

@@ -1,10 +1,11 @@
 """Turn windows (each turn with bounded preceding context), tokenized once, packed into
-length-sorted token-budget batches; callers scatter results back by window position."""
+length-sorted token-budget batches; callers scatter results back by window position. Long
+transcripts are cut here too (`within_max_turns`), the same way for scoring and training."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 import torch
@@ -47,19 +48,46 @@ def _find(seq: list[int], sub: list[int], start: int) -> int:
 
 @dataclass
 class TurnWindows:
-    """The encoder inputs of every scored turn of a chunk of transcripts, transcript after
-    transcript in turn order; `turn_truncated[k]` says the turn's own tokens were cut to
+    """The encoder inputs of every scored turn of some transcripts, transcript after
+    transcript in turn order: `turn_counts[i]` windows for transcript i, `is_agent[k]` the
+    role of window k; `turn_truncated[k]` says the turn's own tokens were cut to
     `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
     tokenizing."""
 
     input_ids: list[list[int]] = field(default_factory=list)
     token_type_ids: list[list[int]] = field(default_factory=list)
+    is_agent: list[bool] = field(default_factory=list)
+    turn_counts: list[int] = field(default_factory=list)
     turn_truncated: list[bool] = field(default_factory=list)
     turn_chars_cut: list[bool] = field(default_factory=list)
 
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
+
+    @classmethod
+    def concat(cls, parts: Sequence[TurnWindows]) -> TurnWindows:
+        """The windows of several builds as one, transcripts in the order given."""
+        return cls(*(list(chain.from_iterable(getattr(p, name) for p in parts))
+                     for name in cls.__dataclass_fields__))
+
+
+def within_max_turns(transcript: Transcript, max_turns: int | None
+                     ) -> tuple[Transcript, list[int] | None, list[int]]:
+    """A transcript cut to at most `max_turns` scored turns: its first and last halves (the
+    opening states the problem, the end says how it went).
+
+    Returns the transcript (itself when nothing is cut), the first and last input index of
+    the turns left out (None when none is), and the positions among its scored turns of those
+    kept (for slicing per-turn labels alike).
+    """
+    scored = transcript.scored_turns
+    if max_turns is None or len(scored) <= max_turns:
+        return transcript, None, list(range(len(scored)))
+    head, tail = (max_turns + 1) // 2, max_turns // 2
+    kept = list(range(head)) + list(range(len(scored) - tail, len(scored)))
+    left_out = [scored[head].index, scored[len(scored) - tail - 1].index]
+    return replace(transcript, turns=tuple(scored[k] for k in kept)), left_out, kept
 
 
 class WindowBuilder:
@@ -100,7 +128,9 @@ class WindowBuilder:
         texts, roles, first_of_transcript = [], [], []
         windows = TurnWindows()
         for transcript in transcripts:
+            windows.turn_counts.append(len(transcript.scored_turns))
             for pi, turn in enumerate(transcript.scored_turns):
+                windows.is_agent.append(turn.role == "agent")
                 cut = len(turn.text) > self.max_turn_chars
                 texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
                 windows.turn_chars_cut.append(cut)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError, QualauditError, UsageError
 from .redact import redact_text
 
@@ -194,8 +194,8 @@ def _add_label_sources(parser: argparse.ArgumentParser) -> None:
 
 def _labelled(args: argparse.Namespace):
     """The examples named by --data-dir or --transcripts/--labels (exactly one of them)."""
-    from .datasets import load_examples
-    from .datasets.user import user_examples
+    from .training.datasets import load_examples
+    from .training.datasets.user import user_examples
 
     if bool(args.data_dir) == bool(args.labels) or bool(args.labels) != bool(args.transcripts):
         raise UsageError("give --data-dir, or --transcripts with --labels")
@@ -274,9 +274,9 @@ def _score(args: argparse.Namespace) -> int:
 
     from .errors import RejectedRowError
     from .io import ColumnMap
+    from .io.writers import output_format
     from .pipeline import score_to_file
     from .scorer import Auditor
-    from .writers import output_format
 
     try:
         fmt = output_format(args.output)
@@ -374,8 +374,8 @@ def _init(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .model import DEFAULT_ENCODER, default_model_path
-    from .recipe import build
-    from .train import TrainingArgs
+    from .training.recipe import build
+    from .training.train import TrainingArgs
 
     source = ({"data_dir": args.data_dir, "sources": args.sources} if args.data_dir
               else {"examples": _labelled(args), "name": Path(args.output).name})
@@ -402,10 +402,10 @@ def _train(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     import shutil
 
-    from .calibrate import fit_calibration
-    from .datasets import by_split
     from .model import QualityModel
-    from .recipe import calibration_table
+    from .training.calibration_job import fit_calibration
+    from .training.datasets import by_split
+    from .training.recipe import calibration_table
 
     examples = _labelled(args)
     if args.data_dir:
@@ -431,8 +431,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .agreement import agreement, read_scores, to_markdown
-    from .datasets.user import read_labels
+    from .io import read_labels, read_scores
+    from .report.agreement import agreement, to_markdown
 
     labels = read_labels(args.labels)
     try:

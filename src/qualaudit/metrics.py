@@ -1,4 +1,6 @@
-"""Calibration and discrimination metrics on numpy arrays, plus bootstrap confidence intervals.
+"""Every metric of the project on numpy arrays: calibration, discrimination, agreement
+(F1, kappa, Spearman), ordinal distances (NMD, RSNOD) and bootstrap intervals (plain and
+clustered). Used by training, the reports and the benchmarks alike.
 
 Shared conventions: a 1-D `probs` is a binary head (the probability of the positive class);
 an array with 2 or more dimensions is categorical, classes on the last axis, leading axes
@@ -242,3 +244,114 @@ def bootstrap_ci(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+# ------------------------------------------------------------- agreement and ranking
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson on average ranks); NaN when either side is constant."""
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def binary_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of the positive class; NaN when there are no positives, predicted or true."""
+    predicted, labels = np.asarray(predicted, bool), np.asarray(labels, bool)
+    tp = np.sum(predicted & labels)
+    wrong = np.sum(predicted != labels)
+    return float(2 * tp / (2 * tp + wrong)) if 2 * tp + wrong else float("nan")
+
+
+def uar(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted average recall of the two classes (balanced accuracy); NaN with one class."""
+    predicted, labels = np.asarray(predicted, bool), np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float((np.mean(predicted[labels]) + np.mean(~predicted[~labels])) / 2)
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean F1 over the classes present in the labels or the predictions (as scikit-learn)."""
+    classes = np.union1d(predicted, labels)
+    return float(np.mean([binary_f1(predicted == c, labels == c) for c in classes]))
+
+
+def cohen_kappa(a: Any, b: Any, levels: Any, weighted: bool = False) -> float:
+    """Cohen's kappa of two ratings over `levels` (quadratic weights when `weighted`); NaN
+    when there is nothing to compare or chance agreement is total (one rating constant),
+    where kappa is undefined."""
+    a, b, levels = (np.asarray(x) for x in (a, b, levels))
+    if a.size == 0:
+        return float("nan")
+    k = len(levels)
+    ia, ib = np.searchsorted(levels, a), np.searchsorted(levels, b)
+    observed = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k) / a.size
+    expected = np.outer(observed.sum(1), observed.sum(0))
+    diff = np.subtract.outer(np.arange(k), np.arange(k))
+    weights = diff.astype(float) ** 2 if weighted else (diff != 0).astype(float)
+    chance = float((weights * expected).sum())
+    return float("nan") if chance < 1e-12 else 1 - float((weights * observed).sum()) / chance
+
+
+# ------------------------------------------------------------- ordinal distributions
+def nmd(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Normalised Match Distance per row of (N, L) distributions over ordered levels: the
+    L1 distance between the cumulative distributions / (L - 1); 0 = same, 1 = opposite ends."""
+    pred, truth = _normalised(pred), _normalised(truth)
+    return np.abs(np.cumsum(pred, 1) - np.cumsum(truth, 1)).sum(1) / (pred.shape[1] - 1)
+
+
+def rsnod(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Root Symmetric Normalised Order-aware Divergence per row (Sakai 2018, NTCIR-14 STC-3).
+
+    DW_i = sum_j |i - j| (p_j - q_j)^2; OD(p || q) = the mean of DW_i over the levels where
+    p_i > 0; RSNOD = sqrt(((OD(p || q) + OD(q || p)) / 2) / (L - 1)).
+    """
+    pred, truth = _normalised(pred), _normalised(truth)
+    levels = np.arange(pred.shape[1])
+    distance = np.abs(levels[:, None] - levels[None, :])  # (L, L)
+    dw = ((pred - truth) ** 2) @ distance  # (N, L): DW_i per row (distance is symmetric)
+
+    def od(p: np.ndarray) -> np.ndarray:
+        support = p > 0
+        return (dw * support).sum(1) / support.sum(1)
+
+    return np.sqrt((od(pred) + od(truth)) / 2 / (pred.shape[1] - 1))
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return p / p.sum(1, keepdims=True)
+
+
+# ------------------------------------------------------------- clustered bootstrap
+def cluster_bootstrap(statistic: Callable[[np.ndarray], Any], groups: np.ndarray,
+                      n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_resamples, ...) values of `statistic(unit indices)` over resamples of whole groups.
+
+    The turns of one transcript are not independent, so transcripts (groups) are drawn with
+    replacement and bring all their units. Draws are made as `bootstrap_ci`
+    makes them (with one unit per group both give the same resamples); one set of draws
+    serves every system, so differences between systems are paired.
+    """
+    groups = np.asarray(groups)
+    order = np.argsort(groups, kind="stable")
+    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        drawn = rng.integers(0, starts.size, size=starts.size)
+        c = counts[drawn]
+        index = np.repeat(starts[drawn] - np.cumsum(c) + c, c) + np.arange(c.sum())
+        values.append(statistic(order[index]))
+    return np.asarray(values, dtype=np.float64)
+
+
+def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Percentile interval of bootstrap values, NaN values (undefined resamples) dropped."""
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return [float("nan"), float("nan")]
+    alpha = (1 - confidence) / 2
+    return [float(x) for x in np.quantile(samples, [alpha, 1 - alpha])]

@@ -1,10 +1,12 @@
-"""QualityModel: one HF encoder pass per turn window feeds every head; save and load."""
+"""QualityModel: the one forward pass (turn windows -> encoder -> turn heads -> conversation
+heads), shared by scoring, training, calibration and the benchmarks; save and load."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -14,17 +16,12 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from . import __version__
+from ._version import __version__
+from .batching import TurnWindows, collate, token_budget_batches
 from .calibration import Calibration
 from .errors import ModelLoadError
-from .heads import (
-    DEFAULT_HEADS,
-    ConversationHeads,
-    HeadSpec,
-    TurnHeads,
-    resolve_heads,
-    turn_feature_size,
-)
+from .head_layers import ConversationHeads, ConversationOutput, TurnHeads
+from .heads import DEFAULT_HEADS, HeadSpec, resolve_heads, turn_feature_size
 from .modelcard import render_model_card
 
 FORMAT_VERSION = 1
@@ -39,15 +36,17 @@ class UntrainedModelWarning(UserWarning):
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a QualityModel; written to config.json."""
+    """Everything needed to rebuild a QualityModel; written to config.json. The turn window
+    (`max_turn_tokens` of the turn, `max_context_tokens` of the turn before) is set here
+    only: scoring, training and calibration all read it from the model."""
 
     encoder: dict[str, Any]
     heads: list[str] = field(default_factory=lambda: list(DEFAULT_HEADS))
     name: str = "qualaudit-untrained"
     version: str = "0.0.0"
     trained_heads: list[str] = field(default_factory=list)
-    max_turn_tokens: int = 128
-    max_context_tokens: int = 64
+    max_turn_tokens: int = 96
+    max_context_tokens: int = 32
     conversation_dim: int = 128
     position_buckets: int = 16
     dropout: float = 0.1
@@ -85,6 +84,42 @@ def default_model_path() -> Path | None:
     with `pip install -e .`); None when it is not there (a wheel built without it)."""
     path = Path(__file__).resolve().parents[2] / "models" / "default"
     return path if (path / "config.json").is_file() else None
+
+
+@dataclass
+class ConversationGroup:
+    """The conversation heads' output for some transcripts of a forward pass: `rows` are their
+    positions among the pass's transcripts, `counts` their turn counts; `output` holds logits
+    (G, *shape) and, with evidence, (G, T, *shape) views padded to the longest (see
+    `head_layers.ConversationOutput`)."""
+
+    rows: list[int]
+    counts: list[int]
+    output: ConversationOutput
+
+
+@dataclass
+class ModelOutput:
+    """What the forward pass returns: raw (uncalibrated) logits.
+
+    turn_logits: {head name: (N, *shape)} for every turn window, whatever its role (a head
+    applies to the turns of its level); is_agent: (N,) bool; groups: the conversation outputs.
+    """
+
+    turn_logits: dict[str, torch.Tensor]
+    is_agent: torch.Tensor
+    groups: list[ConversationGroup]
+
+    @property
+    def conversation_logits(self) -> dict[str, torch.Tensor]:
+        """{head name: (B, *shape)}, the transcripts in the order of the windows."""
+        rows = [r for g in self.groups for r in g.rows]
+        names = self.groups[0].output.logits if self.groups else {}
+        merged = {name: torch.cat([g.output.logits[name] for g in self.groups]) for name in names}
+        if rows == sorted(rows):
+            return merged
+        where = torch.argsort(torch.tensor(rows))
+        return {name: value[where.to(value.device)] for name, value in merged.items()}
 
 
 class QualityModel(nn.Module):
@@ -206,6 +241,64 @@ class QualityModel(nn.Module):
         return digest.hexdigest()
 
     # ----------------------------------------------------------------- forward
+    def forward(self, windows: TurnWindows, *, with_evidence: bool = False,
+                encode: Callable[[TurnWindows], torch.Tensor] | None = None,
+                max_batch_tokens: int = 4096, group_turns: int | None = None) -> ModelOutput:
+        """The forward pass: turn windows -> turn states -> turn heads -> conversation heads.
+
+        Args:
+            windows: the turn windows of some transcripts (`WindowBuilder.build`).
+            with_evidence: also compute each turn's leave-one-out logits and the running
+                escalation estimate (scoring needs them; training does not).
+            encode: turns the windows into (N, H) float32 turn states; default
+                `encode_windows(windows, max_batch_tokens)`. The scorer passes its own, which
+                handles devices, pinned memory and running out of memory.
+            group_turns: None runs the conversation heads on every transcript at once, padded
+                to the longest; a number groups transcripts of similar length (each group up to
+                that many padded turns, or the longest transcript), so that one very long
+                transcript does not pad many short ones.
+        """
+        states = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)  # (N, H)
+        is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=states.device)  # (N,)
+        turn_logits = self.turn_heads(states)
+        features = self.turn_heads.features(turn_logits, is_agent)  # (N, F)
+        counts = windows.turn_counts
+        starts = [0]
+        for n in counts:
+            starts.append(starts[-1] + n)
+        if group_turns is None:
+            groups = [list(range(len(counts)))]
+        else:
+            groups = token_budget_batches(counts, max(group_turns, max(counts, default=1)))
+        out = []
+        for rows in groups:
+            T = max(counts[i] for i in rows)
+            index = torch.full((len(rows), T), -1, dtype=torch.long)  # (G, T) window positions
+            for row, i in enumerate(rows):
+                index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
+            index = index.to(states.device)
+            mask = index >= 0
+            safe = index.clamp(min=0)
+            conversation = self.conversation_heads(states[safe], features[safe],
+                                                   is_agent[safe] & mask, mask,
+                                                   with_evidence=with_evidence)
+            out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
+        return ModelOutput(turn_logits, is_agent, out)
+
+    def encode_windows(self, windows: TurnWindows, max_batch_tokens: int = 4096) -> torch.Tensor:
+        """(N, H) float32 turn states of every window, in window order: length-sorted batches
+        of at most `max_batch_tokens` padded tokens on the model's device."""
+        device = self.device
+        pad = self.tokenizer.pad_token_id or 0
+        states, order = [], []
+        for idx in token_budget_batches(windows.lengths, max_batch_tokens):
+            batch = collate(windows, idx, pad, self.uses_token_types)
+            states.append(self.encode_turns(**{k: v.to(device) for k, v in batch.items()}))
+            order += idx
+        if not states:
+            return torch.zeros((0, self.encoder.config.hidden_size), device=device)
+        return torch.cat(states)[torch.argsort(torch.tensor(order, device=device))]
+
     def encode_turns(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(N, L) token windows -> (N, H) turn states: mean of the encoder's last layer over

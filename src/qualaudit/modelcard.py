@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .schema import OUTPUT_COLUMNS
+
 if TYPE_CHECKING:
     from .model import QualityModel
 
@@ -50,21 +52,14 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         sections["Training data"] = (
             "None: no head of this model was trained." if not config.trained_heads else
             "Not documented by whoever saved this model: treat its scores with suspicion.")
-    lines += ["", "## Outputs", _OUTPUTS.strip(), "",
+    lines += ["", "## Outputs", "One row per transcript (`qualaudit score`; the README's \"Output "
+              "rows\" has every detail):", "", *_output_lines(), "",
               f"Weights SHA-256 (over names, dtypes, shapes and bytes): `{model.weights_sha256}`"]
     for title, body in sections.items():
         lines += ["", f"## {title}", body.strip()]
     return "\n".join(lines) + "\n"
 
 
-_OUTPUTS = """
-- `resolution`, `satisfaction`: P(level > 0) from calibrated distributions over the 5-level
-  scale -2..2 (`resolution_dist`, `satisfaction_dist`).
-- `empathy`: mean over agent turns of (expected EPITOME levels of emotional reactions,
-  interpretations and explorations) / 6, a graded score in [0, 1]; null without agent turns.
-- `repeat_inquiry`: P(the customer contacts again about the same matter); see Training data
-  for what the head learned from.
-- `escalation`: P(a human or higher tier was needed at some turn), a noisy-OR of per-turn
-  hazards; `escalation_turn`: the first turn at which the running estimate reaches 0.5.
-- Evidence: the change in each target's logit when a turn is left out of the pooling.
-"""
+def _output_lines() -> list[str]:
+    """The output columns, from the one table of them (`schema.OUTPUT_COLUMNS`)."""
+    return [f"- `{c.name}`: {c.description}" for c in OUTPUT_COLUMNS]

@@ -8,14 +8,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError, QualauditError, RejectedRowError, UsageError
 from .io import ColumnMap, iter_records
+from .io.writers import ErrorWriter, ResumeState, RowWriter
 from .redact import redact_row, redact_text
 from .schema import Transcript
-from .scorer import Auditor
-from .writers import ErrorWriter, ResumeState, RowWriter
+
+if TYPE_CHECKING:
+    from .scorer import Auditor
 
 log = logging.getLogger("qualaudit.pipeline")
 
@@ -117,7 +119,7 @@ def score_to_file(
 
         try:
             turns_before, tokens_before = auditor.stats.turns, auditor.stats.tokens
-            for chunk in auditor.score_transcripts(transcripts()):
+            for chunk in auditor.score_in_chunks(transcripts()):
                 rows = [result.to_dict(per_turn=per_turn) for result in chunk]
                 writer.write([redact_row(r) for r in rows] if redact else rows)
                 summary.scored += len(chunk)

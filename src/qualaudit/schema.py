@@ -6,12 +6,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .heads import HEAD_SPECS
+
 Role = Literal["customer", "agent", "system"]
 AgentType = Literal["ai", "human", "mixed", "unknown"]
 
 ROLES: tuple[str, ...] = ("customer", "agent", "system")
 AGENT_TYPES: tuple[str, ...] = ("ai", "human", "mixed", "unknown")
-SCHEMA_VERSION = "1.0"
+# 1.0: the first row format; 1.1 adds `model.precision` (and, in CSV and Parquet only, one
+# `metadata.<key>` column per metadata key). Readers accept every 1.x.
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,15 @@ class TurnScore:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """Which model wrote a row, and how it ran: `precision` is "fp32" or "bf16" (the encoder's
+    arithmetic; "fp32+int8" for the int8-quantized encoder), so that rows of two runs that
+    differ can be told apart (added in schema 1.1)."""
+
     name: str
     version: str
     weights_sha256: str
     trained: bool
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -123,25 +132,64 @@ class TranscriptScore:
         return row
 
 
-ROW_FIELDS: tuple[str, ...] = (
-    "id",
-    "agent_type",
-    "resolution",
-    "satisfaction",
-    "empathy",
-    "repeat_inquiry",
-    "escalation",
-    "resolution_dist",
-    "satisfaction_dist",
-    "escalation_turn",
-    "evidence",
-    "turns",
-    "n_turns",
-    "truncated",
-    "model",
-    "metadata",
-    "schema_version",
-)
+@dataclass(frozen=True)
+class OutputColumn:
+    """One field of an output row. `kind` says how flat tables (CSV, Parquet) hold it:
+    "string", "float", "int", or "json" (a nested value, stored there as JSON text)."""
+
+    name: str
+    kind: Literal["string", "float", "int", "json"]
+    description: str
+
+
+# The conversation scores a row reports, in row order; what else each brings (a `_dist` for
+# a 5-level head, a `_turn` for a running estimate) follows from its head spec.
+ROW_TARGETS: tuple[str, ...] = ("resolution", "satisfaction", "empathy", "repeat_inquiry",
+                                "escalation")
+_TARGET_TEXT = {
+    "resolution": "P(resolved) = P(level > 0) of the calibrated `resolution_dist`",
+    "satisfaction": "P(satisfied) = P(level > 0) of the calibrated `satisfaction_dist`",
+    "empathy": "mean over agent turns of the expected EPITOME levels of emotional reactions, "
+               "interpretations and explorations, / 6: a graded score in [0, 1]; null "
+               "without agent turns",
+    "repeat_inquiry": "P(the customer contacts again about the same matter)",
+    "escalation": "P(a human or higher tier was needed at some turn): a noisy-OR of per-turn "
+                  "hazards",
+}
+
+
+def _output_columns() -> tuple[OutputColumn, ...]:
+    spec = {s.target: s for s in HEAD_SPECS.values()}  # later versions of a target win
+    scores = [OutputColumn(t, "float", _TARGET_TEXT[t]) for t in ROW_TARGETS]
+    dists = [OutputColumn(f"{t}_dist", "json", "calibrated probabilities of the 5-level scale "
+                          "-2..2") for t in ROW_TARGETS
+             if spec[t].level == "conversation" and spec[t].kind == "categorical"]
+    running = [OutputColumn(f"{t}_turn", "int", "the first input turn at which the running "
+                            "estimate reaches 0.5; null below 0.5") for t in ROW_TARGETS
+               if spec[t].pooling == "causal"]
+    return (
+        OutputColumn("id", "string", "the transcript id"),
+        OutputColumn("agent_type", "string", "ai, human, mixed or unknown: a label, never a "
+                     "model input"),
+        *scores, *dists, *running,
+        OutputColumn("evidence", "json", "per target, the turns that moved its logit most when "
+                     "left out of the pooling"),
+        OutputColumn("turns", "json", "per scored turn outputs (only with --per-turn)"),
+        OutputColumn("n_turns", "int", "turns in the input, empty and system turns included"),
+        OutputColumn("truncated", "json", "null, or what was cut to fit the limits"),
+        OutputColumn("model", "json", "name, version, weights_sha256, trained, precision"),
+        OutputColumn("metadata", "json", "the transcript's metadata, as plain JSON"),
+        OutputColumn("schema_version", "string", "the row format's version, 1.x"),
+    )
+
+
+OUTPUT_COLUMNS: tuple[OutputColumn, ...] = _output_columns()
+ROW_FIELDS: tuple[str, ...] = tuple(c.name for c in OUTPUT_COLUMNS)
+
+
+def row_columns(per_turn: bool) -> list[str]:
+    """The fields of a row, in order; `turns` only `per_turn`."""
+    return [c for c in ROW_FIELDS if per_turn or c != "turns"]
 
 
 def to_dataframe(scores: list[TranscriptScore], per_turn: bool = False):
@@ -149,5 +197,4 @@ def to_dataframe(scores: list[TranscriptScore], per_turn: bool = False):
     import pandas as pd
 
     rows = [s.to_dict(per_turn=per_turn) for s in scores]
-    columns = [c for c in ROW_FIELDS if per_turn or c != "turns"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=row_columns(per_turn))

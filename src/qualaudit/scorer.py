@@ -1,4 +1,6 @@
-"""The batch scorer: transcripts in, calibrated scores with evidence out, in input order."""
+"""The batch scorer: chunks of transcripts through the model's forward pass on a device, at a
+precision, with tokenizing prefetched and running out of memory handled; rows come back in
+input order. What the logits become (calibration, evidence, rows) is `outputs`."""
 
 from __future__ import annotations
 
@@ -12,36 +14,51 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
-from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches
+from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches, within_max_turns
 from .errors import InputError, ModelLoadError, QualauditError
-from .evidence import mean_contributions, target_logit, top_evidence
-from .heads import ConversationOutput, empathy_score, p_positive
 from .io import read_transcripts
 from .model import QualityModel, default_model_path
-from .schema import ROLES, Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
+from .outputs import CONVERSATION_TARGETS, score_rows
+from .schema import ROLES, ModelInfo, Transcript, TranscriptScore
 
-CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")
 DEFAULT_MAX_TURNS = 1000
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 Quantize = Literal["int8"]
 # Padded tokens per encoder batch when none is given: a GPU needs large batches to be busy.
 DEFAULT_MAX_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 log = logging.getLogger("qualaudit.scorer")
 
-# oneDNN (torch's CPU matmuls) keeps a compiled primitive per input shape, up to 1024 of them
-# by default at about 1 MB each: as batch shapes keep changing, a long CPU run's memory grew by
-# 0.9 GB after the first 25,000 turns. 256 held it level over the 53,000 turns measured, at no
-# measured cost in speed (benchmarks/README.md). oneDNN reads this when it first runs, so a
-# process that used it earlier, or that sets the variable itself, keeps its own value.
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 natively: a GPU that supports it, or a CPU with AVX-512
+    BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def bound_onednn_cache() -> None:
+    """Bound oneDNN's cache of compiled per-shape kernels (torch's CPU matmuls) to 256 shapes.
+
+    It keeps one per input shape, up to 1024 by default at about 1 MB each: as batch shapes
+    keep changing, a long CPU run's memory grew by 0.9 GB after the first 25,000 turns; 256
+    held it level over the 53,000 turns measured, at no measured cost in speed
+    (benchmarks/README.md). oneDNN reads the variable when it first runs, so a process that
+    used it earlier, or that sets the variable itself, keeps its own value. Called when a CPU
+    scorer starts, never at import.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
 
 
 @dataclass
@@ -61,7 +78,8 @@ class ScoringStats:
 
 @dataclass
 class _Chunk:
-    """A chunk of transcripts ready for the encoder: their turn windows are built."""
+    """A chunk of transcripts ready for the encoder: their turn windows are built; `dropped`
+    is what `within_max_turns` left out of each."""
 
     transcripts: list[Transcript]
     dropped: list[list[int] | None]
@@ -82,16 +100,20 @@ class Auditor:
     its tokens to the model's `max_turn_tokens` (`turn_tokens`). A batch that runs out of
     memory is split in two and retried, and later batches stay under the size that fitted.
 
+    Precision: "auto" (the default) is bf16 where the device runs it natively (a GPU with
+    bf16, a CPU with AVX-512 BF16 or AMX; see `native_bf16`) and fp32 elsewhere; "fp32" gives
+    the same scores everywhere; "bf16" runs the encoder in bfloat16 (weights and activations;
+    turn states are pooled in float32). `quantize="int8"` (CPU only) runs the encoder's
+    Linear layers with torch dynamic int8 quantization (with fp32 elsewhere). Reduced
+    precisions run on a copy of the encoder, so the model passed in is left as it is; every
+    row's `model.precision` says which one ran.
+
     Speed settings: `max_batch_tokens` padded tokens per encoder batch (default 8192 on CPU,
     65536 on CUDA); a batch of at least an eighth of that is closed before a window that
-    would make more than `max_padding` of its tokens padding. `precision="bf16"` runs the
-    encoder in bfloat16 (weights and activations; turn states are pooled in float32);
-    `quantize="int8"` (CPU only) runs the encoder's Linear layers with torch dynamic int8
-    quantization. Both run on a copy of the encoder, so the model passed in is left as it
-    is. `prefetch` builds the next chunk's turn windows (tokenizing) in a background thread
-    while this one is encoded (default: on CUDA, where the GPU would otherwise wait for it;
-    on a CPU both compete for the same cores). On CUDA, batches are copied from
-    pinned memory without blocking.
+    would make more than `max_padding` of its tokens padding. `prefetch` builds the next
+    chunk's turn windows (tokenizing) in a background thread while this one is encoded
+    (default: on CUDA, where the GPU would otherwise wait for it; on a CPU both compete for
+    the same cores). On CUDA, batches are copied from pinned memory without blocking.
 
     Example:
         >>> auditor = Auditor.from_pretrained("models/default")
@@ -107,11 +129,11 @@ class Auditor:
                  max_turns: int | None = DEFAULT_MAX_TURNS,
                  max_turn_chars: int | None = None, quantize: Quantize | None = None,
                  prefetch: bool | None = None, max_padding: float = 0.02) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
-        if quantize and precision != "fp32":
+        if quantize and precision == "bf16":
             raise ValueError("quantize='int8' replaces the encoder's Linear layers with int8 ones; "
                              "use it with precision='fp32', not bf16")
         too_small = max_batch_tokens is not None and max_batch_tokens < 1
@@ -135,16 +157,21 @@ class Auditor:
                                  f"quantization, which runs on the CPU only, not on "
                                  f"{str(self.device)!r}; on a GPU use precision='bf16' "
                                  "(--precision bf16), or score on the CPU (--device cpu)")
-        self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
-                              trained=not model.config.untrained_heads)
+        if precision == "auto":
+            precision = "bf16" if not quantize and native_bf16(self.device) else "fp32"
+        if self.device.type == "cpu":
+            bound_onednn_cache()
         self.model = model.to(self.device).eval()
         if quantize == "int8":
             self.model = _with_encoder(self.model, _dynamic_int8(self.model.encoder))
         elif precision == "bf16":
             self.model = _with_encoder(self.model,
                                        copy.deepcopy(self.model.encoder).to(torch.bfloat16))
-        self.precision = precision
+        self.precision: Literal["fp32", "bf16"] = precision
         self.quantize = quantize
+        self.info = ModelInfo(model.config.name, model.config.version, model.weights_sha256,
+                              trained=not model.config.untrained_heads,
+                              precision=quantize or precision)
         if max_batch_tokens is None:
             max_batch_tokens = DEFAULT_MAX_BATCH_TOKENS.get(self.device.type, 8192)
         self.max_batch_tokens = max_batch_tokens
@@ -181,20 +208,16 @@ class Auditor:
         """Lazily score anything `qualaudit.io.read_transcripts` reads; memory stays bounded by
         `chunk_turns` turns however long the input is. Bad input raises InputError (filter it
         first with `qualaudit.io.iter_records` to skip bad transcripts instead)."""
-        for chunk in self.score_chunks(source, **reader_kwargs):
+        reader_kwargs.setdefault("on_error", "raise")
+        for chunk in self.score_in_chunks(read_transcripts(source, **reader_kwargs)):
             yield from chunk
 
-    def score_chunks(self, source: Any, **reader_kwargs: Any) -> Iterator[list[TranscriptScore]]:
-        """Like `score_iter`, one list per chunk of about `chunk_turns` turns: the unit that
-        writers flush to disk at a time."""
-        reader_kwargs.setdefault("on_error", "raise")
-        return self.score_transcripts(read_transcripts(source, **reader_kwargs))
-
-    def score_transcripts(self, transcripts: Iterable[Transcript]) -> Iterator[list[TranscriptScore]]:
+    def score_in_chunks(self, transcripts: Iterable[Transcript]) -> Iterator[list[TranscriptScore]]:
         """Score transcripts already validated by `qualaudit.io` (`iter_records`,
-        `read_transcripts`), one list per chunk of about `chunk_turns` turns. With `prefetch`,
-        the next chunk is read and tokenized in a background thread meanwhile (so `transcripts`
-        is iterated there); an error it raises comes out here after the chunks before it."""
+        `read_transcripts`), one list of rows per chunk of about `chunk_turns` turns: the unit
+        that writers flush to disk at a time. With `prefetch`, the next chunk is read and
+        tokenized in a background thread meanwhile (so `transcripts` is iterated there); an
+        error it raises comes out here after the chunks before it."""
         chunks = self._prepared_chunks(iter(transcripts))
         if self.prefetch:
             chunks = _prefetched(chunks)
@@ -205,11 +228,28 @@ class Auditor:
         finally:
             chunks.close()  # stops (and waits for) the prefetching thread
 
+    def score_transcripts(self, transcripts: Iterable[Transcript]) -> Iterator[list[TranscriptScore]]:
+        """Deprecated (0.3): renamed `score_in_chunks`; this alias goes in 0.4."""
+        warnings.warn("Auditor.score_transcripts is deprecated: use Auditor.score_in_chunks "
+                      "(the same call); the alias goes in qualaudit 0.4", DeprecationWarning,
+                      stacklevel=2)
+        return self.score_in_chunks(transcripts)
+
+    def score_chunks(self, source: Any, **reader_kwargs: Any) -> Iterator[list[TranscriptScore]]:
+        """Deprecated (0.3): use `score_iter` (rows one by one) or `score_in_chunks` over
+        `qualaudit.io.read_transcripts(source)`; this alias goes in 0.4."""
+        warnings.warn("Auditor.score_chunks is deprecated: use Auditor.score_iter, or "
+                      "Auditor.score_in_chunks(read_transcripts(source)); the alias goes in "
+                      "qualaudit 0.4", DeprecationWarning, stacklevel=2)
+        reader_kwargs.setdefault("on_error", "raise")
+        return self.score_in_chunks(read_transcripts(source, **reader_kwargs))
+
+    # --------------------------------------------------------------- internals
     def _prepared_chunks(self, transcripts: Iterator[Transcript]) -> Iterator[_Chunk]:
         while True:
             chunk, dropped, n_turns = [], [], 0
             for transcript in transcripts:
-                transcript, left_out = self._within_max_turns(transcript)
+                transcript, left_out, _ = within_max_turns(transcript, self.max_turns)
                 chunk.append(transcript)
                 dropped.append(left_out)
                 n_turns += len(transcript.scored_turns)
@@ -219,18 +259,6 @@ class Auditor:
                 return
             yield self._prepare(chunk, dropped)
 
-    def _within_max_turns(self, transcript: Transcript) -> tuple[Transcript, list[int] | None]:
-        """The transcript with at most `max_turns` scored turns (the first and last halves), and
-        the first and last input index of the turns left out (None when none is)."""
-        scored = transcript.scored_turns
-        if self.max_turns is None or len(scored) <= self.max_turns:
-            return transcript, None
-        head, tail = (self.max_turns + 1) // 2, self.max_turns // 2
-        kept = scored[:head] + (scored[len(scored) - tail:] if tail else ())
-        left_out = [scored[head].index, scored[len(scored) - tail - 1].index]
-        return replace(transcript, turns=kept), left_out
-
-    # --------------------------------------------------------------- internals
     def _prepare(self, chunk: list[Transcript],
                  dropped: list[list[int] | None] | None = None) -> _Chunk:
         """Check a chunk and build its turn windows: the CPU work that can run ahead."""
@@ -244,40 +272,21 @@ class Auditor:
 
     @torch.inference_mode()
     def _score_prepared(self, prepared: _Chunk) -> list[TranscriptScore]:
-        chunk, dropped, windows = prepared.transcripts, prepared.dropped, prepared.windows
+        windows = prepared.windows
+        output = self.model(windows, with_evidence=True, encode=self._encode,
+                            group_turns=self.chunk_turns)
         lengths = windows.lengths
-        states = self._encode(windows, lengths)  # (N, H)
-        is_agent = torch.tensor([t.role == "agent" for tr in chunk for t in tr.scored_turns],
-                                dtype=torch.bool, device=self.device)
-        turn_logits = self.model.turn_heads(states)
-        features = self.model.turn_heads.features(turn_logits, is_agent)
-        starts = np.cumsum([0] + [len(t.scored_turns) for t in chunk])
-        conversation = self._conversation(states, features, is_agent, starts)
-        turn_outputs = self._turn_outputs(turn_logits)
-
-        self.stats.transcripts += len(chunk)
+        self.stats.transcripts += len(prepared.transcripts)
         self.stats.turns += len(lengths)
         self.stats.tokens += sum(lengths)
-        results = []
-        for i, transcript in enumerate(chunk):
-            a, b = starts[i], starts[i + 1]
-            truncated: dict[str, Any] = {}
-            for key, cuts in (("turn_tokens", windows.turn_truncated[a:b]),
-                              ("turn_chars", windows.turn_chars_cut[a:b])):
-                indices = [t.index for t, cut in zip(transcript.scored_turns, cuts) if cut]
-                if indices:
-                    truncated[key] = indices
-            if dropped[i] is not None:
-                truncated["turns_dropped"] = dropped[i]
-            results.append(self._assemble(
-                transcript, {k: v[a:b] for k, v in turn_outputs.items()}, conversation[i],
-                truncated or None))
-        return results
+        return score_rows(output, prepared.transcripts, windows, self.model.specs,
+                          self.model.calibration, self.info, self.top_evidence, prepared.dropped)
 
-    def _encode(self, windows, lengths: list[int]) -> torch.Tensor:
+    def _encode(self, windows: TurnWindows) -> torch.Tensor:
         """(N, H) float32 turn states for every window. Batches are queued without waiting
         for the device (pinned host memory, non-blocking copies on CUDA) and their states
         put back in window order once, at the end."""
+        lengths = windows.lengths
         hidden = self.model.encoder.config.hidden_size
         pad_id = self.model.tokenizer.pad_token_id or 0
         pin = self.device.type == "cuda"
@@ -336,125 +345,6 @@ class Auditor:
                     len(idx), padded, self.device, self._fitting_batch_tokens)
         half = len(idx) // 2
         return [idx[:half], idx[half:]]
-
-    def _conversation(self, states, features, is_agent, starts) -> list[dict[str, Any]]:
-        """Conversation heads per transcript, run in groups of similar turn counts so that a
-        10,000-turn transcript does not pad a chunk of short ones to its length."""
-        counts = np.diff(starts)
-        out: list[dict[str, Any]] = [{} for _ in counts]
-        budget = max(self.chunk_turns, int(counts.max()))
-        for group in token_budget_batches(counts.tolist(), budget):
-            T = int(counts[group].max())
-            index = torch.full((len(group), T), -1, dtype=torch.long)
-            for row, i in enumerate(group):
-                index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
-            index = index.to(self.device)
-            mask = index >= 0
-            safe = index.clamp(min=0)
-            result = self.model.conversation_heads(
-                states[safe], features[safe], is_agent[safe] & mask, mask, with_evidence=True)
-            for i, conv in zip(group, self._conversation_outputs(result, counts[group].tolist())):
-                out[i] = conv
-        return out
-
-    def _conversation_outputs(self, result: ConversationOutput,
-                              counts: list[int]) -> list[dict[str, Any]]:
-        """Per conversation of a group (row b has `counts[b]` turns): the calibrated
-        probabilities of each conversation target, each turn's contribution to its logit
-        (see `evidence.logit_contributions`), and the calibrated running escalation estimate.
-        Calibration and evidence run once per group on all its rows, not once per
-        conversation: their per-call overhead would otherwise dominate on a GPU."""
-        cal = self.model.calibration
-        rows = range(len(counts))
-        out: list[dict[str, Any]] = [{"probs": {}, "contributions": {}} for _ in rows]
-        for target in CONVERSATION_TARGETS:
-            spec = self.specs[target]
-            logits = result.logits[spec.name].cpu().numpy()  # (B, *shape)
-            probs = cal.predict_proba(spec.name, logits.astype(np.float64), spec.binary)
-            full = target_logit(cal, spec, logits)  # (B,)
-            left_out = target_logit(cal, spec, result.leave_one_out[spec.name].cpu().numpy())
-            contributions = full[:, None] - left_out  # (B, T)
-            # As evidence.logit_contributions: changes within float32 rounding are no change.
-            moved = np.abs(contributions) > 1e-6 * np.maximum(1.0, np.abs(full))[:, None]
-            contributions = np.where(moved, contributions, 0.0)
-            for b in rows:
-                out[b]["probs"][target] = probs[b]
-                # With one turn, leaving it out leaves nothing to compare with: no evidence.
-                out[b]["contributions"][target] = (contributions[b, :counts[b]] if counts[b] > 1
-                                                   else np.zeros(1))
-        spec = self.specs["escalation"]
-        running = cal.predict_proba(
-            spec.name, result.running[spec.name].cpu().numpy().astype(np.float64), True)
-        for b in rows:
-            out[b]["running"] = running[b, :counts[b]]
-        return out
-
-    def _turn_outputs(self, turn_logits: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Calibrated per-turn probabilities for every window (role filtering comes later)."""
-        cal = self.model.calibration
-        return {spec.target: cal.predict_proba(
-                    spec.name, turn_logits[spec.name].cpu().numpy().astype(np.float64), spec.binary)
-                for spec in self.model.turn_heads.specs}
-
-    def _assemble(self, transcript: Transcript, turn_out: dict[str, np.ndarray],
-                  conv: dict[str, Any], truncated: dict[str, Any] | None) -> TranscriptScore:
-        turns = transcript.scored_turns
-        roles = [t.role for t in turns]
-        indices = [t.index for t in turns]
-
-        scores: dict[str, Any] = {}
-        evidence: dict[str, list[Evidence]] = {}
-        for target in CONVERSATION_TARGETS:
-            probs = conv["probs"][target]
-            if self.specs[target].binary:
-                scores[target] = float(probs)
-            else:
-                scores[f"{target}_dist"] = probs.tolist()
-                scores[target] = float(p_positive(probs))
-            evidence[target] = top_evidence(conv["contributions"][target], indices, roles,
-                                            self.top_evidence)
-
-        running = conv["running"]
-        escalation_turn = None
-        if scores["escalation"] >= 0.5:
-            escalation_turn = indices[int(np.argmax(running >= 0.5))]
-
-        agent = np.array([r == "agent" for r in roles])
-        turn_empathy = empathy_score(turn_out["empathy"]) if "empathy" in turn_out else None
-        empathy = None
-        if turn_empathy is not None and agent.any():
-            empathy = float(turn_empathy[agent].mean())
-            contributions = mean_contributions(turn_empathy[agent])
-            evidence["empathy"] = [] if contributions is None else top_evidence(
-                contributions, [i for i, a in zip(indices, agent) if a], ["agent"] * int(agent.sum()),
-                self.top_evidence)
-
-        turn_scores = []
-        for k, turn in enumerate(turns):
-            fields: dict[str, Any] = {"escalation_running": float(running[k])}
-            for target, probs in turn_out.items():
-                head = self.specs[target]
-                if (head.level == "agent_turn") != (turn.role == "agent"):
-                    continue
-                if target == "empathy":
-                    fields["empathy"] = float(turn_empathy[k])
-                    fields["empathy_levels"] = dict(zip(head.labels, probs[k].tolist()))
-                elif head.labels:  # several independent signals: report each and the strongest
-                    fields[f"{target}s"] = dict(zip(head.labels, probs[k].tolist()))
-                    fields[target] = float(probs[k].max())
-                else:
-                    fields[target] = float(probs[k])
-            turn_scores.append(TurnScore(turn.index, turn.role, turn.agent_type, **fields))
-
-        return TranscriptScore(
-            id=transcript.id, agent_type=transcript.agent_type,
-            resolution=scores["resolution"], satisfaction=scores["satisfaction"],
-            empathy=empathy, repeat_inquiry=scores["repeat_inquiry"],
-            escalation=scores["escalation"], resolution_dist=scores["resolution_dist"],
-            satisfaction_dist=scores["satisfaction_dist"], escalation_turn=escalation_turn,
-            evidence=evidence, turns=turn_scores, n_turns=transcript.n_input_turns,
-            truncated=truncated, model=self.info, metadata=dict(transcript.metadata),
-        )
 
 
 def _is_out_of_memory(exc: RuntimeError) -> bool:

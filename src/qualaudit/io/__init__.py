@@ -1,4 +1,6 @@
-"""Transcript readers: JSONL, CSV/TSV, Parquet, ConvoKit, pandas and datasets -> `Transcript`s.
+"""Every file format, both directions: transcript readers (JSONL, CSV/TSV, Parquet, ConvoKit,
+pandas, datasets -> `Transcript`s), score writers and readers (`writers`, `scores`), label
+files (`labels`); `formats` maps extensions to formats for all of them. No torch here.
 
 Every reader streams (a line, a chunk or a batch at a time) and only reshapes raw records
 into what `normalize.make_transcript` validates. A bad transcript becomes an `InputError`
@@ -14,10 +16,14 @@ from ..errors import InputError
 from ..normalize import parse_role_map
 from ..schema import Transcript
 from .columns import ColumnMap
+from .formats import TRANSCRIPT_FORMATS
+from .labels import read_labels
 from .records import _checked, _valid_only
-from .sources import FORMATS, _open
+from .scores import read_scores
+from .sources import _open
 
-__all__ = ["FORMATS", "ColumnMap", "iter_records", "read_transcripts"]
+__all__ = ["TRANSCRIPT_FORMATS", "ColumnMap", "iter_records", "read_labels", "read_scores",
+           "read_transcripts"]
 
 
 def iter_records(
@@ -56,8 +62,9 @@ def iter_records(
         >>> for record in iter_records("chats.csv", role_map="customer=visitor"):
         ...     print(record.id if isinstance(record, Transcript) else record)
     """
-    if format != "auto" and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; expected auto or one of {', '.join(FORMATS)}",
+    if format != "auto" and format not in TRANSCRIPT_FORMATS:
+        raise InputError(f"unknown format {format!r}; expected auto or one of "
+                         f"{', '.join(TRANSCRIPT_FORMATS)}",
                          field="format")
     roles = parse_role_map(role_map)
     stream = _open(source, format, columns)

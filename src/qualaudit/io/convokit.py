@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..normalize import is_missing, normalize_id
-from .objects import _json_line
+from .jsonl import json_line
 from .records import _Raw, _Stream
 from .values import _first_value, _kind, _sort_keys
 
@@ -66,7 +66,7 @@ def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
             utterances, error = [], None
             for line, offset in zip(positions[::2], positions[1::2]):
                 handle.seek(offset)
-                item = _json_line(handle.readline(), line, source, _CONVERSATION_KEYS)
+                item = json_line(handle.readline(), line, source, _CONVERSATION_KEYS)
                 if isinstance(item, InputError):
                     error = error or item
                 elif item is not None:
@@ -87,7 +87,7 @@ def _utterance_positions(path: Path, source: str) -> dict[str | int, array]:
     offset = 0
     with path.open("rb") as handle:
         for number, data in enumerate(handle, 1):
-            item = _json_line(data, number, source, _CONVERSATION_KEYS)
+            item = json_line(data, number, source, _CONVERSATION_KEYS)
             if item is not None:
                 key = _conversation_of(item)
                 positions.setdefault(number if key is None else key, array("q")).extend(

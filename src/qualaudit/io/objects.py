@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import numbers
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..normalize import UTF8_HINT, is_missing, normalize_id
+from ..normalize import is_missing, normalize_id
+from .jsonl import json_line
 from .records import _Raw
 from .values import _as_list, _first_key, _is_scalar, _kind
 
@@ -33,46 +33,10 @@ def _reject_json_array(path: Path) -> None:
         )
 
 
-def _json_line(data: bytes, number: int, source: str,
-               id_keys: tuple[str, ...]) -> tuple[int, Any] | InputError | None:
-    """(line number, parsed value) of one line, None when it is blank, or an InputError.
-
-    The id of a line that is not valid UTF-8 is read anyway when it can be (the first of
-    `id_keys` present), so that the error names the transcript it rejects.
-    """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return InputError(
-            f"invalid UTF-8 at byte {exc.start + 1} of the line (0x{data[exc.start]:02x})",
-            source=source, line=number, transcript_id=_guess_id(data, id_keys), hint=UTF8_HINT,
-        )
-    if number == 1:
-        text = text.removeprefix("\ufeff")
-    if not text.strip():
-        return None
-    try:
-        return number, json.loads(text)
-    except json.JSONDecodeError as exc:
-        return InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
-                          source=source, line=number,
-                          hint="Each line must be one complete JSON object (JSON Lines)")
-
-
-def _guess_id(data: bytes, id_keys: tuple[str, ...]) -> str | None:
-    """The id of a line that is not valid UTF-8, when it can be read anyway (for the error)."""
-    try:
-        obj = json.loads(data.decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
-        return None
-    key = next((k for k in id_keys if k in obj), None) if isinstance(obj, dict) else None
-    return normalize_id(obj[key]) if key is not None else None
-
-
 def _jsonl_records(path: Path, source: str) -> Iterator[_Raw | InputError]:
     with path.open("rb") as handle:
         for number, data in enumerate(handle, 1):
-            item = _json_line(data, number, source, _OBJECT_ID_KEYS)
+            item = json_line(data, number, source, _OBJECT_ID_KEYS)
             if isinstance(item, InputError):
                 yield item
             elif item is not None:

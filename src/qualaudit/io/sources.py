@@ -14,15 +14,10 @@ from ..normalize import normalize_id
 from ..schema import Transcript, Turn
 from .columns import ColumnMap
 from .convokit import _convokit_stream
+from .formats import SUFFIX_FORMATS, TRANSCRIPT_FORMATS
 from .objects import _jsonl_records, _object_record, _reject_json_array
 from .records import _OBJECT_DUPLICATE_HINT, _Raw, _Stream
 from .tables import _csv_stream, _dataset_rows, _frame_rows, _parquet_stream, _rows_stream
-
-FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "parquet", "convokit")
-_SUFFIX_FORMATS = {
-    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-    ".parquet": "parquet", ".pq": "parquet",
-}
 
 
 def _open(source: Any, fmt: str, columns: ColumnMap | None) -> _Stream:
@@ -75,12 +70,13 @@ def _detect_format(path: Path) -> str:
                          "ConvoKit corpus directory", source=str(path))
     if path.name == "utterances.jsonl":
         return "convokit"
-    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
             f"cannot tell the format from the extension {path.suffix!r}; expected one of "
-            + ", ".join(_SUFFIX_FORMATS),
-            source=str(path), hint=f"Pass --format (format=) with one of {', '.join(FORMATS)}",
+            + ", ".join(SUFFIX_FORMATS),
+            source=str(path),
+            hint=f"Pass --format (format=) with one of {', '.join(TRANSCRIPT_FORMATS)}",
         )
     return fmt
 

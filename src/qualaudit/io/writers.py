@@ -1,4 +1,4 @@
-"""Output rows to JSONL, CSV or Parquet, and rejected transcripts to an errors file: written
+"""Output rows to JSONL, CSV, TSV or Parquet, and rejected transcripts to an errors file: written
 chunk by chunk, each chunk flushed and synced to disk, the file locked while it is written.
 
 What a kill or an interruption leaves:
@@ -21,31 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InputError, OutputError, UsageError
-from .redact import redact_text
-from .schema import ROW_FIELDS
+from ..errors import InputError, OutputError, UsageError
+from ..redact import redact_text
+from ..schema import OUTPUT_COLUMNS, row_columns
+from .formats import SCORE_FORMATS, format_of
+from .jsonl import json_line
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no OS lock (see README, "Guarantees")
     fcntl = None  # type: ignore[assignment]
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
-           ".parquet": "parquet", ".pq": "parquet"}
-
-
 def output_format(path: str | Path | None) -> str:
+    """The format an output path's extension names (JSONL for stdout, `path` None)."""
     if path is None:
         return "jsonl"
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(f"cannot tell the output format of {str(path)!r} from its extension; "
-                         f"use one of {', '.join(sorted(FORMATS))}")
-    return FORMATS[suffix]
+    try:
+        return format_of(path, SCORE_FORMATS, "the output")
+    except InputError as exc:
+        raise ValueError(exc.reason) from None
 
 
-_FLOAT_COLUMNS = ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation")
-_INT_COLUMNS = ("escalation_turn", "n_turns")
+_PARQUET_KINDS = {"float": "float64", "int": "int64"}
 
 
 def open_locked(path: str | Path, buffered: bool = True) -> BinaryIO:
@@ -98,10 +95,10 @@ def read_resume_state(handle: BinaryIO, path: str | Path) -> ResumeState:
             state.partial_bytes = len(data)
             break
         state.size += len(data)
-        try:
-            row = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _unreadable(path, number, f"not valid JSON ({exc})") from None
+        item = json_line(data, number, str(path))
+        if isinstance(item, InputError):
+            raise _unreadable(path, number, item.reason)
+        row = item[1] if item is not None else None
         model = row.get("model") if isinstance(row, dict) else None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(model, dict):
             raise _unreadable(path, number, "not an output row (an object with an id and a model)")
@@ -133,7 +130,7 @@ class RowWriter:
                  resume: bool = False) -> None:
         self.format = output_format(path)
         self.path = Path(path) if path is not None else None
-        self.columns = [c for c in ROW_FIELDS if per_turn or c != "turns"]
+        self.columns = row_columns(per_turn)
         self.rows_written = 0
         self.resumed: ResumeState | None = None
         self._parquet = None
@@ -152,13 +149,13 @@ class RowWriter:
             self._committed = self.resumed.size
         else:
             self._file.truncate(0)
-        if self.format == "csv":
+        if self.format in ("csv", "tsv"):
             self._append(self._csv_text([], header=True))
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.format == "parquet":
             self._write_parquet(rows)
-        elif self.format == "csv":
+        elif self.format in ("csv", "tsv"):
             self._append(self._csv_text(rows, header=False))
         else:
             self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -187,7 +184,8 @@ class RowWriter:
 
     def _csv_text(self, rows: Sequence[Mapping[str, Any]], header: bool) -> str:
         buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=self.columns)
+        writer = csv.DictWriter(buffer, fieldnames=self.columns,
+                                delimiter="\t" if self.format == "tsv" else ",")
         if header:
             writer.writeheader()
         writer.writerows(flat_row(r) for r in rows)
@@ -198,8 +196,8 @@ class RowWriter:
         import pyarrow.parquet as pq
 
         if self._parquet is None:
-            types = {c: pa.float64() for c in _FLOAT_COLUMNS} | {c: pa.int64() for c in _INT_COLUMNS}
-            schema = pa.schema([(c, types.get(c, pa.string())) for c in self.columns])
+            kinds = {c.name: _PARQUET_KINDS.get(c.kind, "string") for c in OUTPUT_COLUMNS}
+            schema = pa.schema([(c, pa.type_for_alias(kinds[c])) for c in self.columns])
             self._parquet = pq.ParquetWriter(self._file, schema)
         table = pa.Table.from_pylist([flat_row(r) for r in rows], schema=self._parquet.schema)
         self._parquet.write_table(table)

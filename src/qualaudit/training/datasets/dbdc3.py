@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Example, empty_turn_labels, transcript
+from .examples import Example, empty_turn_labels, transcript
 
 NAME = "dbdc3"
 FOLDER = "dbdc3"

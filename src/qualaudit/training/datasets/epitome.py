@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..heads import EMPATHY_MECHANISMS
-from . import Example, empty_turn_labels, transcript
+from ...heads import EMPATHY_MECHANISMS
+from .examples import Example, empty_turn_labels, transcript
 
 NAME = "epitome"
 FOLDER = "epitome"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from .calibrate import HeadCalibration, fit_calibration
+from ..model import QualityModel
+from .calibration_job import HeadCalibration, fit_calibration
 from .datasets import by_split
-from .model import QualityModel
 from .train import TrainingArgs, TrainResult, train
 
 LICENCES = """\

@@ -1,8 +1,5 @@
-"""A user's own labels as training and evaluation examples.
-
-Public data only approximates what a support team means by "resolved" or "empathetic";
-a few hundred of their own QA labels fine-tune the heads (`train.TrainingArgs(examples=...)`)
-and measure agreement (`qualaudit.agreement`). Both read the same labels file.
+"""A team's own QA labels, read from a labels file (for `qualaudit train --labels` and
+`qualaudit evaluate`).
 
 Labels file: CSV, TSV or JSONL (by extension), keyed by transcript `id`; every column but
 `id` is optional and an empty cell (JSON null or a missing key) means "no label":
@@ -36,31 +33,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
-from ..heads import EMPATHY_MECHANISMS
-from ..io import read_transcripts
 from ..normalize import is_missing, normalize_id
-from ..schema import Transcript
-from . import Example, empty_turn_labels
+from .formats import LABEL_FORMATS, format_of
+from .jsonl import json_objects
 
-log = logging.getLogger("qualaudit.datasets")
-
-NAME = "user"
 BINARY = ("resolution", "repeat_inquiry", "escalation")
 GRADES = {"resolution_grade": (-2, 2), "satisfaction": (-2, 2), "empathy": (0, 2)}
 CONVERSATION_COLUMNS = ("resolution", "resolution_grade", "satisfaction", "repeat_inquiry",
                         "escalation")
 COLUMNS = ("id", "turn", *CONVERSATION_COLUMNS, "empathy")
-_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None, ".json": None}
-_SHOWN_IDS = 5
 
 
 def read_labels(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -81,19 +67,8 @@ def read_labels(path: str | Path) -> dict[str, dict[str, Any]]:
         {'source': 'qa_labels.csv', 'line': 2, 'resolution': 1, 'satisfaction': -1}
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _FORMATS:
-        raise InputError(f"cannot tell the format of the labels file from {suffix or 'no extension'!r}; "
-                         f"expected one of {', '.join(_FORMATS)}", source=str(path))
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"invalid UTF-8 at byte {exc.start}", source=str(path),
-                         line=data[:exc.start].count(b"\n") + 1,
-                         hint="Re-encode the file as UTF-8") from None
-    rows = _jsonl_rows(text, str(path)) if _FORMATS[suffix] is None else \
-        _csv_rows(text, str(path), _FORMATS[suffix])
+    fmt = format_of(path, LABEL_FORMATS, "the labels file")
+    rows = json_objects(path) if fmt == "jsonl" else _csv_rows(path, "\t" if fmt == "tsv" else ",")
     labels: dict[str, dict[str, Any]] = {}
     seen_rows: dict[tuple[str, int | None], int] = {}
     first_line: dict[tuple[str, str], int] = {}
@@ -137,96 +112,6 @@ def read_labels(path: str | Path) -> dict[str, dict[str, Any]]:
     return labels
 
 
-def user_examples(transcripts: Any, labels: Mapping[str, Mapping[str, Any]] | str | Path,
-                  ) -> list[Example]:
-    """Training/evaluation examples: the transcripts that have labels, joined by id.
-
-    Transcripts without labels are skipped (their count is logged at INFO on
-    "qualaudit.datasets"); labels whose id has no transcript are an error, since they are
-    usually an id typo or the wrong export. Examples have `source="user"` and `group=id`,
-    so `Example.split` gives a fixed train/dev/report split.
-
-    Args:
-        transcripts: Transcripts or anything `qualaudit.io.read_transcripts` reads.
-        labels: `read_labels`' result, or the labels file's path.
-
-    Raises:
-        InputError: labels for unknown ids (a few listed), or an empathy `turn` that is not
-            an agent turn of its transcript (naming the labels file and line).
-
-    Example:
-        >>> examples = user_examples("chats.jsonl", "qa_labels.csv")  # doctest: +SKIP
-        >>> train(TrainingArgs(output_dir="models/ours", init="models/default",
-        ...                    examples=examples, freeze_encoder=True))
-    """
-    if isinstance(labels, (str, Path)):
-        labels = read_labels(labels)
-    if isinstance(transcripts, Transcript):
-        transcripts = [transcripts]
-    examples, unlabelled, seen = [], 0, set()
-    for t in read_transcripts(transcripts):
-        seen.add(t.id)
-        if t.id not in labels:
-            unlabelled += 1
-            continue
-        examples.append(_example(t, labels[t.id]))
-    orphans = [tid for tid in labels if tid not in seen]
-    if orphans:
-        first = next(iter(labels.values()), {})
-        raise InputError(
-            f"{len(orphans)} labelled id(s) have no transcript, e.g. {orphans[:_SHOWN_IDS]}",
-            source=first.get("source"), field="id",
-            hint="Check that the labels and the transcripts come from the same export")
-    if unlabelled:
-        log.info("%d transcript(s) without labels skipped; %d labelled", unlabelled, len(examples))
-    return examples
-
-
-def _example(t: Transcript, entry: Mapping[str, Any]) -> Example:
-    labels: dict[str, np.ndarray] = {}
-    grade = entry.get("resolution_grade")
-    if grade is None and entry.get("resolution") is not None:
-        grade = 1 if entry["resolution"] else -1
-    if grade is not None:
-        labels["resolution"] = np.eye(5, dtype=np.float32)[grade + 2]
-    if entry.get("satisfaction") is not None:
-        labels["satisfaction"] = np.eye(5, dtype=np.float32)[entry["satisfaction"] + 2]
-    for target in ("repeat_inquiry", "escalation"):
-        if entry.get(target) is not None:
-            labels[target] = np.float32(entry[target])
-    turn_labels = {}
-    empathy = _empathy(t, entry)
-    if empathy is not None:
-        turn_labels["empathy"] = empathy
-    info = {k: v for k, v in entry.items() if k not in ("source", "line")}
-    return Example(t, NAME, t.id, turn_labels=turn_labels, labels=labels, info=info)
-
-
-def _empathy(t: Transcript, entry: Mapping[str, Any]) -> np.ndarray | None:
-    """(scored turns, 3 mechanisms, 3 levels) one-hot rows, NaN where unlabelled."""
-    turns: Mapping[int, int] = entry.get("empathy_turns") or {}
-    whole = entry.get("empathy")
-    if not turns and whole is None:
-        return None
-    levels = empty_turn_labels(t, (len(EMPATHY_MECHANISMS), 3))
-    position = {turn.index: k for k, turn in enumerate(t.scored_turns) if turn.role == "agent"}
-    if not turns:
-        if not position:
-            log.warning("%s: transcript %r has no agent turn; its empathy label is unused",
-                        entry.get("source"), t.id)
-            return None
-        turns = dict.fromkeys(position, whole)
-    for index, grade in turns.items():
-        if index not in position:
-            raise InputError(
-                f"turn {index} is not an agent turn of this transcript; its agent turns are "
-                f"{sorted(position)[:20]}", source=entry.get("source"), transcript_id=t.id,
-                field="turn", hint="`turn` is the 0-based index of the turn in the input")
-        levels[position[index]] = np.eye(3)[grade]
-    return levels
-
-
-# ----------------------------------------------------------------------- reading values
 def _check_columns(names: list[str], where: Mapping[str, Any], need_id: bool = False) -> None:
     unknown = [k for k in names if k not in COLUMNS]
     if unknown:
@@ -267,22 +152,15 @@ def _integer(value: Any, column: str, low: int, high: int | None, where: Mapping
     return int(number)
 
 
-def _jsonl_rows(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(f"not valid JSON ({exc.msg} at column {exc.colno})", source=source,
-                             line=line) from None
-        if not isinstance(row, dict):
-            raise InputError(f"expected a JSON object per line, found {type(row).__name__}",
-                             source=source, line=line)
-        yield line, row
-
-
-def _csv_rows(text: str, source: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    source = str(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", source=source,
+                         line=data[:exc.start].count(b"\n") + 1,
+                         hint="Re-encode the file as UTF-8") from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..heads import ESCALATION_SIGNALS
-from . import Example, distribution, empty_turn_labels, transcript
+from ...heads import ESCALATION_SIGNALS
+from .examples import Example, distribution, empty_turn_labels, transcript
 
 NAME = "uss"
 FOLDER = "uss"

@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,18 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from .datasets.user import read_labels
-from .errors import InputError
-from .metrics import auroc as _auroc
-from .metrics import bootstrap_ci, expected_calibration_error
-from .schema import TranscriptScore
-from .writers import FORMATS as SCORE_FORMATS
+from ..io.labels import read_labels
+from ..io.scores import read_scores
+from ..metrics import (
+    auroc,
+    binary_f1,
+    cluster_bootstrap,
+    cohen_kappa,
+    expected_calibration_error,
+    percentile_ci,
+)
+from ..schema import TranscriptScore
 
 TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation", "empathy", "empathy_turn")
-_FLOAT_FIELDS = ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation")
-_INT_FIELDS = ("escalation_turn", "n_turns")
-_JSON_FIELDS = ("resolution_dist", "satisfaction_dist", "evidence", "turns", "truncated",
-                "model", "metadata")
 _SCALE = np.arange(-2, 3)
 _SHOWN_IDS = 10
 
@@ -169,17 +168,15 @@ def _target_report(p: _Pairs, probability: bool, levels: np.ndarray, n_boot: int
     score, label, decision = (np.asarray(x, float) for x in (p.score, p.label, p.decision))
     grade_pred, grade_true = np.asarray(p.grade_pred), np.asarray(p.grade_true)
     graded = ~np.isnan(grade_pred) & ~np.isnan(grade_true)
-    groups = np.unique(p.group, return_inverse=True)[1]
-    members = np.split(np.arange(len(groups)), np.flatnonzero(np.diff(groups)) + 1)  # in order
-    singletons = all(len(m) == 1 for m in members)
+    groups = np.asarray(p.group)
 
     metrics: dict[str, Callable[[np.ndarray], float]] = {
-        "auroc": lambda i: _auroc(score[i], label[i]),
-        "f1": lambda i: _f1(decision[i], label[i]),
-        "kappa": lambda i: _kappa(decision[i], label[i], np.arange(2)),
+        "auroc": lambda i: auroc(score[i], label[i]),
+        "f1": lambda i: binary_f1(decision[i] == 1, label[i] == 1),
+        "kappa": lambda i: cohen_kappa(decision[i], label[i], np.arange(2)),
         "ece": lambda i: expected_calibration_error(score[i], label[i]) if probability else math.nan,
-        "qwk": lambda i: _kappa(grade_pred[i][graded[i]], grade_true[i][graded[i]], levels,
-                                weighted=True),
+        "qwk": lambda i: cohen_kappa(grade_pred[i][graded[i]], grade_true[i][graded[i]], levels,
+                                     weighted=True),
     }
     every = np.arange(len(score))
     out: dict[str, Any] = {"n": len(score), "positives": int(label.sum()), "unscored": p.unscored,
@@ -189,33 +186,9 @@ def _target_report(p: _Pairs, probability: bool, levels: np.ndarray, n_boot: int
         if math.isnan(value):
             out[name] = None
             continue
-        def resampled(g: np.ndarray, metric=metric) -> float:
-            return metric(g if singletons else np.concatenate([members[k] for k in g]))
-        low, high = bootstrap_ci(np.arange(len(members)), resampled, n_resamples=n_boot,
-                                 confidence=confidence, seed=seed)
+        low, high = percentile_ci(cluster_bootstrap(metric, groups, n_boot, seed), confidence)
         out[name] = {"value": value, "low": _or_none(low), "high": _or_none(high)}
     return out
-
-
-def _f1(decision: np.ndarray, label: np.ndarray) -> float:
-    tp = float(np.sum((decision == 1) & (label == 1)))
-    wrong = float(np.sum(decision != label))
-    return math.nan if tp + wrong == 0 else 2 * tp / (2 * tp + wrong)
-
-
-def _kappa(a: np.ndarray, b: np.ndarray, levels: np.ndarray, weighted: bool = False) -> float:
-    """Cohen's kappa of two ratings over `levels` (quadratic weights when `weighted`); NaN
-    when chance agreement is total (one rating constant), where kappa is undefined."""
-    if a.size == 0:
-        return math.nan
-    k = len(levels)
-    ia, ib = np.searchsorted(levels, a), np.searchsorted(levels, b)
-    observed = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k) / a.size
-    expected = np.outer(observed.sum(1), observed.sum(0))
-    diff = np.subtract.outer(np.arange(k), np.arange(k))
-    weights = diff.astype(float) ** 2 if weighted else (diff != 0).astype(float)
-    chance = float((weights * expected).sum())
-    return math.nan if chance < 1e-12 else 1 - float((weights * observed).sum()) / chance
 
 
 def _or_none(x: float) -> float | None:
@@ -233,71 +206,6 @@ def _by_id(scores: Iterable[Mapping[str, Any] | TranscriptScore]) -> dict[str, M
             raise ValueError(f"score id {tid!r} appears twice; score each transcript once")
         rows[tid] = row
     return rows
-
-
-# --------------------------------------------------------------------------- reading
-def read_scores(path: str | Path) -> list[dict[str, Any]]:
-    """The rows `qualaudit score` wrote (JSONL, CSV or Parquet, by extension), with the
-    nested fields CSV and Parquet store as JSON strings (`resolution_dist`, `turns`, ...)
-    decoded and empty cells as None, so every format gives the same rows."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    fmt = SCORE_FORMATS.get(suffix)
-    if fmt is None:
-        raise InputError(f"cannot tell the format of the scores from {suffix or 'no extension'!r};"
-                         f" expected one of {', '.join(sorted(SCORE_FORMATS))}", source=str(path))
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        items = enumerate(pq.read_table(path).to_pylist(), 1)
-    elif fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            items = list(enumerate(csv.DictReader(handle), 2))
-    else:
-        items = _jsonl(path)
-    rows = []
-    for line, raw in items:
-        row = raw if fmt == "jsonl" else _decoded(raw, str(path), line)
-        if row.get("id") in (None, ""):
-            raise InputError("a score row without an id", source=str(path), line=line, field="id")
-        rows.append(row)
-    return rows
-
-
-def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", source=str(path), line=line) from None
-            if not isinstance(row, dict):
-                raise InputError("expected one JSON object per line", source=str(path), line=line)
-            out.append((line, row))
-    return out
-
-
-def _decoded(raw: Mapping[str, Any], source: str, line: int) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for key, value in raw.items():
-        if value == "" or (isinstance(value, float) and math.isnan(value)):
-            value = None
-        elif isinstance(value, str) and key in _JSON_FIELDS:
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise InputError("expected JSON text", source=source, line=line, field=key) from None
-        elif isinstance(value, str) and key in _FLOAT_FIELDS + _INT_FIELDS:
-            try:
-                value = float(value) if key in _FLOAT_FIELDS else int(value)
-            except ValueError:
-                raise InputError(f"expected a number, found {value!r}", source=source, line=line,
-                                 field=key) from None
-        row[key] = value
-    return row
 
 
 # --------------------------------------------------------------------------- printing

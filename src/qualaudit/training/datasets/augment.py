@@ -23,8 +23,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..heads import ESCALATION_SIGNALS
-from . import Example, empty_turn_labels, transcript
+from ...heads import ESCALATION_SIGNALS
+from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "loop", "dropped")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)

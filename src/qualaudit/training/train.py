@@ -2,7 +2,7 @@
 user's own labels. Every source labels only some heads, so each head's loss is averaged over
 the items that carry its label (masked), with soft targets where annotators disagree.
 
-    >>> from qualaudit.train import TrainingArgs, train
+    >>> from qualaudit.training.train import TrainingArgs, train
     >>> train(TrainingArgs(data_dir="../shared/data", output_dir="models/default"))  # doctest: +SKIP
 """
 
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches
+from ..heads import HeadSpec
+from ..model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
+from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example, by_split, load_examples
 from .datasets.augment import Augmenter
-from .heads import HeadSpec, _key
-from .model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
@@ -43,6 +43,12 @@ class TrainingArgs:
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
     large USS corpus; `augment` adds that share of augmented conversations per pass.
+    A conversation over `max_turns` scored turns keeps its first and last halves, as scoring
+    cuts them (`batching.within_max_turns`).
+
+    The turn window is the model's (`ModelConfig`): a saved model keeps its own, and
+    `max_turn_tokens` / `max_context_tokens` only set the window of a new model built on an
+    encoder (None: `ModelConfig`'s defaults).
     """
 
     output_dir: str
@@ -63,8 +69,8 @@ class TrainingArgs:
     dev_per_source: int = 150
     uss_share: float = 0.3
     augment: float = 0.15
-    max_turn_tokens: int = 96
-    max_context_tokens: int = 32
+    max_turn_tokens: int | None = None
+    max_context_tokens: int | None = None
     max_turns: int = 32
     seed: int = 0
     device: str = "cpu"
@@ -80,6 +86,8 @@ class TrainingArgs:
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
                      "max_turn_tokens", "max_context_tokens", "max_turns"):
             value = getattr(self, name)
+            if value is None and name in ("max_turn_tokens", "max_context_tokens"):
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
         for name in ("lr", "head_lr"):
@@ -105,122 +113,7 @@ class TrainResult:
     dev_losses: list[dict[str, float]]
 
 
-# ------------------------------------------------------------------------------ data
-@dataclass
-class Prepared:
-    """An example with its encoder windows, ready for batching."""
-
-    example: Example
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(x) for x in self.input_ids)
-
-
-def prepare(examples: list[Example], builder: WindowBuilder, max_turns: int) -> list[Prepared]:
-    out = []
-    for e in examples:
-        e = _keep_last_turns(e, max_turns)
-        windows = builder.build([e.transcript])
-        out.append(Prepared(e, windows.input_ids, windows.token_type_ids))
-    return out
-
-
-def _keep_last_turns(e: Example, max_turns: int) -> Example:
-    """Long conversations keep their last turns (the end decides most targets)."""
-    n = len(e.transcript.scored_turns)
-    if n <= max_turns:
-        return e
-    turns = e.transcript.scored_turns[n - max_turns:]
-    t = type(e.transcript)(e.transcript.id, turns, e.transcript.agent_type,
-                           e.transcript.metadata, e.transcript.n_input_turns)
-    return Example(t, e.source, e.group, {k: v[n - max_turns:] for k, v in e.turn_labels.items()},
-                   e.labels, e.info, e.weight)
-
-
-def batches(items: list[Prepared], batch_tokens: int, rng: random.Random) -> list[list[Prepared]]:
-    """Conversations in random order, grouped until a batch holds `batch_tokens` tokens;
-    neighbours are sorted by size within pools of 64 to keep padding small."""
-    order = items[:]
-    rng.shuffle(order)
-    pooled = []
-    for k in range(0, len(order), 64):
-        pooled += sorted(order[k:k + 64], key=lambda p: p.tokens)
-    out, current, size = [], [], 0
-    for p in pooled:
-        current.append(p)
-        size += p.tokens
-        if size >= batch_tokens:
-            out.append(current)
-            current, size = [], 0
-    if current:
-        out.append(current)
-    rng.shuffle(out)
-    return out
-
-
-# --------------------------------------------------------------------------- forward
-def forward(model: QualityModel, batch: list[Prepared], budget: int = 4096
-            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
-    """Raw logits: per turn {head: (N, *shape)} over the batch's turns in order, per
-    conversation {head: (B, *shape)}, and is_agent (N,)."""
-    device = model.device
-    ids = [x for p in batch for x in p.input_ids]
-    types = [x for p in batch for x in p.token_type_ids]
-    windows = TurnWindows(input_ids=ids, token_type_ids=types)
-    pad = model.tokenizer.pad_token_id or 0
-    states = []
-    order = []
-    for idx in token_budget_batches([len(x) for x in ids], budget):
-        tensors = {k: v.to(device) for k, v in
-                   collate(windows, idx, pad, model.uses_token_types).items()}
-        states.append(model.encode_turns(**tensors))
-        order += idx
-    states = torch.cat(states)[torch.argsort(torch.tensor(order, device=device))]  # (N, H)
-    is_agent = torch.tensor([t.role == "agent" for p in batch
-                             for t in p.example.transcript.scored_turns], device=device)
-    turn_logits = model.turn_heads(states)
-    features = model.turn_heads.features(turn_logits, is_agent)
-    counts = [len(p.input_ids) for p in batch]
-    T = max(counts)
-    index = torch.full((len(batch), T), -1, dtype=torch.long)
-    start = 0
-    for row, n in enumerate(counts):
-        index[row, :n] = torch.arange(start, start + n)
-        start += n
-    index = index.to(device)
-    mask = index >= 0
-    safe = index.clamp(min=0)
-    conversation = model.conversation_heads(states[safe], features[safe], is_agent[safe] & mask, mask)
-    return turn_logits, conversation.logits, is_agent
-
-
 # ------------------------------------------------------------------------------ loss
-def stack_labels(batch: list[Prepared], specs: list[HeadSpec]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{head name: (targets, weights)} with NaN targets (no label) replaced by 0 at weight 0."""
-    out = {}
-    for s in specs:
-        if s.level == "conversation":
-            rows = [p.example.labels.get(s.target) for p in batch]
-            weights = [p.example.weight if r is not None else 0.0 for p, r in zip(batch, rows)]
-            rows = [np.full(s.shape, np.nan, np.float32) if r is None else np.asarray(r, np.float32)
-                    for r in rows]
-            values = np.stack(rows)
-            w = np.asarray(weights, np.float32).reshape(-1, *([1] * len(s.shape)))
-            w = np.broadcast_to(w, values.shape).copy()
-        else:
-            parts = [p.example.turn_labels.get(s.target) for p in batch]
-            parts = [np.full((len(p.input_ids), *s.shape), np.nan, np.float32) if x is None else x
-                     for p, x in zip(batch, parts)]
-            values = np.concatenate(parts)
-            w = np.ones_like(values)
-        w[np.isnan(values)] = 0.0
-        out[s.name] = (torch.from_numpy(np.nan_to_num(values)), torch.from_numpy(w))
-    return out
-
-
 def head_loss(spec: HeadSpec, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
               pos_weight: torch.Tensor | None, class_weight: torch.Tensor | None) -> torch.Tensor | None:
     """Mean loss over the labelled items of one head; None when nothing is labelled."""
@@ -265,7 +158,8 @@ def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dic
 
 def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec],
                balance: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    turn_logits, conv_logits, is_agent = forward(model, batch)
+    output = forward(model, batch)
+    turn_logits, conv_logits = output.turn_logits, output.conversation_logits
     labels = stack_labels(batch, specs)
     total, parts = torch.zeros((), device=model.device), {}
     for s in specs:
@@ -309,7 +203,7 @@ def train(args: TrainingArgs) -> TrainResult:
     examples = args.all_examples()
     train_examples, dev_examples = _splits(examples, args)
     specs = _trained_specs(model, train_examples, args.heads)
-    builder = WindowBuilder(model.tokenizer, args.max_turn_tokens, args.max_context_tokens)
+    builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
     augmenter = Augmenter(train_examples) if args.augment else None
@@ -324,7 +218,7 @@ def train(args: TrainingArgs) -> TrainResult:
         for p in model.encoder.parameters():
             p.requires_grad_(False)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
-             and (args.heads is None or any(f".{_key(s)}." in n for s in specs))]
+             and (args.heads is None or any(f".{s.key}." in n for s in specs))]
     groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": args.lr},
               {"params": heads, "lr": args.head_lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
@@ -395,19 +289,21 @@ def train(args: TrainingArgs) -> TrainResult:
     model.config.trained_heads = sorted(set(model.config.trained_heads) | {s.name for s in specs},
                                         key=model.config.heads.index)
     model.config.name, model.config.version = args.name, args.version
-    model.config.max_turn_tokens = args.max_turn_tokens
-    model.config.max_context_tokens = args.max_context_tokens
     return TrainResult(model, state["step"], state["tokens"], state["seconds"], state["best_step"],
                        state["dev"])
 
 
 def _initial_model(args: TrainingArgs) -> QualityModel:
+    window = {k: v for k, v in (("max_turn_tokens", args.max_turn_tokens),
+                                ("max_context_tokens", args.max_context_tokens)) if v is not None}
     if Path(args.init, "config.json").is_file() and _is_qualaudit(Path(args.init)):
+        if window:
+            raise ValueError(f"{args.init} is a saved model: it keeps its own turn window "
+                             f"(max_turn_tokens, max_context_tokens); do not pass {sorted(window)}")
         return QualityModel.from_pretrained(args.init)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        return QualityModel.from_encoder(args.init, max_turn_tokens=args.max_turn_tokens,
-                                         max_context_tokens=args.max_context_tokens)
+        return QualityModel.from_encoder(args.init, **window)
 
 
 def _is_qualaudit(directory: Path) -> bool:

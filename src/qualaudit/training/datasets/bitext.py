@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..heads import ESCALATION_SIGNALS
-from . import Example, empty_turn_labels, transcript
+from ...heads import ESCALATION_SIGNALS
+from .examples import Example, empty_turn_labels, transcript
 
 NAME = "bitext"
 FOLDER = "bitext"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Example, distribution, empty_turn_labels, transcript
+from .examples import Example, distribution, empty_turn_labels, transcript
 
 NAME = "stc3"
 FOLDER = "stc3_dch"

@@ -1,5 +1,5 @@
-"""Fit a model's per-head calibration on labelled examples (the dev split of the public
-data, or a user's own labels), reporting ECE before and after.
+"""The calibration job: fit a model's per-head calibration on labelled examples (the dev split
+of the public data, or a user's own labels), reporting ECE before and after.
 
 Calibrators are fitted on raw logits of labelled items only: a turn head on the turns its
 source labels, a categorical head on the rows (mechanisms) that carry a label; soft labels
@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batching import WindowBuilder
-from .calibration import IsotonicCalibrator, TemperatureScaler, sigmoid, softmax
+from ..calibration import IsotonicCalibrator, TemperatureScaler, sigmoid, softmax
+from ..metrics import expected_calibration_error
+from ..model import QualityModel
+from .batches import batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example
-from .metrics import expected_calibration_error
-from .model import QualityModel
-from .train import batches, forward, prepare, stack_labels
 
 METHODS = {"temperature": TemperatureScaler, "isotonic": IsotonicCalibrator}
 
@@ -39,15 +38,15 @@ def labelled_logits(model: QualityModel, examples: list[Example], batch_tokens: 
     """{head name: (raw logits, targets)} over the labelled items of `examples`: binary
     heads flattened to (M,), categorical heads to (M, K)."""
     model.eval()
-    builder = WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
-                            model.config.max_context_tokens)
-    items = prepare(examples, builder, max_turns=10**9)
+    items = prepare(examples, window_builder(model), max_turns=None)
     collected: dict[str, tuple[list, list]] = {s.name: ([], []) for s in model.specs}
     for batch in batches(items, batch_tokens, random.Random(0)):
-        turn_logits, conv_logits, _ = forward(model, batch, batch_tokens)
+        output = forward(model, batch, batch_tokens)
+        logits_of = {"conversation": output.conversation_logits}
         labels = stack_labels(batch, model.specs)
         for s in model.specs:
-            logits = (conv_logits if s.level == "conversation" else turn_logits)[s.name].float().cpu()
+            level = logits_of.get(s.level, output.turn_logits)
+            logits = level[s.name].float().cpu()
             target, weight = labels[s.name]
             k = 1 if s.binary else s.shape[-1]
             z, y, w = (x.reshape(-1, k).numpy() for x in (logits, target, weight))

@@ -1,0 +1,189 @@
+"""The small torch modules behind the head specs (`heads.HEAD_SPECS`): linear turn heads, and
+learned position-aware pooling of turn states into conversation outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .heads import HeadSpec
+
+
+class TurnHeads(nn.Module):
+    """One linear head per turn-level spec over the turn state."""
+
+    def __init__(self, specs: list[HeadSpec], hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.specs = [s for s in specs if s.level != "conversation"]
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({s.key: nn.Linear(hidden, s.size) for s in self.specs})
+
+    def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """states (N, H) -> {spec name: logits (N, *spec.shape)}, for every turn (the caller
+        keeps the rows whose role matches the head)."""
+        x = self.dropout(states)
+        return {s.name: self.heads[s.key](x).view(-1, *s.shape) for s in self.specs}
+
+    def features(self, logits: dict[str, torch.Tensor], is_agent: torch.Tensor) -> torch.Tensor:
+        """Turn-head logits as conversation inputs, zeroed where the head's role does not
+        apply, and detached so that conversation targets never redefine the turn heads."""
+        parts = []
+        for s in self.specs:
+            applies = is_agent if s.level == "agent_turn" else ~is_agent
+            parts.append(logits[s.name].detach().reshape(len(is_agent), -1) * applies[:, None])
+        return torch.cat(parts, dim=-1) if parts else is_agent.new_zeros((len(is_agent), 0), dtype=torch.float)
+
+
+@dataclass
+class ConversationOutput:
+    """Conversation logits, and on request the per-turn views used for evidence.
+
+    logits: {name: (B, *shape)}; leave_one_out: {name: (B, T, *shape)} the logits with turn t
+    left out of the pooling; running: {name: (B, T, *shape)} for causal heads, the estimate
+    after each turn.
+    """
+
+    logits: dict[str, torch.Tensor]
+    leave_one_out: dict[str, torch.Tensor] | None = None
+    running: dict[str, torch.Tensor] | None = None
+
+
+class ConversationHeads(nn.Module):
+    """Learned, position-aware pooling of turn states into conversation outputs.
+
+    Each turn becomes z_t = LayerNorm(W[h_t; f_t] + role + start position [+ end position]),
+    where f_t are the turn heads' logits.
+
+    "full" heads score the turns, pool them with a softmax and map the pooled vector to their
+    logits; end-relative position buckets let the last turns weigh differently from the same
+    words earlier ("the end matters").
+
+    "causal" heads (escalation) give each turn a hazard, the chance that escalation became
+    needed at that turn, from z_t and an attention pool of the turns before it; the estimate
+    after turn t is the noisy-OR 1 - prod_{j<=t}(1 - hazard_j). It only sees turns <= t and
+    never goes down, so "P(needed at some turn)" and "the first turn it reaches 0.5" agree.
+
+    Leaving a turn out of the pooling drops its softmax weight (full) or its hazard factor
+    (causal); other turns keep their positions and states.
+    """
+
+    def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
+                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.specs = [s for s in specs if s.level == "conversation"]
+        if any(s.pooling == "causal" and s.shape != () for s in self.specs):
+            raise ValueError("causal conversation heads must have one binary output")
+        self.position_buckets = position_buckets
+        self.proj = nn.Linear(hidden + n_features, dim)
+        self.role = nn.Embedding(2, dim)
+        self.start = nn.Embedding(position_buckets, dim)
+        self.end = nn.Embedding(position_buckets, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.ModuleDict({s.key: nn.Linear(dim, 1) for s in self.specs})
+        self.out = nn.ModuleDict({
+            s.key: nn.Sequential(nn.Linear(dim * (2 if s.pooling == "causal" else 1), dim),
+                                   nn.GELU(), nn.Linear(dim, s.size))
+            for s in self.specs
+        })
+        with torch.no_grad():  # prior: escalation is rarely needed at any one turn (0.7%)
+            for s in self.specs:
+                if s.pooling == "causal":
+                    self.out[s.key][-1].bias.fill_(-5.0)
+
+    def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
+                mask: torch.Tensor, with_evidence: bool = False) -> ConversationOutput:
+        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool."""
+        B, T, _ = states.shape
+        lengths = mask.sum(1)  # (B,)
+        last = (lengths - 1).clamp(min=0)
+        pos = torch.arange(T, device=states.device)
+        start = pos.clamp(max=self.position_buckets - 1).expand(B, T)
+        end = (lengths[:, None] - 1 - pos[None]).clamp(0, self.position_buckets - 1)
+        base = self.proj(torch.cat([states, features], -1).float())
+        base = base + self.role(is_agent.long()) + self.start(start)
+        z_full = self.dropout(self.norm(base + self.end(end)))
+        z_causal = self.dropout(self.norm(base))
+
+        logits, loo, running = {}, {}, {}
+        for s in self.specs:
+            key = s.key
+            if s.pooling == "causal":
+                scores = self.score[key](z_causal).squeeze(-1)  # (B, T)
+                before = _causal_pool(z_causal, scores, mask, exclusive=True)  # (B, T, D)
+                hazard = self.out[key](torch.cat([z_causal, before], -1)).squeeze(-1)  # (B, T)
+                log_survival = torch.cumsum(
+                    -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)
+                running[s.name] = _noisy_or_logit(log_survival).to(hazard.dtype)
+                logits[s.name] = running[s.name][torch.arange(B), last]
+                if with_evidence:
+                    final = log_survival[torch.arange(B), last][:, None]
+                    loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
+            else:
+                scores = self.score[key](z_full).squeeze(-1)
+                pooled = _pool(z_full, scores, mask)[:, None]  # (B, 1, D)
+                if with_evidence:  # one MLP call for both, so equal inputs round equally
+                    pooled = torch.cat([pooled, _leave_one_out_pool(z_full, scores, mask)], 1)
+                out = self.out[key](pooled)  # (B, 1 [+ T], size)
+                logits[s.name] = out[:, 0].view(B, *s.shape)
+                if with_evidence:
+                    loo[s.name] = out[:, 1:].view(B, T, *s.shape)
+        return ConversationOutput(logits, loo if with_evidence else None,
+                                  running if with_evidence else None)
+
+
+def _noisy_or_logit(log_survival: torch.Tensor) -> torch.Tensor:
+    """logit(1 - exp(S)) for S = sum of log(1 - hazard) <= 0, stable at both ends."""
+    s = log_survival.clamp(max=-1e-300)
+    return torch.log(-torch.expm1(s)) - s
+
+
+def _weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """exp(score - max) in float64 (zero on padding): the leave-one-out and prefix sums
+    below subtract and accumulate these, which float32 would do too coarsely."""
+    s = scores.double().masked_fill(~mask, float("-inf"))
+    m = s.max(dim=1, keepdim=True).values.clamp(min=-1e30)
+    return torch.exp((s - m).clamp(min=-700.0)).masked_fill(~mask, 0.0)
+
+
+def _pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = _weights(scores, mask)  # (B, T)
+    pooled = (w[..., None] * z.double()).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-300)
+    return pooled.to(z.dtype)
+
+
+def _leave_one_out_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D): the pooled vector with turn t left out; zeros when nothing is left.
+
+    Subtracting turn t from the totals is exact except for the turn that dominates a row,
+    whose weight can be all of the total: that turn's row is pooled over the others afresh.
+    """
+    w = _weights(scores, mask)
+    zd = z.double()
+    total = (w[..., None] * zd).sum(1, keepdim=True)  # (B, 1, D)
+    rest = w.sum(1, keepdim=True) - w  # (B, T)
+    pooled = (total - w[..., None] * zd) / rest.clamp(min=1e-300)[..., None]
+    top = torch.where(mask.any(1), w.argmax(1), 0)  # (B,)
+    rows = torch.arange(len(top), device=z.device)
+    others = mask.clone()
+    others[rows, top] = False
+    w_others = _weights(scores, others)
+    pooled[rows, top] = (w_others[..., None] * zd).sum(1) / w_others.sum(1, keepdim=True).clamp(min=1e-300)
+    nothing_left = torch.zeros_like(mask)
+    nothing_left[rows, top] = ~others.any(1)
+    return pooled.masked_fill(nothing_left[..., None], 0.0).to(z.dtype)
+
+
+def _causal_pool(z: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
+                 exclusive: bool = False) -> torch.Tensor:
+    """(B, T, D): the pooled vector over turns 0..t (0..t-1 when `exclusive`; zeros at t = 0)."""
+    w = _weights(scores, mask)
+    num = torch.cumsum(w[..., None] * z.double(), dim=1)
+    den = torch.cumsum(w, dim=1)[..., None]
+    if exclusive:
+        num = torch.cat([torch.zeros_like(num[:, :1]), num[:, :-1]], 1)
+        den = torch.cat([torch.zeros_like(den[:, :1]), den[:, :-1]], 1)
+    return (num / den.clamp(min=1e-300)).to(z.dtype)
