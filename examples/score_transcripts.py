@@ -1,8 +1,9 @@
 """Score transcripts from Python and compare AI-handled with human-handled conversations.
 
-Usage: python examples/score_transcripts.py MODEL_DIR
-(`qualaudit init local/untrained-minilm` builds an untrained model to try the pipeline;
-its scores are random until the model is trained.)
+Usage: python examples/score_transcripts.py [MODEL_DIR]
+Without MODEL_DIR it uses the bundled default model (models/default, trained and
+calibrated); pass a directory to score with another, such as one you fine-tuned with
+`qualaudit train`.
 """
 
 import sys

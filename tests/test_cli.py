@@ -53,7 +53,9 @@ def test_csv_and_parquet_outputs_have_the_same_columns(tiny_model_dir, input_jso
     csv = pd.read_csv(tmp_path / "o.csv")
     parquet = pd.read_parquet(tmp_path / "o.parquet")
     jsonl = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert list(csv.columns) == list(parquet.columns) == list(jsonl[0])
+    # the flat tables add one column per metadata key after the row's own
+    flattened = [f"metadata.{k}" for k in dict.fromkeys(k for r in jsonl for k in r["metadata"])]
+    assert list(csv.columns) == list(parquet.columns) == list(jsonl[0]) + flattened
     assert list(csv["resolution"]) == pytest.approx([r["resolution"] for r in jsonl])
     assert list(parquet["resolution"]) == pytest.approx([r["resolution"] for r in jsonl])
     assert json.loads(csv["resolution_dist"][0]) == pytest.approx(jsonl[0]["resolution_dist"])
@@ -297,6 +299,35 @@ def test_conflicting_options_are_usage_errors(args, message, input_jsonl, tmp_pa
     assert message in capsys.readouterr().err
     assert input_jsonl.read_bytes() == before
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_resume_at_another_precision_is_a_usage_error(tiny_model_dir, input_jsonl, tmp_path,
+                                                      capsys):
+    out = tmp_path / "out.jsonl"
+    assert run("score", input_jsonl, "-o", out, "--model", tiny_model_dir, "--quiet",
+               "--precision", "fp32") == 0
+    assert {json.loads(line)["model"]["precision"] for line in out.read_text().splitlines()} == {
+        "fp32"}
+    before = out.read_bytes()
+    assert run("score", input_jsonl, "-o", out, "--model", tiny_model_dir, "--resume",
+               "--precision", "bf16") == 2
+    err = capsys.readouterr().err
+    assert "precision 'fp32'" in err and "--precision fp32" in err and out.read_bytes() == before
+    assert run("score", input_jsonl, "-o", out, "--model", tiny_model_dir, "--resume",
+               "--precision", "fp32", "--quiet") == 0
+
+
+def test_help_says_what_the_tool_does_and_starts_without_torch():
+    code = ("import sys, contextlib, io\n"
+            "from qualaudit.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    main(['--help'])\n"
+            "print(out.getvalue())\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Audit customer-support conversations" in done.stdout
+    assert "developer" not in done.stdout and "thin subcommands" not in done.stdout
+    assert done.stdout.strip().endswith("False False")
 
 
 def test_resume_with_another_model_is_a_usage_error(tiny_model_dir, tiny_encoder_dir, input_jsonl,

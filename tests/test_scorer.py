@@ -20,7 +20,7 @@ ROW_SCHEMA = json.loads((files("qualaudit") / "row.schema.json").read_text())
 
 @pytest.fixture(scope="module")
 def auditor(tiny_model):
-    return Auditor(tiny_model, device="cpu")
+    return Auditor(tiny_model, device="cpu", precision="fp32")
 
 
 def logit(p):
@@ -461,3 +461,43 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_model, toy_tr
     with pytest.raises(RuntimeError, match="shape mismatch"):
         auditor.score(toy_transcripts)
     assert auditor.stats.oom_splits == 0
+
+
+# ------------------------------------------------------------------------------ precision
+def test_auto_precision_is_bf16_only_where_the_hardware_runs_it(tiny_model, toy_transcripts,
+                                                                   monkeypatch):
+    import qualaudit.scorer as scorer
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(scorer, "native_bf16", lambda device, native=native: native)
+        auto = Auditor(tiny_model, device="cpu")
+        assert auto.precision == expected and auto.info.precision == expected
+        rows = auto.score(toy_transcripts)
+        assert {r.model.precision for r in rows} == {expected}
+    assert Auditor(tiny_model, device="cpu", quantize="int8").info.precision == "int8"
+    with pytest.raises(ValueError, match="'auto', 'fp32' or 'bf16'"):
+        Auditor(tiny_model, device="cpu", precision="fp16")
+
+
+def test_native_bf16_reads_the_cpu_and_the_gpu(monkeypatch):
+    from qualaudit.scorer import native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert native_bf16(torch.device("cpu")) is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert native_bf16(torch.device("cpu")) is True
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert native_bf16(torch.device("cuda")) is True
+
+
+def test_renamed_entry_points_still_work_with_a_deprecation_warning(auditor, toy_transcripts):
+    from qualaudit.io import read_transcripts
+
+    expected = [r.id for r in auditor.score(toy_transcripts)]
+    with pytest.warns(DeprecationWarning, match="score_in_chunks"):
+        chunks = list(auditor.score_transcripts(read_transcripts(toy_transcripts)))
+    assert [r.id for chunk in chunks for r in chunk] == expected
+    with pytest.warns(DeprecationWarning, match="score_iter"):
+        chunks = list(auditor.score_chunks(toy_transcripts))
+    assert [r.id for chunk in chunks for r in chunk] == expected

@@ -182,3 +182,45 @@ def test_a_write_interrupted_after_all_its_bytes_are_written_is_kept(tmp_path, m
     writer._dirty = True  # as if the signal came before the writer could note the row done
     writer.close()
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_flat_tables_add_a_column_per_metadata_key(tmp_path):
+    first = {**ROW, "metadata": {"team": "blue", "queue": 3}}
+    later = {**ROW, "id": "b", "metadata": {"team": "red", "queue": "vip", "region": "eu"}}
+    for name in ("o.csv", "o.tsv", "o.parquet"):
+        with RowWriter(tmp_path / name) as writer:
+            writer.write([first])
+            writer.write([later])
+    csv = pd.read_csv(tmp_path / "o.csv")
+    tsv = pd.read_csv(tmp_path / "o.tsv", sep="\t")
+    parquet = pd.read_parquet(tmp_path / "o.parquet")
+    for table in (csv, tsv, parquet):
+        # keys of the first chunk get columns; a key first seen later stays in the JSON column
+        assert list(table.columns)[-2:] == ["metadata.team", "metadata.queue"]
+        assert list(table["metadata.team"]) == ["blue", "red"]
+        assert json.loads(table["metadata"][1])["region"] == "eu"
+    assert parquet["metadata.queue"][0] == 3.0 and pd.isna(parquet["metadata.queue"][1])
+    assert list(csv["metadata.queue"].astype(str)) == ["3", "vip"]
+    assert list(pd.read_parquet(tmp_path / "o.parquet").groupby("metadata.team").size()) == [1, 1]
+
+
+def test_text_cells_that_a_spreadsheet_would_run_are_guarded(tmp_path):
+    from qualaudit.io import read_scores
+
+    rows = [{**ROW, "id": text, "metadata": {"note": text, "delta": -2}}
+            for text in ("=HYPERLINK(\"http://x\")", "+1", "-x", "@SUM(A1)", "'quoted", "plain")]
+    with RowWriter(tmp_path / "o.csv") as writer:
+        writer.write(rows)
+    table = pd.read_csv(tmp_path / "o.csv", dtype=str)
+    assert list(table["id"]) == ["'=HYPERLINK(\"http://x\")", "'+1", "'-x", "'@SUM(A1)",
+                                 "''quoted", "plain"]
+    assert set(table["metadata.delta"]) == {"-2"}  # numbers are left alone
+    back = read_scores(tmp_path / "o.csv")
+    assert [r["id"] for r in back] == [r["id"] for r in rows]
+    assert [r["metadata.note"] for r in back] == [r["id"] for r in rows]
+
+
+def test_an_empty_csv_still_has_its_header(tmp_path):
+    with RowWriter(tmp_path / "o.csv"):
+        pass
+    assert (tmp_path / "o.csv").read_text().startswith("id,agent_type,resolution")

@@ -82,8 +82,26 @@ def _device(text: str) -> str:
     return text
 
 
+DESCRIPTION = """\
+Audit customer-support conversations, handled by AI assistants and human agents alike. For
+every transcript, `qualaudit score` gives calibrated probabilities of resolution,
+satisfaction, repeat inquiry and escalation (and from which turn), a graded empathy score,
+and the turns behind each score. `train`, `calibrate` and `evaluate` adapt the model to
+your own QA labels and measure how far it agrees with them."""
+
+EPILOG = """\
+examples:
+  qualaudit score chats.jsonl -o scores.jsonl          # the bundled model
+  qualaudit score tickets.csv -o scores.csv --per-turn --errors rejected.jsonl
+  qualaudit evaluate scores.jsonl qa_labels.csv
+
+exit codes: 0 every input scored, 1 the run failed, 2 usage or input error,
+3 finished with rejected transcripts. `qualaudit COMMAND --help` for each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="qualaudit", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="qualaudit", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"qualaudit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -92,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("-o", "--output", help="output .jsonl/.csv/.parquet (default: JSONL on stdout)")
     score.add_argument("--model", help="model directory or hub id (default: the bundled model)")
     score.add_argument("--device", default="auto", type=_device, help="auto (CUDA when present), cpu, cuda, cuda:1")
-    score.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                       help="bf16: a bfloat16 copy of the encoder, for GPUs and CPUs with native "
-                            "bf16 (AVX-512 BF16, AMX); moves scores by up to about 0.02 "
-                            "(default fp32)")
+    score.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="auto (default): bf16 where the hardware runs it natively (a GPU "
+                            "with bf16, a CPU with AVX-512 BF16 or AMX), fp32 elsewhere; fp32: "
+                            "the same scores everywhere; bf16: a bfloat16 copy of the encoder "
+                            "(moves scores by up to about 0.02). Rows record the one used")
     score.add_argument("--quantize", choices=["int8"],
                        help="int8: the encoder's Linear layers with torch dynamic int8 "
                             "quantization (CPU only; scores move: see the README)")
@@ -298,7 +317,7 @@ def _score(args: argparse.Namespace) -> int:
     if args.resume and (not args.output or fmt != "jsonl"):
         error("--resume needs a JSONL output file (-o OUT.jsonl)")
         return EXIT_USAGE
-    if args.quantize and args.precision != "fp32":
+    if args.quantize and args.precision == "bf16":
         error("--quantize int8 replaces the encoder's Linear layers; it goes with --precision "
               "fp32, not bf16")
         return EXIT_USAGE

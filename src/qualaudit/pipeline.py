@@ -75,7 +75,7 @@ def score_to_file(
 
     `resume=True` (JSONL output only) keeps the rows already in `output`, drops a partial last
     line, and scores only the transcripts whose ids have no row yet; an output written by
-    another model (name, version or weights) is refused (UsageError) unless
+    another model (name, version or weights) or at another precision is refused (UsageError) unless
     `allow_mixed_models`, as is one written with another `per_turn`. `redact=True` runs every
     row through `qualaudit.redact.redact_row` (the text it echoes: metadata values).
 
@@ -144,12 +144,19 @@ def score_to_file(
 
 def _check_resumable(done: ResumeState, auditor: Auditor, per_turn: bool,
                      allow_mixed_models: bool, output: str | Path | None) -> None:
-    """Refuse to add rows to an output whose rows another model (or another per_turn) wrote."""
+    """Refuse to add rows to an output whose rows another model, another precision (or
+    another per_turn) wrote."""
     info = auditor.info
-    others = {key: n for key, n in done.models.items()
-              if key != (info.name, info.version, info.weights_sha256)}
+    mine = (info.name, info.version, info.weights_sha256, info.precision)
+    others = {key: n for key, n in done.models.items() if key != mine}
     if others and not allow_mixed_models:
-        (name, version, sha), n = next(iter(others.items()))
+        (name, version, sha, precision), n = next(iter(others.items()))
+        if (name, version, sha) == mine[:3]:
+            raise UsageError(
+                f"cannot resume {output}: {n} of its {done.rows} rows were scored at precision "
+                f"{precision!r}, this run scores at {info.precision!r}; scores of different "
+                f"precisions must not be mixed in one file. Resume with --precision {precision}, "
+                "write to a new output, or pass --allow-mixed-models to mix them anyway")
         raise UsageError(
             f"cannot resume {output}: {n} of its {done.rows} rows were written by model "
             f"{name!r} version {version!r} (weights {sha[:12]}), not by {info.name!r} version "

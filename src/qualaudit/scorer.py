@@ -124,7 +124,7 @@ class Auditor:
     """
 
     def __init__(self, model: QualityModel, *, device: str | torch.device | None = None,
-                 precision: Precision = "fp32", max_batch_tokens: int | None = None,
+                 precision: Precision = "auto", max_batch_tokens: int | None = None,
                  chunk_turns: int = 2048, top_evidence: int = 3,
                  max_turns: int | None = DEFAULT_MAX_TURNS,
                  max_turn_chars: int | None = None, quantize: Quantize | None = None,

@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..schema import OUTPUT_COLUMNS
 from .formats import SCORE_FORMATS, format_of
 from .jsonl import json_objects
+from .writers import formula_unguarded
 
 _KINDS = {c.name: c.kind for c in OUTPUT_COLUMNS}
 
@@ -22,7 +23,8 @@ def read_scores(path: str | Path) -> list[dict[str, Any]]:
     """The rows `qualaudit score` wrote (JSONL, CSV, TSV or Parquet, by extension), with the
     nested fields flat tables store as JSON strings (`resolution_dist`, `turns`, ...) decoded
     and empty cells as None, so every format gives the same rows. Rows of every schema 1.x
-    are read; columns this version does not know are kept as they are.
+    are read; columns this version does not know (and the flat tables' `metadata.<key>`
+    columns) are kept as they are.
 
     Raises:
         InputError: naming the file, line (or data row + 1 for the header) and field.
@@ -36,8 +38,9 @@ def read_scores(path: str | Path) -> list[dict[str, Any]]:
         items = enumerate(pq.read_table(path).to_pylist(), 1)
     elif fmt in ("csv", "tsv"):
         with path.open(encoding="utf-8", newline="") as handle:
-            items = list(enumerate(csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ","),
-                                   2))
+            reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
+            items = [(line, {k: formula_unguarded(v) for k, v in raw.items()})
+                     for line, raw in enumerate(reader, 2)]
     else:
         items = json_objects(path)
     rows = []

@@ -68,14 +68,15 @@ class ResumeState:
     """What an output file already holds, read back before resuming it.
 
     `ids`: the transcript ids of its complete rows; `models`: each distinct `model` of those
-    rows (name, version, weights_sha256) with its row count; `per_turn`: whether its rows
+    rows (name, version, weights_sha256, precision; rows of schema 1.0 have no precision and
+    count as "fp32", the only default then) with its row count; `per_turn`: whether its rows
     have `turns` (None without rows); `size`: bytes up to the end of the last complete line;
     `partial_bytes`: bytes after it (a last line without its newline, left by a kill), which
     resuming drops.
     """
 
     ids: set[str] = field(default_factory=set)
-    models: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    models: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     per_turn: bool | None = None
     size: int = 0
     partial_bytes: int = 0
@@ -105,7 +106,8 @@ def read_resume_state(handle: BinaryIO, path: str | Path) -> ResumeState:
         if row["id"] in state.ids:
             raise _unreadable(path, number, f"a second row for transcript {row['id']!r}")
         state.ids.add(row["id"])
-        key = (str(model.get("name")), str(model.get("version")), str(model.get("weights_sha256")))
+        key = (str(model.get("name")), str(model.get("version")), str(model.get("weights_sha256")),
+               str(model.get("precision", "fp32")))
         state.models[key] = state.models.get(key, 0) + 1
         state.per_turn = "turns" in row if state.per_turn is None else state.per_turn
     return state
@@ -119,6 +121,14 @@ def _unreadable(path: str | Path, number: int, problem: str) -> OutputError:
 class RowWriter:
     """Writes rows in the format the path's extension names (JSONL to stdout without a path).
 
+    Flat tables (CSV, TSV, Parquet) hold nested fields as JSON text, and add one
+    `metadata.<key>` column per metadata key found in the first chunk of rows, after the row's
+    own columns, so that rows can be grouped by `team` (say) without parsing; a key first
+    seen later stays in the JSON `metadata` column only (the header is written by then). In
+    Parquet such a column is float64 when every value of the first chunk is a number, else
+    text. CSV and TSV text cells that a spreadsheet would run as a formula (starting with
+    =, +, -, @, or a quote) get a leading quote `'`; `qualaudit.io.read_scores` takes it off.
+
     The file is locked while it is open (see `open_locked`). Each `write` call ends durably on
     disk (flushed and synced), so a killed run keeps what it wrote; an exception during a write
     (Ctrl-C) takes that write back on `close`. With `resume=True` (JSONL only) the rows already
@@ -131,6 +141,7 @@ class RowWriter:
         self.format = output_format(path)
         self.path = Path(path) if path is not None else None
         self.columns = row_columns(per_turn)
+        self.metadata_keys: list[str] | None = None  # flat tables: set by the first write
         self.rows_written = 0
         self.resumed: ResumeState | None = None
         self._parquet = None
@@ -149,14 +160,15 @@ class RowWriter:
             self._committed = self.resumed.size
         else:
             self._file.truncate(0)
-        if self.format in ("csv", "tsv"):
-            self._append(self._csv_text([], header=True))
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        first = self.metadata_keys is None
+        if first and self.format != "jsonl":
+            self.metadata_keys = list(dict.fromkeys(k for r in rows for k in r.get("metadata") or {}))
         if self.format == "parquet":
             self._write_parquet(rows)
         elif self.format in ("csv", "tsv"):
-            self._append(self._csv_text(rows, header=False))
+            self._append(self._csv_text(rows, header=first))
         else:
             self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         self.rows_written += len(rows)
@@ -182,24 +194,41 @@ class RowWriter:
             self._committed = self._end
         self._file.truncate(self._committed)
 
+    @property
+    def flat_columns(self) -> list[str]:
+        """The columns of a flat table: the row's, then one per metadata key."""
+        return self.columns + [f"metadata.{k}" for k in self.metadata_keys or ()]
+
     def _csv_text(self, rows: Sequence[Mapping[str, Any]], header: bool) -> str:
         buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=self.columns,
+        writer = csv.DictWriter(buffer, fieldnames=self.flat_columns,
                                 delimiter="\t" if self.format == "tsv" else ",")
         if header:
             writer.writeheader()
-        writer.writerows(flat_row(r) for r in rows)
+        writer.writerows({k: formula_guarded(v) for k, v in
+                          flat_row(r, self.metadata_keys or ()).items()} for r in rows)
         return buffer.getvalue()
 
     def _write_parquet(self, rows: Sequence[Mapping[str, Any]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        keys = self.metadata_keys or ()
         if self._parquet is None:
             kinds = {c.name: _PARQUET_KINDS.get(c.kind, "string") for c in OUTPUT_COLUMNS}
-            schema = pa.schema([(c, pa.type_for_alias(kinds[c])) for c in self.columns])
+            for key in keys:
+                values = [(r.get("metadata") or {}).get(key) for r in rows]
+                numbers = all(v is None or _is_number(v) for v in values)
+                kinds[f"metadata.{key}"] = "float64" if numbers else "string"
+            schema = pa.schema([(c, pa.type_for_alias(kinds[c])) for c in self.flat_columns])
             self._parquet = pq.ParquetWriter(self._file, schema)
-        table = pa.Table.from_pylist([flat_row(r) for r in rows], schema=self._parquet.schema)
+        numeric = {f.name for f in self._parquet.schema if f.type == pa.float64()}
+        flat = [flat_row(r, keys) for r in rows]
+        for row in flat:  # a later value that is not a number stays in the JSON column only
+            for name in numeric & row.keys():
+                if name.startswith("metadata.") and not (row[name] is None or _is_number(row[name])):
+                    row[name] = None
+        table = pa.Table.from_pylist(flat, schema=self._parquet.schema)
         self._parquet.write_table(table)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -227,6 +256,9 @@ class RowWriter:
                 self._parquet.close()
             elif self._dirty and self._file is not None:
                 self._take_back()
+            elif self.format in ("csv", "tsv") and self._file is not None and not self.rows_written:
+                self.metadata_keys = []
+                self._append(self._csv_text([], header=True))  # no rows: still the header
         finally:
             if self._file is not None:
                 self._file.close()
@@ -239,12 +271,40 @@ class RowWriter:
         self.close()
 
 
-def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row for flat tables (CSV, Parquet): nested fields become JSON strings."""
-    return {
-        k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-        for k, v in row.items()
-    }
+def flat_row(row: Mapping[str, Any], metadata_keys: Sequence[str] = ()) -> dict[str, Any]:
+    """A row for flat tables (CSV, Parquet): nested fields become JSON strings, and each of
+    `metadata_keys` a `metadata.<key>` cell (None where the row has no such key)."""
+    flat = {k: _json_text(v) for k, v in row.items()}
+    metadata = row.get("metadata") or {}
+    for key in metadata_keys:
+        flat[f"metadata.{key}"] = _json_text(metadata.get(key))
+    return flat
+
+
+def formula_guarded(value: Any) -> Any:
+    """A text cell a spreadsheet would read as a formula (=, +, -, @ first; also a leading
+    quote, so that the guard can be taken off unambiguously) with a quote `'` put first;
+    anything else (numbers included) as it is. `formula_unguarded` undoes it."""
+    if isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
+def formula_unguarded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] == "'" and value[1:2] in _FORMULA_STARTS:
+        return value[1:]
+    return value
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "'")
+
+
+def _json_text(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def error_record(error: InputError) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Public data only approximates what a support team means by "resolved" or "empathetic";
 a few hundred of their own QA labels fine-tune the heads (`train.TrainingArgs(examples=...)`)
-and measure agreement (`qualaudit.agreement`). Both read the same labels file.
+and measure agreement (`qualaudit.report.agreement`). Both read the same labels file.
 
 The labels file is described in `qualaudit.io.labels`.
 """
