@@ -116,6 +116,20 @@ def test_ambiguous_table_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
     assert "message" in err and "text" in err and "--text-column" in err
 
 
+def test_a_gzip_file_named_jsonl_is_one_usage_error(tiny_model_dir, input_jsonl, tmp_path, capsys):
+    import gzip
+
+    packed = tmp_path / "x.jsonl"
+    packed.write_bytes(gzip.compress(input_jsonl.read_bytes()))
+    out = tmp_path / "out.jsonl"
+    assert run("score", packed, "-o", out, "--model", tiny_model_dir, "--quiet") == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("qualaudit: error:")]
+    assert str(packed) in line and "found gzip-compressed data" in line and "gunzip" in line
+    assert "invalid UTF-8" not in err and "iconv" not in err
+    assert not out.exists()
+
+
 def test_missing_model_fails(input_jsonl, tmp_path):
     assert run("score", input_jsonl, "--model", tmp_path / "no-model", "--quiet") == 1
 

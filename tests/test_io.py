@@ -233,6 +233,40 @@ def test_json_array_file_is_refused_with_a_hint(tmp_path):
     assert "jq -c" in info.value.hint
 
 
+@pytest.mark.parametrize("name, data, found, fix", [
+    ("x.jsonl", None, "gzip-compressed data", "gunzip -c x.jsonl > transcripts.jsonl"),
+    ("x.csv", None, "gzip-compressed data", "gunzip -c x.csv > transcripts.csv"),
+    ("x.jsonl", b"PK\x03\x04\x14\x00\x00\x00" + bytes(range(256)), "a zip archive", "unzip x.jsonl"),
+    ("x.tsv", b"PAR1\x15\x04" + bytes(range(256)) * 4, "a Parquet file", "--format parquet"),
+    ("x.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "a PNG image", "transcript file"),
+    ("x.csv", "chat_id,role,text\na,user,hi\n".encode("utf-16"), "UTF-16", "iconv -f UTF-16"),
+    ("x.jsonl", bytes(range(256)) * 40, "binary data", "decompressed"),
+])
+def test_a_file_that_is_not_text_is_one_error_naming_what_it_is(tmp_path, name, data, fix, found):
+    import gzip
+
+    lines = "".join(json.dumps(chat(f"c{i}", "hi", "hello")) + "\n" for i in range(50))
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(lines.encode()) if data is None else data)
+    with pytest.raises(InputError) as info:
+        iter_records(path)  # raised before the first record: one error, not one per line
+    error = info.value
+    assert error.source == str(path) and error.line is None
+    assert f"found {found}" in error.reason and "text file" in error.reason
+    assert fix in error.hint and "latin1" not in str(error)
+
+
+def test_text_with_a_stray_nul_or_bad_byte_still_rejects_only_its_transcript(tmp_path):
+    nul = b'{"id": "nul", "messages": [{"role": "user", "content": "a\x00b"}]}'
+    bad = b'{"id": "bad", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "hi"), nul, bad, chat("b", "yo")])
+    transcripts, errors = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "b"]
+    assert [e.line for e in errors] == [2, 3]
+    table = write_csv(tmp_path / "x.csv", b"chat_id,role,text\na,user,hi\nb,user,x\x00y\n")
+    assert len(list(iter_records(table))) == 2  # read as text, row by row
+
+
 def test_role_map_from_string_and_mapping(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl", [{"id": "r", "turns": [
         {"role": "Visitor", "text": "hello"}, {"role": "operator", "text": "hi"},

@@ -14,7 +14,7 @@ from ..normalize import normalize_id
 from ..schema import Transcript, Turn
 from .columns import ColumnMap
 from .convokit import _convokit_stream
-from .objects import _jsonl_records, _object_record, _reject_json_array
+from .objects import _jsonl_records, _object_record, _reject_binary, _reject_json_array
 from .records import _OBJECT_DUPLICATE_HINT, _Raw, _Stream
 from .tables import _csv_stream, _dataset_rows, _frame_rows, _parquet_stream, _rows_stream
 
@@ -59,6 +59,8 @@ def _open_path(path: Path, fmt: str, columns: ColumnMap | None) -> _Stream:
         return _convokit_stream(path)
     if path.is_dir():
         raise InputError(f"expected a {fmt} file, found a directory", source=source)
+    if fmt in ("jsonl", "csv", "tsv"):
+        _reject_binary(path, fmt)
     if fmt == "jsonl":
         _reject_json_array(path)
         return _Stream(_jsonl_records(path, source), source, "line", _OBJECT_DUPLICATE_HINT)
