@@ -130,6 +130,23 @@ def test_a_gzip_file_named_jsonl_is_one_usage_error(tiny_model_dir, input_jsonl,
     assert not out.exists()
 
 
+def test_every_wrongly_named_column_is_in_one_usage_error(tiny_model_dir, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"ticket": ["a"], "who": ["user"], "words": ["hi"]}).to_csv(table, index=False)
+    assert run("score", table, "--model", tiny_model_dir, "--quiet") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "3 columns cannot be told" in line and str(table) in line
+    assert all(f"no {name} column" in line for name in ("id", "role", "text"))
+    assert all(f"--{name}-column" in line for name in ("id", "role", "text"))
+    assert "columns found: ['ticket', 'who', 'words']" in line
+    assert run("score", table, "--model", tiny_model_dir, "--quiet", "--id-column", "ticket",
+               "--text-column", "nope") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "2 columns cannot be told" in line and "no role column" in line
+    assert "column 'nope' (ColumnMap.text) not found" in line
+    assert "--role-column" in line and "--text-column" in line and "--id-column" not in line
+
+
 def test_missing_model_fails(input_jsonl, tmp_path):
     assert run("score", input_jsonl, "--model", tmp_path / "no-model", "--quiet") == 1
 

@@ -493,6 +493,33 @@ def test_missing_columns_raise_listing_the_columns_found(tmp_path):
         iter_records(path, columns=ColumnMap(role="speaker"))
 
 
+def test_every_unresolved_column_is_listed_in_one_error(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "ticket,who,words,Message,message\na,user,hi,x,y\n")
+    with pytest.raises(InputError) as info:
+        iter_records(path)
+    reason, hint = info.value.reason, info.value.hint
+    assert reason.startswith("3 columns cannot be told: no id column; expected one of "
+                             "['conversation_id', ")
+    assert "no role column; expected one of ['role', " in reason
+    assert "ambiguous text column: ['Message', 'message'] could each be it" in reason
+    assert reason.endswith("columns found: ['ticket', 'who', 'words', 'Message', 'message']")
+    assert info.value.source == str(path)
+    for flag in ("--id-column NAME (ColumnMap(id=NAME))", "--role-column NAME",
+                 "--text-column NAME"):
+        assert flag in hint
+    with pytest.raises(InputError) as info:  # mapped names that are not there count too
+        iter_records(path, columns=ColumnMap(id="ticket", text="nope", order="seq",
+                                             agent_type="MESSAGE"))
+    reason, hint = info.value.reason, info.value.hint
+    assert "4 columns cannot be told" in reason and "no role column" in reason
+    assert "column 'nope' (ColumnMap.text) not found" in reason
+    assert "column 'seq' (ColumnMap.order) not found" in reason
+    assert "column 'MESSAGE' (ColumnMap.agent_type) matches ['Message', 'message']" in reason
+    assert "--id-column" not in hint and "--order-column" in hint and "--agent-type-column" in hint
+    (t,) = list(iter_records(path, columns=ColumnMap(id="ticket", role="who", text="words")))
+    assert (t.id, t.turns[0].text) == ("a", "hi")
+
+
 def test_non_contiguous_ids_in_a_file_are_rejected_not_merged(tmp_path):
     path = write_csv(tmp_path / "x.csv", (
         "chat_id,role,text\na,user,one\nb,user,two\na,agent,three\n"))
