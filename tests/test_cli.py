@@ -44,6 +44,11 @@ def test_per_turn_and_stdout(tiny_model_dir, input_jsonl, capsys):
     assert run("score", input_jsonl, "--model", tiny_model_dir, "--per-turn", "--quiet") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4 and len(rows[1]["turns"]) == 5
+    assert [row["agent_type"] for row in rows] == ["ai", "ai", "human", "human"]
+    for row in rows:  # agent turns take the transcript's agent_type, customer turns none
+        assert {(t["role"], t["agent_type"]) for t in row["turns"]} <= {
+            ("customer", None), ("agent", row["agent_type"])}
+    assert [t["agent_type"] for t in rows[3]["turns"]] == ["human", None, "human"]
 
 
 def test_csv_and_parquet_outputs_have_the_same_columns(tiny_model_dir, input_jsonl, tmp_path):
