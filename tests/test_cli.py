@@ -152,6 +152,18 @@ def test_every_wrongly_named_column_is_in_one_usage_error(tiny_model_dir, tmp_pa
     assert "--role-column" in line and "--text-column" in line and "--id-column" not in line
 
 
+@pytest.mark.parametrize("name, text", [("empty.jsonl", ""), ("blank.jsonl", "\n\n"),
+                                        ("header.csv", "conversation_id,role,text\n")])
+def test_an_input_without_transcripts_is_a_usage_error(tiny_model_dir, tmp_path, capsys, name,
+                                                      text):
+    source, out = tmp_path / name, tmp_path / "out.jsonl"
+    source.write_text(text)
+    assert run("score", source, "-o", out, "--model", tiny_model_dir, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert f"qualaudit: error: {source}: no transcripts found; expected one JSON object" in err
+    assert "scored 0 of 0" not in err and not out.exists()
+
+
 def test_missing_model_fails(input_jsonl, tmp_path):
     assert run("score", input_jsonl, "--model", tmp_path / "no-model", "--quiet") == 1
 

@@ -3,7 +3,9 @@ that returns what happened, so that other programs can run it without the CLI.""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,7 +71,10 @@ def score_to_file(
     (never its text), written to the `errors` JSONL file when one is given and passed to
     `on_reject`; then `on_error="skip"` goes on and `on_error="fail"` stops: the rows before
     it are written, and RejectedRowError is raised. An unreadable source raises InputError
-    before the output is created.
+    before the output is created, and so does a source that holds no transcript at all (an
+    empty file, blank lines only, a header without rows, an empty table or list): the output
+    is then neither created nor truncated, and an existing one (even with `resume=True`) is
+    left as it was. A resumed run whose transcripts all have rows already is not empty.
 
     `resume=True` (JSONL output only) keeps the rows already in `output`, drops a partial last
     line, and scores only the transcripts whose ids have no row yet; an output written by
@@ -90,7 +95,8 @@ def score_to_file(
         raise ValueError(f"on_error must be 'skip' or 'fail', found {on_error!r}")
     summary = RunSummary()
     start = time.perf_counter()
-    records = iter_records(source, format=format, columns=columns, role_map=role_map)
+    records = _non_empty(iter_records(source, format=format, columns=columns, role_map=role_map),
+                         source)
     with RowWriter(output, per_turn=per_turn, resume=resume) as writer:
         done = writer.resumed or ResumeState()
         _check_resumable(done, auditor, per_turn, allow_mixed_models, output)
@@ -138,6 +144,21 @@ def score_to_file(
                     "another input?)", output, done.rows - summary.resumed)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _non_empty(records: Iterator[Transcript | InputError],
+               source: Any) -> Iterator[Transcript | InputError]:
+    """`records` unchanged, or InputError when there is none. The first record is read here,
+    before the output is opened, so that an empty source leaves no empty output behind."""
+    first = next(records, None)
+    if first is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+        raise InputError(
+            "no transcripts found; expected one JSON object per line (JSONL), or a header row and "
+            "one row per turn (CSV, TSV, Parquet, a table), found none (an empty file, blank "
+            "lines only, or a header without rows)", source=name,
+            hint="Check that this is the file you meant to score and that its export finished")
+    return itertools.chain([first], records)
 
 
 def _check_resumable(done: ResumeState, auditor: Auditor, per_turn: bool,
