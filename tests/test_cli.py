@@ -187,6 +187,29 @@ def test_real_process_with_progress_and_exit_code(tiny_model_dir, input_jsonl, t
     assert "tokens/s, 0 rejected]" in proc.stderr  # the progress bar's postfix
 
 
+@pytest.mark.parametrize("name", ["in.jsonl", "in.csv"])
+def test_progress_bar_counts_bytes_of_the_input_file(tiny_model_dir, toy_transcripts, tmp_path,
+                                                     capsys, name):
+    source = tmp_path / name
+    if name.endswith(".jsonl"):
+        source.write_text("".join(json.dumps(t) + "\n" for t in toy_transcripts))
+    else:
+        pd.DataFrame({"chat_id": ["a", "a", "b"], "role": ["user", "agent", "user"],
+                      "text": ["my order", "sorry", "hi"]}).to_csv(source, index=False)
+    from tqdm import tqdm
+
+    shown = tqdm.format_sizeof(source.stat().st_size)  # as the bar writes the size
+    out = tmp_path / "out.jsonl"
+    assert run("score", source, "-o", out, "--model", tiny_model_dir) == 0
+    err = capsys.readouterr().err
+    n = len(out.read_text().splitlines())
+    assert "100%" in err and f"{shown}/{shown}" in err and "B/s" in err
+    assert f"{n} transcripts, " in err and "tokens/s, 0 rejected]" in err
+    assert run("score", source, "-o", out, "--model", tiny_model_dir, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "100%" not in err and "tokens/s, 0 rejected]" not in err and f"scored {n} of {n}" in err
+
+
 def test_a_closed_pipe_stops_quietly(tiny_model_dir, tmp_path):
     many = tmp_path / "many.jsonl"
     many.write_text("".join(json.dumps(conversation(f"p{i}", ("user", "hello"), ("assistant", "hi")))

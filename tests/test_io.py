@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qualaudit.errors import InputError
-from qualaudit.io import ColumnMap, iter_records, read_transcripts
+from qualaudit.io import ColumnMap, ReadProgress, iter_records, read_transcripts
 from qualaudit.normalize import make_transcript
 from qualaudit.schema import Transcript, Turn
 
@@ -931,3 +931,74 @@ def test_generator_source_is_consumed_lazily():
     assert pulled == []
     assert next(records).id == "t0"
     assert pulled == [0]
+
+
+# ---- how far a file has been read ---------------------------------------------------------------
+
+
+def read_with_progress(source, **kwargs):
+    """Every record, with ReadProgress.bytes_read as each one came out, and the progress."""
+    progress = ReadProgress()
+    seen = [(record, progress.bytes_read) for record in iter_records(source, progress=progress,
+                                                                     **kwargs)]
+    return seen, progress
+
+
+def test_jsonl_progress_counts_the_bytes_of_the_lines_read(tmp_path):
+    path = tmp_path / "x.jsonl"
+    lines = [json.dumps(chat("a", "hi")).encode(), b"", b"{broken \xe9",
+             json.dumps(chat("b", "caf\u00e9 " * 50)).encode()]
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n\n")
+    seen, progress = read_with_progress(path)
+    size = path.stat().st_size
+    assert progress.total_bytes == size and progress.bytes_read == size
+    assert [at for _, at in seen] == [3 + len(lines[0]) + 2,
+                                      3 + sum(len(line) + 2 for line in lines[:3]),
+                                      size - 1]  # the last blank line is read after "b"
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_progress_counts_bytes_with_bom_crlf_quotes_and_bad_bytes(tmp_path, sep):
+    rows = [["chat_id", "role", "text"], ["a", "user", "multi\r\nline, \"quoted\""],
+            ["a", "agent", "caf\u00e9"], ["b", "user", "Q"], ["b", "user", "Q", "extra"],
+            ["c", "user", "ok"]]
+    import csv
+    import io
+
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, delimiter=sep).writerows(rows)
+    data = b"\xef\xbb\xbf" + buffer.getvalue().encode().replace(b"Q", b"\xff") + b"\r\n"
+    path = write_csv(tmp_path / ("x.csv" if sep == "," else "x.tsv"), data)
+    seen, progress = read_with_progress(path)
+    assert [r.transcript_id if isinstance(r, InputError) else r.id for r, _ in seen] == ["a", "b", "c"]
+    assert progress.bytes_read == progress.total_bytes == len(data)
+    first = seen[0][1]  # "a" ends where the first "b" row starts, which was read to find that
+    assert data.index(b"\r\nb") < first < data.index(b"\r\nc")
+
+
+def test_parquet_and_convokit_progress_reach_the_file_size(tmp_path, monkeypatch):
+    import qualaudit.io.tables as tables
+
+    monkeypatch.setattr(tables, "_CHUNK_ROWS", 2)  # several batches
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"chat_id": ["a", "a", "b", "c", "d", "e"], "role": ["user"] * 6,
+                             "text": ["hi"] * 6}), path)
+    seen, progress = read_with_progress(path)
+    size = path.stat().st_size
+    assert [at for _, at in seen] == [size * 4 // 6, size * 4 // 6, size * 6 // 6, size * 6 // 6,
+                                      size]
+    assert progress.bytes_read == progress.total_bytes == size
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_jsonl(corpus / "utterances.jsonl", [utterance("u1", "customer", "c1", "Help", 1), "",
+                                              utterance("u2", "agent", "c2", "Sure", 2)])
+    seen, progress = read_with_progress(corpus)
+    assert 0 < seen[0][1] < progress.total_bytes == (corpus / "utterances.jsonl").stat().st_size
+    assert progress.bytes_read == progress.total_bytes
+
+
+def test_sources_that_are_not_files_report_no_size():
+    frame = pd.DataFrame({"chat_id": ["a"], "role": ["user"], "text": ["hi"]})
+    for source in (frame, [chat("a", "hi")]):
+        seen, progress = read_with_progress(source)
+        assert len(seen) == 1 and (progress.bytes_read, progress.total_bytes) == (0, None)

@@ -211,3 +211,23 @@ def test_a_resumed_run_with_nothing_left_to_score_is_not_empty(auditor, tmp_path
     only_bad = write_jsonl(tmp_path / "bad.jsonl", ["{broken"])
     summary = score_to_file(only_bad, tmp_path / "o2.jsonl", auditor)
     assert (summary.read, summary.rejected) == (1, 1)  # read, though nothing was valid
+
+
+def test_summary_says_how_far_the_file_was_read(auditor, tmp_path):
+    import pandas as pd
+
+    source = write_jsonl(tmp_path / "in.jsonl", many(12))
+    seen = []
+    summary = score_to_file(source, tmp_path / "o.jsonl", auditor,
+                            on_progress=lambda s: seen.append((s.bytes_read, s.total_bytes)))
+    size = source.stat().st_size
+    assert summary.bytes_read == summary.total_bytes == size
+    assert len(seen) > 2 and all(total == size for _, total in seen)
+    assert [read for read, _ in seen] == sorted(read for read, _ in seen) and seen[0][0] < size
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"chat_id": ["a", "a", "b"], "role": ["user", "agent", "user"],
+                  "text": ["my order", "sorry", "hi"]}).to_csv(table, index=False)
+    summary = score_to_file(table, tmp_path / "o2.jsonl", auditor)
+    assert summary.bytes_read == summary.total_bytes == table.stat().st_size
+    summary = score_to_file(many(3), tmp_path / "o3.jsonl", auditor)  # not a file
+    assert (summary.scored, summary.bytes_read, summary.total_bytes) == (3, None, None)

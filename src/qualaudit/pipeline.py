@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError, QualauditError, RejectedRowError, UsageError
-from .io import ColumnMap, iter_records
+from .io import ColumnMap, ReadProgress, iter_records
 from .redact import redact_row, redact_text
 from .schema import Transcript
 from .scorer import Auditor
@@ -30,7 +30,9 @@ class RunSummary:
     each one is `scored` (a row written now), `resumed` (its id already had a row in the
     output, `resume=True`) or `rejected`: `read == inputs == scored + resumed + rejected`
     when a run ends, which `score_to_file` checks. `truncated` counts scored transcripts with
-    a `truncated` entry on their row.
+    a `truncated` entry on their row. `bytes_read` of `total_bytes` is how far the source file
+    has been read (see `qualaudit.io.ReadProgress`), for a progress bar; both are None when
+    the source is not a file (a DataFrame, a list).
     """
 
     scored: int = 0
@@ -41,6 +43,8 @@ class RunSummary:
     resumed: int = 0
     read: int = 0
     truncated: int = 0
+    bytes_read: int | None = None
+    total_bytes: int | None = None
 
     @property
     def inputs(self) -> int:
@@ -95,8 +99,9 @@ def score_to_file(
         raise ValueError(f"on_error must be 'skip' or 'fail', found {on_error!r}")
     summary = RunSummary()
     start = time.perf_counter()
-    records = _non_empty(iter_records(source, format=format, columns=columns, role_map=role_map),
-                         source)
+    read = ReadProgress()
+    records = _non_empty(iter_records(source, format=format, columns=columns, role_map=role_map,
+                                      progress=read), source)
     with RowWriter(output, per_turn=per_turn, resume=resume) as writer:
         done = writer.resumed or ResumeState()
         _check_resumable(done, auditor, per_turn, allow_mixed_models, output)
@@ -131,6 +136,7 @@ def score_to_file(
                 summary.turns = auditor.stats.turns - turns_before
                 summary.tokens = auditor.stats.tokens - tokens_before
                 summary.seconds = time.perf_counter() - start
+                _note_bytes(summary, read)
                 if on_progress:
                     on_progress(summary)
         finally:
@@ -143,7 +149,14 @@ def score_to_file(
         log.warning("%s holds %d rows whose ids are not in this input (was it written for "
                     "another input?)", output, done.rows - summary.resumed)
     summary.seconds = time.perf_counter() - start
+    _note_bytes(summary, read)
     return summary
+
+
+def _note_bytes(summary: RunSummary, read: ReadProgress) -> None:
+    """How far the source file has been read, on the summary (nothing for other sources)."""
+    if read.total_bytes is not None:
+        summary.bytes_read, summary.total_bytes = read.bytes_read, read.total_bytes
 
 
 def _non_empty(records: Iterator[Transcript | InputError],

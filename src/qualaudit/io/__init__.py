@@ -14,10 +14,10 @@ from ..errors import InputError
 from ..normalize import parse_role_map
 from ..schema import Transcript
 from .columns import ColumnMap
-from .records import _checked, _valid_only
+from .records import ReadProgress, _checked, _valid_only
 from .sources import FORMATS, _open
 
-__all__ = ["FORMATS", "ColumnMap", "iter_records", "read_transcripts"]
+__all__ = ["FORMATS", "ColumnMap", "ReadProgress", "iter_records", "read_transcripts"]
 
 
 def iter_records(
@@ -26,6 +26,7 @@ def iter_records(
     format: str = "auto",
     columns: ColumnMap | None = None,
     role_map: str | Mapping[str, Any] | None = None,
+    progress: ReadProgress | None = None,
 ) -> Iterator[Transcript | InputError]:
     """Each transcript of `source`, validated, or an `InputError` value for each bad one.
 
@@ -51,6 +52,7 @@ def iter_records(
     each after the utterance it replies to, ties and the rest in file order).
     When several optional columns could serve (say `seq` and `timestamp` for the order), the
     first in priority order is used and the choice is logged at INFO on "qualaudit.io".
+    A `ReadProgress` passed as `progress` is filled in as the file is read (see there).
 
     Example:
         >>> for record in iter_records("chats.csv", role_map="customer=visitor"):
@@ -60,7 +62,7 @@ def iter_records(
         raise InputError(f"unknown format {format!r}; expected auto or one of {', '.join(FORMATS)}",
                          field="format")
     roles = parse_role_map(role_map)
-    stream = _open(source, format, columns)
+    stream = _open(source, format, columns, progress if progress is not None else ReadProgress())
     return _checked(stream, roles)
 
 

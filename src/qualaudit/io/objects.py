@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..normalize import UTF8_HINT, is_missing, normalize_id
-from .records import _Raw
+from .records import ReadProgress, _Raw
 from .values import _as_list, _first_key, _is_scalar, _kind
 
 # One-transcript-per-object shapes (JSONL lines, dicts, rows with a messages/turns column).
@@ -130,9 +130,11 @@ def _guess_id(data: bytes, id_keys: tuple[str, ...]) -> str | None:
     return normalize_id(obj[key]) if key is not None else None
 
 
-def _jsonl_records(path: Path, source: str) -> Iterator[_Raw | InputError]:
+def _jsonl_records(path: Path, source: str,
+                   progress: ReadProgress) -> Iterator[_Raw | InputError]:
     with path.open("rb") as handle:
         for number, data in enumerate(handle, 1):
+            progress.bytes_read += len(data)
             item = _json_line(data, number, source, _OBJECT_ID_KEYS)
             if isinstance(item, InputError):
                 yield item
