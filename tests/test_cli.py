@@ -44,6 +44,11 @@ def test_per_turn_and_stdout(tiny_model_dir, input_jsonl, capsys):
     assert run("score", input_jsonl, "--model", tiny_model_dir, "--per-turn", "--quiet") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4 and len(rows[1]["turns"]) == 5
+    assert [row["agent_type"] for row in rows] == ["ai", "ai", "human", "human"]
+    for row in rows:  # agent turns take the transcript's agent_type, customer turns none
+        assert {(t["role"], t["agent_type"]) for t in row["turns"]} <= {
+            ("customer", None), ("agent", row["agent_type"])}
+    assert [t["agent_type"] for t in rows[3]["turns"]] == ["human", None, "human"]
 
 
 def test_csv_and_parquet_outputs_have_the_same_columns(tiny_model_dir, input_jsonl, tmp_path):
@@ -118,6 +123,49 @@ def test_ambiguous_table_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
     assert "message" in err and "text" in err and "--text-column" in err
 
 
+def test_a_gzip_file_named_jsonl_is_one_usage_error(tiny_model_dir, input_jsonl, tmp_path, capsys):
+    import gzip
+
+    packed = tmp_path / "x.jsonl"
+    packed.write_bytes(gzip.compress(input_jsonl.read_bytes()))
+    out = tmp_path / "out.jsonl"
+    assert run("score", packed, "-o", out, "--model", tiny_model_dir, "--quiet") == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("qualaudit: error:")]
+    assert str(packed) in line and "found gzip-compressed data" in line and "gunzip" in line
+    assert "invalid UTF-8" not in err and "iconv" not in err
+    assert not out.exists()
+
+
+def test_every_wrongly_named_column_is_in_one_usage_error(tiny_model_dir, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"ticket": ["a"], "who": ["user"], "words": ["hi"]}).to_csv(table, index=False)
+    assert run("score", table, "--model", tiny_model_dir, "--quiet") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "3 columns cannot be told" in line and str(table) in line
+    assert all(f"no {name} column" in line for name in ("id", "role", "text"))
+    assert all(f"--{name}-column" in line for name in ("id", "role", "text"))
+    assert "columns found: ['ticket', 'who', 'words']" in line
+    assert run("score", table, "--model", tiny_model_dir, "--quiet", "--id-column", "ticket",
+               "--text-column", "nope") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "2 columns cannot be told" in line and "no role column" in line
+    assert "column 'nope' (ColumnMap.text) not found" in line
+    assert "--role-column" in line and "--text-column" in line and "--id-column" not in line
+
+
+@pytest.mark.parametrize("name, text", [("empty.jsonl", ""), ("blank.jsonl", "\n\n"),
+                                        ("header.csv", "conversation_id,role,text\n")])
+def test_an_input_without_transcripts_is_a_usage_error(tiny_model_dir, tmp_path, capsys, name,
+                                                      text):
+    source, out = tmp_path / name, tmp_path / "out.jsonl"
+    source.write_text(text)
+    assert run("score", source, "-o", out, "--model", tiny_model_dir, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert f"qualaudit: error: {source}: no transcripts found; expected one JSON object" in err
+    assert "scored 0 of 0" not in err and not out.exists()
+
+
 def test_missing_model_fails(input_jsonl, tmp_path):
     assert run("score", input_jsonl, "--model", tmp_path / "no-model", "--quiet") == 1
 
@@ -139,6 +187,29 @@ def test_real_process_with_progress_and_exit_code(tiny_model_dir, input_jsonl, t
     assert len(out.read_text().splitlines()) == 4
     assert "scored 4 of 4" in proc.stderr and proc.stdout == ""
     assert "tokens/s, 0 rejected]" in proc.stderr  # the progress bar's postfix
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.csv"])
+def test_progress_bar_counts_bytes_of_the_input_file(tiny_model_dir, toy_transcripts, tmp_path,
+                                                     capsys, name):
+    source = tmp_path / name
+    if name.endswith(".jsonl"):
+        source.write_text("".join(json.dumps(t) + "\n" for t in toy_transcripts))
+    else:
+        pd.DataFrame({"chat_id": ["a", "a", "b"], "role": ["user", "agent", "user"],
+                      "text": ["my order", "sorry", "hi"]}).to_csv(source, index=False)
+    from tqdm import tqdm
+
+    shown = tqdm.format_sizeof(source.stat().st_size)  # as the bar writes the size
+    out = tmp_path / "out.jsonl"
+    assert run("score", source, "-o", out, "--model", tiny_model_dir) == 0
+    err = capsys.readouterr().err
+    n = len(out.read_text().splitlines())
+    assert "100%" in err and f"{shown}/{shown}" in err and "B/s" in err
+    assert f"{n} transcripts, " in err and "tokens/s, 0 rejected]" in err
+    assert run("score", source, "-o", out, "--model", tiny_model_dir, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "100%" not in err and "tokens/s, 0 rejected]" not in err and f"scored {n} of {n}" in err
 
 
 def test_a_closed_pipe_stops_quietly(tiny_model_dir, tmp_path):

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qualaudit.errors import InputError
-from qualaudit.io import ColumnMap, iter_records, read_transcripts
+from qualaudit.io import ColumnMap, ReadProgress, iter_records, read_transcripts
 from qualaudit.normalize import make_transcript
 from qualaudit.schema import Transcript, Turn
 
@@ -231,6 +231,40 @@ def test_json_array_file_is_refused_with_a_hint(tmp_path):
     with pytest.raises(InputError, match="found a JSON array") as info:
         iter_records(path)
     assert "jq -c" in info.value.hint
+
+
+@pytest.mark.parametrize("name, data, found, fix", [
+    ("x.jsonl", None, "gzip-compressed data", "gunzip -c x.jsonl > transcripts.jsonl"),
+    ("x.csv", None, "gzip-compressed data", "gunzip -c x.csv > transcripts.csv"),
+    ("x.jsonl", b"PK\x03\x04\x14\x00\x00\x00" + bytes(range(256)), "a zip archive", "unzip x.jsonl"),
+    ("x.tsv", b"PAR1\x15\x04" + bytes(range(256)) * 4, "a Parquet file", "--format parquet"),
+    ("x.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "a PNG image", "transcript file"),
+    ("x.csv", "chat_id,role,text\na,user,hi\n".encode("utf-16"), "UTF-16", "iconv -f UTF-16"),
+    ("x.jsonl", bytes(range(256)) * 40, "binary data", "decompressed"),
+])
+def test_a_file_that_is_not_text_is_one_error_naming_what_it_is(tmp_path, name, data, fix, found):
+    import gzip
+
+    lines = "".join(json.dumps(chat(f"c{i}", "hi", "hello")) + "\n" for i in range(50))
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(lines.encode()) if data is None else data)
+    with pytest.raises(InputError) as info:
+        iter_records(path)  # raised before the first record: one error, not one per line
+    error = info.value
+    assert error.source == str(path) and error.line is None
+    assert f"found {found}" in error.reason and "text file" in error.reason
+    assert fix in error.hint and "latin1" not in str(error)
+
+
+def test_text_with_a_stray_nul_or_bad_byte_still_rejects_only_its_transcript(tmp_path):
+    nul = b'{"id": "nul", "messages": [{"role": "user", "content": "a\x00b"}]}'
+    bad = b'{"id": "bad", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path = write_jsonl(tmp_path / "x.jsonl", [chat("a", "hi"), nul, bad, chat("b", "yo")])
+    transcripts, errors = split(iter_records(path))
+    assert [t.id for t in transcripts] == ["a", "b"]
+    assert [e.line for e in errors] == [2, 3]
+    table = write_csv(tmp_path / "x.csv", b"chat_id,role,text\na,user,hi\nb,user,x\x00y\n")
+    assert len(list(iter_records(table))) == 2  # read as text, row by row
 
 
 def test_role_map_from_string_and_mapping(tmp_path):
@@ -457,6 +491,33 @@ def test_missing_columns_raise_listing_the_columns_found(tmp_path):
     with pytest.raises(InputError, match=r"column 'speaker' \(ColumnMap.role\) not found; "
                                          r"columns found: \['chat_id', 'who', 'text'\]"):
         iter_records(path, columns=ColumnMap(role="speaker"))
+
+
+def test_every_unresolved_column_is_listed_in_one_error(tmp_path):
+    path = write_csv(tmp_path / "x.csv", "ticket,who,words,Message,message\na,user,hi,x,y\n")
+    with pytest.raises(InputError) as info:
+        iter_records(path)
+    reason, hint = info.value.reason, info.value.hint
+    assert reason.startswith("3 columns cannot be told: no id column; expected one of "
+                             "['conversation_id', ")
+    assert "no role column; expected one of ['role', " in reason
+    assert "ambiguous text column: ['Message', 'message'] could each be it" in reason
+    assert reason.endswith("columns found: ['ticket', 'who', 'words', 'Message', 'message']")
+    assert info.value.source == str(path)
+    for flag in ("--id-column NAME (ColumnMap(id=NAME))", "--role-column NAME",
+                 "--text-column NAME"):
+        assert flag in hint
+    with pytest.raises(InputError) as info:  # mapped names that are not there count too
+        iter_records(path, columns=ColumnMap(id="ticket", text="nope", order="seq",
+                                             agent_type="MESSAGE"))
+    reason, hint = info.value.reason, info.value.hint
+    assert "4 columns cannot be told" in reason and "no role column" in reason
+    assert "column 'nope' (ColumnMap.text) not found" in reason
+    assert "column 'seq' (ColumnMap.order) not found" in reason
+    assert "column 'MESSAGE' (ColumnMap.agent_type) matches ['Message', 'message']" in reason
+    assert "--id-column" not in hint and "--order-column" in hint and "--agent-type-column" in hint
+    (t,) = list(iter_records(path, columns=ColumnMap(id="ticket", role="who", text="words")))
+    assert (t.id, t.turns[0].text) == ("a", "hi")
 
 
 def test_non_contiguous_ids_in_a_file_are_rejected_not_merged(tmp_path):
@@ -870,3 +931,74 @@ def test_generator_source_is_consumed_lazily():
     assert pulled == []
     assert next(records).id == "t0"
     assert pulled == [0]
+
+
+# ---- how far a file has been read ---------------------------------------------------------------
+
+
+def read_with_progress(source, **kwargs):
+    """Every record, with ReadProgress.bytes_read as each one came out, and the progress."""
+    progress = ReadProgress()
+    seen = [(record, progress.bytes_read) for record in iter_records(source, progress=progress,
+                                                                     **kwargs)]
+    return seen, progress
+
+
+def test_jsonl_progress_counts_the_bytes_of_the_lines_read(tmp_path):
+    path = tmp_path / "x.jsonl"
+    lines = [json.dumps(chat("a", "hi")).encode(), b"", b"{broken \xe9",
+             json.dumps(chat("b", "caf\u00e9 " * 50)).encode()]
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n\n")
+    seen, progress = read_with_progress(path)
+    size = path.stat().st_size
+    assert progress.total_bytes == size and progress.bytes_read == size
+    assert [at for _, at in seen] == [3 + len(lines[0]) + 2,
+                                      3 + sum(len(line) + 2 for line in lines[:3]),
+                                      size - 1]  # the last blank line is read after "b"
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_progress_counts_bytes_with_bom_crlf_quotes_and_bad_bytes(tmp_path, sep):
+    rows = [["chat_id", "role", "text"], ["a", "user", "multi\r\nline, \"quoted\""],
+            ["a", "agent", "caf\u00e9"], ["b", "user", "Q"], ["b", "user", "Q", "extra"],
+            ["c", "user", "ok"]]
+    import csv
+    import io
+
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, delimiter=sep).writerows(rows)
+    data = b"\xef\xbb\xbf" + buffer.getvalue().encode().replace(b"Q", b"\xff") + b"\r\n"
+    path = write_csv(tmp_path / ("x.csv" if sep == "," else "x.tsv"), data)
+    seen, progress = read_with_progress(path)
+    assert [r.transcript_id if isinstance(r, InputError) else r.id for r, _ in seen] == ["a", "b", "c"]
+    assert progress.bytes_read == progress.total_bytes == len(data)
+    first = seen[0][1]  # "a" ends where the first "b" row starts, which was read to find that
+    assert data.index(b"\r\nb") < first < data.index(b"\r\nc")
+
+
+def test_parquet_and_convokit_progress_reach_the_file_size(tmp_path, monkeypatch):
+    import qualaudit.io.tables as tables
+
+    monkeypatch.setattr(tables, "_CHUNK_ROWS", 2)  # several batches
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"chat_id": ["a", "a", "b", "c", "d", "e"], "role": ["user"] * 6,
+                             "text": ["hi"] * 6}), path)
+    seen, progress = read_with_progress(path)
+    size = path.stat().st_size
+    assert [at for _, at in seen] == [size * 4 // 6, size * 4 // 6, size * 6 // 6, size * 6 // 6,
+                                      size]
+    assert progress.bytes_read == progress.total_bytes == size
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_jsonl(corpus / "utterances.jsonl", [utterance("u1", "customer", "c1", "Help", 1), "",
+                                              utterance("u2", "agent", "c2", "Sure", 2)])
+    seen, progress = read_with_progress(corpus)
+    assert 0 < seen[0][1] < progress.total_bytes == (corpus / "utterances.jsonl").stat().st_size
+    assert progress.bytes_read == progress.total_bytes
+
+
+def test_sources_that_are_not_files_report_no_size():
+    frame = pd.DataFrame({"chat_id": ["a"], "role": ["user"], "text": ["hi"]})
+    for source in (frame, [chat("a", "hi")]):
+        seen, progress = read_with_progress(source)
+        assert len(seen) == 1 and (progress.bytes_read, progress.total_bytes) == (0, None)

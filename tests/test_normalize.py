@@ -93,6 +93,30 @@ def test_agent_type_derived_from_turns_for_handoffs():
     assert make_transcript("h2", [{"role": "user", "text": "hi"}], agent_type="human").agent_type == "human"
 
 
+def test_agent_turns_inherit_an_explicit_ai_or_human_transcript_type():
+    raw = [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "bot here"},
+           {"role": "system", "text": "note"}, {"role": "agent", "text": "me", "agent_type": "human"}]
+    for given in ("ai", "bot", "human"):
+        t = make_transcript("i", raw, agent_type=given)
+        expected = normalize_agent_type(given)
+        assert t.agent_type == expected
+        # customer and system turns keep None; a turn's own value wins over the transcript's
+        assert [x.agent_type for x in t.turns] == [None, expected, None, "human"]
+    for given in ("mixed", "unknown", None):
+        t = make_transcript("m", raw[:3], agent_type=given)
+        assert [x.agent_type for x in t.turns] == [None, None, None]
+    assert make_transcript("m", raw[:3]).agent_type == "unknown"
+    # the handoff inference is unchanged: no transcript-level value, turns AI then human
+    handoff = make_transcript("h", [raw[0], {**raw[1], "agent_type": "ai"}, raw[3]])
+    assert handoff.agent_type == "mixed"
+    assert [x.agent_type for x in handoff.turns] == [None, "ai", "human"]
+    first = make_transcript("i", raw, agent_type="ai")  # passed back in, it comes back equal
+    again = make_transcript(first.id, [{"role": x.role, "text": x.text, "agent_type": x.agent_type,
+                                        "speaker": x.speaker, "index": x.index}
+                                       for x in first.turns], agent_type=first.agent_type)
+    assert again == first
+
+
 def test_errors_name_the_field():
     with pytest.raises(InputError) as info:
         make_transcript("e", [{"role": "user", "text": "hi"}, {"role": "user", "text": 5}],

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from conftest import conversation, make_tiny_model
-from qualaudit.errors import OutputError, QualauditError, RejectedRowError, UsageError
+from qualaudit.errors import InputError, OutputError, QualauditError, RejectedRowError, UsageError
 from qualaudit.pipeline import score_to_file
 from qualaudit.scorer import Auditor
 
@@ -170,3 +170,64 @@ def test_an_output_for_another_input_is_pointed_out(auditor, tmp_path, caplog):
         score_to_file(write_jsonl(tmp_path / "b.jsonl", many(2, start=5)), out, auditor, resume=True)
     assert "2 rows whose ids are not in this input" in caplog.text
     assert len(ids(out)) == 4
+
+
+@pytest.mark.parametrize("name, data", [
+    ("empty.jsonl", b""), ("blank.jsonl", b"\n  \r\n\n"), ("header.csv", b"chat_id,role,text\n"),
+    ("header.tsv", b"chat_id\trole\ttext\r\n\r\n"), ("empty.parquet", None), ("list", None),
+])
+def test_a_source_without_any_transcript_is_an_input_error(auditor, tmp_path, name, data):
+    if name == "list":
+        source = []
+    elif data is None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        source = tmp_path / name
+        pq.write_table(pa.table({"chat_id": pa.array([], pa.string()), "role": pa.array([], pa.string()),
+                                 "text": pa.array([], pa.string())}), source)
+    else:
+        source = tmp_path / name
+        source.write_bytes(data)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(InputError, match="no transcripts found; expected one JSON object per "
+                                         "line") as info:
+        score_to_file(source, out, auditor)
+    assert info.value.source == (str(source) if name != "list" else "<list>")
+    assert not out.exists()  # never created, so no empty output is left behind
+    before = write_jsonl(out, many(2)).read_bytes()
+    for resume in (False, True):  # an existing output is neither truncated nor changed
+        with pytest.raises(InputError, match="no transcripts found"):
+            score_to_file(source, out, auditor, resume=resume)
+        assert out.read_bytes() == before
+
+
+def test_a_resumed_run_with_nothing_left_to_score_is_not_empty(auditor, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", many(3))
+    out = tmp_path / "out.jsonl"
+    score_to_file(source, out, auditor)
+    summary = score_to_file(source, out, auditor, resume=True)
+    assert (summary.read, summary.scored, summary.resumed) == (3, 0, 3)
+    only_bad = write_jsonl(tmp_path / "bad.jsonl", ["{broken"])
+    summary = score_to_file(only_bad, tmp_path / "o2.jsonl", auditor)
+    assert (summary.read, summary.rejected) == (1, 1)  # read, though nothing was valid
+
+
+def test_summary_says_how_far_the_file_was_read(auditor, tmp_path):
+    import pandas as pd
+
+    source = write_jsonl(tmp_path / "in.jsonl", many(12))
+    seen = []
+    summary = score_to_file(source, tmp_path / "o.jsonl", auditor,
+                            on_progress=lambda s: seen.append((s.bytes_read, s.total_bytes)))
+    size = source.stat().st_size
+    assert summary.bytes_read == summary.total_bytes == size
+    assert len(seen) > 2 and all(total == size for _, total in seen)
+    assert [read for read, _ in seen] == sorted(read for read, _ in seen) and seen[0][0] < size
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"chat_id": ["a", "a", "b"], "role": ["user", "agent", "user"],
+                  "text": ["my order", "sorry", "hi"]}).to_csv(table, index=False)
+    summary = score_to_file(table, tmp_path / "o2.jsonl", auditor)
+    assert summary.bytes_read == summary.total_bytes == table.stat().st_size
+    summary = score_to_file(many(3), tmp_path / "o3.jsonl", auditor)  # not a file
+    assert (summary.scored, summary.bytes_read, summary.total_bytes) == (3, None, None)

@@ -335,15 +335,14 @@ def _score(args: argparse.Namespace) -> int:
                                       max_turns=args.max_turns or None)
     columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
                         order=args.order_column, agent_type=args.agent_type_column)
-    bar = tqdm(unit=" transcripts", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+    bar = tqdm(unit="B", unit_scale=True, file=sys.stderr, disable=args.quiet,  # bytes read
+               dynamic_ncols=True)
 
     written = [0]  # rows written so far (the bar counts nothing when --quiet)
 
     def progress(summary) -> None:
         written[0] = summary.scored
-        bar.update(summary.scored - bar.n)
-        rate = summary.tokens / summary.seconds if summary.seconds else 0.0
-        bar.set_postfix_str(f"{rate:,.0f} tokens/s, {summary.rejected} rejected")
+        _show_progress(bar, summary)
 
     try:
         with bar:
@@ -352,6 +351,7 @@ def _score(args: argparse.Namespace) -> int:
                 role_map=args.role_map, per_turn=args.per_turn, resume=args.resume,
                 allow_mixed_models=args.allow_mixed_models, errors=args.errors,
                 on_error=args.on_error, redact=args.redact, on_progress=progress)
+            progress(summary)  # the end, also when the last transcripts were not scored
     except (KeyboardInterrupt, RejectedRowError) as exc:
         where = f"{args.output} ends with complete rows" if args.output else "stopped"
         resume = "; run again with --resume to finish" if args.output and fmt == "jsonl" else ""
@@ -361,6 +361,20 @@ def _score(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _print_summary(summary, auditor, args)
     return exit_code(summary)
+
+
+def _show_progress(bar: Any, summary: Any) -> None:
+    """The bar in bytes of the input file read against its size (a count of transcripts for
+    a source that is not a file), with transcripts scored, tokens/s and rejected after it."""
+    if summary.total_bytes is not None:
+        bar.total, bar.unit, bar.unit_scale = summary.total_bytes, "B", True
+        bar.update(summary.bytes_read - bar.n)
+    else:
+        bar.unit, bar.unit_scale = " transcripts", False
+        bar.update(summary.scored - bar.n)
+    rate = summary.tokens / summary.seconds if summary.seconds else 0.0
+    bar.set_postfix_str(f"{summary.scored} transcripts, {rate:,.0f} tokens/s, "
+                        f"{summary.rejected} rejected")
 
 
 def _print_summary(summary: Any, auditor: Any, args: argparse.Namespace) -> None:

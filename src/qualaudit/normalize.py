@@ -7,6 +7,7 @@ import numbers
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, time
 from typing import Any
 
@@ -259,7 +260,8 @@ def make_transcript(
     Empty or whitespace-only turns are dropped (they keep no index of their own in the
     output, but later turns keep their input index); a conversation with no text at all is
     an error. A transcript-level agent type that is missing is derived from the per-turn ones
-    (all AI -> "ai", all human -> "human", both -> "mixed"). Metadata values become plain JSON
+    (all AI -> "ai", all human -> "human", both -> "mixed"); one given as "ai" or "human"
+    is also the agent type of each agent turn without its own. Metadata values become plain JSON
     data (dates as ISO strings, numpy values as Python ones, NaN as None).
 
     `n_input_turns` counts the input's turns when some were dropped before this call; the
@@ -311,6 +313,8 @@ def make_transcript(
     if conv_type is None:
         per_turn = {t.agent_type for t in turns if t.agent_type is not None}
         conv_type = "mixed" if {"ai", "human"} <= per_turn else (per_turn.pop() if len(per_turn) == 1 else "unknown")
+    else:
+        turns = _inherit_agent_type(turns, conv_type)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InputError(f"expected metadata to be a mapping, found {type(metadata).__name__}",
                          field="metadata", part="metadata", **where)
@@ -331,6 +335,16 @@ def make_transcript(
         source=source,
         line=line,
     )
+
+
+def _inherit_agent_type(turns: list[Turn], conv_type: str) -> list[Turn]:
+    """Agent turns without an agent type of their own take the transcript's, when it names
+    one ("ai" or "human"): it says who answered. "mixed" and "unknown" say nothing about a
+    given turn, and customer and system turns were not answered by an agent, so they keep None."""
+    if conv_type not in ("ai", "human"):
+        return turns
+    return [replace(t, agent_type=conv_type) if t.role == "agent" and t.agent_type is None else t
+            for t in turns]
 
 
 def _turn_index(value: Any, previous: int) -> int:

@@ -3,7 +3,9 @@ that returns what happened, so that other programs can run it without the CLI.""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError, QualauditError, RejectedRowError, UsageError
-from .io import ColumnMap, iter_records
+from .io import ColumnMap, ReadProgress, iter_records
 from .io.writers import ErrorWriter, ResumeState, RowWriter
 from .redact import redact_row, redact_text
 from .schema import Transcript
@@ -30,7 +32,9 @@ class RunSummary:
     each one is `scored` (a row written now), `resumed` (its id already had a row in the
     output, `resume=True`) or `rejected`: `read == inputs == scored + resumed + rejected`
     when a run ends, which `score_to_file` checks. `truncated` counts scored transcripts with
-    a `truncated` entry on their row.
+    a `truncated` entry on their row. `bytes_read` of `total_bytes` is how far the source file
+    has been read (see `qualaudit.io.ReadProgress`), for a progress bar; both are None when
+    the source is not a file (a DataFrame, a list).
     """
 
     scored: int = 0
@@ -41,6 +45,8 @@ class RunSummary:
     resumed: int = 0
     read: int = 0
     truncated: int = 0
+    bytes_read: int | None = None
+    total_bytes: int | None = None
 
     @property
     def inputs(self) -> int:
@@ -71,7 +77,10 @@ def score_to_file(
     (never its text), written to the `errors` JSONL file when one is given and passed to
     `on_reject`; then `on_error="skip"` goes on and `on_error="fail"` stops: the rows before
     it are written, and RejectedRowError is raised. An unreadable source raises InputError
-    before the output is created.
+    before the output is created, and so does a source that holds no transcript at all (an
+    empty file, blank lines only, a header without rows, an empty table or list): the output
+    is then neither created nor truncated, and an existing one (even with `resume=True`) is
+    left as it was. A resumed run whose transcripts all have rows already is not empty.
 
     `resume=True` (JSONL output only) keeps the rows already in `output`, drops a partial last
     line, and scores only the transcripts whose ids have no row yet; an output written by
@@ -92,7 +101,9 @@ def score_to_file(
         raise ValueError(f"on_error must be 'skip' or 'fail', found {on_error!r}")
     summary = RunSummary()
     start = time.perf_counter()
-    records = iter_records(source, format=format, columns=columns, role_map=role_map)
+    read = ReadProgress()
+    records = _non_empty(iter_records(source, format=format, columns=columns, role_map=role_map,
+                                      progress=read), source)
     with RowWriter(output, per_turn=per_turn, resume=resume) as writer:
         done = writer.resumed or ResumeState()
         _check_resumable(done, auditor, per_turn, allow_mixed_models, output)
@@ -127,6 +138,7 @@ def score_to_file(
                 summary.turns = auditor.stats.turns - turns_before
                 summary.tokens = auditor.stats.tokens - tokens_before
                 summary.seconds = time.perf_counter() - start
+                _note_bytes(summary, read)
                 if on_progress:
                     on_progress(summary)
         finally:
@@ -139,7 +151,29 @@ def score_to_file(
         log.warning("%s holds %d rows whose ids are not in this input (was it written for "
                     "another input?)", output, done.rows - summary.resumed)
     summary.seconds = time.perf_counter() - start
+    _note_bytes(summary, read)
     return summary
+
+
+def _note_bytes(summary: RunSummary, read: ReadProgress) -> None:
+    """How far the source file has been read, on the summary (nothing for other sources)."""
+    if read.total_bytes is not None:
+        summary.bytes_read, summary.total_bytes = read.bytes_read, read.total_bytes
+
+
+def _non_empty(records: Iterator[Transcript | InputError],
+               source: Any) -> Iterator[Transcript | InputError]:
+    """`records` unchanged, or InputError when there is none. The first record is read here,
+    before the output is opened, so that an empty source leaves no empty output behind."""
+    first = next(records, None)
+    if first is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+        raise InputError(
+            "no transcripts found; expected one JSON object per line (JSONL), or a header row and "
+            "one row per turn (CSV, TSV, Parquet, a table), found none (an empty file, blank "
+            "lines only, or a header without rows)", source=name,
+            hint="Check that this is the file you meant to score and that its export finished")
+    return itertools.chain([first], records)
 
 
 def _check_resumable(done: ResumeState, auditor: Auditor, per_turn: bool,

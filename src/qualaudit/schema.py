@@ -24,7 +24,10 @@ class Turn:
 
     `index` is the turn's 0-based position in the input (empty turns included), so that
     evidence and `escalation_turn` point at the turn the user sees in their own export.
-    `agent_type` is set per turn when a conversation is handed over (AI, then a human).
+    `agent_type` says who wrote an agent turn: as given per turn (a conversation handed over
+    from AI to a human), else the transcript's when that is "ai" or "human". Customer and
+    system turns, and agent turns of a "mixed" or "unknown" transcript given no value of
+    their own, have None: nothing says who answered them.
     """
 
     role: Role

@@ -18,12 +18,12 @@ from ..schema import Transcript
 from .columns import ColumnMap
 from .formats import TRANSCRIPT_FORMATS
 from .labels import read_labels
-from .records import _checked, _valid_only
+from .records import ReadProgress, _checked, _valid_only
 from .scores import read_scores
 from .sources import _open
 
-__all__ = ["TRANSCRIPT_FORMATS", "ColumnMap", "iter_records", "read_labels", "read_scores",
-           "read_transcripts"]
+__all__ = ["TRANSCRIPT_FORMATS", "ColumnMap", "ReadProgress", "iter_records", "read_labels",
+           "read_scores", "read_transcripts"]
 
 
 def iter_records(
@@ -32,6 +32,7 @@ def iter_records(
     format: str = "auto",
     columns: ColumnMap | None = None,
     role_map: str | Mapping[str, Any] | None = None,
+    progress: ReadProgress | None = None,
 ) -> Iterator[Transcript | InputError]:
     """Each transcript of `source`, validated, or an `InputError` value for each bad one.
 
@@ -57,6 +58,7 @@ def iter_records(
     each after the utterance it replies to, ties and the rest in file order).
     When several optional columns could serve (say `seq` and `timestamp` for the order), the
     first in priority order is used and the choice is logged at INFO on "qualaudit.io".
+    A `ReadProgress` passed as `progress` is filled in as the file is read (see there).
 
     Example:
         >>> for record in iter_records("chats.csv", role_map="customer=visitor"):
@@ -67,7 +69,7 @@ def iter_records(
                          f"{', '.join(TRANSCRIPT_FORMATS)}",
                          field="format")
     roles = parse_role_map(role_map)
-    stream = _open(source, format, columns)
+    stream = _open(source, format, columns, progress if progress is not None else ReadProgress())
     return _checked(stream, roles)
 
 

@@ -12,20 +12,22 @@ from typing import Any
 from ..errors import InputError
 from ..normalize import is_missing, normalize_id
 from .jsonl import json_line
-from .records import _Raw, _Stream
+from .records import ReadProgress, _Raw, _Stream
 from .values import _first_value, _kind, _sort_keys
 
 _CONVERSATION_KEYS = ("conversation_id", "root")  # a ConvoKit utterance's conversation
 
 
-def _convokit_stream(path: Path) -> _Stream:
+def _convokit_stream(path: Path, progress: ReadProgress) -> _Stream:
     directory = path if path.is_dir() else path.parent
     utterances = directory / "utterances.jsonl" if path.is_dir() else path
     if not utterances.is_file():
         raise InputError("ConvoKit corpus without utterances.jsonl", source=str(path),
                          hint="Pass the corpus directory or its utterances.jsonl")
     source = str(utterances)
-    records = _convokit_records(utterances, _speaker_roles(directory / "speakers.json"), source)
+    progress.bytes_read, progress.total_bytes = 0, utterances.stat().st_size
+    records = _convokit_records(utterances, _speaker_roles(directory / "speakers.json"), source,
+                                progress)
     return _Stream(records, source, "line", None)
 
 
@@ -51,14 +53,15 @@ def _speaker_roles(path: Path) -> dict[str, Any]:
     return roles
 
 
-def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
-                      source: str) -> Iterator[_Raw | InputError]:
+def _convokit_records(path: Path, speaker_roles: Mapping[str, Any], source: str,
+                      progress: ReadProgress) -> Iterator[_Raw | InputError]:
     """One record per conversation, in order of first appearance; its utterances may be
     anywhere in the file. A first pass keeps only line numbers and byte offsets per
     conversation (never text), a second pass reads each conversation's lines back.
 
     A line that is not valid JSON, or names no conversation, is an error of its own; a line
     of a known conversation that cannot be read (invalid UTF-8) rejects that conversation.
+    `progress` counts the bytes of the lines read back, and the whole file at the end.
     """
     conversations = _utterance_positions(path, source)
     with path.open("rb") as handle:
@@ -66,7 +69,9 @@ def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
             utterances, error = [], None
             for line, offset in zip(positions[::2], positions[1::2]):
                 handle.seek(offset)
-                item = json_line(handle.readline(), line, source, _CONVERSATION_KEYS)
+                data = handle.readline()
+                progress.bytes_read += len(data)
+                item = json_line(data, line, source, _CONVERSATION_KEYS)
                 if isinstance(item, InputError):
                     error = error or item
                 elif item is not None:
@@ -78,6 +83,7 @@ def _convokit_records(path: Path, speaker_roles: Mapping[str, Any],
                 yield error.located(transcript_id=key)
             else:
                 yield _conversation_record(key, utterances, speaker_roles)
+    progress.bytes_read = progress.total_bytes or 0  # blank lines, read in the first pass
 
 
 def _utterance_positions(path: Path, source: str) -> dict[str | int, array]:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import InputError
 from ..normalize import is_missing, normalize_id
 from .jsonl import json_line
-from .records import _Raw
+from .records import ReadProgress, _Raw
 from .values import _as_list, _first_key, _is_scalar, _kind
 
 # One-transcript-per-object shapes (JSONL lines, dicts, rows with a messages/turns column).
@@ -20,6 +20,67 @@ _TURN_LISTS = ("messages", "turns")
 _ROLE_KEYS = ("role", "speaker", "sender")
 _TEXT_KEYS = ("text", "content", "utterance", "message")
 _TEXT_PART_TYPES = ("text", "input_text", "output_text")
+
+
+# Leading bytes of files that are not text, with what to do about each. {name} is the file's
+# name and {suffix} its extension, so that a hint can be copied as it is.
+_BINARY_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed data",
+     "Decompress it first: gunzip -c {name} > transcripts{suffix}"),
+    (b"PK\x03\x04", "a zip archive (an .xlsx workbook is one too)",
+     "Extract it (unzip {name}) and pass the file inside; export a workbook as CSV"),
+    (b"PAR1", "a Parquet file",
+     "Pass --format parquet (format='parquet'), or rename it to end in .parquet"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", "Pass the transcript file instead"),
+    (b"\xff\xd8\xff", "a JPEG image", "Pass the transcript file instead"),
+    (b"%PDF-", "a PDF document", "Export the transcripts as JSONL, CSV or Parquet"),
+    (b"\xfd7zXZ\x00", "xz-compressed data",
+     "Decompress it first: xz -dc {name} > transcripts{suffix}"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data",
+     "Decompress it first: zstd -dc {name} > transcripts{suffix}"),
+    (b"BZh", "bzip2-compressed data",
+     "Decompress it first: bunzip2 -c {name} > transcripts{suffix}"),
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin the same way
+_BINARY_SHARE = 0.1  # the share of control or invalid bytes above which a block is not text
+
+
+def _reject_binary(path: Path, fmt: str) -> None:
+    """A file that is not text (compressed, an archive, an image, UTF-16) would give one
+    "invalid UTF-8" error per line and a misleading hint; raise one error that says what it is.
+
+    Known magic numbers and UTF-16/32 byte order marks are named. Otherwise the first block is
+    binary when it holds a NUL byte and more than 10% of its bytes are control bytes or not
+    UTF-8: a text file with a stray bad byte still only rejects the transcript holding it.
+    """
+    with path.open("rb") as handle:
+        block = handle.read(8192)
+    expected = f"expected a {fmt.upper()} text file (UTF-8)"
+    fill = {"name": path.name, "suffix": path.suffix}
+    bom_free = block.removeprefix(b"\xef\xbb\xbf")
+    for magic, kind, hint in _BINARY_MAGIC:
+        if bom_free.startswith(magic) and (magic != b"BZh" or bom_free[3:4].isdigit()):
+            raise InputError(f"{expected}, found {kind}", source=str(path),
+                             hint=hint.format(**fill))
+    if block.startswith(_UTF16_BOMS):
+        raise InputError(f"{expected}, found UTF-16 or UTF-32 text (a byte order mark "
+                         f"0x{block[:2].hex()})", source=str(path),
+                         hint=f"Re-encode it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 {path.name} "
+                              f"> transcripts{path.suffix}")
+    if b"\x00" in block and _non_text_share(block) > _BINARY_SHARE:
+        raise InputError(f"{expected}, found binary data (NUL and other control bytes in its "
+                         "first 8 KB); it is not a text file", source=str(path),
+                         hint="Check that this is the transcript file; a compressed or "
+                              "exported-as-binary file must be decompressed or exported again")
+
+
+def _non_text_share(block: bytes) -> float:
+    """The share of `block`'s characters that are control characters (other than whitespace
+    and escape) or bytes that are not UTF-8."""
+    text = block.decode("utf-8", errors="surrogateescape")
+    bad = sum(1 for c in text
+              if "\udc80" <= c <= "\udcff" or (c < " " and c not in "\t\n\r\f\v\b\x1b"))
+    return bad / max(len(text), 1)
 
 
 def _reject_json_array(path: Path) -> None:
@@ -33,9 +94,11 @@ def _reject_json_array(path: Path) -> None:
         )
 
 
-def _jsonl_records(path: Path, source: str) -> Iterator[_Raw | InputError]:
+def _jsonl_records(path: Path, source: str,
+                   progress: ReadProgress) -> Iterator[_Raw | InputError]:
     with path.open("rb") as handle:
         for number, data in enumerate(handle, 1):
+            progress.bytes_read += len(data)
             item = json_line(data, number, source, _OBJECT_ID_KEYS)
             if isinstance(item, InputError):
                 yield item

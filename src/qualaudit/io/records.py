@@ -49,6 +49,27 @@ class _Raw:
     origin: tuple[str, int | None] | None = None
 
 
+@dataclass
+class ReadProgress:
+    """How far a reader has read its file, for a progress bar against the file's size.
+
+    `total_bytes` is the size of the file read (a ConvoKit corpus: its utterances.jsonl), set
+    when `iter_records` opens it; `bytes_read` is how many of its bytes have been read so far:
+    the lines read for JSONL and CSV/TSV, the share of rows read times the size for Parquet.
+    It equals `total_bytes` once the reader is done. A source that is not a file (DataFrame,
+    Dataset, Python objects) leaves `total_bytes` None and `bytes_read` 0. A reader fills it
+    in as it goes (from the prefetching thread, when the scorer has one); others only read it.
+
+    Example:
+        >>> progress = ReadProgress()
+        >>> records = iter_records("chats.jsonl", progress=progress)
+        >>> first = next(records); progress.bytes_read / progress.total_bytes
+    """
+
+    bytes_read: int = 0
+    total_bytes: int | None = None
+
+
 class _Stream(NamedTuple):
     records: Iterable[_Raw | InputError]
     source: str

@@ -15,14 +15,14 @@ from ..schema import Transcript, Turn
 from .columns import ColumnMap
 from .convokit import _convokit_stream
 from .formats import SUFFIX_FORMATS, TRANSCRIPT_FORMATS
-from .objects import _jsonl_records, _object_record, _reject_json_array
-from .records import _OBJECT_DUPLICATE_HINT, _Raw, _Stream
+from .objects import _jsonl_records, _object_record, _reject_binary, _reject_json_array
+from .records import _OBJECT_DUPLICATE_HINT, ReadProgress, _Raw, _Stream
 from .tables import _csv_stream, _dataset_rows, _frame_rows, _parquet_stream, _rows_stream
 
 
-def _open(source: Any, fmt: str, columns: ColumnMap | None) -> _Stream:
+def _open(source: Any, fmt: str, columns: ColumnMap | None, progress: ReadProgress) -> _Stream:
     if isinstance(source, (str, os.PathLike)):
-        return _open_path(Path(source), fmt, columns)
+        return _open_path(Path(source), fmt, columns, progress)
     name = f"<{type(source).__name__}>"
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(source, pandas.DataFrame):
@@ -44,22 +44,26 @@ def _open(source: Any, fmt: str, columns: ColumnMap | None) -> _Stream:
     )
 
 
-def _open_path(path: Path, fmt: str, columns: ColumnMap | None) -> _Stream:
+def _open_path(path: Path, fmt: str, columns: ColumnMap | None,
+               progress: ReadProgress) -> _Stream:
     source = str(path)
     if not path.exists():
         raise InputError("file not found", source=source,
                          hint="Check the path (a relative path starts at the current directory)")
     fmt = _detect_format(path) if fmt == "auto" else fmt
     if fmt == "convokit":
-        return _convokit_stream(path)
+        return _convokit_stream(path, progress)
     if path.is_dir():
         raise InputError(f"expected a {fmt} file, found a directory", source=source)
+    progress.bytes_read, progress.total_bytes = 0, path.stat().st_size
+    if fmt in ("jsonl", "csv", "tsv"):
+        _reject_binary(path, fmt)
     if fmt == "jsonl":
         _reject_json_array(path)
-        return _Stream(_jsonl_records(path, source), source, "line", _OBJECT_DUPLICATE_HINT)
+        return _Stream(_jsonl_records(path, source, progress), source, "line", _OBJECT_DUPLICATE_HINT)
     if fmt in ("csv", "tsv"):
-        return _csv_stream(path, "\t" if fmt == "tsv" else ",", columns)
-    return _parquet_stream(path, columns)
+        return _csv_stream(path, "\t" if fmt == "tsv" else ",", columns, progress)
+    return _parquet_stream(path, columns, progress)
 
 
 def _detect_format(path: Path) -> str:

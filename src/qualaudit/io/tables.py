@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -13,7 +14,7 @@ from ..errors import InputError
 from ..normalize import normalize_id
 from .columns import ColumnMap, _Columns, _resolve_columns
 from .objects import _TURN_LISTS, _object_record
-from .records import _OBJECT_DUPLICATE_HINT, _TABLE_DUPLICATE_HINT, _Raw, _Stream
+from .records import _OBJECT_DUPLICATE_HINT, _TABLE_DUPLICATE_HINT, ReadProgress, _Raw, _Stream
 from .values import _is_scalar, _sort_keys, _value
 
 _CHUNK_ROWS = 10_000
@@ -66,14 +67,15 @@ def _table_records(rows: Iterable[_Row | InputError], cols: _Columns) -> Iterato
                    locate=lambda i, part, run=run: (run[i][0], cols.of(part)))
 
 
-def _csv_stream(path: Path, sep: str, columns: ColumnMap | None) -> _Stream:
+def _csv_stream(path: Path, sep: str, columns: ColumnMap | None,
+                progress: ReadProgress) -> _Stream:
     """A CSV/TSV long table. Invalid UTF-8 bytes are kept as lone surrogates (surrogateescape),
     so make_transcript rejects exactly the transcript whose row holds them."""
     source = str(path)
     with _open_csv(path) as handle:
         header = _csv_header(csv.reader(handle, delimiter=sep, strict=True), source)
     cols = _resolve_columns(header, columns, source)
-    rows = _csv_rows(path, sep, cols, source)
+    rows = _csv_rows(path, sep, cols, source, progress)
     return _Stream(_table_records(rows, cols), source, "row", _TABLE_DUPLICATE_HINT)
 
 
@@ -95,10 +97,12 @@ def _csv_header(reader: Any, source: str) -> list[str]:
 
 class _RecordLines:
     """The lines fed to a csv.reader, keeping the first line of the record being read, so
-    that the id of a record the reader cannot parse can still be read from it."""
+    that the id of a record the reader cannot parse can still be read from it, and counting
+    the bytes they came from in `progress` (a text handle cannot tell() while it is read)."""
 
-    def __init__(self, lines: Iterable[str]) -> None:
+    def __init__(self, lines: Iterable[str], progress: ReadProgress) -> None:
         self._lines = iter(lines)
+        self._progress = progress
         self.first: str | None = None
 
     def __iter__(self) -> _RecordLines:
@@ -106,17 +110,22 @@ class _RecordLines:
 
     def __next__(self) -> str:
         line = next(self._lines)
+        # as _open_csv decoded it: invalid bytes come back as they were, newlines untranslated
+        self._progress.bytes_read += len(line.encode("utf-8", "surrogateescape"))
         if self.first is None:
             self.first = line
         return line
 
 
-def _csv_rows(path: Path, sep: str, cols: _Columns, source: str) -> Iterator[_Row | InputError]:
+def _csv_rows(path: Path, sep: str, cols: _Columns, source: str,
+              progress: ReadProgress) -> Iterator[_Row | InputError]:
     """Each data row as {column: cell} over the columns used, numbered from 1 (blank lines
     are not rows). A row with another number of fields than the header, or with broken
     quoting, is an InputError naming its data row, its physical lines and its id."""
+    with path.open("rb") as raw:  # the byte order mark utf-8-sig drops is read all the same
+        progress.bytes_read = len(codecs.BOM_UTF8) if raw.read(3) == codecs.BOM_UTF8 else 0
     with _open_csv(path) as handle:
-        lines = _RecordLines(handle)
+        lines = _RecordLines(handle, progress)
         reader = csv.reader(lines, delimiter=sep, strict=True)
         header = _csv_header(reader, source)
         names = cols.used
@@ -163,7 +172,7 @@ def _malformed_row(problem: str, number: int, lines: tuple[int, int], cells: lis
                       hint=_CSV_HINT.format(limit=csv.field_size_limit()))
 
 
-def _parquet_stream(path: Path, columns: ColumnMap | None) -> _Stream:
+def _parquet_stream(path: Path, columns: ColumnMap | None, progress: ReadProgress) -> _Stream:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -172,19 +181,26 @@ def _parquet_stream(path: Path, columns: ColumnMap | None) -> _Stream:
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"cannot read as Parquet: {exc}", source=str(path),
                          hint="Check that the file is Parquet, or pass --format") from None
-    return _rows_stream(names, partial(_parquet_rows, path), columns, str(path))
+    return _rows_stream(names, partial(_parquet_rows, path, progress=progress), columns,
+                        str(path))
 
 
-def _parquet_rows(path: Path, cols: _Columns | None) -> Iterator[_Row]:
+def _parquet_rows(path: Path, cols: _Columns | None, *,
+                  progress: ReadProgress) -> Iterator[_Row]:
+    """Rows a batch at a time; `progress` is the share of rows read times the file's size
+    (a compressed column chunk has no byte position of its own to report)."""
     import pyarrow.parquet as pq
 
-    number = 0
+    number, size = 0, progress.total_bytes or 0
     with pq.ParquetFile(path) as parquet:
+        n_rows = parquet.metadata.num_rows
         for batch in parquet.iter_batches(batch_size=_CHUNK_ROWS,
                                           columns=cols.used if cols else None):
+            progress.bytes_read = size * (number + batch.num_rows) // max(n_rows, 1)
             for row in batch.to_pylist():
                 number += 1
                 yield number, row
+    progress.bytes_read = size
 
 
 def _frame_rows(frame: Any, cols: _Columns | None) -> Iterator[_Row]:
