@@ -439,3 +439,23 @@ def test_logs_and_errors_never_hold_transcript_text(tiny_model_dir, tmp_path, ca
     assert "zebra" not in logs and "quartz" not in logs
     assert "4111" not in captured.err and "4111" not in errors.read_text()
     assert "rejected 5" in captured.err and "2 truncated" in captured.err
+
+
+def test_default_precision_is_recorded_and_csv_cells_are_guarded(tiny_model_dir, tmp_path):
+    import torch
+
+    from qualaudit.scorer import native_bf16
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(conversation("=1+1", ("user", "hi"), ("assistant", "hello"),
+                                              team="@ops", queue=-3)) + "\n")
+    assert run("score", source, "-o", tmp_path / "o.jsonl", "--model", tiny_model_dir,
+               "--device", "cpu", "--quiet") == 0
+    row = json.loads((tmp_path / "o.jsonl").read_text())
+    assert row["model"]["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert row["schema_version"] == "1.1"
+    assert run("score", source, "-o", tmp_path / "o.csv", "--model", tiny_model_dir,
+               "--device", "cpu", "--quiet") == 0
+    table = pd.read_csv(tmp_path / "o.csv", dtype=str)
+    assert table["id"][0] == "'=1+1" and table["metadata.team"][0] == "'@ops"
+    assert table["metadata.queue"][0] == "-3"

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from qualaudit.metrics import (
     auroc,
     bootstrap_ci,
     brier_score,
+    cohen_kappa,
     expected_calibration_error,
     nll,
 )
@@ -231,3 +232,17 @@ def test_bootstrap_drops_nan_statistics():
 def test_bootstrap_rejects_bad_input(args, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         bootstrap_ci(*args, **kwargs)
+
+
+def test_rank_auroc_and_kappa_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        score = rng.integers(0, 5, 40) / 4.0  # many ties
+        label = rng.integers(0, 2, 40)
+        assert auroc(score, label) == pytest.approx(roc_auc_score(label, score))
+        a, b = rng.integers(-2, 3, 40), rng.integers(-2, 3, 40)
+        assert cohen_kappa(a, b, np.arange(-2, 3), weighted=True) == pytest.approx(
+            cohen_kappa_score(a, b, labels=np.arange(-2, 3), weights="quadratic"))
+        assert cohen_kappa(a > 0, b > 0, np.arange(2)) == pytest.approx(cohen_kappa_score(a > 0, b > 0))
+    assert math.isnan(cohen_kappa(np.ones(5), np.ones(5), np.arange(2)))
+    assert math.isnan(auroc(np.ones(3), np.ones(3)))

@@ -73,7 +73,7 @@ def test_resume_reads_the_rows_back_and_drops_a_partial_last_line(tmp_path):
     with RowWriter(path, resume=True) as writer:
         state = writer.resumed
         assert state.ids == {"a", "b"} and state.per_turn is True and state.rows == 2
-        assert state.models == {("m", "1", "0" * 64): 2}
+        assert state.models == {("m", "1", "0" * 64, "fp32"): 2}  # 1.0 rows: fp32
         assert state.size == len(complete) and state.partial_bytes == len('{"id": "c", "agent_ty')
         assert writer.rows_on_disk() == 2
         writer.write([{**ROW, "id": "c"}])
