@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="score transcripts, one output row per transcript")
     score.add_argument("input", help="JSONL, CSV, Parquet, or a ConvoKit corpus directory")
-    score.add_argument("-o", "--output", help="output .jsonl/.csv/.parquet (default: JSONL on stdout)")
+    score.add_argument("-o", "--output",
+                       help="output .jsonl/.csv/.tsv/.parquet (default: JSONL on stdout)")
     score.add_argument("--model", help="model directory or hub id (default: the bundled model)")
     score.add_argument("--device", default="auto", type=_device, help="auto (CUDA when present), cpu, cuda, cuda:1")
     score.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

@@ -37,6 +37,9 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         f"- conversation pooling: learned attention, {config.conversation_dim} dims, "
         f"{config.position_buckets} position buckets from the start and from the end",
         "- `agent_type` (AI or human) is never a model input.",
+        "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
+        "calibration fit and this card's recipe are `qualaudit.training` (`train`, "
+        "`calibration_job`, `recipe`, `datasets`).",
         "",
         "## Heads",
         "| head | level | trained | calibration |",
