@@ -143,8 +143,8 @@ class Auditor:
             raise ValueError(f"max_padding must be in [0, 1], found {max_padding}")
         if max_turns is not None and max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 (or None), found {max_turns}")
-        self.specs = {s.target: s for s in model.specs}
-        missing = [t for t in CONVERSATION_TARGETS if t not in self.specs]
+        targets = {s.target for s in model.specs}
+        missing = [t for t in CONVERSATION_TARGETS if t not in targets]
         if missing:
             raise ModelLoadError(f"the model has no conversation head for {missing}; an "
                                  "Auditor needs resolution, satisfaction, repeat_inquiry, escalation")
