@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="pairs JSONL file")
     parser.add_argument("--json", dest="json_path", help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    report = check_behaviours(Auditor.from_pretrained(args.model), args.pairs)
+    report = check_behaviours(Auditor.from_pretrained(args.model, precision="fp32"), args.pairs)
     print(to_markdown(report))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -496,7 +496,7 @@ def run_benchmark(model_dir: str, data_dir: str, split: str = "report", *,
     timings["load_s"] = time.perf_counter() - started
 
     start = time.perf_counter()
-    auditor = Auditor.from_pretrained(model_dir, device="cpu")
+    auditor = Auditor.from_pretrained(model_dir, device="cpu", precision="fp32")
     scores = {s: auditor.score([e.transcript for e in ex]) for s, ex in eval_sets.items()}
     timings["model_s"] = time.perf_counter() - start
     n_transcripts = sum(len(ex) for ex in eval_sets.values())
