@@ -73,7 +73,7 @@ class TurnWindows:
 
 
 def within_max_turns(transcript: Transcript, max_turns: int | None
-                     ) -> tuple[Transcript, list[int] | None, list[int]]:
+                     ) -> tuple[Transcript, list[int] | None, Sequence[int]]:
     """A transcript cut to at most `max_turns` scored turns: its first and last halves (the
     opening states the problem, the end says how it went).
 
@@ -83,7 +83,7 @@ def within_max_turns(transcript: Transcript, max_turns: int | None
     """
     scored = transcript.scored_turns
     if max_turns is None or len(scored) <= max_turns:
-        return transcript, None, list(range(len(scored)))
+        return transcript, None, range(len(scored))  # no list built on the scoring path
     head, tail = (max_turns + 1) // 2, max_turns // 2
     kept = list(range(head)) + list(range(len(scored) - tail, len(scored)))
     left_out = [scored[head].index, scored[len(scored) - tail - 1].index]

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +264,7 @@ class QualityModel(nn.Module):
         turn_logits = self.turn_heads(states)
         features = self.turn_heads.features(turn_logits, is_agent)  # (N, F)
         counts = windows.turn_counts
-        starts = [0]
-        for n in counts:
-            starts.append(starts[-1] + n)
+        starts = [0, *accumulate(counts)]  # each transcript's first window
         if group_turns is None:
             groups = [list(range(len(counts)))]
         else:

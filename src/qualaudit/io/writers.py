@@ -162,8 +162,8 @@ class RowWriter:
             self._file.truncate(0)
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        first = self.metadata_keys is None
-        if first and self.format != "jsonl":
+        first = self.metadata_keys is None and self.format != "jsonl"
+        if first:
             self.metadata_keys = list(dict.fromkeys(k for r in rows for k in r.get("metadata") or {}))
         if self.format == "parquet":
             self._write_parquet(rows)
