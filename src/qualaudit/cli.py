@@ -152,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="score at most N turns of a transcript, its first and last N/2 "
                             "(default 1000; 0 = no limit); recorded in `truncated`")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    on_ray = score.add_argument_group(
+        "Ray (pip install \"qualaudit[ray]\")",
+        "--engine ray reads files or folders of files and writes OUTPUT as a folder of part "
+        "files, in the format its name says (OUT.parquet/, OUT.csv/; JSONL otherwise), rows in "
+        "no particular order; --resume finishes a stopped job")
+    on_ray.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local (default): this process; ray: a Ray Data job")
+    on_ray.add_argument("--ray-address", metavar="ADDR",
+                     help="the cluster to run on (HOST:6379, ray://HOST:10001; default: a new "
+                          "local Ray, or RAY_ADDRESS)")
+    on_ray.add_argument("--actors", type=_count(1), default=1, metavar="N",
+                     help="scoring actors, each with its own copy of the model (default 1)")
+    on_ray.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="G",
+                     help="GPUs per actor (default 0: CPU actors of one CPU each)")
     score.set_defaults(func=_score)
 
     init = sub.add_parser("init", help="build an UNTRAINED model on an encoder (pipeline tests)")
@@ -290,6 +304,11 @@ def _cuda_available() -> bool:
 
 
 def _score(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _score_on_ray(args)
+    if args.ray_address or args.actors != 1 or args.gpus_per_actor:
+        error("--ray-address, --actors and --gpus-per-actor go with --engine ray")
+        return EXIT_USAGE
     from tqdm import tqdm
 
     from .errors import RejectedRowError
@@ -482,3 +501,51 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK
+
+
+def _score_on_ray(args: argparse.Namespace) -> int:
+    from .integrations.ray import score_files
+    from .io import ColumnMap
+
+    if not args.output:
+        error("--engine ray writes a folder of part files: give it with -o OUT (OUT.parquet "
+              "for Parquet parts)")
+        return EXIT_USAGE
+    if args.on_error == "fail":
+        error("--on-error fail stops at the first rejected transcript, which a Ray job has no "
+              "order for; use --errors ERR.jsonl and check the exit code (3)")
+        return EXIT_USAGE
+    if not Path(args.input).exists():
+        error(f"input {args.input!r} does not exist")
+        return EXIT_USAGE
+    source = Path(args.input).resolve()
+    for name, path in (("output", args.output), ("errors file", args.errors)):
+        problem = path and _path_problem(path, source)
+        if problem and not (name == "output" and problem == "is a directory"):
+            error(f"{name} {path!r} {problem}")
+            return EXIT_USAGE
+    if not args.quiet:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = True
+    options = {k: v for k, v in (("device", None if args.device == "auto" else args.device),
+                                 ("max_batch_tokens", args.max_batch_tokens),
+                                 ("quantize", args.quantize)) if v is not None}
+    columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
+                        order=args.order_column, agent_type=args.agent_type_column)
+    summary = score_files(
+        args.input, args.output, args.model, resume=args.resume,
+        allow_mixed_models=args.allow_mixed_models, errors=args.errors, per_turn=args.per_turn,
+        actors=args.actors, gpus_per_actor=args.gpus_per_actor, address=args.ray_address,
+        format=args.format, columns=columns, role_map=args.role_map, redact=args.redact,
+        precision=args.precision, top_evidence=args.top_evidence, chunk_turns=args.chunk_turns,
+        max_turns=args.max_turns or None, **options)
+    listed = f" (listed in {args.errors})" if args.errors and summary.rejected else ""
+    print(f"qualaudit: scored {summary.scored} transcripts on Ray in {summary.seconds:.1f}s "
+          f"(of which {summary.startup_seconds:.1f}s connecting to Ray); rejected "
+          f"{summary.rejected}{listed}; wrote {len(summary.files)} part files to {args.output}",
+          file=sys.stderr)
+    print(f"qualaudit: accounts: {summary.read} read = {summary.scored} scored + "
+          f"{summary.resumed} already in the output + {summary.rejected} rejected",
+          file=sys.stderr)
+    return exit_code(summary)

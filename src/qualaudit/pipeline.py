@@ -16,7 +16,7 @@ from .errors import InputError, QualauditError, RejectedRowError, UsageError
 from .io import ColumnMap, ReadProgress, iter_records
 from .io.writers import ErrorWriter, ResumeState, RowWriter
 from .redact import redact_row, redact_text
-from .schema import Transcript
+from .schema import ModelInfo, Transcript
 
 if TYPE_CHECKING:
     from .scorer import Auditor
@@ -106,7 +106,7 @@ def score_to_file(
                                       progress=read), source)
     with RowWriter(output, per_turn=per_turn, resume=resume) as writer:
         done = writer.resumed or ResumeState()
-        _check_resumable(done, auditor, per_turn, allow_mixed_models, output)
+        check_resumable(done, auditor.info, per_turn, allow_mixed_models, output)
         error_writer = ErrorWriter(errors) if errors is not None else None
         stopped: list[InputError] = []
 
@@ -176,11 +176,10 @@ def _non_empty(records: Iterator[Transcript | InputError],
     return itertools.chain([first], records)
 
 
-def _check_resumable(done: ResumeState, auditor: Auditor, per_turn: bool,
-                     allow_mixed_models: bool, output: str | Path | None) -> None:
-    """Refuse to add rows to an output whose rows another model, another precision (or
-    another per_turn) wrote."""
-    info = auditor.info
+def check_resumable(done: ResumeState, info: ModelInfo, per_turn: bool,
+                    allow_mixed_models: bool, output: str | Path | None) -> None:
+    """Refuse to add rows to an output whose rows another model (`info` is this run's), another
+    precision (or another per_turn) wrote."""
     mine = (info.name, info.version, info.weights_sha256, info.precision)
     others = {key: n for key, n in done.models.items() if key != mine}
     if others and not allow_mixed_models:

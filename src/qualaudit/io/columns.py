@@ -68,7 +68,7 @@ class _Columns:
         return columns.get(part) or part
 
 
-def _resolve_columns(found: list[str], columns: ColumnMap | None, source: str) -> _Columns:
+def resolve_columns(found: list[str], columns: ColumnMap | None, source: str) -> _Columns:
     """Pick each field's column: as mapped, else the one candidate present (see _COLUMN_CANDIDATES).
 
     Every field is checked before anything is raised, so that one InputError lists each

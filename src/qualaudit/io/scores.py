@@ -45,14 +45,16 @@ def read_scores(path: str | Path) -> list[dict[str, Any]]:
         items = json_objects(path)
     rows = []
     for line, raw in items:
-        row = dict(raw) if fmt == "jsonl" else _decoded(raw, str(path), line)
+        row = dict(raw) if fmt == "jsonl" else decoded_row(raw, str(path), line)
         if row.get("id") in (None, ""):
             raise InputError("a score row without an id", source=str(path), line=line, field="id")
         rows.append(row)
     return rows
 
 
-def _decoded(raw: Mapping[str, Any], source: str, line: int) -> dict[str, Any]:
+def decoded_row(raw: Mapping[str, Any], source: str, line: int) -> dict[str, Any]:
+    """A flat-table row (CSV, Parquet, a Ray dataset) as `qualaudit score` writes it to JSONL:
+    nested fields decoded from their JSON text, empty cells as None."""
     row: dict[str, Any] = {}
     for key, value in raw.items():
         kind = _KINDS.get(key)

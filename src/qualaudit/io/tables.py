@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..normalize import normalize_id
-from .columns import ColumnMap, _Columns, _resolve_columns
+from .columns import ColumnMap, _Columns, resolve_columns
 from .objects import _TURN_LISTS, _object_record
 from .records import _OBJECT_DUPLICATE_HINT, _TABLE_DUPLICATE_HINT, ReadProgress, _Raw, _Stream
 from .values import _is_scalar, _sort_keys, _value
@@ -33,7 +33,7 @@ def _rows_stream(names: list[str], rows: _RowSource, columns: ColumnMap | None,
     if any(k in names for k in _TURN_LISTS):
         records = (_object_record(row, number, source) for number, row in rows(None))
         return _Stream(records, source, "row", _OBJECT_DUPLICATE_HINT)
-    cols = _resolve_columns(names, columns, source)
+    cols = resolve_columns(names, columns, source)
     return _Stream(_table_records(rows(cols), cols), source, "row", _TABLE_DUPLICATE_HINT)
 
 
@@ -74,7 +74,7 @@ def _csv_stream(path: Path, sep: str, columns: ColumnMap | None,
     source = str(path)
     with _open_csv(path) as handle:
         header = _csv_header(csv.reader(handle, delimiter=sep, strict=True), source)
-    cols = _resolve_columns(header, columns, source)
+    cols = resolve_columns(header, columns, source)
     rows = _csv_rows(path, sep, cols, source, progress)
     return _Stream(_table_records(rows, cols), source, "row", _TABLE_DUPLICATE_HINT)
 
