@@ -11,7 +11,8 @@ import pytest
 
 PACKAGE = "qualaudit"
 # Uses the core; the core never imports them (and they never import each other).
-ON_TOP = ("qualaudit.cli", "qualaudit.training", "qualaudit.report", "qualaudit.__main__")
+ON_TOP = ("qualaudit.cli", "qualaudit.training", "qualaudit.report", "qualaudit.integrations",
+          "qualaudit.__main__")
 # Never need torch or transformers, so nothing they import may either.
 TORCH_FREE = ("qualaudit", "qualaudit.io", "qualaudit.report", "qualaudit.normalize",
               "qualaudit.schema", "qualaudit.heads", "qualaudit.metrics", "qualaudit.pipeline")
@@ -101,3 +102,10 @@ def test_lazy_names_resolve_and_match_all():
         assert getattr(qualaudit, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         qualaudit.nope  # noqa: B018
+
+
+def test_the_ray_adapter_imports_neither_ray_nor_torch_until_used():
+    code = ("import sys, qualaudit.integrations.ray; "
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

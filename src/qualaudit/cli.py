@@ -504,7 +504,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _score_on_ray(args: argparse.Namespace) -> int:
-    from .integrations.ray import score_files
+    from .integrations.ray import require_ray, score_files
     from .io import ColumnMap
 
     if not args.output:
@@ -524,10 +524,10 @@ def _score_on_ray(args: argparse.Namespace) -> int:
         if problem and not (name == "output" and problem == "is a directory"):
             error(f"{name} {path!r} {problem}")
             return EXIT_USAGE
-    if not args.quiet:
-        import ray.data
-
-        ray.data.DataContext.get_current().enable_progress_bars = True
+    context = require_ray().data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = not args.quiet
+    if args.quiet:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     options = {k: v for k, v in (("device", None if args.device == "auto" else args.device),
                                  ("max_batch_tokens", args.max_batch_tokens),
                                  ("quantize", args.quantize)) if v is not None}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from ...io.formats import SCORE_FORMATS
 from ...io.scores import decoded_row, read_scores
 from ...io.writers import ResumeState, RowWriter
 from ...schema import ROW_FIELDS
+from .dataset import read_transcripts, score_dataset
+from .engine import check_cluster_fits, connect
 
 log = logging.getLogger("qualaudit.ray")
 
@@ -66,8 +67,10 @@ class PartFiles:
     file with `RowWriter`, and returns its counts and the error records of its rejected rows
     (the driver writes those to the errors file)."""
 
-    def __init__(self, directory: Path, fmt: str, per_turn: bool, run: str) -> None:
+    def __init__(self, directory: Path, fmt: str, per_turn: bool, run: str,
+                 rows_per_file: int) -> None:
         self.directory, self.fmt, self.per_turn, self.run = str(directory), fmt, per_turn, run
+        self.rows_per_file = rows_per_file
         self.results: list[dict[str, Any]] = []
 
     def write(self, tables: Any, task: int) -> dict[str, Any]:
@@ -103,6 +106,10 @@ def datasink(parts: PartFiles) -> Any:
         def get_name(self) -> str:
             return "QualauditScores"
 
+        @property
+        def min_rows_per_write(self) -> int:
+            return parts.rows_per_file
+
         def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
             tables = (BlockAccessor.for_block(b).to_arrow() for b in blocks)
             return parts.write(tables, ctx.task_idx)
@@ -135,44 +142,6 @@ def resume_state(directory: Path) -> ResumeState:
     return state
 
 
-def connect(address: str | None, *, num_cpus: int | None = None,
-            object_store_memory: int | None = None) -> float:
-    """Connect to the Ray cluster at `address` (None: an existing one of this process, else a
-    new local one); returns the seconds it took. An unreachable cluster is a UsageError."""
-    from . import require_ray
-
-    ray = require_ray()
-    start = time.perf_counter()
-    if not ray.is_initialized():
-        _check_reachable(address)
-        try:
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False,
-                     object_store_memory=object_store_memory, log_to_driver=False,
-                     configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"at {address!r}" if address else "locally"
-            raise UsageError(
-                f"cannot reach a Ray cluster {where}: {exc}. Start one with `ray start --head` "
-                "and pass its address (--ray-address HOST:6379), or leave --ray-address out to "
-                "start a local one") from None
-    return time.perf_counter() - start
-
-
-def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """A cluster address that takes no TCP connection within `timeout` seconds is a UsageError
-    now, not after Ray's own minutes of retrying."""
-    if not address or address in ("auto", "local"):
-        return
-    host, _, port = address.split("://")[-1].rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"cannot reach a Ray cluster at {address!r} ({exc}). Start one with `ray start "
-            "--head` and pass its address (--ray-address HOST:6379), or leave --ray-address out "
-            "to start a local one") from None
-
-
 def score_files(
     input: str | Path | list[str | Path],
     output: str | Path,
@@ -186,6 +155,7 @@ def score_files(
     cpus_per_actor: float = 1,
     gpus_per_actor: float = 0,
     batch_size: int = 64,
+    rows_per_file: int = 10_000,
     address: str | None = None,
     format: str = "auto",
     columns: ColumnMap | None = None,
@@ -198,12 +168,13 @@ def score_files(
     of `--errors`. An existing folder with part files needs `resume=True`, which refuses rows
     of another model or precision unless `allow_mixed_models` (as `qualaudit score --resume`).
 
-    At the end, the part files must hold exactly the rows written before plus the rows scored
-    now, else QualauditError.
+    Each write task writes about `rows_per_file` rows (records, rejected ones included) to one
+    part file: fewer, larger files, against more work lost when a job is killed. At the end,
+    the part files must hold exactly the rows written before plus the rows scored now, else
+    QualauditError.
     """
     from ...pipeline import check_resumable
     from ...scorer import Auditor
-    from . import read_transcripts, score_dataset
 
     summary = RaySummary()
     start = time.perf_counter()
@@ -216,7 +187,7 @@ def score_files(
         raise UsageError(f"output folder {str(out)!r} already holds part files; pass --resume "
                          "to finish that job, or write to a new folder")
     summary.startup_seconds = connect(address)
-    _check_cluster_fits(actors, cpus_per_actor, gpus_per_actor)
+    check_cluster_fits(actors, cpus_per_actor, gpus_per_actor)
     records = read_transcripts(input, format=format, columns=columns, role_map=role_map)
     out.mkdir(parents=True, exist_ok=True)
     done = resume_state(out) if resume else ResumeState()
@@ -226,7 +197,8 @@ def score_files(
                            gpus_per_actor=gpus_per_actor, batch_size=batch_size,
                            per_turn=per_turn, redact=redact, skip_ids=frozenset(done.ids),
                            **auditor_options)
-    parts = PartFiles(out, fmt, per_turn, run=f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}")
+    run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    parts = PartFiles(out, fmt, per_turn, run, rows_per_file)
     scored.write_datasink(datasink(parts))
     error_records = [e for r in parts.results for e in r["errors"]]
     if errors is not None:
@@ -249,23 +221,6 @@ def score_files(
 def _info_options(options: dict[str, Any]) -> dict[str, Any]:
     """The Auditor options that decide its `info` (model name, weights, precision)."""
     return {k: v for k, v in options.items() if k in ("precision", "quantize")}
-
-
-def _check_cluster_fits(actors: int, cpus_per_actor: float, gpus_per_actor: float) -> None:
-    """An actor pool larger than the cluster waits forever (and one that takes every CPU leaves
-    none for the read and write tasks): refuse it up front."""
-    import ray
-
-    resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    if actors * cpus_per_actor + 1 > cpus:
-        raise UsageError(
-            f"{actors} actor(s) of {cpus_per_actor:g} CPU need {actors * cpus_per_actor + 1:g} "
-            f"CPUs with one left for reading and writing; this Ray cluster has {cpus:g}. "
-            "Use fewer --actors")
-    if actors * gpus_per_actor > gpus:
-        raise UsageError(f"{actors} actor(s) of {gpus_per_actor:g} GPU need "
-                         f"{actors * gpus_per_actor:g} GPUs; this Ray cluster has {gpus:g}")
 
 
 def _rows_in(directory: Path) -> int:
