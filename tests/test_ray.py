@@ -241,3 +241,28 @@ def test_without_ray_the_entry_points_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UsageError, match=r'pip install "qualaudit\[ray\]"'):
         require_ray()
+
+
+def test_resume_reads_complete_parts_and_deletes_unfinished_ones(tiny_model, tmp_path):
+    from qualaudit.integrations.ray.files import output_folder_format, resume_state
+    from qualaudit.io.writers import RowWriter
+
+    rows = [r.to_dict(per_turn=False) for r in
+            Auditor(tiny_model, device="cpu", precision="fp32").score(transcripts(6))]
+    with RowWriter(tmp_path / "part-a-00000.jsonl") as writer:
+        writer.write(rows[:4])
+    with RowWriter(tmp_path / "part-a-00001.parquet") as writer:
+        writer.write(rows[4:])
+    (tmp_path / ".tmp-part-a-00002.jsonl").write_text('{"id": "t9", "resol')  # cut by a kill
+    state = resume_state(tmp_path)
+    assert state.ids == {f"t{i}" for i in range(6)} and state.per_turn is False
+    assert list(state.models.values()) == [6]
+    assert not (tmp_path / ".tmp-part-a-00002.jsonl").exists()
+    with RowWriter(tmp_path / "part-b-00000.jsonl") as writer:
+        writer.write(rows[:1])
+    with pytest.raises(Exception, match="a second row for transcript 't0'"):
+        resume_state(tmp_path)
+    assert [output_folder_format(p) for p in ("out", "out.jsonl", "s.parquet", "s.CSV")] == [
+        "jsonl", "jsonl", "parquet", "csv"]
+    with pytest.raises(UsageError, match="name the folder"):
+        output_folder_format("scores.xlsx")
