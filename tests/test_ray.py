@@ -134,6 +134,25 @@ def test_long_rows_are_grouped_by_id_and_need_an_order(local_ray, tiny_model, ti
         score_dataset(ray.data.from_pandas(frame.drop(columns=["turn"])), tiny_model_dir)
 
 
+def test_jsonl_shaped_rows_keep_their_own_metadata(local_ray, tiny_model, tiny_model_dir):
+    items = transcripts(10)
+    for i, item in enumerate(items):
+        item["metadata"] = {"team": "a"} if i % 2 else {"channel": "chat", "week": i}
+    items.append({"id": "t0", "messages": [{"role": "user", "content": "dup"}]})
+    items.append({"id": "x", "messages": [{"role": "pilot", "content": "hello"}]})
+    rows = score_dataset(ray.data.from_items(items), tiny_model_dir, precision="fp32").take_all()
+    scored = {r["id"]: decoded(r) for r in rows if r["status"] == "scored"}
+    expected = {r.id: r.to_dict(per_turn=False) for r in
+                Auditor(tiny_model, device="cpu", precision="fp32").score(items[:10])}
+    assert scored.keys() == expected.keys()  # one t0: which of the two is not defined here
+    for key, row in expected.items():
+        if key != "t0":
+            assert_rows_close(scored[key], row, key)
+    rejected = sorted(json.loads(r["error"])["field"] or "" for r in rows
+                      if r["status"] == "rejected")
+    assert len(rejected) == 2 and "id" in rejected  # the other t0, and the unknown role
+
+
 def test_a_failure_in_our_code_costs_one_error_record(local_ray, tiny_model_dir, tmp_path):
     from ray_actors import FailsOn
 

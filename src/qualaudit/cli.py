@@ -533,13 +533,19 @@ def _score_on_ray(args: argparse.Namespace) -> int:
                                  ("quantize", args.quantize)) if v is not None}
     columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
                         order=args.order_column, agent_type=args.agent_type_column)
-    summary = score_files(
-        args.input, args.output, args.model, resume=args.resume,
-        allow_mixed_models=args.allow_mixed_models, errors=args.errors, per_turn=args.per_turn,
-        actors=args.actors, gpus_per_actor=args.gpus_per_actor, address=args.ray_address,
-        format=args.format, columns=columns, role_map=args.role_map, redact=args.redact,
-        precision=args.precision, top_evidence=args.top_evidence, chunk_turns=args.chunk_turns,
-        max_turns=args.max_turns or None, **options)
+    try:
+        summary = score_files(
+            args.input, args.output, args.model, resume=args.resume,
+            allow_mixed_models=args.allow_mixed_models, errors=args.errors,
+            per_turn=args.per_turn, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+            address=args.ray_address, format=args.format, columns=columns,
+            role_map=args.role_map, redact=args.redact, precision=args.precision,
+            top_evidence=args.top_evidence, chunk_turns=args.chunk_turns,
+            max_turns=args.max_turns or None, **options)
+    except KeyboardInterrupt:
+        print(f"qualaudit: interrupted; {args.output} keeps its complete part files; run again "
+              "with --resume to finish", file=sys.stderr)
+        return EXIT_FAILED
     listed = f" (listed in {args.errors})" if args.errors and summary.rejected else ""
     print(f"qualaudit: scored {summary.scored} transcripts on Ray in {summary.seconds:.1f}s "
           f"(of which {summary.startup_seconds:.1f}s connecting to Ray); rejected "
@@ -549,3 +555,4 @@ def _score_on_ray(args: argparse.Namespace) -> int:
           f"{summary.resumed} already in the output + {summary.rejected} rejected",
           file=sys.stderr)
     return exit_code(summary)
+

@@ -177,7 +177,9 @@ def first_wins(group: Any, skip_ids: frozenset[str] = frozenset()) -> Any:
 def user_records(ds: Any, *, columns: ColumnMap | None = None, role_map: Any = None) -> Any:
     """A user's dataset as record rows: records already (from `read_transcripts`) as they are;
     JSONL-shaped rows (an `id` with `messages` or `turns`) validated batch by batch; long rows
-    (one turn per row) grouped by their id column and read like a DataFrame."""
+    (one turn per row) grouped by their id column and read like a DataFrame. Such rows have no
+    line numbers (a `path` column, as Ray's readers add with include_paths=True, is kept as
+    their source), so which of two rows with the same id is kept is not defined."""
     names = list(ds.schema().names)
     if set(RECORD_COLUMNS) <= set(names):
         return ds
@@ -200,6 +202,9 @@ def _object_records(batch: Any, role_map: Any) -> Any:
 
     items = batch.to_pylist()
     sources = [item.pop("path", None) or DATASET_SOURCE for item in items]
+    for item in items:  # Arrow gives every row every key of the column's struct: None if absent
+        if isinstance(item.get("metadata"), dict):
+            item["metadata"] = {k: v for k, v in item["metadata"].items() if v is not None}
     rows = []
     for item, source in zip(items, sources):
         (one,) = iter_records([item], role_map=role_map)
