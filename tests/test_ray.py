@@ -281,7 +281,7 @@ def test_resume_reads_complete_parts_and_deletes_unfinished_ones(tiny_model, tmp
         writer.write(rows[:1])
     with pytest.raises(Exception, match="a second row for transcript 't0'"):
         resume_state(tmp_path)
-    assert [output_folder_format(p) for p in ("out", "out.jsonl", "s.parquet", "s.CSV")] == [
+    assert [output_folder_format(p) for p in ("out", "out.jsonl", "s.pq", "s.CSV")] == [
         "jsonl", "jsonl", "parquet", "csv"]
-    with pytest.raises(UsageError, match="name the folder"):
+    with pytest.raises(UsageError, match="expected one of .jsonl"):
         output_folder_format("scores.xlsx")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import OutputError, QualauditError, UsageError
+from ...errors import InputError, OutputError, QualauditError, UsageError
 from ...io import ColumnMap
-from ...io.formats import SCORE_FORMATS
+from ...io.formats import SCORE_FORMATS, format_of
 from ...io.scores import decoded_row, read_scores
 from ...io.writers import ResumeState, RowWriter
 from ...schema import ROW_FIELDS
@@ -29,9 +29,6 @@ from .dataset import read_transcripts, score_dataset
 from .engine import check_cluster_fits, connect
 
 log = logging.getLogger("qualaudit.ray")
-
-_EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv", "parquet": ".parquet"}
-
 
 @dataclass
 class RaySummary:
@@ -50,16 +47,14 @@ class RaySummary:
 
 
 def output_folder_format(path: str | Path) -> str:
-    """The format of a Ray output folder: the folder name's extension (`scores.parquet/`),
-    else JSONL."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix in ("", "jsonl"):
+    """The format of a Ray output folder: the folder name's extension (`scores.parquet/`,
+    `scores.pq/`, `scores.csv/`), else JSONL."""
+    if not Path(path).suffix:
         return "jsonl"
-    if suffix not in SCORE_FORMATS:
-        raise UsageError(f"cannot tell the output format from {Path(path).name!r}; name the "
-                         "folder OUT.jsonl, OUT.csv, OUT.tsv or OUT.parquet (or no extension "
-                         "for JSONL)")
-    return suffix
+    try:
+        return format_of(path, SCORE_FORMATS, "a Ray output folder (named like its parts)")
+    except InputError as exc:
+        raise UsageError(f"{exc}; or no extension for JSONL") from None
 
 
 class PartFiles:
@@ -74,7 +69,7 @@ class PartFiles:
         self.results: list[dict[str, Any]] = []
 
     def write(self, tables: Any, task: int) -> dict[str, Any]:
-        name = f"part-{self.run}-{task:05d}{_EXTENSIONS[self.fmt]}"
+        name = f"part-{self.run}-{task:05d}.{self.fmt}"
         final = Path(self.directory) / name
         temporary = Path(self.directory) / f".tmp-{name}"
         result: dict[str, Any] = {"file": None, "scored": 0, "resumed": 0, "errors": []}
