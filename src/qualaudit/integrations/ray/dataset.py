@@ -57,7 +57,9 @@ def score_dataset(
     loads it once. `actors` actors of `cpus_per_actor` CPUs and `gpus_per_actor` GPUs score
     `batch_size` transcripts per call; leave CPUs for the read and group tasks (on a 2-CPU
     machine one actor of one CPU). `auditor_options` go to `Auditor.from_pretrained`
-    (precision, max_batch_tokens, top_evidence, max_turns, ...).
+    (precision, max_batch_tokens, top_evidence, max_turns, ...). `actor_class` may be a
+    subclass of `ScoreBatches` that wraps scoring (the tests plant faults with one); it must
+    be importable on the workers.
     """
     from ray.data import ActorPoolStrategy
 
