@@ -1,0 +1,124 @@
+"""Cohort tables: every score per cohort (agent type, channel, team, any metadata key) with
+95% intervals, and handle time beside quality.
+
+Means get a bootstrap interval, clustered by `customer_id` when rows carry one (one
+customer's conversations move together), analytic above `metrics.ANALYTIC_ABOVE_N`
+customers; shares of decisions over a threshold get a Wilson interval. Cohorts smaller than
+`MIN_COHORT_N` are shown and marked `small`, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..metrics import finite_or_none, mean_interval, wilson_interval
+from ..schema import ROW_TARGETS
+from .table import ScoreTable
+
+MIN_COHORT_N = 30  # below this a cohort is marked small: its intervals are wide and unstable
+# Which way is worse, per target: +1 when a higher score is worse (repeat inquiry,
+# escalation), -1 when lower is worse.
+WORSE = {"resolution": -1, "satisfaction": -1, "empathy": -1, "repeat_inquiry": 1,
+         "escalation": 1}
+SHARE_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalation")  # probabilities
+DEFAULT_THRESHOLD = 0.5
+
+
+def clusters_of(table: ScoreTable, index: np.ndarray) -> np.ndarray | None:
+    """Cluster ids for intervals over rows `index`: the customer, or None when no row has
+    one; rows without a customer are their own cluster."""
+    customer = table.customer[index]
+    if not np.any(customer >= 0):
+        return None
+    own = -1 - np.arange(customer.size)  # unique negative ids for rows without a customer
+    return np.where(customer >= 0, customer, own)
+
+
+def target_summary(table: ScoreTable, index: np.ndarray, target: str, threshold: float,
+                   seed: int, n_boot: int) -> dict[str, Any]:
+    """Mean with interval and, for probabilities, the share at or over `threshold` (Wilson)."""
+    values = table.scores[target][index]
+    out: dict[str, Any] = {"mean": _interval(mean_interval(values, clusters_of(table, index),
+                                                           n_resamples=n_boot, seed=seed))}
+    if target in SHARE_TARGETS:
+        valid = values[~np.isnan(values)]
+        hits = int((valid >= threshold).sum())
+        low, high = wilson_interval(hits, valid.size)
+        out["share"] = {"value": hits / valid.size if valid.size else None,
+                        "low": finite_or_none(low), "high": finite_or_none(high), "threshold": threshold}
+    return out
+
+
+def cohort_tables(table: ScoreTable, keys: Sequence[str], thresholds: Mapping[str, float],
+                  seed: int = 0, n_boot: int = 1000) -> dict[str, list[dict[str, Any]]]:
+    """Per key, one entry per cohort value (largest first): n, small, and per target its
+    `target_summary`."""
+    tables = {}
+    for key in keys:
+        codes = table.codes[key]
+        entries = []
+        for code in np.argsort(-np.bincount(codes, minlength=len(table.values[key])), kind="stable"):
+            index = np.flatnonzero(codes == code)
+            if index.size == 0:
+                continue
+            entries.append({
+                "cohort": table.values[key][code], "n": int(index.size),
+                "small": bool(index.size < MIN_COHORT_N),
+                "targets": {t: target_summary(table, index, t, thresholds.get(t, DEFAULT_THRESHOLD),
+                                              seed, n_boot) for t in ROW_TARGETS},
+            })
+        tables[key] = entries
+    return tables
+
+
+def speed_tables(table: ScoreTable, keys: Sequence[str], seed: int = 0,
+                 n_boot: int = 1000) -> dict[str, Any]:
+    """Handle time (minutes from `metadata.started_at` to `ended_at`) per cohort, next to
+    resolution and repeat inquiry, and for AI vs human a sentence with both sides."""
+    minutes = (table.ended - table.started) / 60.0
+    timed = ~np.isnan(minutes) & (minutes >= 0)
+    negative = int(np.sum(minutes < 0))
+    out: dict[str, Any] = {"n_timed": int(timed.sum()), "negative_durations": negative,
+                           "tables": {}, "summary": None}
+    if not timed.any():
+        out["note"] = ("no row carries both metadata.started_at and metadata.ended_at: handle "
+                       "time is not reported")
+        return out
+    for key in keys:
+        entries = []
+        for code, label in enumerate(table.values[key]):
+            index = np.flatnonzero((table.codes[key] == code) & timed)
+            if index.size == 0:
+                continue
+            spent = minutes[index]
+            entries.append({
+                "cohort": label, "n": int(index.size), "small": bool(index.size < MIN_COHORT_N),
+                "median_minutes": float(np.median(spent)),
+                "minutes": _interval(mean_interval(spent, clusters_of(table, index),
+                                                   n_resamples=n_boot, seed=seed)),
+                "resolution": _interval(mean_interval(table.scores["resolution"][index],
+                                                      n_resamples=n_boot, seed=seed)),
+                "repeat_inquiry": _interval(mean_interval(table.scores["repeat_inquiry"][index],
+                                                          n_resamples=n_boot, seed=seed)),
+            })
+        out["tables"][key] = sorted(entries, key=lambda e: -e["n"])
+    by_type = {e["cohort"]: e for e in out["tables"].get("agent_type", [])}
+    if "ai" in by_type and "human" in by_type:
+        ai, human = by_type["ai"], by_type["human"]
+        out["summary"] = (
+            f"Median handle time {human['median_minutes']:.1f} min (human) vs "
+            f"{ai['median_minutes']:.1f} min (AI); resolution {human['resolution']['value']:.2f} "
+            f"vs {ai['resolution']['value']:.2f} "
+            f"({ai['resolution']['value'] - human['resolution']['value']:+.2f}), repeat inquiry "
+            f"{human['repeat_inquiry']['value']:.2f} vs {ai['repeat_inquiry']['value']:.2f} "
+            f"({ai['repeat_inquiry']['value'] - human['repeat_inquiry']['value']:+.2f}).")
+    return out
+
+
+def _interval(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"value": finite_or_none(result["mean"]), "low": finite_or_none(result["low"]),
+            "high": finite_or_none(result["high"]), "method": result["method"]}
+

@@ -1,0 +1,73 @@
+"""`qualaudit report`: files in, JSON and Markdown out, errors as exit code 2 with the file
+and line named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qualaudit.cli import main
+from qualaudit.report.synthetic import SyntheticSpec, synthetic_rows, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "scores.jsonl"
+    write_jsonl(synthetic_rows(SyntheticSpec(n=1500, weeks=12, seed=2)), path)
+    return path
+
+
+def test_report_writes_json_and_markdown(tmp_path, scores, capsys):
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    code = main(["report", str(scores), "--json", str(out_json), "--markdown", str(out_md),
+                 "--by", "agent_type,channel", "--strata", "intent", "--over", "week",
+                 "--threshold", "escalation=0.7", "--n-boot", "200", "--quiet"])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["n_conversations"] == 1500
+    assert set(report["cohorts"]["tables"]) == {"agent_type", "channel"}
+    assert report["triage"]["queues"]["escalation"]["threshold"] == 0.7
+    markdown = out_md.read_text()
+    for heading in ("## Cohorts", "## AI vs human, like for like", "## Trends and decline alerts",
+                    "## Triage queues", "## Provenance"):
+        assert heading in markdown
+    assert "report on 1,500 conversations" in capsys.readouterr().err
+
+
+def test_report_prints_markdown_without_outputs(scores, capsys):
+    assert main(["report", str(scores), "--n-boot", "100", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("# qualaudit audit report")
+
+
+def test_compare_alone(tmp_path, scores, capsys):
+    out = tmp_path / "c.json"
+    assert main(["report", "--compare", str(scores), str(scores), "--json", str(out),
+                 "--n-boot", "100", "--quiet"]) == 0
+    section = json.loads(out.read_text())["compare"]
+    assert section["n_paired"] == 1500 and section["targets"]["resolution"]["flips"]["share"] == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--by", "region"], "cohort column 'region' is in no score row"),
+    (["--threshold", "speed=0.3"], "thresholds for unknown targets ['speed']"),
+    (["--tz", "Mars/Olympus", "--over", "day"], "unknown time zone 'Mars/Olympus'"),
+])
+def test_usage_errors_exit_2(scores, capsys, argv, message):
+    assert main(["report", str(scores), "--quiet", "--n-boot", "100", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_row_is_named_by_file_and_line(tmp_path, capsys):
+    rows = list(synthetic_rows(SyntheticSpec(n=5, weeks=1)))
+    rows[3]["schema_version"] = "2.1"
+    path = tmp_path / "bad.jsonl"
+    write_jsonl(iter(rows), path)
+    assert main(["report", str(path), "--quiet"]) == 2
+    assert f"{path}, line 4, field 'schema_version'" in capsys.readouterr().err
+
+
+def test_missing_inputs_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["report"]) == 2
+    assert "give score files" in capsys.readouterr().err

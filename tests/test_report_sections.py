@@ -1,0 +1,187 @@
+"""The report's sections on synthetic score rows with planted effects (report.synthetic)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from qualaudit.report.build import ReportOptions, build_report
+from qualaudit.report.synthetic import (
+    SyntheticSpec,
+    synthetic_rows,
+    synthetic_transcript,
+    write_jsonl,
+)
+from qualaudit.report.table import load_table
+from qualaudit.report.trends import period_codes
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return list(synthetic_rows(SyntheticSpec(n=4000, weeks=26, seed=1)))
+
+
+@pytest.fixture(scope="module")
+def report(rows):
+    return build_report(rows, ReportOptions(by=("agent_type", "team"), strata="intent",
+                                            over="week", n_boot=300))
+
+
+def test_the_report_is_plain_json(report):
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
+
+
+def test_cohorts_have_intervals_around_the_mean_and_small_ones_are_marked(rows):
+    few = [dict(r, metadata=dict(r["metadata"], team="tiny")) for r in rows[:5]]
+    report = build_report(few + rows[5:400], ReportOptions(by=("team",), n_boot=200))
+    entries = {e["cohort"]: e for e in report["cohorts"]["tables"]["team"]}
+    assert entries["tiny"]["small"] and entries["tiny"]["n"] == 5
+    big = entries["bot"]
+    assert not big["small"]
+    for target in ("resolution", "escalation"):
+        mean = big["targets"][target]["mean"]
+        assert mean["low"] < mean["value"] < mean["high"]
+        share = big["targets"][target]["share"]
+        assert 0 <= share["low"] <= share["value"] <= share["high"] <= 1
+
+
+def test_ai_vs_human_shows_the_planted_mix_effect(report):
+    resolution = report["ai_vs_human"]["targets"]["resolution"]
+    assert resolution["raw"]["low"] > 0 > resolution["adjusted"]["high"]  # Simpson's paradox
+    assert "Mix effect on resolution" in resolution["mix_effect"]
+    assert report["ai_vs_human"]["strata_source"] == "the column 'intent'"
+
+
+def test_strata_with_one_group_only_are_not_comparable_and_left_out(rows):
+    human_only = [dict(r, agent_type="human", metadata=dict(r["metadata"], intent="legal"))
+                  for r in rows[:50]]
+    report = build_report(human_only + rows[50:600], ReportOptions(strata="intent", n_boot=200))
+    resolution = report["ai_vs_human"]["targets"]["resolution"]
+    assert resolution["not_comparable"] == ["legal"]
+    legal = next(s for s in resolution["strata"] if s["name"] == "legal")
+    assert legal["weight"] == 0 and not legal["comparable"]
+    assert sum(s["weight"] for s in resolution["strata"]) == pytest.approx(1)
+
+
+def test_escalation_timing_from_per_turn_rows_or_transcripts(tmp_path, rows):
+    report = build_report(rows[:800], ReportOptions(n_boot=200))
+    timing = report["escalation_timing"]
+    assert timing["n_timed"] > 0 and sum(h["count"] for h in timing["histogram"]) == timing["n_timed"]
+    assert timing["handed_off"] + timing["not_handed_off"] == timing["n_timed"]
+    bare = [{k: v for k, v in r.items() if k != "turns"} for r in rows[:800]]
+    assert "score with `qualaudit score --per-turn`" in build_report(
+        bare, ReportOptions(n_boot=200))["escalation_timing"]["note"]
+    path = tmp_path / "t.jsonl"
+    write_jsonl((synthetic_transcript(r) for r in rows[:800]), path)
+    with_text = build_report(bare, ReportOptions(n_boot=200, transcripts=str(path)))
+    assert with_text["escalation_timing"]["n_timed"] == with_text["escalation_timing"]["n_escalation_needed"] > 0
+
+
+def test_speed_beside_quality(report):
+    speed = report["speed"]
+    by_type = {e["cohort"]: e for e in speed["tables"]["agent_type"]}
+    assert by_type["human"]["median_minutes"] > 3 * by_type["ai"]["median_minutes"]
+    assert speed["summary"].startswith("Median handle time")
+
+
+def test_trends_alert_on_the_planted_decline_and_flag_the_model_change(report):
+    trends = report["trends"]
+    assert len(trends["periods"]) == 26 and trends["periods"][0] == "2026-W02"
+    ai_resolution = [a for a in trends["alerts"] if a["cohort"] == "ai" and a["target"] == "resolution"]
+    assert ai_resolution and ai_resolution[0]["cusum_alert"]
+    assert ai_resolution[0]["since"] in ("2026-W21", "2026-W22", "2026-W23")  # planted: week 20
+    assert "model change" in ai_resolution[0]["model_change"]
+    overall = next(s for s in trends["series"] if s["key"] == "all")
+    assert overall["model_changes"][0]["period"] == "2026-W15"
+
+
+def test_periods_follow_the_time_zone_and_iso_weeks():
+    stamps = np.array([1767571200.0 - 1800, np.nan])  # 2026-01-04 23:30 UTC (a Sunday)
+    assert period_codes(stamps, "day")[1] == ["2026-01-04"]
+    assert period_codes(stamps, "day", "Europe/Berlin")[1] == ["2026-01-05"]
+    assert period_codes(stamps, "week")[1] == ["2026-W01"]
+    assert period_codes(stamps, "week", "Europe/Berlin")[1] == ["2026-W02"]
+    codes, labels = period_codes(stamps, "month")
+    assert labels == ["2026-01"] and codes.tolist() == [0, -1]
+
+
+def test_compare_pairs_shared_ids_and_counts_the_rest(tmp_path, rows):
+    a = rows[:300]
+    b = [dict(r, resolution=min(1.0, r["resolution"] + 0.1)) for r in rows[20:300]]
+    b += [dict(rows[0], id="only-in-b")]
+    paths = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(iter(a), paths[0]); write_jsonl(iter(b), paths[1])
+    section = build_report([], ReportOptions(n_boot=200), compare=paths)["compare"]
+    assert (section["n_paired"], section["only_in_a"], section["only_in_b"]) == (280, 20, 1)
+    resolution = section["targets"]["resolution"]
+    assert resolution["difference"]["low"] > 0.05
+    assert resolution["flips"]["up"] > 0 and resolution["flips"]["down"] == 0
+    assert section["targets"]["escalation"]["flips"]["share"] == 0
+
+
+def test_triage_queues_with_redacted_evidence_text(tmp_path, rows):
+    some = rows[:200]
+    worst = min(some, key=lambda r: r["resolution"])
+    transcripts = [synthetic_transcript(r) for r in some]
+    mine = next(t for t in transcripts if t["id"] == worst["id"])
+    index = worst["evidence"]["resolution"][0]["index"]
+    mine["messages"][index]["content"] = "Write to jo@example.com or call +44 20 7946 0958"
+    path = tmp_path / "t.jsonl"
+    write_jsonl(iter(transcripts), path)
+    options = ReportOptions(transcripts=str(path), thresholds={"escalation": 0.7}, n_boot=200)
+    queues = build_report(some, options)["triage"]["queues"]
+    first = queues["resolution"]["items"][0]
+    assert first["id"] == worst["id"]
+    assert first["evidence"][0]["text"] == "Write to [EMAIL] or call [PHONE]"
+    assert queues["escalation"]["threshold"] == 0.7
+    assert all(i["score"] >= 0.7 for i in queues["escalation"]["items"])
+    assert queues["escalation"]["n_past_threshold"] == sum(r["escalation"] >= 0.7 for r in some)
+    plain = build_report(some, ReportOptions(transcripts=str(path), redact=False, n_boot=200))
+    assert "jo@example.com" in plain["triage"]["queues"]["resolution"]["items"][0]["evidence"][0]["text"]
+
+
+def test_topic_strata_from_transcripts_are_reproducible(tmp_path, rows):
+    some = rows[:400]
+    path = tmp_path / "t.jsonl"
+    write_jsonl((synthetic_transcript(r) for r in some), path)
+    options = ReportOptions(transcripts=str(path), n_clusters=4, n_boot=200)
+    first, second = (build_report(some, options)["ai_vs_human"] for _ in range(2))
+    assert first == second and first["strata_source"].startswith("topic clusters")
+    strata = first["targets"]["resolution"]["strata"]
+    assert len(strata) == 4  # the four synthetic intents' openings
+    assert first["targets"]["resolution"]["mix_effect"]
+
+
+def test_agreement_section_with_labels(tmp_path, rows):
+    some = rows[:200]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,resolution\n" + "".join(
+        f"{r['id']},{int(r['resolution'] > 0.6)}\n" for r in some[:120]), encoding="utf-8")
+    section = build_report(some, ReportOptions(labels=str(labels), n_boot=200))["agreement"]
+    assert section["n_matched"] == 120
+    assert section["targets"]["resolution"]["auroc"]["value"] > 0.9
+
+
+def test_provenance_names_files_hashes_models_and_seed(tmp_path, rows):
+    path = tmp_path / "s.jsonl"
+    write_jsonl(iter(rows[:100]), path)
+    provenance = build_report([path], ReportOptions(seed=7, n_boot=200))["provenance"]
+    assert provenance["inputs"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert provenance["seed"] == 7 and provenance["qualaudit_version"]
+    assert {m["version"] for m in provenance["models"]} == {"0.3"}
+    assert provenance["schema_versions"] == {"1.1": 100}
+
+
+def test_large_cohorts_use_the_analytic_interval(rows):
+    table = load_table(rows)
+    from qualaudit.metrics import mean_interval
+
+    values = table.scores["resolution"]
+    boot = mean_interval(values, n_resamples=2000)
+    analytic = mean_interval(values, analytic_above=10)
+    assert boot["method"] == "bootstrap" and analytic["method"] == "analytic"
+    assert analytic["low"] == pytest.approx(boot["low"], abs=0.003)
+    assert analytic["high"] == pytest.approx(boot["high"], abs=0.003)
