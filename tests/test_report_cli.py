@@ -71,3 +71,24 @@ def test_missing_inputs_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.jsonl")]) == 2
     assert main(["report"]) == 2
     assert "give score files" in capsys.readouterr().err
+
+
+def test_report_writes_self_contained_html(tmp_path, scores):
+    out = tmp_path / "r.html"
+    assert main(["report", str(scores), "--html", str(out), "--over", "week", "--n-boot", "100",
+                 "--quiet"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in text
+    assert text.count('<img class="chart"') >= 4
+
+
+def test_help_and_the_report_modules_load_no_plotting_clustering_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, qualaudit.cli, qualaudit.report.build, qualaudit.report.html; "
+            "qualaudit.cli.build_parser().format_help(); "
+            "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch', 'transformers') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

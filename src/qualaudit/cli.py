@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(JSONL, CSV, TSV, Parquet)")
     report.add_argument("--json", metavar="PATH", help="write the report as JSON (every table)")
     report.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
+    report.add_argument("--html", metavar="PATH", help="write the report as one self-contained "
+                        "HTML file (charts as static SVG; no script)")
     report.add_argument("--by", type=_names, default=["agent_type"], metavar="A,B",
                         help="cohort keys: agent_type and any metadata key (default agent_type)")
     report.add_argument("--strata", metavar="KEY", help="metadata key for the like-for-like AI "
@@ -569,6 +571,11 @@ def _report(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(markdown, encoding="utf-8")
         written.append(args.markdown)
+    if args.html:
+        from .report.html import to_html
+
+        Path(args.html).write_text(to_html(report), encoding="utf-8")
+        written.append(args.html)
     if not written:
         print(markdown)
     for entry in report.get("exclusions", []):

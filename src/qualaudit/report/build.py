@@ -34,6 +34,14 @@ from .triage import QUEUE_SIZE, attach_evidence, evidence_wanted, select_queues
 logger = logging.getLogger(__name__)
 
 REPORT_FORMAT = "qualaudit.report/1"
+# The sections in the order every rendering shows them (those a report holds).
+SECTIONS = ("cohorts", "ai_vs_human", "escalation_timing", "speed", "trends", "triage",
+            "agreement", "compare", "exclusions")
+
+
+def present_sections(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(name, data) of each section the report holds, in `SECTIONS` order."""
+    return [(name, report[name]) for name in SECTIONS if name in report]
 
 
 @dataclass(frozen=True)

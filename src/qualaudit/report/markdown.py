@@ -14,6 +14,7 @@ from typing import Any
 from ..io.writers import formula_guarded
 from ..schema import ROW_TARGETS
 from .agreement import to_markdown as agreement_markdown
+from .build import present_sections
 
 _ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`",
                           "[": "\\[", "]": "\\]", "*": "\\*", "_": "\\_", "\n": " ", "\r": " "})
@@ -58,20 +59,18 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                   f"{len(provenance['inputs'])} score file(s); qualaudit "
                   f"{provenance['qualaudit_version']}, seed {provenance['seed']}. Intervals are "
                   "95%. † marks a small cohort or period (intervals unstable).", ""]
-        lines += _cohorts(report["cohorts"])
-        lines += _ai_vs_human(report["ai_vs_human"])
-        lines += _escalation(report["escalation_timing"])
-        lines += _speed(report["speed"])
-        if "trends" in report:
-            lines += _trends(report["trends"])
-        lines += _triage(report["triage"])
-        if "agreement" in report:
-            lines += ["## Agreement with your QA labels", "", agreement_markdown(report["agreement"])]
-    if "compare" in report:
-        lines += _compare(report["compare"])
-    lines += _exclusions(report.get("exclusions", []))
+    renderers = {"cohorts": _cohorts, "ai_vs_human": _ai_vs_human,
+                 "escalation_timing": _escalation, "speed": _speed, "trends": _trends,
+                 "triage": _triage, "agreement": _agreement, "compare": _compare,
+                 "exclusions": _exclusions}
+    for name, section in present_sections(report):
+        lines += renderers[name](section)
     lines += _provenance(provenance)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _agreement(section: Mapping[str, Any]) -> list[str]:
+    return ["## Agreement with your QA labels", "", agreement_markdown(section)]
 
 
 def _cohorts(cohorts: Mapping[str, Any]) -> list[str]:
