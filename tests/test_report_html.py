@@ -72,7 +72,7 @@ def page(tmp_path_factory):
     rows[1]["id"] = "\"><script>alert(2)</script>"
     rows[1]["resolution"] = 0.0
     transcripts = [synthetic_transcript(r) for r in rows]
-    transcripts[0]["messages"][0]["content"] = HOSTILE
+    transcripts[0]["turns"][0]["text"] = HOSTILE
     path = directory / "transcripts.jsonl"
     write_jsonl(iter(transcripts), path)
     report = build_report(rows, ReportOptions(by=("agent_type", "channel"), strata="intent",

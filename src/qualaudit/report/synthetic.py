@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -90,18 +91,24 @@ def synthetic_rows(spec: SyntheticSpec = SyntheticSpec()) -> Iterator[dict[str, 
             "schema_version": "1.1",
         }
         if rng.random() < spec.per_turn_share:
-            row["turns"] = _turns(n_turns, ai, escalation_turn, rng)
+            row["turns"] = _turns(row)
         yield row
 
 
 def synthetic_transcript(row: dict[str, Any]) -> dict[str, Any]:
-    """A SYNTHETIC transcript (JSONL shape) for a synthetic row: its intent's opening line."""
-    opening = INTENTS[row["metadata"]["intent"]][3]
-    messages = [{"role": "user", "content": opening}]
-    for k in range(1, row["n_turns"]):
-        role = "assistant" if k % 2 else "user"
-        messages.append({"role": role, "content": f"Synthetic turn {k} of {row['id']}."})
-    return {"id": row["id"], "agent_type": row["agent_type"], "messages": messages}
+    """A SYNTHETIC transcript (JSONL "turns" shape) for a synthetic row: its intent's opening
+    line, then turns that say who answered (the same hand-off as the row's per-turn output)."""
+    turns = []
+    for turn in _turns(row):
+        text = (INTENTS[row["metadata"]["intent"]][3] if turn["index"] == 0
+                else f"Synthetic turn {turn['index']} of {row['id']}.")
+        entry = {"role": turn["role"], "text": text}
+        if turn["agent_type"]:
+            entry["agent_type"] = turn["agent_type"]
+        turns.append(entry)
+    agent_type = "mixed" if any(t.get("agent_type") == "human" for t in turns) \
+        and row["agent_type"] == "ai" else row["agent_type"]
+    return {"id": row["id"], "agent_type": agent_type, "turns": turns}
 
 
 def write_jsonl(rows: Iterator[dict[str, Any]], path: str | Path) -> int:
@@ -119,13 +126,17 @@ def _dist(p: float) -> list[float]:
     return [low, low, 0.0, high, high] if not math.isnan(p) else [0.2] * 5
 
 
-def _turns(n_turns: int, ai: bool, escalation_turn: int | None,
-           rng: np.random.Generator) -> list[dict[str, Any]]:
+def _turns(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-turn roles and agent types: an AI conversation whose escalation became needed is
+    handed to a human 1, 3 or 5 turns later in 6 of 10 cases (chosen by its id's checksum, so
+    the row and its transcript agree)."""
+    ai, escalation_turn = row["agent_type"] == "ai", row["escalation_turn"]
+    check = zlib.crc32(row["id"].encode())
     handoff = None
-    if ai and escalation_turn is not None and rng.random() < 0.6:
-        handoff = escalation_turn + 1 + 2 * int(rng.integers(0, 3))
+    if ai and escalation_turn is not None and check % 10 < 6:
+        handoff = escalation_turn + 1 + 2 * (check // 10 % 3)
     turns = []
-    for k in range(n_turns):
+    for k in range(row["n_turns"]):
         role = "customer" if k % 2 == 0 else "agent"
         who = None
         if role == "agent":

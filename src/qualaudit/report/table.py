@@ -168,7 +168,7 @@ def load_table(
                              f"are: {found} (and agent_type)")
     table = builder.table(inputs)
     table.seconds = time.perf_counter() - started_clock
-    logger.info("read %d score rows from %d source(s) in %.1fs", builder.read, len(inputs),
+    logger.debug("read %d score rows from %d source(s) in %.1fs", builder.read, len(inputs),
                 table.seconds)
     return table
 
