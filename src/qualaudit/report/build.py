@@ -144,7 +144,10 @@ def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOption
         labels = read_labels(options.labels)
         labelled = set(labels)
     # the second pass over the score files: full rows only for queued and labelled ids
-    rows = {str(r["id"]): r for r in _rows(scores, paths) if str(r.get("id")) in queued | labelled}
+    start = time.perf_counter()
+    wanted = queued | labelled
+    rows = {str(r["id"]): r for r in _rows(scores, paths) if str(r.get("id")) in wanted}
+    timings["rows_for_queues"] = time.perf_counter() - start
     ai = table.is_ai()
     escalation_turns = {table.ids[i]: int(table.escalation_turn[i])
                         for i in np.flatnonzero(ai & ~np.isnan(table.escalation_turn)
