@@ -92,3 +92,29 @@ def test_help_and_the_report_modules_load_no_plotting_clustering_or_torch():
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_csv_tables_guard_text_cells_and_keep_numbers(tmp_path):
+    import csv
+
+    rows = list(synthetic_rows(SyntheticSpec(n=400, weeks=8, seed=5)))
+    for r in rows[:60]:
+        r["metadata"]["channel"] = "=HYPERLINK(\"http://x\")"
+    rows[0]["id"], rows[0]["resolution"] = "@SUM(A1)", 0.0
+    path = tmp_path / "s.jsonl"
+    write_jsonl(iter(rows), path)
+    out = tmp_path / "tables"
+    assert main(["report", str(path), "--by", "channel", "--strata", "intent", "--over", "week",
+                 "--csv", str(out), "--n-boot", "100", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ai_vs_human.csv", "cohorts.csv",
+                                                      "trends.csv", "triage.csv"]
+    with (out / "cohorts.csv").open(encoding="utf-8") as handle:
+        cohorts = list(csv.DictReader(handle))
+    assert {r["cohort"] for r in cohorts} >= {"'=HYPERLINK(\"http://x\")"}
+    assert all(not r["cohort"].startswith(("=", "+", "-", "@")) for r in cohorts)
+    float(cohorts[0]["mean"])  # numbers stay numbers
+    with (out / "triage.csv").open(encoding="utf-8") as handle:
+        triage = list(csv.DictReader(handle))
+    assert triage[0]["id"] == "'@SUM(A1)"
+    with (out / "ai_vs_human.csv").open(encoding="utf-8") as handle:
+        assert any(r["mean_ai"].startswith("0.") for r in csv.DictReader(handle))

@@ -149,3 +149,13 @@ def test_hostile_transcript_text_renders_as_text_and_runs_nothing(page, tmp_path
     assert "<title>qualaudit audit report</title>" in dom  # no script retitled the page
     _assert_inert(dom)  # the page as Chromium built it: the hostile text stayed text
     assert _console(done.stderr) == []  # nothing the CSP had to block either
+
+
+def test_chromium_prints_the_page_to_pdf(page, tmp_path):
+    pdf = tmp_path / "report.pdf"
+    done = _chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
+    assert pdf.exists(), done.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 3  # the whole report, on pages
+    assert _console(done.stderr) == []

@@ -186,3 +186,20 @@ def test_large_cohorts_use_the_analytic_interval(rows):
     assert boot["method"] == "bootstrap" and analytic["method"] == "analytic"
     assert analytic["low"] == pytest.approx(boot["low"], abs=0.003)
     assert analytic["high"] == pytest.approx(boot["high"], abs=0.003)
+
+
+def test_a_dataframe_gives_the_same_report_as_its_rows(rows):
+    import pandas as pd
+
+    some = rows[:300]
+    frame = pd.DataFrame(some)
+    options = ReportOptions(by=("agent_type",), strata="intent", n_boot=100)
+    from_rows, from_frame = build_report(some, options), build_report(frame, options)
+    for section in ("cohorts", "ai_vs_human", "escalation_timing", "triage"):
+        assert from_frame[section] == from_rows[section]
+
+
+def test_mixed_models_are_noted(report, rows):
+    assert "2 models" in report["notes"][0]
+    one_model = build_report(rows[:200], ReportOptions(n_boot=100))  # all before the change
+    assert one_model["notes"] == []

@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
     report.add_argument("--html", metavar="PATH", help="write the report as one self-contained "
                         "HTML file (charts as static SVG; no script)")
+    report.add_argument("--csv", metavar="DIR", help="write the main tables as CSV files in DIR "
+                        "(text cells formula-guarded)")
     report.add_argument("--by", type=_names, default=["agent_type"], metavar="A,B",
                         help="cohort keys: agent_type and any metadata key (default agent_type)")
     report.add_argument("--strata", metavar="KEY", help="metadata key for the like-for-like AI "
@@ -576,8 +578,14 @@ def _report(args: argparse.Namespace) -> int:
 
         Path(args.html).write_text(to_html(report), encoding="utf-8")
         written.append(args.html)
+    if args.csv:
+        from .report.csv_tables import write_csv_tables
+
+        written += [str(p) for p in write_csv_tables(report, args.csv)]
     if not written:
         print(markdown)
+    for note in report.get("notes", []):
+        print(f"qualaudit: note: {note}", file=sys.stderr)
     for entry in report.get("exclusions", []):
         print(f"qualaudit: excluded {entry['count']} row(s) from {entry['section']}: "
               f"{entry['reason']}", file=sys.stderr)

@@ -90,7 +90,9 @@ def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | Tra
     if isinstance(scores, (str, Path)):
         scores = [scores]
     paths = isinstance(scores, (list, tuple)) and all(isinstance(s, (str, Path)) for s in scores)
-    if not paths:
+    if not paths and hasattr(scores, "to_dict") and hasattr(scores, "columns"):  # a DataFrame
+        scores = [{k: _cell(v) for k, v in r.items()} for r in scores.to_dict("records")]
+    elif not paths:
         scores = [r.to_dict(per_turn=True) if isinstance(r, TranscriptScore) else r for r in scores]
     keys = list(dict.fromkeys([*options.by, *([options.strata] if options.strata else [])]))
     report: dict[str, Any] = {"format": REPORT_FORMAT}
@@ -202,7 +204,21 @@ def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOption
     out["agent_types"] = {v: int((table.codes["agent_type"] == c).sum())
                           for c, v in enumerate(table.values["agent_type"])}
     out["metadata_keys"] = table.metadata_keys
+    out["notes"] = []
+    if len(table.models) > 1:
+        out["notes"].append(
+            f"the rows come from {len(table.models)} models (name, version, weights or "
+            "precision differ; see provenance): differences between cohorts or periods scored "
+            "by different models may be the models', not the conversations'")
     return out
+
+
+def _cell(value: Any) -> Any:
+    """A DataFrame cell as a row value: pandas' missing values (NaN, NaT, None) as None."""
+    try:
+        return None if value is None or (np.isscalar(value) and value != value) else value
+    except (TypeError, ValueError):
+        return value
 
 
 def _rows(scores: Any, paths: bool) -> Iterable[Mapping[str, Any]]:

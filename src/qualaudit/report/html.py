@@ -53,6 +53,7 @@ def to_html(report: Mapping[str, Any]) -> str:
         parts.append(f"<p>{report['n_conversations']} conversations ({types}) from "
                      f"{len(provenance['inputs'])} score file(s). Intervals are 95%; "
                      "<span class=small>grey</span> marks a small cohort or period.</p>")
+        parts += [f"<p class=mix>{esc(note)}</p>" for note in report.get("notes", [])]
     renderers = {"cohorts": _cohorts, "ai_vs_human": _ai_vs_human,
                  "escalation_timing": _escalation, "speed": _speed, "trends": _trends,
                  "triage": _triage, "agreement": _agreement, "compare": _compare,

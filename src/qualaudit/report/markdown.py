@@ -59,6 +59,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                   f"{len(provenance['inputs'])} score file(s); qualaudit "
                   f"{provenance['qualaudit_version']}, seed {provenance['seed']}. Intervals are "
                   "95%. † marks a small cohort or period (intervals unstable).", ""]
+        lines += [f"> **Note:** {text_cell(note)}" for note in report.get("notes", [])] + [""]
     renderers = {"cohorts": _cohorts, "ai_vs_human": _ai_vs_human,
                  "escalation_timing": _escalation, "speed": _speed, "trends": _trends,
                  "triage": _triage, "agreement": _agreement, "compare": _compare,
