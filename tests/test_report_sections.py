@@ -203,3 +203,22 @@ def test_mixed_models_are_noted(report, rows):
     assert "2 models" in report["notes"][0]
     one_model = build_report(rows[:200], ReportOptions(n_boot=100))  # all before the change
     assert one_model["notes"] == []
+
+
+def test_a_user_given_reference_mix_weights_the_strata(rows):
+    mix = {"password_reset": 3.0, "order_status": 1.0}
+    section = build_report(rows[:1500], ReportOptions(strata="intent", reference_mix=mix,
+                                                      n_boot=100))["ai_vs_human"]
+    weights = {s["name"]: s["weight"] for s in section["targets"]["resolution"]["strata"]}
+    assert weights == pytest.approx({"password_reset": 0.75, "order_status": 0.25,
+                                     "billing_dispute": 0.0, "technical_outage": 0.0})
+    assert section["reference"] == "user-given mix"
+
+
+def test_conversations_that_end_before_they_start_are_counted(rows):
+    bad = [dict(r, metadata=dict(r["metadata"])) for r in rows[:50]]
+    bad[4]["metadata"]["ended_at"] = "2020-01-01T00:00:00Z"
+    report = build_report(bad, ReportOptions(n_boot=100))
+    entry = next(e for e in report["exclusions"] if e["section"] == "speed")
+    assert entry["count"] == 1 and entry["examples"][0]["line"] == 5
+    assert report["speed"]["negative_durations"] == 1

@@ -151,3 +151,16 @@ def test_mann_kendall_holds_its_rate_on_noise_and_finds_a_trend():
     found = sum(mann_kendall(rng.normal(size=26) - 0.1 * np.arange(26))["p_decrease"] <= 0.05
                 for _ in range(100))
     assert found >= 95
+
+
+def test_adjusted_difference_intervals_widen_when_customers_cluster():
+    rng = np.random.default_rng(21)
+    customers = np.repeat(np.arange(200), 5)  # 5 conversations each, strongly alike
+    values = rng.normal(0, 1, 200)[customers] + rng.normal(0, 0.3, customers.size)
+    is_ai = customers < 100
+    strata = customers % 2
+    plain = standardized_difference(values, is_ai, strata, n_resamples=400)
+    clustered = standardized_difference(values, is_ai, strata, clusters=customers, n_resamples=400)
+    width = lambda r: r["adjusted"]["high"] - r["adjusted"]["low"]  # noqa: E731
+    assert width(clustered) > 1.6 * width(plain)  # design effect about 1 + 4 x 0.92
+    assert clustered["adjusted"]["value"] == plain["adjusted"]["value"]

@@ -337,15 +337,9 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], Any], groups: np.ndarray
     serves every system, so differences between systems are paired.
     """
     groups = np.asarray(groups)
-    order = np.argsort(groups, kind="stable")
-    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    units = _cluster_rows(np.arange(groups.size), groups)
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_resamples):
-        drawn = rng.integers(0, starts.size, size=starts.size)
-        c = counts[drawn]
-        index = np.repeat(starts[drawn] - np.cumsum(c) + c, c) + np.arange(c.sum())
-        values.append(statistic(order[index]))
+    values = [statistic(_draw_clusters(rng, *units)) for _ in range(n_resamples)]
     return np.asarray(values, dtype=np.float64)
 
 
@@ -436,7 +430,7 @@ def mean_interval(values: Any, clusters: Any = None, *, n_resamples: int = 1000,
 
 
 def standardized_difference(values: Any, in_a: Any, strata: Any, *,
-                            reference: Any = None, n_resamples: int = 1000,
+                            reference: Any = None, clusters: Any = None, n_resamples: int = 1000,
                             confidence: float = 0.95, seed: int = 0,
                             analytic_above: int = ANALYTIC_ABOVE_N) -> dict[str, Any]:
     """Raw and standardised (mix-adjusted) difference of means, group A minus group B.
@@ -446,8 +440,10 @@ def standardized_difference(values: Any, in_a: Any, strata: Any, *,
     renormalised over the comparable strata), by default the pooled mix of both groups.
     Strata where only one group has rows are "not comparable": they are left out of the
     adjusted difference (never extrapolated) and listed. Intervals: a bootstrap that
-    resamples rows within each group (so group sizes are fixed) up to `analytic_above` rows,
-    the normal interval from per-stratum variances above.
+    resamples within each group (so group sizes stay about fixed) up to `analytic_above`
+    rows, whole `clusters` (say customers: their conversations move together) when given,
+    else rows; above that, the normal interval from per-stratum variances (rows taken as
+    independent).
 
     Args:
         values: (N,) the outcome; NaN rows are left out.
@@ -509,11 +505,11 @@ def standardized_difference(values: Any, in_a: Any, strata: Any, *,
         method = "analytic"
     else:
         rng = np.random.default_rng(seed)
-        index_a, index_b = np.flatnonzero(a), np.flatnonzero(~a)
+        units = np.arange(n) if clusters is None else np.asarray(clusters)[keep]
+        groups = [_cluster_rows(np.flatnonzero(side), units) for side in (a, ~a)]
         draws = np.empty((n_resamples, 2))
         for i in range(n_resamples):
-            index = np.concatenate([index_a[rng.integers(0, index_a.size, index_a.size)],
-                                    index_b[rng.integers(0, index_b.size, index_b.size)]])
+            index = np.concatenate([_draw_clusters(rng, *group) for group in groups])
             draws[i] = estimates(x[index], a[index], s[index])
         raw_ci = tuple(np.nanquantile(draws[:, 0], [alpha, 1 - alpha]))
         adj_ci = tuple(np.nanquantile(draws[:, 1], [alpha, 1 - alpha])) if total > 0 \
@@ -528,6 +524,21 @@ def standardized_difference(values: Any, in_a: Any, strata: Any, *,
             "strata": per_stratum,
             "not_comparable": [int(c) for c in range(k) if pooled[c] > 0 and not comparable[c]],
             "n_a": int(a.sum()), "n_b": int((~a).sum()), "method": method}
+
+
+def _cluster_rows(rows: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by unit, start of each unit in them, rows per unit)."""
+    order = rows[np.argsort(units[rows], kind="stable")]
+    _, starts, counts = np.unique(units[order], return_index=True, return_counts=True)
+    return order, starts, counts
+
+
+def _draw_clusters(rng: np.random.Generator, order: np.ndarray, starts: np.ndarray,
+                   counts: np.ndarray) -> np.ndarray:
+    """The rows of as many units as there are, drawn with replacement (as `cluster_bootstrap`)."""
+    drawn = rng.integers(0, starts.size, size=starts.size)
+    c = counts[drawn]
+    return order[np.repeat(starts[drawn] - np.cumsum(c) + c, c) + np.arange(c.sum())]
 
 
 def finite_or_none(value: Any) -> float | None:

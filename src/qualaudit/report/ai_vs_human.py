@@ -17,6 +17,7 @@ import numpy as np
 
 from ..metrics import standardized_difference
 from ..schema import ROW_TARGETS
+from .cohorts import clusters_of
 from .table import ScoreTable
 
 
@@ -62,9 +63,12 @@ def ai_vs_human(table: ScoreTable, strata: np.ndarray | None, stratum_names: Seq
         if unknown:
             out["notes"].append(f"reference mix names unknown strata {unknown}: ignored")
         weights = np.array([float(reference.get(name, 0.0)) for name in names])
+    clusters = clusters_of(table, np.flatnonzero(use))  # None without customer ids
+    out["clustered_by_customer"] = clusters is not None
     for target in ROW_TARGETS:
         result = standardized_difference(table.scores[target][use], is_ai[use], codes[use],
-                                         reference=weights, n_resamples=n_boot, seed=seed)
+                                         reference=weights, clusters=clusters,
+                                         n_resamples=n_boot, seed=seed)
         for entry in result["strata"]:
             entry["name"] = names[entry["stratum"]]
         result["not_comparable"] = [names[c] for c in result["not_comparable"]]

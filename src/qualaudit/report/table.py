@@ -265,6 +265,9 @@ class _Builder:
                 column.append(math.nan)
                 self.exclusions.add(f"metadata.{name} does not parse as a date/time (ISO 8601 "
                                     "or epoch seconds)", "trends and speed", source, line, row_id)
+        if self.ended[-1] < self.started[-1]:  # NaN compares False: only two real times
+            self.exclusions.add("metadata.ended_at is before started_at", "speed", source,
+                                line, row_id)
         kept, handed = math.nan, math.nan
         turns = row.get("turns")
         if isinstance(turns, list) and turns:
