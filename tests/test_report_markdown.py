@@ -25,3 +25,34 @@ def test_hostile_ids_and_cohorts_are_inert_in_every_table():
     assert "| '=cmd\\|' /C calc'!A0 |" in markdown
     assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)&gt;" in markdown
     assert "| -0." in markdown and "'-0." not in markdown  # numbers are not guarded
+
+
+def test_sparse_rows_render_in_every_format(tmp_path):
+    """Rows with one score, no metadata, one agent type: every section says what is missing."""
+    from qualaudit.report.csv_tables import write_csv_tables
+    from qualaudit.report.html import to_html
+
+    rows = [{"id": f"r{i}", "agent_type": "human", "resolution": i / 20} for i in range(20)]
+    report = build_report(rows, ReportOptions(over="week", n_boot=100))
+    assert report["ai_vs_human"]["notes"] == [
+        "AI vs human needs conversations of both agent types (found 0 ai, 20 human)"]
+    assert report["speed"]["note"].startswith("no row carries both")
+    assert report["trends"]["notes"] == [
+        "no row has a parseable metadata.started_at or ended_at: no trends"]
+    markdown = to_markdown(report)
+    assert "AI vs human needs conversations of both agent types" in markdown
+    page = to_html(report)
+    assert "no row carries both metadata.started_at" in page
+    assert [p.name for p in write_csv_tables(report, tmp_path)] == ["cohorts.csv", "triage.csv"]
+    compare_only = build_report([], ReportOptions(), compare=_pair(tmp_path, rows))
+    assert "## Two versions compared" in to_markdown(compare_only)
+    assert "Two versions compared" in to_html(compare_only)
+
+
+def _pair(tmp_path, rows):
+    from qualaudit.report.synthetic import write_jsonl
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(iter(rows), a)
+    write_jsonl(iter(rows[5:]), b)
+    return a, b

@@ -44,7 +44,7 @@ def write_csv_tables(report: Mapping[str, Any], directory: str | Path) -> list[P
                                 s["weight"], s["comparable"]]
                                for t, r in report["ai_vs_human"]["targets"].items()
                                for s in r["strata"])))
-    if "trends" in report:
+    if report.get("trends", {}).get("series"):
         trends = report["trends"]
         written.append(_write(directory / "trends.csv",
                               ["key", "cohort", "target", "period", "n", "mean", "low", "high",
