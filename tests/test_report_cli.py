@@ -51,6 +51,7 @@ def test_compare_alone(tmp_path, scores, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--by", "region"], "cohort column 'region' is in no score row"),
     (["--threshold", "speed=0.3"], "thresholds for unknown targets ['speed']"),
+    (["--threshold", "escalation=70"], "thresholds must be in [0, 1]"),
     (["--tz", "Mars/Olympus", "--over", "day"], "unknown time zone 'Mars/Olympus'"),
 ])
 def test_usage_errors_exit_2(scores, capsys, argv, message):

@@ -121,6 +121,10 @@ def test_compare_pairs_shared_ids_and_counts_the_rest(tmp_path, rows):
     assert resolution["difference"]["low"] > 0.05
     assert resolution["flips"]["up"] > 0 and resolution["flips"]["down"] == 0
     assert section["targets"]["escalation"]["flips"]["share"] == 0
+    provenance = build_report([], ReportOptions(n_boot=100), compare=paths)["provenance"]
+    assert [i["path"] for i in provenance["inputs"]] == [str(p) for p in paths]
+    assert all(len(i["sha256"]) == 64 for i in provenance["inputs"])
+    assert {m["file"] for m in provenance["models"]} == {"compare A", "compare B"}
 
 
 def test_triage_queues_with_redacted_evidence_text(tmp_path, rows):

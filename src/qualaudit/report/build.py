@@ -115,6 +115,10 @@ def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | Tra
         raise UsageError("nothing to report: give score files, or --compare A B")
     timings["total"] = time.perf_counter() - clock
     report["provenance"] = _provenance(table, options, compare, timings)
+    if compare is not None:  # the compared files are inputs too
+        report["provenance"]["inputs"] += report["compare"]["inputs"]
+        report["provenance"]["models"] += [dict(m, file=f"compare {side}")
+                                           for side, t in (("A", a), ("B", b)) for m in t.models]
     return _plain(report)
 
 
@@ -123,6 +127,10 @@ def _check_options(options: ReportOptions) -> None:
     if unknown:
         raise UsageError(f"thresholds for unknown targets {unknown}; expected some of "
                          f"{', '.join(ROW_TARGETS)}")
+    outside = {t: v for t, v in options.thresholds.items() if not 0 <= v <= 1}
+    if outside:
+        raise UsageError(f"thresholds must be in [0, 1] (scores are probabilities or, for "
+                         f"empathy, a graded score in [0, 1]); found {outside}")
     if options.over is not None and options.over not in ("day", "week", "month"):
         raise UsageError(f"over: expected day, week or month, found {options.over!r}")
 
