@@ -43,6 +43,8 @@ def build(out: Path, n: int, seed: int = 0) -> list[Path]:
     code = qualaudit(["report", str(scores), "--transcripts", str(transcripts),
                       "--by", "agent_type,channel", "--strata", "intent", "--over", "week",
                       "--threshold", "escalation=0.7", "--seed", str(seed), "--quiet",
+                      "--title", "Demo on SYNTHETIC data (qualaudit.report.synthetic): no real "
+                      "conversation, no real model run",
                       "--json", str(outputs[0]), "--markdown", str(outputs[1]),
                       "--html", str(outputs[2])])
     if code != 0:

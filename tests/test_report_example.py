@@ -21,7 +21,8 @@ def test_demo_report_example_builds_every_output(tmp_path):
 def test_committed_demo_report_shows_the_planted_effects():
     demo = EXAMPLES / "demo_report"
     report = json.loads((demo / "report.json").read_text(encoding="utf-8"))
-    assert report["n_conversations"] == 6000
+    assert report["n_conversations"] == 6000 and "SYNTHETIC" in report["title"]
+    assert "SYNTHETIC" in (demo / "report.html").read_text(encoding="utf-8")
     assert report["ai_vs_human"]["targets"]["resolution"]["mix_effect"]
     assert any(a["cohort"] == "ai" and a["target"] == "resolution" for a in report["trends"]["alerts"])
     assert (demo / "report.png").stat().st_size > 50_000

@@ -76,7 +76,8 @@ def page(tmp_path_factory):
     path = directory / "transcripts.jsonl"
     write_jsonl(iter(transcripts), path)
     report = build_report(rows, ReportOptions(by=("agent_type", "channel"), strata="intent",
-                                              over="week", transcripts=str(path), n_boot=200))
+                                              over="week", transcripts=str(path), n_boot=200,
+                                              title="<i>SYNTHETIC</i> & test"))
     html_path = directory / "report.html"
     html_path.write_text(to_html(report), encoding="utf-8")
     return html_path
@@ -90,6 +91,7 @@ def test_page_is_self_contained_with_a_no_script_policy(page):
     elements = _assert_inert(text)
     assert "\"><script>alert(2)</script>" in "".join(elements.text)  # a hostile id, as text
     assert "<b onmouseover=alert(1)>chat</b>" in "".join(elements.text)  # a hostile cohort
+    assert "<i>SYNTHETIC</i> & test" in "".join(elements.text)  # the title, as text
 
 
 def test_every_chart_has_a_size_and_is_svg(page):

@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0)
     report.add_argument("--n-boot", type=_count(100), default=1000, metavar="N",
                         help="bootstrap resamples (default 1000)")
+    report.add_argument("--title", help="a line under the report's heading (say what the data is)")
     report.add_argument("--quiet", action="store_true", help="no progress lines")
     report.set_defaults(func=_report)
     return parser
@@ -553,7 +554,7 @@ def _report(args: argparse.Namespace) -> int:
         tz=args.tz, thresholds=dict(args.threshold), labels=args.labels,
         redact=not args.no_redact, seed=args.seed, n_boot=args.n_boot, n_clusters=args.clusters,
         reference_mix=dict(args.reference_mix) if args.reference_mix else None,
-        queue_size=args.queue_size)
+        queue_size=args.queue_size, title=args.title)
     started = time.perf_counter()
 
     def progress(rows: int, source: str) -> None:

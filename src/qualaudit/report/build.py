@@ -67,6 +67,7 @@ class ReportOptions:
     reference_mix: Mapping[str, float] | None = None
     queue_size: int = QUEUE_SIZE
     fdr: float = 0.05
+    title: str | None = None  # a line under the heading, e.g. what the data is
 
 
 def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | TranscriptScore],
@@ -95,7 +96,7 @@ def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | Tra
     elif not paths:
         scores = [r.to_dict(per_turn=True) if isinstance(r, TranscriptScore) else r for r in scores]
     keys = list(dict.fromkeys([*options.by, *([options.strata] if options.strata else [])]))
-    report: dict[str, Any] = {"format": REPORT_FORMAT}
+    report: dict[str, Any] = {"format": REPORT_FORMAT, "title": options.title}
     table = None
     if not paths or scores:
         table = load_table(scores, keys, on_progress=on_progress)

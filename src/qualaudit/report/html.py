@@ -47,6 +47,8 @@ def esc(value: Any) -> str:
 def to_html(report: Mapping[str, Any]) -> str:
     """The whole report (see `build.build_report`) as one HTML document."""
     parts = [_head(), "<h1>qualaudit audit report</h1>"]
+    if report.get("title"):
+        parts.append(f"<p><strong>{esc(report['title'])}</strong></p>")
     provenance = report["provenance"]
     if "n_conversations" in report:
         types = ", ".join(f"{esc(k)} {v}" for k, v in report.get("agent_types", {}).items())

@@ -52,6 +52,8 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def to_markdown(report: Mapping[str, Any]) -> str:
     """The whole report (see `build.build_report`) as one Markdown document."""
     lines = ["# qualaudit audit report", ""]
+    if report.get("title"):
+        lines += [f"**{text_cell(report['title'])}**", ""]
     provenance = report["provenance"]
     if "n_conversations" in report:
         types = ", ".join(f"{text_cell(k)} {v}" for k, v in report.get("agent_types", {}).items())
