@@ -593,6 +593,12 @@ def mann_kendall(series: Any) -> dict[str, float]:
     """Mann-Kendall trend test with the Hamed & Rao (1998) correction of the variance for
     autocorrelation (lags whose autocorrelation of the detrended ranks is significant at 5%).
 
+    The correction only ever widens the variance: at the lengths of a report's series a
+    "significant" negative autocorrelation is mostly noise, and letting it shrink the
+    variance made false trends (on white noise of 26 points, 7.7% at the 5% level and 1.8%
+    at 0.2%; with the rule, 4.9% and 0.15%, 4000 draws). Strong positive autocorrelation
+    is only partly corrected at these lengths (AR(1) with 0.5: 11.5% at the 5% level).
+
     Returns:
         {"s", "z", "p_increase", "p_decrease", "slope"}: one-sided p-values of a monotone rise
         and of a monotone fall, and Sen's slope per step. NaN with fewer than 4 points.
@@ -620,7 +626,7 @@ def mann_kendall(series: Any) -> dict[str, float]:
             r = float(detrended[:-lag] @ detrended[lag:]) / denominator
             if abs(r) > bound:
                 correction += 2 / (n * (n - 1) * (n - 2)) * (n - lag) * (n - lag - 1) * (n - lag - 2) * r
-    var *= max(correction, 1e-6)
+    var *= max(correction, 1.0)  # only ever widen: see the docstring
     z = (s - np.sign(s)) / math.sqrt(var) if var > 0 else 0.0
     return {"s": s, "z": float(z), "p_increase": float(norm.sf(z)),
             "p_decrease": float(norm.cdf(z)), "slope": slope}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,9 +44,12 @@ def svg_data_uri(figure: Any) -> tuple[str, int, int]:
     plt = _pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    width, height = (int(round(v * 72)) for v in figure.get_size_inches())
     plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    svg = buffer.getvalue()
+    # the size the tight bounding box gave, in points (1/72 in) -> CSS pixels (1/96 in)
+    size = re.search(rb'<svg [^>]*width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    width, height = (int(round(float(v) * 4 / 3)) for v in size.groups())
+    encoded = base64.b64encode(svg).decode("ascii")
     return f"data:image/svg+xml;base64,{encoded}", width, height
 
 
