@@ -179,3 +179,22 @@ def test_a_whole_report_on_stationary_data_raises_no_alert():
         report = build_report(rows, ReportOptions(by=("agent_type", "channel"), over="week",
                                                   n_boot=100))
         assert report["trends"]["alerts"] == []
+
+
+def test_wilson_on_the_effective_n_covers_clustered_decisions():
+    from qualaudit.metrics import design_effect
+
+    rng = np.random.default_rng(22)
+    replicates, plain, effective = 400, 0, 0
+    customers = np.repeat(np.arange(60), 5)
+    for _ in range(replicates):
+        p = np.clip(rng.beta(2, 2, 60), 0, 1)[customers]  # customers differ; mean share 0.5
+        decisions = rng.binomial(1, p).astype(float)
+        lo, hi = wilson_interval(decisions.sum(), decisions.size)
+        plain += lo <= 0.5 <= hi
+        deff = design_effect(decisions, customers)
+        lo, hi = wilson_interval(decisions.sum() / deff, decisions.size / deff)
+        effective += lo <= 0.5 <= hi
+    assert _within(effective, replicates, 0.95, sds=3.5)
+    assert plain < effective - 10  # what ignoring the clusters costs
+    assert design_effect(np.r_[np.zeros(50), np.ones(50)], np.arange(100)) == 1.0

@@ -380,6 +380,22 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tup
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def design_effect(values: Any, clusters: Any) -> float:
+    """Kish's design effect of a mean over clustered rows: the cluster-robust variance of the
+    mean over the variance it would have if rows were independent (at least 1). A Wilson
+    interval over n clustered decisions keeps its coverage with n / design effect as its n.
+    1.0 when there is no variance or fewer than two clusters."""
+    x = np.asarray(values, dtype=np.float64)
+    _, codes = np.unique(np.asarray(clusters), return_inverse=True)
+    n, n_clusters = x.size, int(codes.max()) + 1 if x.size else 0
+    variance = float(x.var(ddof=1)) if n > 1 else 0.0  # so that singletons give exactly 1
+    if n < 2 or n_clusters < 2 or variance == 0:
+        return 1.0
+    resid = np.bincount(codes, weights=x - x.mean())
+    robust = float(resid @ resid) * n_clusters / (n_clusters - 1) / n ** 2
+    return max(1.0, robust / (variance / n))
+
+
 def mean_interval(values: Any, clusters: Any = None, *, n_resamples: int = 1000,
                   confidence: float = 0.95, seed: int = 0,
                   analytic_above: int = ANALYTIC_ABOVE_N) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 
 Means get a bootstrap interval, clustered by `customer_id` when rows carry one (one
 customer's conversations move together), analytic above `metrics.ANALYTIC_ABOVE_N`
-customers; shares of decisions over a threshold get a Wilson interval. Cohorts smaller than
+customers; shares of decisions over a threshold get a Wilson interval (on the effective n,
+n / design effect, when customers cluster). Cohorts smaller than
 `MIN_COHORT_N` are shown and marked `small`, never dropped.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import finite_or_none, mean_interval, wilson_interval
+from ..metrics import design_effect, finite_or_none, mean_interval, wilson_interval
 from ..schema import ROW_TARGETS
 from .table import ScoreTable
 
@@ -41,14 +42,19 @@ def target_summary(table: ScoreTable, index: np.ndarray, target: str, threshold:
                    seed: int, n_boot: int) -> dict[str, Any]:
     """Mean with interval and, for probabilities, the share at or over `threshold` (Wilson)."""
     values = table.scores[target][index]
-    out: dict[str, Any] = {"mean": _interval(mean_interval(values, clusters_of(table, index),
+    clusters = clusters_of(table, index)
+    out: dict[str, Any] = {"mean": _interval(mean_interval(values, clusters,
                                                            n_resamples=n_boot, seed=seed))}
     if target in SHARE_TARGETS:
-        valid = values[~np.isnan(values)]
-        hits = int((valid >= threshold).sum())
-        low, high = wilson_interval(hits, valid.size)
-        out["share"] = {"value": hits / valid.size if valid.size else None,
-                        "low": finite_or_none(low), "high": finite_or_none(high), "threshold": threshold}
+        valid = ~np.isnan(values)
+        decisions = (values[valid] >= threshold).astype(np.float64)
+        hits, n = float(decisions.sum()), int(valid.sum())
+        # one customer's decisions move together: Wilson on the effective n
+        deff = 1.0 if clusters is None else design_effect(decisions, clusters[valid])
+        low, high = wilson_interval(hits / deff, n / deff)
+        out["share"] = {"value": hits / n if n else None, "low": finite_or_none(low),
+                        "high": finite_or_none(high), "threshold": threshold,
+                        "design_effect": round(deff, 3)}
     return out
 
 

@@ -102,7 +102,7 @@ def _cohorts(section: Mapping[str, Any]) -> list[str]:
              "decision threshold (" + esc(", ".join(f"{t} {v:g}" for t, v in
                                                     section["thresholds"].items())) +
              "). Means: bootstrap clustered by customer (analytic above 20,000); shares: "
-             "Wilson.</p>"]
+             "Wilson (on the effective n when customers cluster).</p>"]
     for key, entries in section["tables"].items():
         rows = []
         for e in entries:

@@ -82,7 +82,7 @@ def _cohorts(cohorts: Mapping[str, Any]) -> list[str]:
              "Mean score [95% interval] and, in brackets after it, the share at or over the "
              "decision threshold (" + ", ".join(f"{t} {v:g}" for t, v in thresholds.items()) +
              "). Means: bootstrap, clustered by customer_id when rows carry one (analytic "
-             "above 20,000); shares: Wilson.", ""]
+             "above 20,000); shares: Wilson (on the effective n when customers cluster).", ""]
     head = ["cohort", "n", *ROW_TARGETS]
     for key, entries in cohorts["tables"].items():
         rows = []
