@@ -119,3 +119,15 @@ def test_csv_tables_guard_text_cells_and_keep_numbers(tmp_path):
     assert triage[0]["id"] == "'@SUM(A1)"
     with (out / "ai_vs_human.csv").open(encoding="utf-8") as handle:
         assert any(r["mean_ai"].startswith("0.") for r in csv.DictReader(handle))
+
+
+def test_rows_left_out_of_the_whole_report_exit_3(tmp_path, capsys):
+    rows = list(synthetic_rows(SyntheticSpec(n=40, weeks=2)))
+    rows[5]["metadata"]["started_at"] = "yesterday"  # left out of trends and speed only
+    path = tmp_path / "s.jsonl"
+    write_jsonl(iter(rows), path)
+    assert main(["report", str(path), "--quiet", "--n-boot", "100"]) == 0
+    assert "excluded 1 row(s) from trends and speed" in capsys.readouterr().err
+    write_jsonl(iter(rows + [rows[0]]), path)  # a second row for an id
+    assert main(["report", str(path), "--quiet", "--n-boot", "100"]) == 3
+    assert "excluded 1 row(s) from all: a second row for an id" in capsys.readouterr().err

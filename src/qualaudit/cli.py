@@ -594,4 +594,7 @@ def _report(args: argparse.Namespace) -> int:
     print(f"qualaudit: report on {report.get('n_conversations', 0):,} conversations in "
           f"{seconds:.1f}s" + (f"; wrote {', '.join(written)}" if written else ""),
           file=sys.stderr)
-    return EXIT_OK
+    # rows left out of the whole report are rejected rows (3), as in `score`; a row left out
+    # of one section only (say a time that does not parse) is counted, not rejected
+    rejected = any(e["section"] in ("all", "transcripts") for e in report.get("exclusions", []))
+    return EXIT_REJECTED if rejected else EXIT_OK
