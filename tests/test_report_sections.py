@@ -226,3 +226,18 @@ def test_conversations_that_end_before_they_start_are_counted(rows):
     entry = next(e for e in report["exclusions"] if e["section"] == "speed")
     assert entry["count"] == 1 and entry["examples"][0]["line"] == 5
     assert report["speed"]["negative_durations"] == 1
+
+
+def test_topic_clusters_in_mini_batches_find_the_same_topics(rows):
+    from qualaudit.report.synthetic import INTENTS
+    from qualaudit.report.topics import topic_strata
+
+    some = rows[:600]
+    ids = [r["id"] for r in some]
+    openings = {r["id"]: INTENTS[r["metadata"]["intent"]][3] for r in some}
+    full, _, _ = topic_strata(ids, openings, 4)
+    batched, names, info = topic_strata(ids, openings, 4, minibatch_above=100)
+    assert info["method"].endswith("(mini-batch)") and len(names) == 4
+    pairs = set(zip(full.tolist(), batched.tolist()))
+    assert len(pairs) == 4  # the same partition, whatever the cluster numbers
+    assert topic_strata(ids, openings, 4, minibatch_above=100)[0].tolist() == batched.tolist()

@@ -177,7 +177,7 @@ def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOption
     elif facts is not None:
         strata, names, info = topic_strata(table.ids, facts.openings, options.n_clusters,
                                            options.seed)
-        source = (f"topic clusters of the opening customer turns (TF-IDF + k-means, "
+        source = (f"topic clusters of the opening customer turns ({info['method']}, "
                   f"k={info.get('k', 0)}, seed {options.seed}; see qualaudit.report.topics)")
     else:
         strata, names, source = None, [], "none"
