@@ -4,8 +4,9 @@ A report over a million conversations cannot hold a million row dicts (each keep
 evidence, distributions and metadata: kilobytes). `load_table` streams each file row by row
 (`qualaudit.io.iter_scores`) and keeps only what the sections need, as typed columns:
 scores as float64, cohort values as integer codes, the id as a string; about 300 bytes per
-conversation with the set of ids seen (measured: benchmarks/README.md). Rows that cannot be used, wholly or for one section, are counted with their
-reason and the first locations (`Exclusions`), never dropped silently.
+conversation with the set of ids seen (measured: benchmarks/README.md). Rows that cannot
+be used, wholly or for one section, are counted with their reason and the first locations
+(`Exclusions`), never dropped silently.
 """
 
 from __future__ import annotations
