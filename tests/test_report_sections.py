@@ -241,3 +241,29 @@ def test_topic_clusters_in_mini_batches_find_the_same_topics(rows):
     pairs = set(zip(full.tolist(), batched.tolist()))
     assert len(pairs) == 4  # the same partition, whatever the cluster numbers
     assert topic_strata(ids, openings, 4, minibatch_above=100)[0].tolist() == batched.tolist()
+
+
+def test_cohort_values_are_redacted_by_default(rows):
+    some = [dict(r, metadata=dict(r["metadata"])) for r in rows[:100]]
+    for i, r in enumerate(some[:10]):
+        r["metadata"]["team"] = f"agent{i}@example.com"
+    cohorts = build_report(some, ReportOptions(by=("team",), n_boot=100))["cohorts"]["tables"]["team"]
+    names = {e["cohort"]: e["n"] for e in cohorts}
+    assert names["[EMAIL]"] == 10 and not any("@" in n for n in names)
+    shown = build_report(some, ReportOptions(by=("team",), redact=False, n_boot=100))
+    assert "agent3@example.com" in {e["cohort"] for e in shown["cohorts"]["tables"]["team"]}
+
+
+def test_long_evidence_text_is_cut(tmp_path, rows):
+    from qualaudit.report.triage import SHOWN_TEXT_CHARS
+
+    some = rows[:100]
+    worst = min(some, key=lambda r: r["resolution"])
+    transcripts = [synthetic_transcript(r) for r in some]
+    mine = next(t for t in transcripts if t["id"] == worst["id"])
+    mine["turns"][worst["evidence"]["resolution"][0]["index"]]["text"] = "word " * 2000
+    path = tmp_path / "t.jsonl"
+    write_jsonl(iter(transcripts), path)
+    queue = build_report(some, ReportOptions(transcripts=str(path), n_boot=100))["triage"]
+    text = queue["queues"]["resolution"]["items"][0]["evidence"][0]["text"]
+    assert len(text) == SHOWN_TEXT_CHARS and text.endswith("…")

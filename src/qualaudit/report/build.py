@@ -50,7 +50,8 @@ class ReportOptions:
 
     `thresholds` per target set the decision thresholds of shares, flips and triage queues
     (default 0.5); `reference_mix` maps stratum names to weights for the adjusted AI-vs-human
-    difference (default: the pooled mix); `redact` redacts transcript text in the queues.
+    difference (default: the pooled mix); `redact` redacts personal data in what the report
+    shows from the data: transcript text in the queues and cohort (metadata) values.
     """
 
     by: tuple[str, ...] = ("agent_type",)
@@ -99,7 +100,7 @@ def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | Tra
     report: dict[str, Any] = {"format": REPORT_FORMAT, "title": options.title}
     table = None
     if not paths or scores:
-        table = load_table(scores, keys, on_progress=on_progress)
+        table = load_table(scores, keys, redact=options.redact, on_progress=on_progress)
         timings["read"] = table.seconds
         report.update(_sections(table, scores, paths, options, timings))
     if compare is not None:

@@ -22,7 +22,6 @@ from .markdown import interval, number
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
 MAX_TREND_CHARTS = 8  # "all", then the series with alerts (agent type first)
-MAX_TEXT = 600  # characters of one evidence turn shown
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -227,17 +226,13 @@ def _triage(section: Mapping[str, Any]) -> list[str]:
         for item in queue["items"]:
             evidence = "".join(
                 f"<div>turn {e['index']}"
-                + (f": <span class=quote>{esc(_short(e['text']))}</span>" if e.get("text") else "")
+                + (f": <span class=quote>{esc(e['text'])}</span>" if e.get("text") else "")
                 + "</div>" for e in item["evidence"]) or "–"
             rows.append([esc(item["id"]), number(item["score"], 3), esc(item["agent_type"]),
                          evidence])
         if rows:
             parts.append(_table(["id", "score", "agent type", "evidence"], rows, numeric=(1,)))
     return parts
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _agreement(section: Mapping[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..io.scores import iter_scores, row_metadata
+from ..redact import redact_text
 from ..schema import ROW_TARGETS, TranscriptScore
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def load_table(
     keys: Sequence[str] = (),
     *,
     hash_files: bool = True,
+    redact: bool = True,
     on_progress: Callable[[int, str], None] | None = None,
 ) -> ScoreTable:
     """Score files (paths), or rows / TranscriptScores in Python, into a `ScoreTable`.
@@ -141,6 +143,8 @@ def load_table(
         keys: cohort keys to code (`agent_type` and any metadata key); a key no row has is a
             UsageError listing the keys found.
         hash_files: put each file's sha256 in `sources` (provenance).
+        redact: cohort values (metadata a report shows) with personal data redacted
+            (`qualaudit.redact`); values that redact alike form one cohort.
         on_progress: called as (rows read so far, current source) every 100,000 rows.
 
     Raises:
@@ -150,7 +154,7 @@ def load_table(
     """
     started_clock = time.perf_counter()
     keys = list(dict.fromkeys(["agent_type", *keys]))
-    builder = _Builder(keys)
+    builder = _Builder(keys, redact)
     inputs: list[dict[str, Any]] = []
     for source, rows in _row_streams(sources):
         info: dict[str, Any] = {"path": source, "rows": 0}
@@ -197,8 +201,10 @@ def _row_streams(sources: Any) -> Iterable[tuple[str, Iterable[tuple[int, Mappin
 class _Builder:
     """Accumulates rows into compact columns (array.array / lists of codes)."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], redact: bool = True) -> None:
         self.keys = keys
+        self.redact = redact
+        self.raw_codes: dict[str, dict[Any, int]] = {k: {} for k in keys}
         self.read = 0
         self.ids: list[str] = []
         self.seen: set[str] = set()
@@ -281,9 +287,17 @@ class _Builder:
         self.handed_off.append(handed)
 
     def _code(self, key: str, value: Any) -> int:
-        text = MISSING if value is None or value == "" else str(value)
-        lookup = self.lookup[key]
-        return lookup.setdefault(text, len(lookup))
+        """The code of a cohort value; each distinct raw value is labelled (and redacted) once."""
+        raw = self.raw_codes[key]
+        marker = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        code = raw.get(marker)
+        if code is None:
+            text = MISSING if value is None or value == "" else str(value)
+            if self.redact and key != "agent_type":
+                text = redact_text(text)
+            lookup = self.lookup[key]
+            code = raw[marker] = lookup.setdefault(text, len(lookup))
+        return code
 
     def _model(self, model: Any, version: str) -> int:
         model = model if isinstance(model, Mapping) else {}

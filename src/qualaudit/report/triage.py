@@ -16,6 +16,7 @@ from .cohorts import DEFAULT_THRESHOLD, WORSE
 from .table import ScoreTable
 
 QUEUE_SIZE = 20  # conversations listed per queue (the queue's full size is counted)
+SHOWN_TEXT_CHARS = 600  # of one evidence turn's text; a longer one is cut, marked with …
 
 
 def select_queues(table: ScoreTable, thresholds: Mapping[str, float],
@@ -63,6 +64,8 @@ def attach_evidence(queues: dict[str, Any], rows: Mapping[str, Mapping[str, Any]
                 text = texts.get(int(ev["index"]))
                 if text is not None and redact:
                     text = redact_text(text)
+                if text is not None and len(text) > SHOWN_TEXT_CHARS:
+                    text = text[: SHOWN_TEXT_CHARS - 1] + "…"
                 item["evidence"].append({"index": int(ev["index"]), "role": ev.get("role"),
                                          "contribution": ev.get("contribution"), "text": text})
 
