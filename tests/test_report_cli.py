@@ -131,3 +131,18 @@ def test_rows_left_out_of_the_whole_report_exit_3(tmp_path, capsys):
     write_jsonl(iter(rows + [rows[0]]), path)  # a second row for an id
     assert main(["report", str(path), "--quiet", "--n-boot", "100"]) == 3
     assert "excluded 1 row(s) from all: a second row for an id" in capsys.readouterr().err
+
+
+
+def test_progress_covers_both_passes(tmp_path, monkeypatch):
+    import qualaudit.report.table as table
+    from qualaudit.report.build import ReportOptions, build_report
+
+    monkeypatch.setattr(table, "PROGRESS_EVERY", 50)  # 100,000 in real runs
+    path = tmp_path / "s.jsonl"
+    write_jsonl(synthetic_rows(SyntheticSpec(n=120, weeks=2)), path)
+    calls = []
+    build_report([path], ReportOptions(n_boot=100), on_progress=lambda n, s: calls.append((n, s)))
+    assert calls == [(50, str(path)), (100, str(path)),
+                     (50, f"{path}, second pass: full rows of the queued conversations"),
+                     (100, f"{path}, second pass: full rows of the queued conversations")]

@@ -22,6 +22,7 @@ from .._version import __version__
 from ..errors import UsageError
 from ..io.scores import iter_scores
 from ..schema import ROW_TARGETS, TranscriptScore
+from . import table as table_module
 from .ai_vs_human import ai_vs_human
 from .cohorts import cohort_tables, speed_tables
 from .compare import compare as compare_tables
@@ -102,7 +103,7 @@ def build_report(scores: Sequence[str | Path] | Iterable[Mapping[str, Any] | Tra
     if not paths or scores:
         table = load_table(scores, keys, redact=options.redact, on_progress=on_progress)
         timings["read"] = table.seconds
-        report.update(_sections(table, scores, paths, options, timings))
+        report.update(_sections(table, scores, paths, options, timings, on_progress))
     if compare is not None:
         start = time.perf_counter()
         a, b = (load_table([path], on_progress=on_progress) for path in compare)
@@ -138,7 +139,8 @@ def _check_options(options: ReportOptions) -> None:
 
 
 def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOptions,
-              timings: dict[str, float]) -> dict[str, Any]:
+              timings: dict[str, float],
+              on_progress: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"n_conversations": table.n}
     start = time.perf_counter()
     thresholds = dict(options.thresholds)
@@ -158,7 +160,8 @@ def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOption
     # the second pass over the score files: full rows only for queued and labelled ids
     start = time.perf_counter()
     wanted = queued | labelled
-    rows = {str(r["id"]): r for r in _rows(scores, paths) if str(r.get("id")) in wanted}
+    rows = {str(r["id"]): r for r in _rows(scores, paths, on_progress)
+            if str(r.get("id")) in wanted}
     timings["rows_for_queues"] = time.perf_counter() - start
     ai = table.is_ai()
     escalation_turns = {table.ids[i]: int(table.escalation_turn[i])
@@ -231,12 +234,18 @@ def _cell(value: Any) -> Any:
         return value
 
 
-def _rows(scores: Any, paths: bool) -> Iterable[Mapping[str, Any]]:
+def _rows(scores: Any, paths: bool,
+          on_progress: Callable[[int, str], None] | None = None) -> Iterable[Mapping[str, Any]]:
+    """The rows again (the second pass over the files), reporting progress as the first."""
     if not paths:
         yield from scores
         return
+    count = 0
     for path in scores:
         for _, row in iter_scores(path):
+            count += 1
+            if on_progress is not None and count % table_module.PROGRESS_EVERY == 0:
+                on_progress(count, f"{path}, second pass: full rows of the queued conversations")
             yield row
 
 

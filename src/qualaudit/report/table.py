@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MISSING = "(missing)"  # the cohort of rows without a value for the key: shown, never dropped
 SHOWN_LOCATIONS = 5  # locations kept per exclusion reason
+PROGRESS_EVERY = 100_000  # rows between two progress calls
 AI_TYPES = ("ai", "mixed")  # conversations an AI assistant answered (mixed: handed over later)
 TIME_FIELDS = ("started_at", "ended_at")
 
@@ -145,7 +146,8 @@ def load_table(
         hash_files: put each file's sha256 in `sources` (provenance).
         redact: cohort values (metadata a report shows) with personal data redacted
             (`qualaudit.redact`); values that redact alike form one cohort.
-        on_progress: called as (rows read so far, current source) every 100,000 rows.
+        on_progress: called as (rows read so far, current source) every `PROGRESS_EVERY`
+            rows.
 
     Raises:
         InputError: a row of another schema major version, or a file that cannot be read,
@@ -164,7 +166,7 @@ def load_table(
         for line, row in rows:
             builder.add(row, source, line)
             info["rows"] += 1
-            if on_progress is not None and builder.read % 100_000 == 0:
+            if on_progress is not None and builder.read % PROGRESS_EVERY == 0:
                 on_progress(builder.read, source)
     for key in keys:
         if key != "agent_type" and key not in builder.metadata_keys:
