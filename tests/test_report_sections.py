@@ -267,3 +267,19 @@ def test_long_evidence_text_is_cut(tmp_path, rows):
     queue = build_report(some, ReportOptions(transcripts=str(path), n_boot=100))["triage"]
     text = queue["queues"]["resolution"]["items"][0]["evidence"][0]["text"]
     assert len(text) == SHOWN_TEXT_CHARS and text.endswith("…")
+
+
+def test_a_key_with_many_values_lists_the_largest_cohorts_and_counts_the_rest(rows):
+    from qualaudit.report.markdown import to_markdown
+    from qualaudit.report.table import MAX_COHORTS
+
+    some = rows[:1000]
+    report = build_report(some, ReportOptions(by=("customer_id",), over="week", n_boot=100))
+    entries = report["cohorts"]["tables"]["customer_id"]
+    sizes = [e["n"] for e in entries]
+    assert len(entries) == MAX_COHORTS and sizes == sorted(sizes, reverse=True)
+    omitted = report["cohorts"]["omitted"]["customer_id"]
+    assert omitted["rows"] + sum(sizes) == 1000 and omitted["cohorts"] > 0
+    assert f"{omitted['cohorts']} smaller cohort(s)" in to_markdown(report)
+    series = [s for s in report["trends"]["series"] if s["key"] == "customer_id"]
+    assert len(series) <= MAX_COHORTS

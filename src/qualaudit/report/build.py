@@ -24,7 +24,7 @@ from ..io.scores import iter_scores
 from ..schema import ROW_TARGETS, TranscriptScore
 from . import table as table_module
 from .ai_vs_human import ai_vs_human
-from .cohorts import cohort_tables, speed_tables
+from .cohorts import cohort_tables, omitted_cohorts, speed_tables
 from .compare import compare as compare_tables
 from .escalation import escalation_timing
 from .table import AI_TYPES, ScoreTable, load_table
@@ -146,7 +146,8 @@ def _sections(table: ScoreTable, scores: Any, paths: bool, options: ReportOption
     thresholds = dict(options.thresholds)
     out["cohorts"] = {"thresholds": {t: thresholds.get(t, 0.5) for t in ROW_TARGETS},
                       "tables": cohort_tables(table, options.by, thresholds, options.seed,
-                                              options.n_boot)}
+                                              options.n_boot),
+                      "omitted": omitted_cohorts(table, options.by)}
     timings["cohorts"] = time.perf_counter() - start
     queues = select_queues(table, thresholds, options.queue_size)
     queued = {item["id"] for q in queues.values() for item in q["items"]}

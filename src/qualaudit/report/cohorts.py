@@ -17,7 +17,7 @@ import numpy as np
 
 from ..metrics import design_effect, finite_or_none, mean_interval, wilson_interval
 from ..schema import ROW_TARGETS
-from .table import ScoreTable
+from .table import ScoreTable, largest_cohorts
 
 MIN_COHORT_N = 30  # below this a cohort is marked small: its intervals are wide and unstable
 # Which way is worse, per target: +1 when a higher score is worse (repeat inquiry,
@@ -60,24 +60,22 @@ def target_summary(table: ScoreTable, index: np.ndarray, target: str, threshold:
 
 def cohort_tables(table: ScoreTable, keys: Sequence[str], thresholds: Mapping[str, float],
                   seed: int = 0, n_boot: int = 1000) -> dict[str, list[dict[str, Any]]]:
-    """Per key, one entry per cohort value (largest first): n, small, and per target its
-    `target_summary`."""
+    """Per key, one entry per cohort value (the `table.MAX_COHORTS` largest, largest first):
+    n, small, and per target its `target_summary`."""
     tables = {}
     for key in keys:
-        codes = table.codes[key]
-        entries = []
-        for code in np.argsort(-np.bincount(codes, minlength=len(table.values[key])), kind="stable"):
-            index = np.flatnonzero(codes == code)
-            if index.size == 0:
-                continue
-            entries.append({
-                "cohort": table.values[key][code], "n": int(index.size),
-                "small": bool(index.size < MIN_COHORT_N),
-                "targets": {t: target_summary(table, index, t, thresholds.get(t, DEFAULT_THRESHOLD),
-                                              seed, n_boot) for t in ROW_TARGETS},
-            })
-        tables[key] = entries
+        tables[key] = [{
+            "cohort": label, "n": int(index.size), "small": bool(index.size < MIN_COHORT_N),
+            "targets": {t: target_summary(table, index, t, thresholds.get(t, DEFAULT_THRESHOLD),
+                                          seed, n_boot) for t in ROW_TARGETS},
+        } for label, index in largest_cohorts(table, key)[0]]
     return tables
+
+
+def omitted_cohorts(table: ScoreTable, keys: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per key with more than `MAX_COHORTS` values: how many cohorts and rows are not listed."""
+    omitted = {key: largest_cohorts(table, key)[1] for key in keys}
+    return {key: rest for key, rest in omitted.items() if rest["cohorts"]}
 
 
 def speed_tables(table: ScoreTable, keys: Sequence[str], seed: int = 0,
@@ -95,8 +93,8 @@ def speed_tables(table: ScoreTable, keys: Sequence[str], seed: int = 0,
         return out
     for key in keys:
         entries = []
-        for code, label in enumerate(table.values[key]):
-            index = np.flatnonzero((table.codes[key] == code) & timed)
+        for label, index in largest_cohorts(table, key)[0]:
+            index = index[timed[index]]
             if index.size == 0:
                 continue
             spent = minutes[index]

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import charts
 from .build import present_sections
-from .markdown import interval, number
+from .markdown import interval, number, omitted_sentence
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
@@ -116,6 +116,9 @@ def _cohorts(section: Mapping[str, Any]) -> list[str]:
         parts += [f"<h3>By {esc(key)}</h3>", _img(charts.cohort_chart(entries, key),
                                                    f"scores by {key}"),
                   _table(["cohort", "n", *ROW_TARGETS], rows, numeric=range(1, 7))]
+        rest = section.get("omitted", {}).get(key)
+        if rest:
+            parts.append(f"<p class=note>{esc(omitted_sentence(rest))}</p>")
     return parts
 
 

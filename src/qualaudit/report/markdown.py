@@ -15,6 +15,7 @@ from ..io.writers import formula_guarded
 from ..schema import ROW_TARGETS
 from .agreement import to_markdown as agreement_markdown
 from .build import present_sections
+from .table import MAX_COHORTS
 
 _ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`",
                           "[": "\\[", "]": "\\]", "*": "\\*", "_": "\\_", "\n": " ", "\r": " "})
@@ -96,7 +97,16 @@ def _cohorts(cohorts: Mapping[str, Any]) -> list[str]:
                 cells.append(cell)
             rows.append(cells)
         lines += [f"### By {text_cell(key)}", "", *table(head, rows)]
+        rest = cohorts.get("omitted", {}).get(key)
+        if rest:
+            lines += [omitted_sentence(rest), ""]
     return lines
+
+
+def omitted_sentence(rest: Mapping[str, int]) -> str:
+    """What a cohort table leaves out when a key has more values than it lists."""
+    return (f"{rest['cohorts']} smaller cohort(s) ({rest['rows']} conversations) are not listed "
+            f"here (the {MAX_COHORTS} largest are); they count in every other figure.")
 
 
 def _ai_vs_human(section: Mapping[str, Any]) -> list[str]:

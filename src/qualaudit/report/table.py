@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 MISSING = "(missing)"  # the cohort of rows without a value for the key: shown, never dropped
 SHOWN_LOCATIONS = 5  # locations kept per exclusion reason
 PROGRESS_EVERY = 100_000  # rows between two progress calls
+# Cohorts per key that a report lists (the largest): a key with thousands of values (say a
+# customer id) would otherwise make tables nobody reads; the rest are counted.
+MAX_COHORTS = 50
 AI_TYPES = ("ai", "mixed")  # conversations an AI assistant answered (mixed: handed over later)
 TIME_FIELDS = ("started_at", "ended_at")
 
@@ -98,6 +101,20 @@ class ScoreTable:
     def is_ai(self) -> np.ndarray:
         agent = self.labels("agent_type")
         return np.isin(agent, AI_TYPES)
+
+
+def largest_cohorts(table: ScoreTable, key: str, limit: int = MAX_COHORTS,
+                    ) -> tuple[list[tuple[str, np.ndarray]], dict[str, int]]:
+    """([(cohort value, its row indices)] for the `limit` largest cohorts of `key`, largest
+    first; {"cohorts", "rows"} of those left out). One sort, whatever the number of values."""
+    codes = table.codes[key]
+    counts = np.bincount(codes, minlength=len(table.values[key]))
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    ranked = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    shown = [(table.values[key][c], order[starts[c]:starts[c + 1]]) for c in ranked[:limit]]
+    rest = ranked[limit:]
+    return shown, {"cohorts": len(rest), "rows": int(counts[rest].sum()) if rest else 0}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -35,7 +35,7 @@ from ..errors import UsageError
 from ..metrics import benjamini_hochberg, cusum_p_value, cusum_path, finite_or_none, mann_kendall
 from ..schema import ROW_TARGETS
 from .cohorts import MIN_COHORT_N, WORSE
-from .table import ScoreTable
+from .table import ScoreTable, largest_cohorts
 
 MIN_PERIOD_N = MIN_COHORT_N
 MIN_PERIODS = 6  # fewer periods than this: series are shown, no test is run
@@ -109,8 +109,10 @@ def trend_series(table: ScoreTable, keys: Sequence[str], over: str, tz: str | No
                             "are needed for the tests; series shown without them")
     groups = [("all", "all", np.ones(table.n, dtype=bool))]
     for key in keys:
-        for code, value in enumerate(table.values[key]):
-            groups.append((key, value, table.codes[key] == code))
+        for value, index in largest_cohorts(table, key)[0]:
+            member = np.zeros(table.n, dtype=bool)
+            member[index] = True
+            groups.append((key, value, member))
     for key, value, member in groups:
         rows = member & (codes >= 0)
         if not rows.any():
