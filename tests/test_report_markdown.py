@@ -56,3 +56,21 @@ def _pair(tmp_path, rows):
     write_jsonl(iter(rows), a)
     write_jsonl(iter(rows[5:]), b)
     return a, b
+
+
+def test_many_strata_render_the_largest_and_count_the_rest():
+    from qualaudit.report.html import to_html
+    from qualaudit.report.table import MAX_COHORTS
+
+    rows = list(synthetic_rows(SyntheticSpec(n=800, weeks=2)))
+    for i, r in enumerate(rows):
+        r["metadata"]["intent"] = f"intent-{i % 200}"  # 200 strata
+    report = build_report(rows, ReportOptions(strata="intent", n_boot=100))
+    assert len(report["ai_vs_human"]["targets"]["resolution"]["strata"]) == 200
+    markdown, page = to_markdown(report), to_html(report)
+    more = f"{200 - MAX_COHORTS} smaller strata are in the JSON report."
+    assert more in markdown and more in page
+    assert sum(line.startswith("| intent-") for line in markdown.splitlines()) == MAX_COHORTS
+    not_comparable = report["ai_vs_human"]["targets"]["resolution"]["not_comparable"]
+    assert len(not_comparable) > 10  # 4 conversations a stratum: many have one side only
+    assert f"and {len(not_comparable) - 10} more |" in markdown  # the list is cut at 10

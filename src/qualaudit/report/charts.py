@@ -58,6 +58,16 @@ def _label(text: Any) -> str:
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
+def _error_bar(entry: Mapping[str, Any]) -> list[list[float]]:
+    """[[below], [above]] the value for an error bar: a missing bound draws none, and a
+    percentile interval that does not contain its estimate (possible for a bootstrap of a
+    small sample) draws nothing past it."""
+    value = entry["value"]
+    low = entry["low"] if entry["low"] is not None else value
+    high = entry["high"] if entry["high"] is not None else value
+    return [[max(0.0, value - low)], [max(0.0, high - value)]]
+
+
 def cohort_chart(entries: Sequence[Mapping[str, Any]], key: str) -> tuple[str, int, int]:
     """One panel per score: each cohort's mean with its 95% interval (small cohorts hollow)."""
     plt = _pyplot()
@@ -72,9 +82,7 @@ def cohort_chart(entries: Sequence[Mapping[str, Any]], key: str) -> tuple[str, i
                 mean = entry["targets"][target]["mean"]
                 if mean["value"] is None:
                     continue
-                low = mean["low"] if mean["low"] is not None else mean["value"]
-                high = mean["high"] if mean["high"] is not None else mean["value"]
-                axis.errorbar(mean["value"], y, xerr=[[mean["value"] - low], [high - mean["value"]]],
+                axis.errorbar(mean["value"], y, xerr=_error_bar(mean),
                               fmt="o", color=LINE_COLOR, mfc="white" if entry["small"] else LINE_COLOR,
                               capsize=3)
             axis.set_title(target.replace("_", " "))
@@ -97,9 +105,7 @@ def ai_vs_human_chart(section: Mapping[str, Any]) -> tuple[str, int, int]:
                 r = section["targets"][target][kind]
                 if r["value"] is None:
                     continue
-                low = r["low"] if r["low"] is not None else r["value"]
-                high = r["high"] if r["high"] is not None else r["value"]
-                axis.errorbar(r["value"], y + offset, xerr=[[r["value"] - low], [high - r["value"]]],
+                axis.errorbar(r["value"], y + offset, xerr=_error_bar(r),
                               fmt="o", color=color, capsize=3, label=kind if y == 0 else None)
         axis.axvline(0, color="black", lw=0.8)
         axis.set_yticks(range(len(targets)), [t.replace("_", " ") for t in targets])

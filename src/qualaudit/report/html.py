@@ -17,7 +17,7 @@ from typing import Any
 
 from . import charts
 from .build import present_sections
-from .markdown import interval, number, omitted_sentence
+from .markdown import interval, names_list, number, omitted_sentence, shown_strata
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
@@ -130,18 +130,20 @@ def _ai_vs_human(section: Mapping[str, Any]) -> list[str]:
         return parts + [f"<p class=note>{esc(n)}</p>" for n in section["notes"]]
     parts.append(_img(charts.ai_vs_human_chart(section), "AI vs human differences"))
     rows = [[esc(t), esc(interval(r["raw"], 3, True)), esc(interval(r["adjusted"], 3, True)),
-             esc(", ".join(r["not_comparable"]) or "–")] for t, r in section["targets"].items()]
+             esc(names_list(r["not_comparable"]))] for t, r in section["targets"].items()]
     parts.append(_table(["score", "raw difference", "adjusted difference", "not comparable"],
                         rows, numeric=(1, 2)))
     parts += [f"<p class=mix>{esc(r['mix_effect'])}</p>" for r in section["targets"].values()
               if r.get("mix_effect")]
-    strata = section["targets"]["resolution"]["strata"]
+    strata, more = shown_strata(section["targets"]["resolution"]["strata"])
     parts.append(_table(["stratum", "n AI", "n human", "AI resolution", "human resolution",
                          "weight", "comparable"],
                         [[esc(s["name"]), str(s["n_a"]), str(s["n_b"]), number(s["mean_a"]),
                           number(s["mean_b"]), number(s["weight"]),
                           "yes" if s["comparable"] else "no"] for s in strata],
                         numeric=(1, 2, 3, 4, 5)))
+    if more:
+        parts.append(f"<p class=note>{more} smaller strata are in the JSON report.</p>")
     left = "; ".join(f"{esc(k)}: {v}" for k, v in section["left_out"].items() if v)
     if left:
         parts.append(f"<p class=note>Left out: {left}</p>")

@@ -103,6 +103,20 @@ def _cohorts(cohorts: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def shown_strata(strata: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+    """The `MAX_COHORTS` largest strata (by conversations), and how many more there are."""
+    ranked = sorted(strata, key=lambda s: -(s["n_a"] + s["n_b"]))
+    return ranked[:MAX_COHORTS], max(0, len(ranked) - MAX_COHORTS)
+
+
+def names_list(names: Sequence[str], limit: int = 10) -> str | None:
+    """"a, b, c" for up to `limit` names, then "and N more"; None for none."""
+    if not names:
+        return None
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def omitted_sentence(rest: Mapping[str, int]) -> str:
     """What a cohort table leaves out when a key has more values than it lists."""
     return (f"{rest['cohorts']} smaller cohort(s) ({rest['rows']} conversations) are not listed "
@@ -118,19 +132,22 @@ def _ai_vs_human(section: Mapping[str, Any]) -> list[str]:
     rows = []
     for target, r in section["targets"].items():
         rows.append([target, interval(r["raw"], 3, True), interval(r["adjusted"], 3, True),
-                     ", ".join(text_cell(s) for s in r["not_comparable"]) or "–"])
+                     text_cell(names_list(r["not_comparable"]))])
     lines += table(["target", "raw difference", "adjusted difference", "not comparable"], rows)
     for r in section["targets"].values():
         if r.get("mix_effect"):
             lines += [f"**{r['mix_effect']}**", ""]
     resolution = section["targets"].get("resolution")
     if resolution:
+        strata, more = shown_strata(resolution["strata"])
         strata_rows = [[text_cell(s["name"]), str(s["n_a"]), str(s["n_b"]), number(s["mean_a"]),
                         number(s["mean_b"]), number(s["weight"]),
-                        "yes" if s["comparable"] else "no"] for s in resolution["strata"]]
+                        "yes" if s["comparable"] else "no"] for s in strata]
         lines += ["Resolution by stratum:", "",
                   *table(["stratum", "n AI", "n human", "AI", "human", "weight", "comparable"],
                          strata_rows)]
+        if more:
+            lines += [f"{more} smaller strata are in the JSON report.", ""]
     left = {k: v for k, v in section["left_out"].items() if v}
     if left:
         lines += ["Left out: " + "; ".join(f"{k}: {v}" for k, v in left.items()), ""]
