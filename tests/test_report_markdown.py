@@ -74,3 +74,38 @@ def test_many_strata_render_the_largest_and_count_the_rest():
     not_comparable = report["ai_vs_human"]["targets"]["resolution"]["not_comparable"]
     assert len(not_comparable) > 10  # 4 conversations a stratum: many have one side only
     assert f"and {len(not_comparable) - 10} more |" in markdown  # the list is cut at 10
+
+
+def test_odd_subsets_render_everywhere_without_a_warning(tmp_path):
+    """25 random small or odd inputs (1 to 200 rows, missing empathy, times, agent types,
+    evidence) through every section, Markdown and CSV (HTML for 5 of them), numpy warnings
+    as errors."""
+    import random
+    import warnings
+
+    from qualaudit.report.csv_tables import write_csv_tables
+    from qualaudit.report.html import to_html
+
+    base = list(synthetic_rows(SyntheticSpec(n=400, weeks=10, seed=9)))
+    rng = random.Random(0)
+    for trial in range(25):
+        rows = [dict(r, metadata=dict(r["metadata"]))
+                for r in rng.sample(base, rng.choice([1, 2, 3, 5, 30, 200]))]
+        for r in rows:
+            if rng.random() < 0.2:
+                r["empathy"] = None
+            if rng.random() < 0.1:
+                r["agent_type"] = rng.choice(["mixed", "unknown", None, "ai"])
+            if rng.random() < 0.1:
+                r["metadata"].pop("started_at")
+            if rng.random() < 0.05:
+                r["evidence"] = None
+        options = ReportOptions(by=rng.choice([("agent_type",), ("agent_type", "channel")]),
+                                over=rng.choice([None, "day", "week", "month"]),
+                                strata=rng.choice([None, "intent"]), n_boot=100)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            report = build_report(rows, options)
+            assert to_markdown(report)
+            assert trial % 5 or to_html(report)  # HTML (matplotlib) on every fifth: time
+            write_csv_tables(report, tmp_path / str(trial))

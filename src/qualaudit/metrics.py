@@ -505,7 +505,6 @@ def standardized_difference(values: Any, in_a: Any, strata: Any, *,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_a_s, mean_b_s = sum_a_s / n_a_s, sum_b_s / n_b_s
     n = int(x.size)
-    alpha = (1 - confidence) / 2
     if n > analytic_above:
         z = _z(confidence)
         sq_a = np.bincount(s[a], weights=x[a] ** 2, minlength=k)
@@ -527,9 +526,8 @@ def standardized_difference(values: Any, in_a: Any, strata: Any, *,
         for i in range(n_resamples):
             index = np.concatenate([_draw_clusters(rng, *group) for group in groups])
             draws[i] = estimates(x[index], a[index], s[index])
-        raw_ci = tuple(np.nanquantile(draws[:, 0], [alpha, 1 - alpha]))
-        adj_ci = tuple(np.nanquantile(draws[:, 1], [alpha, 1 - alpha])) if total > 0 \
-            else (math.nan, math.nan)
+        raw_ci = percentile_ci(draws[:, 0], confidence)
+        adj_ci = percentile_ci(draws[:, 1], confidence) if total > 0 else (math.nan, math.nan)
         method = "bootstrap"
     per_stratum = [{"stratum": int(c), "n_a": int(n_a_s[c]), "n_b": int(n_b_s[c]),
                     "mean_a": finite_or_none(mean_a_s[c]), "mean_b": finite_or_none(mean_b_s[c]),
