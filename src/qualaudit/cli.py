@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reference-mix", type=_assignments, metavar="STRATUM=W,...",
                         help="reference mix for the adjusted difference (default: pooled)")
     report.add_argument("--no-redact", action="store_true",
-                        help="show transcript text as it is (default: personal data redacted)")
+                        help="show transcript text and cohort values as they are (default: "
+                        "personal data redacted)")
     report.add_argument("--queue-size", type=_count(1), default=20, metavar="N",
                         help="conversations listed per triage queue (default 20)")
     report.add_argument("--clusters", type=_count(1), default=8, metavar="K",
