@@ -96,7 +96,7 @@ def test_bad_rows_are_counted_with_reason_and_location(tmp_path, rows):
 def test_times_parse_as_utc_by_default():
     assert parse_time("2026-01-05T00:00:00Z") == parse_time("2026-01-05T01:00:00+01:00") \
         == parse_time("2026-01-05 00:00:00") == 1767571200.0
-    assert parse_time(1767571200) == 1767571200.0
+    assert parse_time(1767571200) == parse_time(" 1767571200 ") == 1767571200.0  # CSV: text
     with pytest.raises(ValueError):
         parse_time("soon")
 

@@ -127,7 +127,7 @@ def file_sha256(path: str | Path) -> str:
 
 def parse_time(value: Any) -> float:
     """Epoch seconds of an ISO 8601 text (a trailing Z, an offset, or none: then UTC) or of a
-    number (epoch seconds); NaN for None; ValueError for anything else."""
+    number or numeric text (epoch seconds); NaN for None; ValueError for anything else."""
     if value is None or value == "":
         return math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -137,7 +137,11 @@ def parse_time(value: Any) -> float:
     if isinstance(value, datetime):
         stamp = value
     elif isinstance(value, str):
-        stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        text = value.strip()
+        try:  # epoch seconds written as text (a CSV cell)
+            return float(text)
+        except ValueError:
+            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     else:
         raise ValueError(f"expected an ISO 8601 date/time, found {type(value).__name__}")
     if stamp.tzinfo is None:
