@@ -84,7 +84,8 @@ def test_bad_rows_are_counted_with_reason_and_location(tmp_path, rows):
     table = load_table([path])
     reasons = {e["reason"]: e for e in table.exclusions.as_list()}
     assert table.n == 5
-    started = reasons["metadata.started_at does not parse as a date/time (ISO 8601 or epoch seconds)"]
+    started = reasons["metadata.started_at is not a date/time (ISO 8601 or epoch seconds, "
+                      "years 1900-2200)"]
     assert started["count"] == 1 and started["examples"][0] == {
         "source": str(path), "line": 2, "id": bad[1]["id"]}
     assert reasons["a second row for an id already read (the first is used)"]["examples"][0]["line"] == 3
@@ -97,8 +98,10 @@ def test_times_parse_as_utc_by_default():
     assert parse_time("2026-01-05T00:00:00Z") == parse_time("2026-01-05T01:00:00+01:00") \
         == parse_time("2026-01-05 00:00:00") == 1767571200.0
     assert parse_time(1767571200) == parse_time(" 1767571200 ") == 1767571200.0  # CSV: text
-    with pytest.raises(ValueError):
-        parse_time("soon")
+    for bad in ("soon", 1767571200000, "inf", "0001-01-01T00:00:00"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+    assert np.isnan(parse_time(None)) and np.isnan(parse_time(float("nan")))
 
 
 def test_turns_after_escalation_stop_at_the_hand_off():

@@ -125,28 +125,36 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Times a report accepts, in epoch seconds: years 1900 to 2200 (pandas' periods end in 2262;
+# a number far outside is a unit mix-up, say milliseconds, not a date)
+TIME_RANGE = (-2_208_988_800.0, 7_258_118_400.0)
+
+
 def parse_time(value: Any) -> float:
     """Epoch seconds of an ISO 8601 text (a trailing Z, an offset, or none: then UTC) or of a
-    number or numeric text (epoch seconds); NaN for None; ValueError for anything else."""
+    number or numeric text (epoch seconds); NaN for None (or NaN); ValueError for anything
+    else, or a time outside the years 1900-2200 (`TIME_RANGE`: milliseconds, say)."""
     if value is None or value == "":
         return math.nan
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isnan(value):
-            return math.nan
-        return float(value)
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str):
+    if isinstance(value, str):
         text = value.strip()
         try:  # epoch seconds written as text (a CSV cell)
-            return float(text)
+            value = float(text)
         except ValueError:
-            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        seconds = stamp.timestamp()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if math.isnan(seconds):
+            return math.nan
     else:
         raise ValueError(f"expected an ISO 8601 date/time, found {type(value).__name__}")
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.timestamp()
+    if not TIME_RANGE[0] <= seconds <= TIME_RANGE[1]:
+        raise ValueError(f"a time outside the years 1900-2200 ({seconds:g} epoch seconds; "
+                         "milliseconds?)")
+    return seconds
 
 
 def load_table(
@@ -293,8 +301,9 @@ class _Builder:
                 column.append(parse_time(metadata.get(name)))
             except (ValueError, TypeError, OverflowError):
                 column.append(math.nan)
-                self.exclusions.add(f"metadata.{name} does not parse as a date/time (ISO 8601 "
-                                    "or epoch seconds)", "trends and speed", source, line, row_id)
+                self.exclusions.add(f"metadata.{name} is not a date/time (ISO 8601 or epoch "
+                                    "seconds, years 1900-2200)", "trends and speed", source,
+                                    line, row_id)
         if self.ended[-1] < self.started[-1]:  # NaN compares False: only two real times
             self.exclusions.add("metadata.ended_at is before started_at", "speed", source,
                                 line, row_id)
