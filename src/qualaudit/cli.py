@@ -208,6 +208,47 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
     evaluate.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     evaluate.set_defaults(func=_evaluate)
+
+    report = sub.add_parser("report", help="audit report over score files: cohorts, AI vs human "
+                            "like for like, trends and alerts, two versions compared, triage")
+    report.add_argument("scores", nargs="*", help="score files written by `qualaudit score` "
+                        "(JSONL, CSV, TSV, Parquet)")
+    report.add_argument("--json", metavar="PATH", help="write the report as JSON (every table)")
+    report.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
+    report.add_argument("--html", metavar="PATH", help="write the report as one self-contained "
+                        "HTML file (charts as static SVG; no script)")
+    report.add_argument("--csv", metavar="DIR", help="write the main tables as CSV files in DIR "
+                        "(text cells formula-guarded)")
+    report.add_argument("--by", type=_names, default=["agent_type"], metavar="A,B",
+                        help="cohort keys: agent_type and any metadata key (default agent_type)")
+    report.add_argument("--strata", metavar="KEY", help="metadata key for the like-for-like AI "
+                        "vs human strata (default: topic clusters of --transcripts)")
+    report.add_argument("--transcripts", metavar="FILE", help="the transcripts scored: text of "
+                        "the triage evidence turns, topic strata, escalation timing")
+    report.add_argument("--over", choices=["day", "week", "month"],
+                        help="trends per period, with decline alerts")
+    report.add_argument("--tz", metavar="ZONE", help="time zone of the periods (default UTC)")
+    report.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two score files of the same transcripts: paired differences B - A")
+    report.add_argument("--threshold", type=_assignments, action="extend", default=[],
+                        metavar="TARGET=X", help="decision threshold per target, e.g. "
+                        "escalation=0.7 (default 0.5); repeat or separate with commas")
+    report.add_argument("--labels", metavar="FILE", help="your QA labels: adds the agreement section")
+    report.add_argument("--reference-mix", type=_assignments, metavar="STRATUM=W,...",
+                        help="reference mix for the adjusted difference (default: pooled)")
+    report.add_argument("--no-redact", action="store_true",
+                        help="show transcript text and cohort values as they are (default: "
+                        "personal data redacted)")
+    report.add_argument("--queue-size", type=_count(1), default=20, metavar="N",
+                        help="conversations listed per triage queue (default 20)")
+    report.add_argument("--clusters", type=_count(1), default=8, metavar="K",
+                        help="topic clusters for the strata (default 8)")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--n-boot", type=_count(100), default=1000, metavar="N",
+                        help="bootstrap resamples (default 1000)")
+    report.add_argument("--title", help="a line under the report's heading (say what the data is)")
+    report.add_argument("--quiet", action="store_true", help="no progress lines")
+    report.set_defaults(func=_report)
     return parser
 
 
@@ -556,3 +597,78 @@ def _score_on_ray(args: argparse.Namespace) -> int:
           file=sys.stderr)
     return exit_code(summary)
 
+
+def _assignments(text: str) -> list[tuple[str, float]]:
+    """`name=number[,name=number...]` as (name, number) pairs."""
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=NUMBER (e.g. escalation=0.7), found {part!r}") from None
+    return pairs
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .report.build import ReportOptions, build_report
+    from .report.markdown import to_markdown
+
+    if not args.scores and not args.compare:
+        raise UsageError("give score files to report on, or --compare A B")
+    for path in (*args.scores, *(args.compare or ()), args.transcripts, args.labels):
+        if path and not Path(path).is_file():
+            raise UsageError(f"input {path!r} does not exist (or is not a file)")
+    options = ReportOptions(
+        by=tuple(args.by), strata=args.strata, transcripts=args.transcripts, over=args.over,
+        tz=args.tz, thresholds=dict(args.threshold), labels=args.labels,
+        redact=not args.no_redact, seed=args.seed, n_boot=args.n_boot, n_clusters=args.clusters,
+        reference_mix=dict(args.reference_mix) if args.reference_mix else None,
+        queue_size=args.queue_size, title=args.title)
+    started = time.perf_counter()
+
+    def progress(rows: int, source: str) -> None:
+        if not args.quiet:
+            print(f"qualaudit: read {rows:,} rows ({source}), "
+                  f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
+
+    report = build_report(args.scores, options,
+                          compare=tuple(args.compare) if args.compare else None,
+                          on_progress=progress)
+    markdown = to_markdown(report)
+    written = []
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n",
+                                   encoding="utf-8")
+        written.append(args.json)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown, encoding="utf-8")
+        written.append(args.markdown)
+    if args.html:
+        from .report.html import to_html
+
+        Path(args.html).write_text(to_html(report), encoding="utf-8")
+        written.append(args.html)
+    if args.csv:
+        from .report.csv_tables import write_csv_tables
+
+        written += [str(p) for p in write_csv_tables(report, args.csv)]
+    if not written:
+        print(markdown)
+    for note in report.get("notes", []):
+        print(f"qualaudit: note: {note}", file=sys.stderr)
+    for entry in report.get("exclusions", []):
+        print(f"qualaudit: excluded {entry['count']} row(s) from {entry['section']}: "
+              f"{entry['reason']}", file=sys.stderr)
+    seconds = report["provenance"]["seconds"]["total"]
+    print(f"qualaudit: report on {report.get('n_conversations', 0):,} conversations in "
+          f"{seconds:.1f}s" + (f"; wrote {', '.join(written)}" if written else ""),
+          file=sys.stderr)
+    # rows left out of the whole report are rejected rows (3), as in `score`; a row left out
+    # of one section only (say a time that does not parse) is counted, not rejected
+    rejected = any(e["section"] in ("all", "transcripts") for e in report.get("exclusions", []))
+    return EXIT_REJECTED if rejected else EXIT_OK

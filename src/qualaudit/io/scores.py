@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +29,58 @@ def read_scores(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         InputError: naming the file, line (or data row + 1 for the header) and field.
     """
+    return [row for _, row in iter_scores(path)]
+
+
+def iter_scores(path: str | Path, batch_rows: int = 8192) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) for each row of a score file, as `read_scores` reads them, streamed: JSONL
+    a line, CSV/TSV a row, Parquet a record batch (of `batch_rows`) at a time, so that a file
+    of millions of rows is read in bounded memory. `line` is the JSONL line, the CSV line
+    (header = 1) or the Parquet row (1-based)."""
     path = Path(path)
     fmt = format_of(path, SCORE_FORMATS, "the scores file")
     items: Iterable[tuple[int, Mapping[str, Any]]]
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        items = enumerate(pq.read_table(path).to_pylist(), 1)
+        items = _parquet_rows(path, batch_rows)
     elif fmt in ("csv", "tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
-            items = [(line, {k: formula_unguarded(v) for k, v in raw.items()})
-                     for line, raw in enumerate(reader, 2)]
+        items = _csv_rows(path, "\t" if fmt == "tsv" else ",")
     else:
         items = json_objects(path)
-    rows = []
     for line, raw in items:
         row = dict(raw) if fmt == "jsonl" else decoded_row(raw, str(path), line)
         if row.get("id") in (None, ""):
             raise InputError("a score row without an id", source=str(path), line=line, field="id")
-        rows.append(row)
-    return rows
+        yield line, row
+
+
+def row_metadata(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A score row's metadata as one dict, however its file held it: a dict (JSONL, a Parquet
+    struct), JSON text (CSV, already decoded by `iter_scores`), or `metadata.<key>` columns
+    (CSV and Parquet since schema 1.1), which win over the JSON where both are present."""
+    metadata = row.get("metadata")
+    merged = dict(metadata) if isinstance(metadata, Mapping) else {}
+    for key, value in row.items():
+        if isinstance(key, str) and key.startswith("metadata.") and value is not None:
+            merged[key[len("metadata."):]] = value
+    return merged
+
+
+def _parquet_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    line = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for raw in batch.to_pylist():
+            line += 1
+            yield line, raw
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for raw in reader:
+            # the reader's own line count: a quoted cell may span lines
+            yield reader.line_num, {k: formula_unguarded(v) for k, v in raw.items()}
 
 
 def decoded_row(raw: Mapping[str, Any], source: str, line: int) -> dict[str, Any]:
