@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import workload  # noqa: E402
@@ -65,6 +67,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         local = score_to_file(corpus, Path(folder) / "local.jsonl", auditor)
         local_seconds = time.perf_counter() - start
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # what one Ray actor of one CPU gets (Ray sets OMP_NUM_THREADS)
+        start = time.perf_counter()
+        score_to_file(corpus, Path(folder) / "local-1.jsonl", auditor)
+        one_thread_seconds = time.perf_counter() - start
+        torch.set_num_threads(threads)
 
         start = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
@@ -87,12 +95,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "transcripts": local.scored, "tokens": local.tokens, "precision": auditor.info.precision,
         "cpus": args.cpus, "actors": args.actors, "batch_size": args.batch_size,
-        "single_process": {"seconds": round(local_seconds, 2),
+        "single_process": {"threads": threads, "seconds": round(local_seconds, 2),
                            "tokens_per_s": round(local.tokens / local_seconds)},
+        "single_process_one_thread": {"seconds": round(one_thread_seconds, 2),
+                                      "tokens_per_s": round(local.tokens / one_thread_seconds)},
         "ray": {"startup_seconds": round(startup, 2), "job_seconds_median": round(ray_seconds, 2),
                 "job_seconds": [round(s, 2) for s in runs],
                 "tokens_per_s": round(local.tokens / ray_seconds)},
         "ray_vs_single_process": round(local_seconds / ray_seconds, 3),
+        "ray_vs_single_process_one_thread": round(one_thread_seconds / ray_seconds, 3),
         "max_abs_difference": difference,
     }
 
