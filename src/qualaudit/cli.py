@@ -158,14 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         "files, in the format its name says (OUT.parquet/, OUT.csv/; JSONL otherwise), rows in "
         "no particular order; --resume finishes a stopped job")
     on_ray.add_argument("--engine", choices=["local", "ray"], default="local",
-                     help="local (default): this process; ray: a Ray Data job")
+                        help="local (default): this process; ray: a Ray Data job")
     on_ray.add_argument("--ray-address", metavar="ADDR",
-                     help="the cluster to run on (HOST:6379, ray://HOST:10001; default: a new "
-                          "local Ray, or RAY_ADDRESS)")
+                        help="the cluster to run on (HOST:6379, ray://HOST:10001; default: a new "
+                             "local Ray, or RAY_ADDRESS)")
     on_ray.add_argument("--actors", type=_count(1), default=1, metavar="N",
-                     help="scoring actors, each with its own copy of the model (default 1)")
+                        help="scoring actors, each with its own copy of the model (default 1)")
     on_ray.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="G",
-                     help="GPUs per actor (default 0: CPU actors of one CPU each)")
+                        help="GPUs per actor (default 0: CPU actors of one CPU each)")
     score.set_defaults(func=_score)
 
     init = sub.add_parser("init", help="build an UNTRAINED model on an encoder (pipeline tests)")
@@ -338,6 +338,21 @@ def _path_problem(path: str, source: Path) -> str | None:
             else None)
 
 
+def _paths_problem(args: argparse.Namespace, *, folder_output: bool) -> str | None:
+    """Why `score`'s input, output and errors paths cannot work, or None. `folder_output`:
+    the output is a folder (--engine ray), so an existing directory is fine."""
+    if not Path(args.input).exists():
+        return f"input {args.input!r} does not exist"
+    source = Path(args.input).resolve()
+    for name, path in (("output", args.output), ("errors file", args.errors)):
+        problem = path and _path_problem(path, source)
+        if problem and not (folder_output and name == "output" and problem == "is a directory"):
+            return f"{name} {path!r} {problem}"
+    if args.output and args.errors and Path(args.output).resolve() == Path(args.errors).resolve():
+        return "the errors file must not be the output"
+    return None
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -363,17 +378,9 @@ def _score(args: argparse.Namespace) -> int:
     except ValueError as exc:
         error(str(exc))
         return EXIT_USAGE
-    if not Path(args.input).exists():
-        error(f"input {args.input!r} does not exist")
-        return EXIT_USAGE
-    source = Path(args.input).resolve()
-    for name, path in (("output", args.output), ("errors file", args.errors)):
-        problem = path and _path_problem(path, source)
-        if problem:
-            error(f"{name} {path!r} {problem}")
-            return EXIT_USAGE
-    if args.output and args.errors and Path(args.output).resolve() == Path(args.errors).resolve():
-        error("the errors file must not be the output")
+    problem = _paths_problem(args, folder_output=False)
+    if problem:
+        error(problem)
         return EXIT_USAGE
     if args.resume and (not args.output or fmt != "jsonl"):
         error("--resume needs a JSONL output file (-o OUT.jsonl)")
@@ -556,15 +563,10 @@ def _score_on_ray(args: argparse.Namespace) -> int:
         error("--on-error fail stops at the first rejected transcript, which a Ray job has no "
               "order for; use --errors ERR.jsonl and check the exit code (3)")
         return EXIT_USAGE
-    if not Path(args.input).exists():
-        error(f"input {args.input!r} does not exist")
+    problem = _paths_problem(args, folder_output=True)
+    if problem:
+        error(problem)
         return EXIT_USAGE
-    source = Path(args.input).resolve()
-    for name, path in (("output", args.output), ("errors file", args.errors)):
-        problem = path and _path_problem(path, source)
-        if problem and not (name == "output" and problem == "is a directory"):
-            error(f"{name} {path!r} {problem}")
-            return EXIT_USAGE
     context = require_ray().data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = not args.quiet
     if args.quiet:

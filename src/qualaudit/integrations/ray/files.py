@@ -22,7 +22,7 @@ from typing import Any
 from ...errors import InputError, OutputError, QualauditError, UsageError
 from ...io import ColumnMap
 from ...io.formats import SCORE_FORMATS, format_of
-from ...io.scores import decoded_row, read_scores
+from ...io.scores import decoded_row, iter_scores
 from ...io.writers import ResumeState, RowWriter
 from ...schema import ROW_FIELDS
 from .dataset import read_transcripts, score_dataset
@@ -124,7 +124,7 @@ def resume_state(directory: Path) -> ResumeState:
                     stale.name)
         stale.unlink()
     for part in sorted(directory.glob("part-*")):
-        for row in read_scores(part):
+        for _, row in iter_scores(part):
             if row["id"] in state.ids:
                 raise OutputError(f"{part}: a second row for transcript {row['id']!r}; this "
                                   "folder was not written by one qualaudit job")
@@ -230,5 +230,5 @@ def _rows_in(directory: Path) -> int:
             with part.open("rb") as handle:
                 total += sum(1 for _ in handle)
         else:
-            total += len(read_scores(part))
+            total += sum(1 for _ in iter_scores(part))
     return total
