@@ -1,0 +1,152 @@
+"""The transfer behaviour suite (benchmarks/transfer_behaviours.jsonl) is well formed, and the
+runner (benchmarks/transfer_behaviours.py) judges pairs with the right arithmetic."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import load_benchmark
+from qualaudit import Auditor, UntrainedModelWarning
+from qualaudit.errors import InputError
+from qualaudit.io import iter_records
+
+suite = load_benchmark("transfer_behaviours")
+SUITE_PATH = Path(suite.DEFAULT_SUITE)
+ITEMS = [json.loads(line) for line in SUITE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+OLD_PAIRS = Path(__file__).resolve().parent / "behaviour_pairs.jsonl"
+
+
+# ------------------------------------------------------------------ the suite file
+def test_every_behaviour_has_at_least_20_pairs_and_ids_are_unique():
+    counts = Counter(item["behaviour"] for item in ITEMS)
+    assert set(counts) == set(suite.BEHAVIOURS), counts
+    assert min(counts.values()) >= 20, counts
+    ids = [item["id"] for item in ITEMS]
+    assert len(ids) == len(set(ids))
+    transcript_ids = [item[side]["id"] for item in ITEMS for side in ("a", "b")]
+    assert len(transcript_ids) == len(set(transcript_ids))  # the scorer rejects repeats
+
+
+@pytest.mark.parametrize("item", ITEMS, ids=[item["id"] for item in ITEMS])
+def test_item_has_required_fields_and_parses(item):
+    assert {"behaviour", "id", "domain", "kind", "target", "a", "b"} <= set(item)
+    assert item["kind"] in suite.KINDS
+    targets = suite.as_list(item["target"])
+    if item["kind"] == "directional":
+        expects = suite.as_list(item["expect"])
+        assert len(expects) == len(targets) and set(expects) <= {"a>b", "a<b"}
+    else:
+        assert "expect" not in item
+    records = list(iter_records([item["a"], item["b"]]))
+    assert not [r for r in records if isinstance(r, InputError)], records
+    for record in records:
+        assert 2 <= len(record.turns) <= 8
+        for target in targets:  # a per-turn target must point at an existing turn
+            if match := suite._TURN_TARGET.fullmatch(target):
+                assert int(match.group(1)) < len(record.turns)
+    assert item["a"]["messages"] != item["b"]["messages"]
+
+
+def test_closing_thanks_marks_the_resolved_pairs_that_measure_the_drop():
+    closing = [item for item in ITEMS if item["behaviour"] == "closing_thanks"]
+    drops = [item for item in closing if item.get("thanks_drop")]
+    assert 5 <= len(drops) < len(closing)  # resolved and unresolved pairs both present
+    for item in closing:  # a = b plus one closing customer turn
+        assert item["a"]["messages"][:-1] == item["b"]["messages"]
+        assert item["a"]["messages"][-1]["role"] == "user"
+
+
+def test_style_parity_spans_three_domains_and_is_reworded():
+    parity = [item for item in ITEMS if item["behaviour"] == "style_parity"]
+    assert len({item["domain"] for item in parity}) >= 3
+    for item in parity:
+        assert (item["a"]["agent_type"], item["b"]["agent_type"]) == ("ai", "human")
+        agent_a = [m["content"] for m in item["a"]["messages"] if m["role"] == "assistant"]
+        agent_b = [m["content"] for m in item["b"]["messages"] if m["role"] == "assistant"]
+        assert all(x != y for x, y in zip(agent_a, agent_b, strict=True))
+
+
+def test_no_transcript_is_taken_from_the_existing_pairs():
+    old = {json.dumps(json.loads(line)[side]["messages"])
+           for line in OLD_PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()
+           for side in ("a", "b")}
+    assert not [item["id"] for item in ITEMS
+                if {json.dumps(item["a"]["messages"]), json.dumps(item["b"]["messages"])} & old]
+
+
+# ------------------------------------------------------------------ the runner's arithmetic
+def _scored(tiny_model_dir, items):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        auditor = Auditor.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
+        return auditor.score([item[side] for item in items for side in ("a", "b")])
+
+
+def _with_resolution(score, value):
+    return replace(score, resolution=value)
+
+
+@pytest.mark.parametrize(("kind", "expect", "a", "b", "passed"), [
+    ("directional", "a>b", 0.60, 0.55, True),     # margin exactly 0.05 passes
+    ("directional", "a>b", 0.60, 0.56, False),    # in the right direction but too small
+    ("directional", "a<b", 0.60, 0.50, False),
+    ("directional", "a<b", 0.40, 0.50, True),
+    ("invariance", None, 0.50, 0.45, True),
+    ("invariance", None, 0.44, 0.50, False),
+    ("parity", None, 0.70, 0.66, True),
+])
+def test_check_pair_margins(tiny_model_dir, kind, expect, a, b, passed):
+    item = {"id": "x", "kind": kind, "target": "resolution", **({"expect": expect} if expect else {})}
+    score_a, score_b = _scored(tiny_model_dir, ITEMS[:1])
+    (check,) = suite.check_pair(item, _with_resolution(score_a, a), _with_resolution(score_b, b))
+    assert check["delta"] == pytest.approx(a - b)
+    assert check["passed"] is passed
+
+
+def test_summarise_pass_rates_means_and_criteria(tiny_model_dir):
+    chosen = [next(i for i in ITEMS if i["behaviour"] == name) for name in suite.BEHAVIOURS]
+    chosen += [i for i in ITEMS if i["behaviour"] == "closing_thanks" and i.get("thanks_drop")][1:3]
+    scores = _scored(tiny_model_dir, chosen)
+    report = suite.summarise(chosen, scores)
+    assert list(report["behaviours"]) == list(suite.BEHAVIOURS)
+    for name, r in report["behaviours"].items():
+        items = [i for i in chosen if i["behaviour"] == name]
+        assert r["pairs"] == len(items) and r["passed"] + len(r["failures"]) == r["pairs"]
+        assert r["pass_rate"] == pytest.approx(r["passed"] / r["pairs"])
+        for i, item in enumerate(chosen):
+            if item["behaviour"] != name:
+                continue
+            checks = suite.check_pair(item, scores[2 * i], scores[2 * i + 1])
+            assert (item["id"] in r["failures"]) is not all(c["passed"] for c in checks)
+    # the drop is the mean resolution difference over the resolved pairs marked thanks_drop
+    drops = [scores[2 * i].resolution - scores[2 * i + 1].resolution
+             for i, item in enumerate(chosen) if item.get("thanks_drop")]
+    assert report["closing_thanks_drop_pairs"] == len(drops) >= 2
+    assert report["closing_thanks_drop"] == pytest.approx(sum(drops) / len(drops))
+    i = next(k for k, item in enumerate(chosen) if item["behaviour"] == "fix_confirmed")
+    assert report["fix_confirmed_rise"] == pytest.approx(scores[2 * i].resolution - scores[2 * i + 1].resolution)
+    parity = report["behaviours"]["style_parity"]["targets"]
+    assert set(parity) == {"resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation"}
+    k = chosen.index(next(item for item in chosen if item["behaviour"] == "style_parity"))
+    assert parity["escalation"]["mean_abs_delta"] == pytest.approx(
+        abs(scores[2 * k].escalation - scores[2 * k + 1].escalation))
+    assert report["all_criteria_met"] is all(report["criteria"].values())
+    assert "closing_thanks" in suite.to_markdown(report)
+
+
+def test_per_turn_targets_read_the_right_turn(tiny_model_dir):
+    item = next(i for i in ITEMS if i["behaviour"] == "repeated_answer")
+    score_a, _ = _scored(tiny_model_dir, [item])
+    assert suite.read_target(score_a, "turns[3].breakdown") == score_a.turns[3].breakdown
+    assert suite.read_target(score_a, "turns[2].asks_for_human") == \
+        score_a.turns[2].escalation_signals["asks_for_human"]
+    with pytest.raises(ValueError, match="has no score"):
+        suite.read_target(score_a, "turns[2].breakdown")  # a customer turn has no breakdown
+    with pytest.raises(ValueError, match="no turn at input position"):
+        suite.read_target(score_a, "turns[40].breakdown")
