@@ -279,7 +279,8 @@ def naive_scores(auditor: Auditor, transcripts: list[Transcript],
         windows = TurnWindows.concat([auditor.builder.build([t]) for t in transcripts])
         output = model(windows, with_evidence=True, encode=encode_in_input_order)
         return score_rows(output, transcripts, windows, model.specs, model.calibration,
-                          auditor.info, auditor.top_evidence)
+                          auditor.info, auditor.top_evidence,
+                          languages=model.config.languages)
 
 
 def scorer_scores(auditor: Auditor, transcripts: list[Transcript]) -> list[TranscriptScore]:

@@ -453,7 +453,7 @@ def test_default_precision_is_recorded_and_csv_cells_are_guarded(tiny_model_dir,
                "--device", "cpu", "--quiet") == 0
     row = json.loads((tmp_path / "o.jsonl").read_text())
     assert row["model"]["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
-    assert row["schema_version"] == "1.1"
+    assert row["schema_version"] == "1.2"
     assert run("score", source, "-o", tmp_path / "o.csv", "--model", tiny_model_dir,
                "--device", "cpu", "--quiet") == 0
     table = pd.read_csv(tmp_path / "o.csv", dtype=str)

@@ -15,7 +15,8 @@ ON_TOP = ("qualaudit.cli", "qualaudit.training", "qualaudit.report", "qualaudit.
           "qualaudit.__main__")
 # Never need torch or transformers, so nothing they import may either.
 TORCH_FREE = ("qualaudit", "qualaudit.io", "qualaudit.report", "qualaudit.normalize",
-              "qualaudit.schema", "qualaudit.heads", "qualaudit.metrics", "qualaudit.pipeline")
+              "qualaudit.language", "qualaudit.schema", "qualaudit.heads", "qualaudit.metrics",
+              "qualaudit.pipeline")
 NEEDS_TORCH = ("qualaudit.model", "qualaudit.head_layers", "qualaudit.scorer",
                "qualaudit.batching", "qualaudit.training")
 

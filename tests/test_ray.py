@@ -153,6 +153,18 @@ def test_jsonl_shaped_rows_keep_their_own_metadata(local_ray, tiny_model, tiny_m
     assert len(rejected) == 2 and "id" in rejected  # the other t0, and the unknown role
 
 
+def test_languages_rejects_other_languages_on_ray_too(local_ray, tiny_model_dir):
+    german = conversation("de-1", ("customer", "Hallo, mein Paket ist nicht angekommen, bitte."),
+                          ("agent", "Das tut mir leid, ich prüfe die Sendungsnummer für Sie."))
+    items = [*transcripts(3), german]
+    rows = score_dataset(ray.data.from_items(items), tiny_model_dir, precision="fp32",
+                         languages=["en"]).take_all()
+    by_id = {r["id"]: r for r in rows}
+    assert [by_id[f"t{i}"]["status"] for i in range(3)] == ["scored"] * 3
+    assert by_id["de-1"]["status"] == "rejected"
+    assert json.loads(by_id["de-1"]["error"])["field"] == "language"
+
+
 def test_a_failure_in_our_code_costs_one_error_record(local_ray, tiny_model_dir, tmp_path):
     from ray_actors import FailsOn
 

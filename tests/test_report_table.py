@@ -74,6 +74,19 @@ def test_an_unknown_cohort_column_lists_the_keys_found(rows):
         load_table(rows[:5], ["region"])
 
 
+def test_language_cohorts_use_the_given_language_else_the_detected_one(rows):
+    given, detected, old = (dict(r) for r in rows[:3])
+    given["metadata"] = {**given["metadata"], "language": "fr"}
+    given["language"], detected["language"] = "en", "de"
+    detected["metadata"] = {k: v for k, v in detected["metadata"].items() if k != "language"}
+    old.pop("language", None)
+    old["metadata"] = {k: v for k, v in old["metadata"].items() if k != "language"}
+    table = load_table([given, detected, old], ["language"])
+    assert list(table.labels("language"))[:2] == ["fr", "de"]
+    with pytest.raises(UsageError, match="'language' is in no score row"):
+        load_table([old], ["language"])
+
+
 def test_bad_rows_are_counted_with_reason_and_location(tmp_path, rows):
     bad = [dict(r, metadata=dict(r["metadata"])) for r in rows[:6]]
     bad[1]["metadata"]["started_at"] = "last tuesday"

@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--max-turns", type=_count(0), default=1000, metavar="N",
                        help="score at most N turns of a transcript, its first and last N/2 "
                             "(default 1000; 0 = no limit); recorded in `truncated`")
+    score.add_argument("--languages", type=_names, metavar="CODES",
+                       help="reject (as --on-error says) transcripts detected in another "
+                            "language, e.g. en or en,fr; without it they are scored with a "
+                            "warning when the model was not trained on their language")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     on_ray = score.add_argument_group(
         "Ray (pip install \"qualaudit[ray]\")",
@@ -418,7 +422,8 @@ def _score(args: argparse.Namespace) -> int:
                 args.input, args.output, auditor, format=args.format, columns=columns,
                 role_map=args.role_map, per_turn=args.per_turn, resume=args.resume,
                 allow_mixed_models=args.allow_mixed_models, errors=args.errors,
-                on_error=args.on_error, redact=args.redact, on_progress=progress)
+                on_error=args.on_error, redact=args.redact, on_progress=progress,
+                languages=args.languages)
             progress(summary)  # the end, also when the last transcripts were not scored
     except (KeyboardInterrupt, RejectedRowError) as exc:
         where = f"{args.output} ends with complete rows" if args.output else "stopped"
@@ -582,7 +587,8 @@ def _score_on_ray(args: argparse.Namespace) -> int:
             allow_mixed_models=args.allow_mixed_models, errors=args.errors,
             per_turn=args.per_turn, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
             address=args.ray_address, format=args.format, columns=columns,
-            role_map=args.role_map, redact=args.redact, precision=args.precision,
+            role_map=args.role_map, redact=args.redact, languages=args.languages,
+            precision=args.precision,
             top_evidence=args.top_evidence, chunk_turns=args.chunk_turns,
             max_turns=args.max_turns or None, **options)
     except KeyboardInterrupt:

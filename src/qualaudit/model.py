@@ -51,6 +51,7 @@ class ModelConfig:
     conversation_dim: int = 128
     position_buckets: int = 16
     dropout: float = 0.1
+    languages: list[str] = field(default_factory=lambda: ["en"])  # what it was trained on
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -64,6 +65,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        if (not isinstance(self.languages, list) or not self.languages
+                or not all(isinstance(x, str) and x for x in self.languages)):
+            raise ValueError(f"languages must be a list of language codes, found {self.languages!r}")
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), found {self.dropout!r}")
         stray = [h for h in self.trained_heads if h not in self.heads]

@@ -13,6 +13,7 @@ from .batching import TurnWindows
 from .calibration import Calibration
 from .evidence import mean_contributions, target_logit, top_evidence
 from .heads import HeadSpec, empathy_score, p_positive
+from .language import detect_language, language_warnings
 from .schema import Evidence, ModelInfo, Transcript, TranscriptScore, TurnScore
 
 if TYPE_CHECKING:
@@ -24,10 +25,11 @@ CONVERSATION_TARGETS = ("resolution", "satisfaction", "repeat_inquiry", "escalat
 def score_rows(output: ModelOutput, transcripts: Sequence[Transcript], windows: TurnWindows,
                specs: Sequence[HeadSpec], calibration: Calibration, info: ModelInfo,
                top_k: int = 3, dropped: Sequence[list[int] | None] | None = None,
-               ) -> list[TranscriptScore]:
+               languages: Sequence[str] = ("en",)) -> list[TranscriptScore]:
     """One row per transcript of a forward pass (`QualityModel.forward(windows,
     with_evidence=True)`), in the windows' order. `dropped[i]` is what `within_max_turns`
-    left out of transcript i (recorded in its `truncated`)."""
+    left out of transcript i (recorded in its `truncated`). A transcript detected in none of
+    the model's `languages` gets a `warnings` entry."""
     by_target = {s.target: s for s in specs}
     turn_probs = turn_probabilities(output.turn_logits, specs, calibration)
     conversation: list[dict[str, Any]] = [{} for _ in transcripts]
@@ -46,8 +48,10 @@ def score_rows(output: ModelOutput, transcripts: Sequence[Transcript], windows: 
                 truncated[key] = indices
         if dropped is not None and dropped[i] is not None:
             truncated["turns_dropped"] = dropped[i]
+        language = detect_language(transcript)
         rows.append(assemble(transcript, {k: v[a:b] for k, v in turn_probs.items()},
-                             conversation[i], by_target, info, top_k, truncated or None))
+                             conversation[i], by_target, info, top_k, truncated or None,
+                             language, language_warnings(transcript.id, language, languages)))
     return rows
 
 
@@ -95,7 +99,8 @@ def conversation_scores(group: ConversationGroup, specs: dict[str, HeadSpec],
 
 def assemble(transcript: Transcript, turn_out: dict[str, np.ndarray], conv: dict[str, Any],
              specs: dict[str, HeadSpec], info: ModelInfo, top_k: int,
-             truncated: dict[str, Any] | None) -> TranscriptScore:
+             truncated: dict[str, Any] | None, language: str = "und",
+             warnings: list[str] | None = None) -> TranscriptScore:
     """The output row of one transcript from its calibrated outputs."""
     turns = transcript.scored_turns
     roles = [t.role for t in turns]
@@ -152,4 +157,5 @@ def assemble(transcript: Transcript, turn_out: dict[str, np.ndarray], conv: dict
         satisfaction_dist=scores["satisfaction_dist"], escalation_turn=escalation_turn,
         evidence=evidence, turns=turn_scores, n_turns=transcript.n_input_turns,
         truncated=truncated, model=info, metadata=dict(transcript.metadata),
+        language=language, warnings=list(warnings or ()),
     )

@@ -7,7 +7,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import InputError, QualauditError, RejectedRowError, UsageError
 from .io import ColumnMap, ReadProgress, iter_records
 from .io.writers import ErrorWriter, ResumeState, RowWriter
+from .language import UNDETERMINED, detect_language
 from .redact import redact_row, redact_text
 from .schema import ModelInfo, Transcript
 
@@ -69,6 +70,7 @@ def score_to_file(
     redact: bool = False,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
+    languages: Sequence[str] | None = None,
 ) -> RunSummary:
     """Read `source`, score every valid transcript, write one row each to `output` (JSONL to
     stdout when None) in input order, each chunk flushed and synced to disk.
@@ -87,6 +89,9 @@ def score_to_file(
     another model (name, version or weights) or at another precision is refused (UsageError) unless
     `allow_mixed_models`, as is one written with another `per_turn`. `redact=True` runs every
     row through `qualaudit.redact.redact_row` (the text it echoes: metadata values).
+    `languages` (ISO 639-1 codes) rejects, like a bad transcript, each transcript detected in
+    another language (see `language_rejection`); without it such rows are scored with a
+    `warnings` entry when the model was not trained on their language.
 
     The output (and errors file) is locked while it is written: a second run on it raises
     OutputError. At the end the counts must add up (`RunSummary`), and a JSONL file must hold
@@ -113,6 +118,8 @@ def score_to_file(
         def transcripts() -> Iterator[Transcript]:
             for record in records:
                 summary.read += 1
+                if isinstance(record, Transcript) and languages and record.id not in done.ids:
+                    record = language_rejection(record, languages) or record
                 if isinstance(record, InputError):
                     summary.rejected += 1
                     log.warning("rejected: %s", redact_text(str(record)))
@@ -153,6 +160,19 @@ def score_to_file(
     summary.seconds = time.perf_counter() - start
     _note_bytes(summary, read)
     return summary
+
+
+def language_rejection(transcript: Transcript, languages: Sequence[str]) -> InputError | None:
+    """The error rejecting `transcript` when its detected language is not one of `languages`
+    ("und", too short to tell, passes), else None."""
+    language = detect_language(transcript)
+    if language == UNDETERMINED or language in languages:
+        return None
+    return InputError(
+        f"detected language {language!r}, not one of --languages {','.join(languages)}",
+        source=transcript.source, line=transcript.line, transcript_id=transcript.id,
+        field="language", hint="Score it with a model trained on that language, or leave out "
+        "--languages to score it anyway (its row then carries a warning)")
 
 
 def _note_bytes(summary: RunSummary, read: ReadProgress) -> None:

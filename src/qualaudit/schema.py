@@ -15,7 +15,7 @@ ROLES: tuple[str, ...] = ("customer", "agent", "system")
 AGENT_TYPES: tuple[str, ...] = ("ai", "human", "mixed", "unknown")
 # 1.0: the first row format; 1.1 adds `model.precision` (and, in CSV and Parquet only, one
 # `metadata.<key>` column per metadata key). Readers accept every 1.x.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,8 @@ class TranscriptScore:
     truncated: Mapping[str, Any] | None
     model: ModelInfo
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    language: str = "und"
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, per_turn: bool = True) -> dict[str, Any]:
         """The output row as plain JSON-ready data; `turns` is left out unless `per_turn`."""
@@ -182,6 +184,10 @@ def _output_columns() -> tuple[OutputColumn, ...]:
         OutputColumn("truncated", "json", "null, or what was cut to fit the limits"),
         OutputColumn("model", "json", "name, version, weights_sha256, trained, precision"),
         OutputColumn("metadata", "json", "the transcript's metadata, as plain JSON"),
+        OutputColumn("language", "string", "the language detected in the customer and agent "
+                     "turns (ISO 639-1), und when the text is too short to tell (since 1.2)"),
+        OutputColumn("warnings", "json", "what the reader should know about these scores, e.g. "
+                     "a language the model was not trained on (since 1.2)"),
         OutputColumn("schema_version", "string", "the row format's version, 1.x"),
     )
 

@@ -280,7 +280,8 @@ class Auditor:
         self.stats.turns += len(lengths)
         self.stats.tokens += sum(lengths)
         return score_rows(output, prepared.transcripts, windows, self.model.specs,
-                          self.model.calibration, self.info, self.top_evidence, prepared.dropped)
+                          self.model.calibration, self.info, self.top_evidence, prepared.dropped,
+                          self.model.config.languages)
 
     def _encode(self, windows: TurnWindows) -> torch.Tensor:
         """(N, H) float32 turn states for every window. Batches are queued without waiting

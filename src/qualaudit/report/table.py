@@ -170,8 +170,9 @@ def load_table(
     Args:
         sources: score files written by `qualaudit score` (JSONL, CSV, TSV, Parquet; every
             schema 1.x), or an iterable of rows (dicts or TranscriptScore), or a DataFrame.
-        keys: cohort keys to code (`agent_type` and any metadata key); a key no row has is a
-            UsageError listing the keys found.
+        keys: cohort keys to code (`agent_type` and any metadata key; `language` is the
+            given `metadata.language`, else the row's detected `language`); a key no row has
+            is a UsageError listing the keys found.
         hash_files: put each file's sha256 in `sources` (provenance).
         redact: cohort values (metadata a report shows) with personal data redacted
             (`qualaudit.redact`); values that redact alike form one cohort.
@@ -198,7 +199,8 @@ def load_table(
             if on_progress is not None and builder.read % PROGRESS_EVERY == 0:
                 on_progress(builder.read, source)
     for key in keys:
-        if key != "agent_type" and key not in builder.metadata_keys:
+        if key != "agent_type" and key not in builder.metadata_keys and not (
+                key == "language" and builder.row_languages):
             found = ", ".join(sorted(builder.metadata_keys)) or "none"
             raise UsageError(f"cohort column {key!r} is in no score row; the rows' metadata keys "
                              f"are: {found} (and agent_type)")
@@ -252,6 +254,7 @@ class _Builder:
         self.per_turn_rows = 0
         self.schema_versions: dict[str, int] = {}
         self.metadata_keys: set[str] = set()
+        self.row_languages = False  # some row has a detected `language` (schema 1.2)
         self.exclusions = Exclusions()
 
     def add(self, row: Mapping[str, Any], source: str, line: int) -> None:
@@ -289,8 +292,12 @@ class _Builder:
         if agent_type in (None, ""):
             self.exclusions.add("no agent_type (left out of AI vs human)", "ai_vs_human",
                                 source, line, row_id)
+        if row.get("language") is not None:  # detected, since schema 1.2
+            self.row_languages = True
         for key in self.keys:
-            value = agent_type if key == "agent_type" else metadata.get(key)
+            value = (agent_type if key == "agent_type"
+                     else metadata.get(key, row.get("language")) if key == "language"
+                     else metadata.get(key))
             self.codes[key].append(self._code(key, value))
         customer = metadata.get("customer_id")
         self.customer.append(-1 if customer in (None, "") else

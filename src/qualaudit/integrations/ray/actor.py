@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 from ..._version import __version__
 from ...errors import InputError, QualauditError
 from ...io.writers import error_record, flat_row
+from ...pipeline import language_rejection
 from ...redact import redact_row
 from ...schema import OUTPUT_COLUMNS, row_columns
 
@@ -35,7 +37,8 @@ class ScoreBatches:
     that was caught by the reader) becomes an error record; the rest of the batch is scored."""
 
     def __init__(self, model: str | None, *, driver_version: str, per_turn: bool = False,
-                 redact: bool = False, **auditor_options: Any) -> None:
+                 redact: bool = False, languages: Sequence[str] | None = None,
+                 **auditor_options: Any) -> None:
         if driver_version != __version__:
             raise QualauditError(
                 f"this Ray worker has qualaudit {__version__}, the driver {driver_version}: "
@@ -43,16 +46,25 @@ class ScoreBatches:
         from ...scorer import Auditor
 
         self.auditor = Auditor.from_pretrained(model, **auditor_options)
-        self.per_turn, self.redact = per_turn, redact
+        self.per_turn, self.redact, self.languages = per_turn, redact, languages
         self.schema = output_schema(per_turn)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         rows = batch.to_pylist()
-        todo = [(i, pickle.loads(r["transcript"])) for i, r in enumerate(rows) if r["status"] == "ok"]
-        scored = self._score([t for _, t in todo])
         out = [{"id": r["id"], "status": r["status"], "error": r["error"]} for r in rows]
+        todo = []
+        for i, r in enumerate(rows):
+            if r["status"] == "ok":
+                transcript = pickle.loads(r["transcript"])
+                error = language_rejection(transcript, self.languages) if self.languages else None
+                if error is None:
+                    todo.append((i, transcript))
+                else:
+                    out[i] = {"id": transcript.id, "status": "rejected",
+                              "error": json.dumps(error_record(error), ensure_ascii=False)}
+        scored = self._score([t for _, t in todo])
         for (i, transcript), result in zip(todo, scored):
             if isinstance(result, InputError):
                 out[i] = {"id": transcript.id, "status": "rejected",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def score_dataset(
     batch_size: int = 64,
     per_turn: bool = False,
     redact: bool = False,
+    languages: Sequence[str] | None = None,
     columns: ColumnMap | None = None,
     role_map: Any = None,
     skip_ids: frozenset[str] | set[str] = frozenset(),
@@ -51,7 +53,9 @@ def score_dataset(
     Parquet files; `per_turn` adds `turns`), then `status` ("scored", "rejected" or
     "resumed": its id is in `skip_ids`) and `error` (for a rejected record, the JSON text of
     its `--errors` record: source, line, id, field, reason, hint). Every input id appears
-    exactly once; a later record with an id already seen is rejected as a duplicate.
+    exactly once; a later record with an id already seen is rejected as a duplicate, and with
+    `languages` a transcript detected in another language is rejected (as `qualaudit score
+    --languages`).
 
     `model` must be a path every node can read (or a hub id every node can fetch); each actor
     loads it once. `actors` actors of `cpus_per_actor` CPUs and `gpus_per_actor` GPUs score
@@ -72,4 +76,4 @@ def score_dataset(
         num_gpus=gpus_per_actor or None,
         fn_constructor_args=(str(model) if model is not None else None,),
         fn_constructor_kwargs={"driver_version": __version__, "per_turn": per_turn,
-                               "redact": redact, **auditor_options})
+                               "redact": redact, "languages": languages, **auditor_options})

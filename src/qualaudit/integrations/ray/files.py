@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ def score_files(
     columns: ColumnMap | None = None,
     role_map: Any = None,
     redact: bool = False,
+    languages: Sequence[str] | None = None,
     **auditor_options: Any,
 ) -> RaySummary:
     """Score transcript files on Ray into the folder `output` (format from its name, see
@@ -190,7 +192,8 @@ def score_files(
     check_resumable(done, info, per_turn, allow_mixed_models, out)
     scored = score_dataset(records, model, actors=actors, cpus_per_actor=cpus_per_actor,
                            gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-                           per_turn=per_turn, redact=redact, skip_ids=frozenset(done.ids),
+                           per_turn=per_turn, redact=redact, languages=languages,
+                           skip_ids=frozenset(done.ids),
                            **auditor_options)
     run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     parts = PartFiles(out, fmt, per_turn, run, rows_per_file)
