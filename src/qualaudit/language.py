@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Sequence
 
+from .errors import InputError
 from .schema import Transcript
 
 log = logging.getLogger("qualaudit.language")
@@ -59,3 +60,16 @@ def language_warnings(transcript_id: str, language: str, known: Sequence[str]) -
                 "may mean little", transcript_id, language, ", ".join(known))
     return [f"language {language!r} is not one the model was trained on ({', '.join(known)}); "
             "its scores may mean little"]
+
+
+def language_rejection(transcript: Transcript, languages: Sequence[str]) -> InputError | None:
+    """The error rejecting `transcript` when its detected language is not one of `languages`
+    ("und", too short to tell, passes), else None."""
+    language = detect_language(transcript)
+    if language == UNDETERMINED or language in languages:
+        return None
+    return InputError(
+        f"detected language {language!r}, not one of --languages {','.join(languages)}",
+        source=transcript.source, line=transcript.line, transcript_id=transcript.id,
+        field="language", hint="Score it with a model trained on that language, or leave out "
+        "--languages to score it anyway (its row then carries a warning)")

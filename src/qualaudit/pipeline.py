@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import InputError, QualauditError, RejectedRowError, UsageError
 from .io import ColumnMap, ReadProgress, iter_records
 from .io.writers import ErrorWriter, ResumeState, RowWriter
-from .language import UNDETERMINED, detect_language
+from .language import language_rejection
 from .redact import redact_row, redact_text
 from .schema import ModelInfo, Transcript
 
@@ -160,19 +160,6 @@ def score_to_file(
     summary.seconds = time.perf_counter() - start
     _note_bytes(summary, read)
     return summary
-
-
-def language_rejection(transcript: Transcript, languages: Sequence[str]) -> InputError | None:
-    """The error rejecting `transcript` when its detected language is not one of `languages`
-    ("und", too short to tell, passes), else None."""
-    language = detect_language(transcript)
-    if language == UNDETERMINED or language in languages:
-        return None
-    return InputError(
-        f"detected language {language!r}, not one of --languages {','.join(languages)}",
-        source=transcript.source, line=transcript.line, transcript_id=transcript.id,
-        field="language", hint="Score it with a model trained on that language, or leave out "
-        "--languages to score it anyway (its row then carries a warning)")
 
 
 def _note_bytes(summary: RunSummary, read: ReadProgress) -> None:

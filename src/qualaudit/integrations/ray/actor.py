@@ -12,7 +12,7 @@ from typing import Any
 from ..._version import __version__
 from ...errors import InputError, QualauditError
 from ...io.writers import error_record, flat_row
-from ...pipeline import language_rejection
+from ...language import language_rejection
 from ...redact import redact_row
 from ...schema import OUTPUT_COLUMNS, row_columns
 
