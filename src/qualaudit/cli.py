@@ -342,6 +342,14 @@ def _path_problem(path: str, source: Path) -> str | None:
             else None)
 
 
+def _columns(args: argparse.Namespace) -> Any:
+    """The long-table columns named by --id-column, --role-column, ... (None: detected)."""
+    from .io import ColumnMap
+
+    return ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
+                     order=args.order_column, agent_type=args.agent_type_column)
+
+
 def _paths_problem(args: argparse.Namespace, *, folder_output: bool) -> str | None:
     """Why `score`'s input, output and errors paths cannot work, or None. `folder_output`:
     the output is a folder (--engine ray), so an existing directory is fine."""
@@ -372,7 +380,6 @@ def _score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .errors import RejectedRowError
-    from .io import ColumnMap
     from .io.writers import output_format
     from .pipeline import score_to_file
     from .scorer import Auditor
@@ -405,8 +412,6 @@ def _score(args: argparse.Namespace) -> int:
                                       top_evidence=args.top_evidence,
                                       chunk_turns=args.chunk_turns,
                                       max_turns=args.max_turns or None)
-    columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
-                        order=args.order_column, agent_type=args.agent_type_column)
     bar = tqdm(unit="B", unit_scale=True, file=sys.stderr, disable=args.quiet,  # bytes read
                dynamic_ncols=True)
 
@@ -419,7 +424,7 @@ def _score(args: argparse.Namespace) -> int:
     try:
         with bar:
             summary = score_to_file(
-                args.input, args.output, auditor, format=args.format, columns=columns,
+                args.input, args.output, auditor, format=args.format, columns=_columns(args),
                 role_map=args.role_map, per_turn=args.per_turn, resume=args.resume,
                 allow_mixed_models=args.allow_mixed_models, errors=args.errors,
                 on_error=args.on_error, redact=args.redact, on_progress=progress,
@@ -558,7 +563,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _score_on_ray(args: argparse.Namespace) -> int:
     from .integrations.ray import require_ray, score_files
-    from .io import ColumnMap
 
     if not args.output:
         error("--engine ray writes a folder of part files: give it with -o OUT (OUT.parquet "
@@ -579,14 +583,12 @@ def _score_on_ray(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("device", None if args.device == "auto" else args.device),
                                  ("max_batch_tokens", args.max_batch_tokens),
                                  ("quantize", args.quantize)) if v is not None}
-    columns = ColumnMap(id=args.id_column, role=args.role_column, text=args.text_column,
-                        order=args.order_column, agent_type=args.agent_type_column)
     try:
         summary = score_files(
             args.input, args.output, args.model, resume=args.resume,
             allow_mixed_models=args.allow_mixed_models, errors=args.errors,
             per_turn=args.per_turn, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-            address=args.ray_address, format=args.format, columns=columns,
+            address=args.ray_address, format=args.format, columns=_columns(args),
             role_map=args.role_map, redact=args.redact, languages=args.languages,
             precision=args.precision,
             top_evidence=args.top_evidence, chunk_turns=args.chunk_turns,

@@ -31,8 +31,10 @@ def _identifier():
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def detect_text(text: str) -> tuple[str, float]:
-    """(ISO 639-1 code or "und", probability) of `text`."""
+    """(ISO 639-1 code or "und", probability) of `text`. Cached: with `--languages` a
+    transcript is checked before it is scored and its row asks again a chunk later."""
     text = text[:_MAX_CHARS]
     if sum(c.isalpha() for c in text) < _MIN_LETTERS:
         return UNDETERMINED, 0.0

@@ -85,6 +85,19 @@ class ResumeState:
     def rows(self) -> int:
         return len(self.ids)
 
+    def add(self, row: Mapping[str, Any]) -> bool:
+        """Count one output row (an id and a `model` object); False, counting nothing, when
+        its id has a row already."""
+        if row["id"] in self.ids:
+            return False
+        self.ids.add(row["id"])
+        model = row.get("model") or {}
+        key = (str(model.get("name")), str(model.get("version")), str(model.get("weights_sha256")),
+               str(model.get("precision", "fp32")))
+        self.models[key] = self.models.get(key, 0) + 1
+        self.per_turn = "turns" in row if self.per_turn is None else self.per_turn
+        return True
+
 
 def read_resume_state(handle: BinaryIO, path: str | Path) -> ResumeState:
     """Read a JSONL output back: every complete line must be a row written by qualaudit (an
@@ -103,13 +116,8 @@ def read_resume_state(handle: BinaryIO, path: str | Path) -> ResumeState:
         model = row.get("model") if isinstance(row, dict) else None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(model, dict):
             raise _unreadable(path, number, "not an output row (an object with an id and a model)")
-        if row["id"] in state.ids:
+        if not state.add(row):
             raise _unreadable(path, number, f"a second row for transcript {row['id']!r}")
-        state.ids.add(row["id"])
-        key = (str(model.get("name")), str(model.get("version")), str(model.get("weights_sha256")),
-               str(model.get("precision", "fp32")))
-        state.models[key] = state.models.get(key, 0) + 1
-        state.per_turn = "turns" in row if state.per_turn is None else state.per_turn
     return state
 
 

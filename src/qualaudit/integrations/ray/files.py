@@ -126,15 +126,9 @@ def resume_state(directory: Path) -> ResumeState:
         stale.unlink()
     for part in sorted(directory.glob("part-*")):
         for _, row in iter_scores(part):
-            if row["id"] in state.ids:
+            if not state.add(row):
                 raise OutputError(f"{part}: a second row for transcript {row['id']!r}; this "
                                   "folder was not written by one qualaudit job")
-            state.ids.add(row["id"])
-            model = row.get("model") or {}
-            key = (str(model.get("name")), str(model.get("version")),
-                   str(model.get("weights_sha256")), str(model.get("precision", "fp32")))
-            state.models[key] = state.models.get(key, 0) + 1
-            state.per_turn = "turns" in row if state.per_turn is None else state.per_turn
     return state
 
 
@@ -188,8 +182,9 @@ def score_files(
     records = read_transcripts(input, format=format, columns=columns, role_map=role_map)
     out.mkdir(parents=True, exist_ok=True)
     done = resume_state(out) if resume else ResumeState()
-    info = Auditor.from_pretrained(model, device="cpu", **_info_options(auditor_options)).info
-    check_resumable(done, info, per_turn, allow_mixed_models, out)
+    if done.rows:  # which model and precision would add rows: only a resumed folder asks
+        info = Auditor.from_pretrained(model, device="cpu", **_info_options(auditor_options)).info
+        check_resumable(done, info, per_turn, allow_mixed_models, out)
     scored = score_dataset(records, model, actors=actors, cpus_per_actor=cpus_per_actor,
                            gpus_per_actor=gpus_per_actor, batch_size=batch_size,
                            per_turn=per_turn, redact=redact, languages=languages,

@@ -20,6 +20,7 @@ import os
 import pickle
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -205,15 +206,8 @@ def _object_records(batch: Any, role_map: Any) -> Any:
     for item in items:  # Arrow gives every row every key of the column's struct: None if absent
         if isinstance(item.get("metadata"), dict):
             item["metadata"] = {k: v for k, v in item["metadata"].items() if v is not None}
-    rows = []
-    for item, source in zip(items, sources):
-        (one,) = iter_records([item], role_map=role_map)
-        row = record(one)
-        row["source"], row["line"] = source, None
-        if row["error"] is not None:
-            error = json.loads(row["error"])
-            row["error"] = json.dumps({**error, "source": source, "line": None})
-        rows.append(row)
+    rows = [_dataset_record(one, source) for item, source in zip(items, sources)
+            for one in iter_records([item], role_map=role_map)]
     return pa.Table.from_pylist(rows, schema=record_schema())
 
 
@@ -224,9 +218,16 @@ def _long_records(frame: Any, columns: ColumnMap | None, role_map: Any) -> Any:
     if "path" in frame.columns:
         source = str(frame["path"].iloc[0])
         frame = frame.drop(columns=["path"])
-    rows = []
-    for item in iter_records(frame, columns=columns, role_map=role_map):
-        row = record(item)
-        row["source"], row["line"] = source, None
-        rows.append(row)
+    rows = [_dataset_record(item, source)
+            for item in iter_records(frame, columns=columns, role_map=role_map)]
     return pa.Table.from_pylist(rows, schema=record_schema())
+
+
+def _dataset_record(item: Transcript | InputError, source: str) -> dict[str, Any]:
+    """The record of `item` read from rows of a user's dataset: its source is `source` (not
+    the batch it was read from), and it has no line."""
+    if isinstance(item, Transcript):
+        return record(replace(item, source=source, line=None))
+    return error_row(InputError(item.reason, hint=item.hint, source=source,
+                                transcript_id=item.transcript_id, field=item.field,
+                                turn=item.turn, part=item.part))
