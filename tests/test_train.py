@@ -15,9 +15,9 @@ from qualaudit.cli import main
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import prepare
 from qualaudit.training.calibration_job import fit_calibration
-from qualaudit.training.datasets import Example, split_of, transcript
+from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter
-from qualaudit.training.train import TrainingArgs, batch_loss, label_balance, train
+from qualaudit.training.train import TrainingArgs, _splits, batch_loss, label_balance, train
 
 ESCALATE = ["can i speak to a human agent please", "this is ridiculous, manager please",
             "still not working, same problem again"]
@@ -65,6 +65,20 @@ def test_splits_are_fixed_and_proportioned():
     assert splits == [split_of("stc3", str(i)) for i in range(4000)]
     share = {s: splits.count(s) / len(splits) for s in ("train", "dev", "report")}
     assert 0.77 < share["train"] < 0.83 and 0.08 < share["dev"] < 0.12
+
+
+def test_dev_is_halved_between_early_stopping_and_calibration(tmp_path):
+    examples = [Example(transcript(str(i), [("customer", "hi")]), "stc3", str(i)) for i in range(3000)]
+    dev = by_split(examples, "dev")
+    stop, calibrate = by_split(examples, "dev:stop"), by_split(examples, "dev:calibrate")
+    assert sorted(e.group for e in stop + calibrate) == sorted(e.group for e in dev)
+    assert not {e.group for e in stop} & {e.group for e in calibrate}
+    assert 0.4 < len(stop) / len(dev) < 0.6
+    _, chosen = _splits(examples, TrainingArgs(output_dir=str(tmp_path), examples=examples,
+                                               dev_per_source=10_000))
+    assert {e.group for e in chosen} == {e.group for e in stop}
+    with pytest.raises(ValueError, match="dev:calibrate"):
+        by_split(examples, "train:stop")
 
 
 def test_loss_is_masked_per_head(tiny_encoder_dir):

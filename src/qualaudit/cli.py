@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-train-tokens", type=_count(1), metavar="N",
                        help="encoder tokens to train on (default 2,200,000)")
     train.add_argument("--max-epochs", type=_count(1), metavar="N", help="passes over the data (default 4)")
+    train.add_argument("--context-layers", type=_count(0), metavar="N",
+                       help="causal transformer layers over the turn states (default: the "
+                            "model's own; none for a new model)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", type=_device)
     train.add_argument("--calibration", choices=["temperature", "isotonic"], default="temperature")
@@ -494,7 +497,8 @@ def _train(args: argparse.Namespace) -> int:
     if not init:
         raise UsageError("no bundled model to fine-tune from; pass --init")
     options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
-                                 ("max_epochs", args.max_epochs)) if v is not None}
+                                 ("max_epochs", args.max_epochs),
+                                 ("context_layers", args.context_layers)) if v is not None}
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,
                                 heads=args.heads, freeze_encoder=args.freeze_encoder,
@@ -520,7 +524,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     examples = _labelled(args)
     if args.data_dir:
-        examples = by_split(examples, "dev")
+        examples = by_split(examples, "dev:calibrate")
     model = QualityModel.from_pretrained(args.model)
     report = fit_calibration(model, examples, method=args.method)
     if not report:

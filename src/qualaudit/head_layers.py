@@ -1,5 +1,6 @@
-"""The small torch modules behind the head specs (`heads.HEAD_SPECS`): linear turn heads, and
-learned position-aware pooling of turn states into conversation outputs."""
+"""The small torch modules behind the head specs (`heads.HEAD_SPECS`): an optional causal
+transformer over the turn states, linear turn heads, and learned position-aware pooling of
+turn states into conversation outputs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,62 @@ from torch import nn
 from torch.nn import functional as F
 
 from .heads import HeadSpec
+
+
+class TurnContext(nn.Module):
+    """A small causal transformer over a conversation's turn states, between the encoder and
+    every head: each turn reads the turns before it (role and position aware), so that an
+    answer can be seen to repeat an earlier one, or a name to answer the agent's question.
+
+    Causal, so a turn's outputs and the running escalation estimate never depend on what comes
+    later. Pre-norm layers whose output projections start at zero: a new layer is the identity,
+    so adding it to a trained model changes no score until it is trained.
+    """
+
+    def __init__(self, hidden: int, layers: int, position_buckets: int = 16,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.position_buckets = position_buckets
+        self.role = nn.Embedding(2, hidden)
+        self.start = nn.Embedding(position_buckets, hidden)
+        for table in (self.role, self.start):
+            nn.init.normal_(table.weight, std=0.02)
+        heads = max(1, hidden // 64)
+        self.layers = nn.ModuleList(_ContextLayer(hidden, heads, dropout) for _ in range(layers))
+
+    def forward(self, states: torch.Tensor, is_agent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """states (B, T, H), is_agent (B, T) bool, mask (B, T) bool -> (B, T, H) float32."""
+        B, T, _ = states.shape
+        pos = torch.arange(T, device=states.device).clamp(max=self.position_buckets - 1)
+        cue = self.role(is_agent.long()) + self.start(pos)[None]
+        later = torch.ones(T, T, dtype=torch.bool, device=states.device).triu(1)
+        padding = ~mask
+        padding[:, 0] = False  # a row with no turn still attends somewhere (its output is unused)
+        x = states.float()
+        for layer in self.layers:
+            x = layer(x, cue, later, padding)
+        return x
+
+
+class _ContextLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(hidden)
+        self.attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(hidden)
+        self.ff = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(2 * hidden, hidden))
+        self.dropout = nn.Dropout(dropout)
+        for layer in (self.attn.out_proj, self.ff[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, cue: torch.Tensor, later: torch.Tensor,
+                padding: torch.Tensor) -> torch.Tensor:
+        h = self.norm_attn(x + cue)
+        read, _ = self.attn(h, h, h, attn_mask=later, key_padding_mask=padding, need_weights=False)
+        x = x + self.dropout(read)
+        return x + self.dropout(self.ff(self.norm_ff(x)))
 
 
 class TurnHeads(nn.Module):
@@ -95,8 +152,11 @@ class ConversationHeads(nn.Module):
                     self.out[s.key][-1].bias.fill_(-5.0)
 
     def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
-                mask: torch.Tensor, with_evidence: bool = False) -> ConversationOutput:
-        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool."""
+                mask: torch.Tensor, with_evidence: bool = False,
+                leave_one_out: bool = True) -> ConversationOutput:
+        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool.
+        `with_evidence` adds the running estimates and, unless `leave_one_out` is False (a
+        caller that computes it otherwise), the leave-one-out logits."""
         B, T, _ = states.shape
         lengths = mask.sum(1)  # (B,)
         last = (lengths - 1).clamp(min=0)
@@ -119,17 +179,17 @@ class ConversationHeads(nn.Module):
                     -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)
                 running[s.name] = _noisy_or_logit(log_survival).to(hazard.dtype)
                 logits[s.name] = running[s.name][torch.arange(B), last]
-                if with_evidence:
+                if with_evidence and leave_one_out:
                     final = log_survival[torch.arange(B), last][:, None]
                     loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
             else:
                 scores = self.score[key](z_full).squeeze(-1)
                 pooled = _pool(z_full, scores, mask)[:, None]  # (B, 1, D)
-                if with_evidence:  # one MLP call for both, so equal inputs round equally
+                if with_evidence and leave_one_out:  # one MLP call: equal inputs round equally
                     pooled = torch.cat([pooled, _leave_one_out_pool(z_full, scores, mask)], 1)
                 out = self.out[key](pooled)  # (B, 1 [+ T], size)
                 logits[s.name] = out[:, 0].view(B, *s.shape)
-                if with_evidence:
+                if with_evidence and leave_one_out:
                     loo[s.name] = out[:, 1:].view(B, T, *s.shape)
         return ConversationOutput(logits, loo if with_evidence else None,
                                   running if with_evidence else None)

@@ -21,7 +21,7 @@ from ._version import __version__
 from .batching import TurnWindows, collate, token_budget_batches
 from .calibration import Calibration
 from .errors import ModelLoadError
-from .head_layers import ConversationHeads, ConversationOutput, TurnHeads
+from .head_layers import ConversationHeads, ConversationOutput, TurnContext, TurnHeads
 from .heads import DEFAULT_HEADS, HeadSpec, resolve_heads, turn_feature_size
 from .modelcard import render_model_card
 
@@ -52,6 +52,7 @@ class ModelConfig:
     position_buckets: int = 16
     dropout: float = 0.1
     languages: list[str] = field(default_factory=lambda: ["en"])  # what it was trained on
+    context_layers: int = 0  # causal transformer layers over the turn states (0: none)
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -65,6 +66,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        if (not isinstance(self.context_layers, int) or isinstance(self.context_layers, bool)
+                or self.context_layers < 0):
+            raise ValueError(f"context_layers must be an integer >= 0, found {self.context_layers!r}")
         if (not isinstance(self.languages, list) or not self.languages
                 or not all(isinstance(x, str) and x for x in self.languages)):
             raise ValueError(f"languages must be a list of language codes, found {self.languages!r}")
@@ -140,6 +144,8 @@ class QualityModel(nn.Module):
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.calibration = calibration if calibration is not None else Calibration()
+        self.turn_context = (TurnContext(hidden, config.context_layers, config.position_buckets,
+                                         config.dropout) if config.context_layers else None)
         self.turn_heads = TurnHeads(self.specs, hidden, config.dropout)
         self.conversation_heads = ConversationHeads(
             self.specs, hidden, turn_feature_size(self.specs), config.conversation_dim,
@@ -265,28 +271,85 @@ class QualityModel(nn.Module):
         """
         states = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)  # (N, H)
         is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=states.device)  # (N,)
-        turn_logits = self.turn_heads(states)
-        features = self.turn_heads.features(turn_logits, is_agent)  # (N, F)
         counts = windows.turn_counts
         starts = [0, *accumulate(counts)]  # each transcript's first window
         if group_turns is None:
             groups = [list(range(len(counts)))]
         else:
             groups = token_budget_batches(counts, max(group_turns, max(counts, default=1)))
-        out = []
+        indices = []
         for rows in groups:
             T = max(counts[i] for i in rows)
             index = torch.full((len(rows), T), -1, dtype=torch.long)  # (G, T) window positions
             for row, i in enumerate(rows):
                 index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
-            index = index.to(states.device)
+            indices.append(index.to(states.device))
+        encoded = states
+        if self.turn_context is not None:
+            states = self._in_context(states, is_agent, indices)
+        turn_logits = self.turn_heads(states)
+        features = self.turn_heads.features(turn_logits, is_agent)  # (N, F)
+        out = []
+        for rows, index in zip(groups, indices):
             mask = index >= 0
             safe = index.clamp(min=0)
-            conversation = self.conversation_heads(states[safe], features[safe],
-                                                   is_agent[safe] & mask, mask,
-                                                   with_evidence=with_evidence)
+            conversation = self.conversation_heads(
+                states[safe], features[safe], is_agent[safe] & mask, mask,
+                with_evidence=with_evidence, leave_one_out=self.turn_context is None)
+            if with_evidence and self.turn_context is not None:
+                conversation.leave_one_out = self._leave_one_out(encoded, is_agent, index)
             out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
         return ModelOutput(turn_logits, is_agent, out)
+
+    def _in_context(self, states: torch.Tensor, is_agent: torch.Tensor,
+                    indices: list[torch.Tensor]) -> torch.Tensor:
+        """(N, H) turn states after the turn-context layer, each transcript read as one
+        sequence (the (G, T) `indices` of its windows)."""
+        out = torch.empty_like(states)
+        for index in indices:
+            mask = index >= 0
+            safe = index.clamp(min=0)
+            read = self.turn_context(states[safe], is_agent[safe] & mask, mask)
+            out[index[mask]] = read[mask]
+        return out
+
+    def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor, index: torch.Tensor,
+                       max_turns: int = 16384) -> dict[str, torch.Tensor]:
+        """{head: (G, T, *shape)}: the conversation logits with turn t removed from everything
+        after the encoder (turn context, turn heads, pooling): the transcript is read again
+        without it, the later turns moving up one place. `encoded` are the (N, H) encoder
+        states; rows of `max_turns` turns at a time bound the memory."""
+        G, T = index.shape
+        counts = (index >= 0).sum(1)
+        width = max(T - 1, 1)
+        k = torch.arange(width, device=index.device)
+        skip = torch.arange(T, device=index.device)[:, None]
+        source = (k[None] + (k[None] >= skip)).clamp(max=T - 1)  # (T, width): positions kept
+        without = index[:, None, :].expand(G, T, T).gather(2, source.expand(G, T, width))
+        if T == 1:
+            without = torch.full_like(without, -1)  # nothing is left
+        g, t = torch.nonzero(skip.T < counts[:, None], as_tuple=True)  # real turns
+        rows = without[g, t]  # (M, width)
+        step = max(1, max_turns // width)
+        parts: dict[str, list[torch.Tensor]] = {}
+        for a in range(0, len(rows), step):
+            chunk = rows[a:a + step]
+            mask = chunk >= 0
+            safe = chunk.clamp(min=0)
+            agent = is_agent[safe] & mask
+            read = self.turn_context(encoded[safe], agent, mask)
+            flat = read.reshape(-1, read.shape[-1])
+            features = self.turn_heads.features(self.turn_heads(flat), agent.reshape(-1))
+            logits = self.conversation_heads(read, features.view(*chunk.shape, -1), agent, mask).logits
+            for name, value in logits.items():
+                parts.setdefault(name, []).append(value)
+        out = {}
+        for name, chunks in parts.items():
+            value = torch.cat(chunks)
+            full = value.new_zeros((G, T, *value.shape[1:]))
+            full[g, t] = value
+            out[name] = full
+        return out
 
     def encode_windows(self, windows: TurnWindows, max_batch_tokens: int = 4096) -> torch.Tensor:
         """(N, H) float32 turn states of every window, in window order: length-sorted batches

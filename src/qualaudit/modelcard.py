@@ -34,6 +34,9 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         f"- parameters: {n_params:,}",
         f"- turn window: {config.max_turn_tokens} tokens of the turn + {config.max_context_tokens} "
         "of the previous turn",
+        (f"- turn context: {config.context_layers} causal transformer layer(s) over the turn "
+         "states (each turn reads the turns before it; role and position aware), before every head"
+         if config.context_layers else "- turn context: none (a turn sees only its window)"),
         f"- conversation pooling: learned attention, {config.conversation_dim} dims, "
         f"{config.position_buckets} position buckets from the start and from the end",
         "- `agent_type` (AI or human) is never a model input.",

@@ -398,8 +398,9 @@ def _with_encoder(model: QualityModel, encoder: torch.nn.Module) -> QualityModel
     # generator, not the caller's.
     with torch.random.fork_rng(devices=[]):
         other = QualityModel(model.config, encoder, model.tokenizer, model.calibration)
-    other.turn_heads = model.turn_heads
-    other.conversation_heads = model.conversation_heads
+    for name, module in model.named_children():
+        if name != "encoder":
+            setattr(other, name, module)
     return other.eval()
 
 

@@ -69,19 +69,21 @@ def build(args: TrainingArgs, method: str = "temperature", command: str = "",
 
 def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
            command: str = "", extra_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
-    """Save the trained model to `args.output_dir` in fp16, calibrate it on the dev split as
-    reloaded from disk, and save it again with calibration and model card."""
+    """Save the trained model to `args.output_dir` in fp16, calibrate it on the calibration
+    half of the dev split (early stopping used the other half) as reloaded from disk, and save it again with calibration and model card."""
     out = Path(args.output_dir)
     result.model.save_pretrained(out, dtype=torch.float16)
     shipped = QualityModel.from_pretrained(out)
-    report = fit_calibration(shipped, by_split(args.all_examples(), "dev"), method=method)
+    report = fit_calibration(shipped, by_split(args.all_examples(), "dev:calibrate"), method=method)
     sections = {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
         "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
         "Recipe": recipe_text(args, result, command),
-        "Calibration": "Fitted per head on the dev split (all of it, no augmentations), on the "
-                       "fp16 weights as saved. ECE is measured on the same items, against the "
-                       "same (soft) labels the head was trained on:\n\n" + calibration_table(report),
+        "Calibration": "Fitted per head on the calibration half of the dev split (no "
+                       "augmentations; early stopping used the other half), on the fp16 weights "
+                       "as saved. ECE is measured on the same items, against the same (soft) "
+                       "labels the head was trained on; ECE on data the calibration did not see "
+                       "is in the cross-source figures:\n\n" + calibration_table(report),
         **(extra_sections or {}),
     }
     shipped.save_pretrained(out, card_sections=sections, dtype=torch.float16)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,9 @@ class TrainingArgs:
 
     The turn window is the model's (`ModelConfig`): a saved model keeps its own, and
     `max_turn_tokens` / `max_context_tokens` only set the window of a new model built on an
-    encoder (None: `ModelConfig`'s defaults).
+    encoder (None: `ModelConfig`'s defaults). `context_layers` (None: the init's, or none)
+    sets the causal turn-context layers; on a saved model without them they are added as the
+    identity, so training starts from the saved model's scores.
     """
 
     output_dir: str
@@ -72,6 +74,7 @@ class TrainingArgs:
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
+    context_layers: int | None = None
     seed: int = 0
     device: str = "cpu"
     name: str = "qualaudit-default"
@@ -84,12 +87,13 @@ class TrainingArgs:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
-                     "max_turn_tokens", "max_context_tokens", "max_turns"):
+                     "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers"):
             value = getattr(self, name)
-            if value is None and name in ("max_turn_tokens", "max_context_tokens"):
+            if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, found {value!r}")
+            least = 0 if name == "context_layers" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, found {value!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -300,10 +304,27 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
         if window:
             raise ValueError(f"{args.init} is a saved model: it keeps its own turn window "
                              f"(max_turn_tokens, max_context_tokens); do not pass {sorted(window)}")
-        return QualityModel.from_pretrained(args.init)
+        model = QualityModel.from_pretrained(args.init)
+        if args.context_layers is None or args.context_layers == model.config.context_layers:
+            return model
+        return _with_context_layers(model, args.context_layers)
+    layers = {} if args.context_layers is None else {"context_layers": args.context_layers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        return QualityModel.from_encoder(args.init, **window)
+        return QualityModel.from_encoder(args.init, **window, **layers)
+
+
+def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
+    """The saved model with `layers` new turn-context layers (starting as the identity) in
+    place of none; its calibration is dropped, being refitted after training."""
+    if model.config.context_layers:
+        raise ValueError(f"the model already has {model.config.context_layers} turn-context "
+                         f"layers; train it as it is (context_layers=None) or from the encoder")
+    config = replace(model.config, context_layers=layers)
+    new = QualityModel(config, model.encoder, model.tokenizer)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("turn_context.") for k in missing)
+    return new
 
 
 def _is_qualaudit(directory: Path) -> bool:
@@ -314,13 +335,14 @@ def _is_qualaudit(directory: Path) -> bool:
 
 
 def _splits(examples: list[Example], args: TrainingArgs) -> tuple[list[Example], list[Example]]:
-    """Train (USS subsampled to `uss_share`) and dev (at most `dev_per_source` a source)."""
+    """Train (USS subsampled to `uss_share`) and dev for early stopping (its "stop" half, at
+    most `dev_per_source` a source; the other half is kept for the calibration)."""
     rng = random.Random(args.seed)
     train_set = [e for e in by_split(examples, "train")
                  if e.source != "uss" or rng.random() < args.uss_share]
     dev: list[Example] = []
     for source in sorted({e.source for e in examples}):
-        rows = [e for e in by_split(examples, "dev") if e.source == source]
+        rows = [e for e in by_split(examples, "dev:stop") if e.source == source]
         dev += rng.sample(rows, min(len(rows), args.dev_per_source))
     return train_set, dev
 

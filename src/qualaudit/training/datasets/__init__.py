@@ -18,13 +18,14 @@ from .examples import (
     SPLITS,
     Example,
     Split,
+    dev_half,
     distribution,
     empty_turn_labels,
     split_of,
     transcript,
 )
 
-__all__ = ["SPLITS", "Example", "Split", "by_split", "distribution", "empty_turn_labels",
+__all__ = ["SPLITS", "Example", "Split", "by_split", "dev_half", "distribution", "empty_turn_labels",
            "load_examples", "load_sources", "split_of", "transcript"]
 
 
@@ -59,8 +60,13 @@ def load_examples(data_dir: str | Path, sources: list[str] | None = None) -> lis
 
 
 def by_split(examples: list[Example], split: str) -> list[Example]:
+    """The examples of one split; "dev:stop" and "dev:calibrate" are the halves of dev that
+    choose the weights and fit the calibration (`dev_half`)."""
     if split == "all":
         return list(examples)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} or 'all', found {split!r}")
-    return [e for e in examples if e.split == split]
+    split, _, half = split.partition(":")
+    if split not in SPLITS or (half and (split != "dev" or half not in ("stop", "calibrate"))):
+        raise ValueError(f"split must be one of {SPLITS}, dev:stop, dev:calibrate or 'all', "
+                         f"found {split + (':' + half if half else '')!r}")
+    return [e for e in examples if e.split == split
+            and (not half or dev_half(e.source, e.group) == half)]

@@ -14,7 +14,9 @@ from ...schema import Transcript
 
 Split = Literal["train", "dev", "report"]
 SPLITS: tuple[str, ...] = ("train", "dev", "report")
-# Shares of each source's groups: train 80%, dev 10% (early stopping, calibration), report 10%.
+DevHalf = Literal["stop", "calibrate"]
+# Shares of each source's groups: train 80%, dev 10% (halved: early stopping | calibration),
+# report 10%.
 SPLIT_BOUNDS = (0.8, 0.9)
 
 
@@ -44,9 +46,19 @@ from customer support weighs less).
 
 def split_of(source: str, group: str) -> Split:
     """The fixed split of a group: the same on every machine and in every run."""
-    digest = hashlib.sha256(f"{source}\x00{group}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = _uniform(f"{source}\x00{group}")
     return "train" if u < SPLIT_BOUNDS[0] else "dev" if u < SPLIT_BOUNDS[1] else "report"
+
+
+def dev_half(source: str, group: str) -> DevHalf:
+    """Which half of the dev split a group is in: "stop" chooses the weights (early stopping),
+    "calibrate" fits the calibration, so the calibration is never fitted on the items that
+    chose the weights (it would look better there than anywhere else)."""
+    return "stop" if _uniform(f"{source}\x00{group}\x00dev-half") < 0.5 else "calibrate"
+
+
+def _uniform(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def transcript(tid: str, turns: list[tuple[str, str]], agent_type: str = "unknown",
