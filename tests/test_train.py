@@ -110,6 +110,23 @@ def test_training_learns_resumes_and_refuses_other_args(tmp_path, tiny_encoder_d
         train(tiny_args(tmp_path, tiny_encoder_dir, seed=1))
 
 
+def test_a_selection_metric_chooses_the_weights_kept(tmp_path, tiny_encoder_dir):
+    values = iter([0.9, 0.1, 0.2, 0.3, 0.4, 0.5])
+    seen = []
+
+    def select(model):
+        seen.append(model.training)
+        return next(values)
+
+    result = train(tiny_args(tmp_path, tiny_encoder_dir, context_layers=1), select)
+    assert len(result.dev_losses) >= 2 and seen == [False] * len(result.dev_losses)
+    assert result.best_step == result.dev_losses[0]["step"]  # the first eval rated highest
+    assert result.model.config.context_layers == 1
+    assert [d["selection"] for d in result.dev_losses] == [0.9, 0.1, 0.2, 0.3, 0.4, 0.5][:len(seen)]
+    with pytest.raises(ValueError, match="finite"):
+        train(tiny_args(tmp_path / "nan", tiny_encoder_dir), lambda model: float("nan"))
+
+
 def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir):
     result = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10))
     model = result.model

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,10 +60,11 @@ def calibration_table(report: list[HeadCalibration]) -> str:
 
 
 def build(args: TrainingArgs, method: str = "temperature", command: str = "",
-          extra_sections: dict[str, str] | None = None) -> BuildSummary:
-    """Train per `args`, then `finish`."""
+          extra_sections: dict[str, str] | None = None,
+          select: Callable[[QualityModel], float] | None = None) -> BuildSummary:
+    """Train per `args` (keeping the weights `select` rates highest, if given), then `finish`."""
     start = time.perf_counter()
-    result = train(args)
+    result = train(args, select)
     report = finish(result, args, method, command, extra_sections)
     return BuildSummary(Path(args.output_dir), result, report, time.perf_counter() - start)
 
@@ -93,6 +95,7 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
 def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
     settings = {k: v for k, v in asdict(args).items() if k not in ("examples", "progress")}
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.device}"
+    selected = bool(result.dev_losses) and "selection" in result.dev_losses[0]
     return "\n".join([
         f"- command: `{command or 'qualaudit train'}`",
         f"- {result.steps} steps, {result.train_tokens:,} training tokens, "
@@ -101,9 +104,14 @@ def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
         "- losses: one per head, averaged over the items its sources label (masked); soft "
         "targets (annotator shares and distributions); class imbalance by pos_weight = "
         "sqrt(neg/pos) (binary) and 1/sqrt(frequency) class weights (empathy levels); "
-        "AdamW, linear warm-up and decay, gradient clipping at 1.0; the weights with the "
-        "lowest summed dev loss are kept (early stopping).",
+        "AdamW, linear warm-up and decay, gradient clipping at 1.0; " + (
+            "the weights with the highest selection metric (the mean main metric of the "
+            "cross-source selection pairs, `benchmarks/quality.py --protocol`) are kept "
+            "(early stopping)." if selected else
+            "the weights with the lowest summed dev loss are kept (early stopping)."),
         "- dev losses: " + "; ".join(
-            f"step {d['step']}: {d['total']:.3f}" for d in result.dev_losses),
+            f"step {d['step']}: {d['total']:.3f}"
+            + (f" (selection {d['selection']:.4f})" if selected else "")
+            for d in result.dev_losses),
     ])
 

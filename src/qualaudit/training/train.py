@@ -14,6 +14,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -194,9 +195,11 @@ def evaluate_loss(model: QualityModel, items: list[Prepared], specs: list[HeadSp
 
 
 # ------------------------------------------------------------------------------ loop
-def train(args: TrainingArgs) -> TrainResult:
-    """Train, keeping the weights with the lowest dev loss; resumable from the checkpoint
-    in `output_dir` after an interruption. Returns the model (not yet calibrated or saved)."""
+def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = None) -> TrainResult:
+    """Train, keeping the weights with the lowest dev loss, or with `select`'s highest value
+    (for example a transfer metric on sources the heads do not train on: the benchmark's
+    cross-source selection pairs); resumable from the checkpoint in `output_dir` after an
+    interruption. Returns the model (not yet calibrated or saved)."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -273,11 +276,14 @@ def train(args: TrainingArgs) -> TrainResult:
                 next_eval += eval_every
                 dev = evaluate_loss(model, dev_items, specs, balance, args.batch_tokens)
                 dev["step"], dev["tokens"] = state["step"], state["tokens"]
+                if select is not None:
+                    dev["selection"] = _selection(select, model)
                 state["dev"].append(dev)
                 log.info("dev at step %d: %s", state["step"], json.dumps(
                     {k: round(v, 4) for k, v in dev.items()}))
-                if dev["total"] < state["best"]:
-                    state["best"], state["best_step"] = dev["total"], state["step"]
+                worse = -dev["selection"] if select is not None else dev["total"]
+                if worse < state["best"]:
+                    state["best"], state["best_step"] = worse, state["step"]
                     torch.save(model.state_dict(), best_path)
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "schedule": schedule.state_dict(), "state": state,
@@ -295,6 +301,17 @@ def train(args: TrainingArgs) -> TrainResult:
     model.config.name, model.config.version = args.name, args.version
     return TrainResult(model, state["step"], state["tokens"], state["seconds"], state["best_step"],
                        state["dev"])
+
+
+def _selection(select: Callable[[QualityModel], float], model: QualityModel) -> float:
+    model.eval()
+    try:
+        value = float(select(model))
+    finally:
+        model.train()
+    if not math.isfinite(value):
+        raise ValueError(f"the selection metric returned {value}; it must be a finite number")
+    return value
 
 
 def _initial_model(args: TrainingArgs) -> QualityModel:
