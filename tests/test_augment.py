@@ -72,14 +72,14 @@ def dialogues() -> list[Example]:
                        ("agent", "Sorry for the trouble. Please restart it and update the firmware."),
                        ("customer", "Thank you so much!")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
         stc3("fixed2", [("customer", "The app crashes when I open photos."),
-                        ("agent", "Which version do you have?"),
+                        ("agent", "Sorry for the trouble. Which version do you have?"),
                         ("customer", "Version 2.1 on my phone."),
                         ("agent", "Please install version 2.3, it fixes the crash."),
                         ("customer", "It works now."),
                         ("customer", "OK, thanks. Bye!")],
               3, [NAN, 0.0, NAN, 0.8, NAN, NAN], [0.0, NAN, 0.0, NAN, 1.0, 0.0]),
         stc3("open", [("customer", "I was billed twice this month."),
-                      ("agent", "Please send us your account number."),
+                      ("agent", "Sorry for the trouble. Please send us your account number."),
                       ("customer", "I sent it yesterday and nobody replied.")],
              0, [NAN, 0.0, NAN], [0.0, NAN, 0.0]),
         uss("booking", [("customer", "I need a table for two tonight."),
@@ -89,6 +89,8 @@ def dialogues() -> list[Example]:
                         ("customer", "That is wrong, I said tonight."),
                         ("agent", "Sorry, it is now booked for tonight."),
                         ("customer", "Great, thank you.")], [0.0, 0.0, 1.0, 0.0]),
+        uss("offer", [("agent", "Would you like a taxi as well?"), ("customer", "No thank you."),
+                      ("agent", "Enjoy your stay.")], [0.0]),
     ]
 
 
@@ -196,10 +198,14 @@ def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
         if turns[k].text == "Sarah Jones.":
             assert turns[k - 1].text == "What name should I book it under?"
     assert "Sarah Jones." in said and said & {"Thank you so much!", "Great, thank you."}
+    assert "No thank you." not in said  # declines an offer: not a thank-you
 
 
 def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
-    for e in made(data, "repeated_answer"):
+    examples = made(data, "repeated_answer")
+    assert any(t.text.startswith("Sorry for the trouble. Sorry for the trouble.")
+               for e in examples for t in e.transcript.turns), "a common opener is put in front"
+    for e in examples:
         turns = e.transcript.scored_turns
         agents = [k for k, t in enumerate(turns) if t.role == "agent"]
         assert 3 <= len(agents) <= 5

@@ -25,12 +25,13 @@ break the shortcuts a model learns from them, built from real turns of the train
   escalation kept (the customer confirmed the fix in the original), satisfaction and
   repeat_inquiry left out (the customer's reaction they rest on was cut).
 - "name_or_thanks": a real short customer turn giving a name (after the real agent turn that
-  asked for it; such turns are rare, so the pair is drawn a third of the time when any
-  exist) or thanking the agent is inserted into a real dialogue, never as its last turn:
+  asked for it, into an STC-3 dialogue; such turns are rare, so the pair is drawn a third of
+  the time when any exist) or thanking the agent (not "no thank you") is inserted into a
+  real dialogue, never as its last turn:
   that turn's asks_for_human = 0 and complaint = 0 (dissatisfied unlabelled); the base's
   conversation labels kept, but satisfaction is left out after a thank-you.
 - "repeated_answer": the customer restates the problem while the agent gives near-duplicates
-  of one real reply (a sentence dropped or swapped, or a common real opener in front) 3-5
+  of one real reply (a sentence dropped or swapped, or a common STC-3 opener in front) 3-5
   times, and the customer ends with a real frustrated turn (a USS turn every annotator rated
   below 3, or a Bitext complaint): escalation = 1, repeat_inquiry = 1, resolution and
   satisfaction at the bottom, breakdown = 1 on the 2nd and later answers (the first is
@@ -119,7 +120,8 @@ class Augmenter:
                        if t.role == "customer" and _is_thanks(t.text)]
         self.names = [p for e in self.dialogues for p in _name_pairs(e)]
         self.frustrated = _frustrated_turns(examples, self.complaints)
-        self.openers = _openers(self.dialogues)
+        self.support = [e for e in self.dialogues if e.source == "stc3"]
+        self.openers = _openers(self.support)
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
         makers = [getattr(self, kind) for kind in KINDS]
@@ -240,11 +242,12 @@ class Augmenter:
                        labels=_kept(base, "resolution", "escalation"))
 
     def name_or_thanks(self, rng: random.Random) -> Example | None:
-        if not self.dialogues or not (self.names or self.thanks):
+        name = bool(self.names and self.support) and (not self.thanks or rng.random() < 1 / 3)
+        if not (name or self.thanks and self.dialogues):
             return None
-        base = rng.choice(self.dialogues)
+        # the name pairs are helpdesk turns: they go into helpdesk dialogues only
+        base = rng.choice(self.support if name else self.dialogues)
         turns = base.transcript.scored_turns
-        name = bool(self.names) and (not self.thanks or rng.random() < 1 / 3)
         # a name answers the agent's request for it, so that pair goes before an agent turn;
         # a thank-you follows an agent turn; neither becomes the last turn
         before = "agent" if name else "customer"
@@ -267,7 +270,7 @@ class Augmenter:
                        labels=_kept(base, *(kept if name else kept[:1] + kept[2:])))
 
     def repeated_answer(self, rng: random.Random) -> Example | None:
-        support = [e for e in self.dialogues if e.source == "stc3"]
+        support = self.support
         if not self.frustrated or not (self.intents or support):
             return None
         times = rng.randint(3, 5)
@@ -381,11 +384,12 @@ def _frustrated_turns(examples: list[Example], complaints: list[Example]) -> lis
 
 
 def _openers(dialogues: list[Example]) -> list[str]:
-    """Short first sentences that open several real agent turns ("We are sorry for the
+    """Short first sentences that open several real helpdesk turns ("We are sorry for the
     inconvenience."): generic enough to put in front of any reply."""
     counts = Counter(_first_sentences(x.text, 1) for e in dialogues
                      for x in e.transcript.scored_turns if x.role == "agent")
-    return sorted(s for s, c in counts.items() if c >= 2 and len(s.split()) <= 8 and "?" not in s)
+    return sorted(s for s, c in counts.items() if c >= 3 and 2 <= len(s.split()) <= 8
+                  and s[-1] in ".!")
 
 
 def _varied(reply: str, openers: list[str], rng: random.Random) -> str:
