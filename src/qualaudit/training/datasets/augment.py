@@ -114,6 +114,7 @@ class Augmenter:
         self.resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
         self.unresolved = [e for e in rated if p_positive(e.labels["resolution"]) < 0.5]
         self.closing_ended = [e for e in self.resolved if _closing_at(e) is not None]
+        self.fixes = [(e, k) for e in self.resolved if (k := _last_fix(e)) is not None]
         self.closings = [(e.group, e.transcript.scored_turns[k].text) for e in self.dialogues
                          if (k := _closing_at(e)) is not None]
         self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
@@ -231,10 +232,9 @@ class Augmenter:
                        labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
 
     def silent_fix(self, rng: random.Random) -> Example | None:
-        candidates = [(e, k) for e in self.resolved if (k := _last_fix(e)) is not None]
-        if not candidates:
+        if not self.fixes:
             return None
-        base, fix = rng.choice(candidates)
+        base, fix = rng.choice(self.fixes)
         t = transcript(f"{base.transcript.id}+silent",
                        [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]])
         return Example(t, "augment:silent_fix", base.group,
@@ -263,24 +263,22 @@ class Augmenter:
         labels = _moved(base, t, [*range(at), *[None] * len(block), *range(at, len(turns))])
         signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
         said = at + len(block) - 1
-        signals[said] = np.nan
         signals[said, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
-        kept = ("resolution", "satisfaction", "escalation", "repeat_inquiry")
+        kept = ("resolution", "escalation", "repeat_inquiry") + (("satisfaction",) if name else ())
         return Example(t, "augment:name_or_thanks", base.group, turn_labels=labels,
-                       labels=_kept(base, *(kept if name else kept[:1] + kept[2:])))
+                       labels=_kept(base, *kept))
 
     def repeated_answer(self, rng: random.Random) -> Example | None:
-        support = self.support
-        if not self.frustrated or not (self.intents or support):
+        if not self.frustrated or not (self.intents or self.support):
             return None
         times = rng.randint(3, 5)
-        if self.intents and (not support or rng.random() < 0.5):
+        if self.intents and (not self.support or rng.random() < 0.5):
             members = rng.choice(self.intents)
             asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
             reply = _first_sentences(members[0].info["response"], rng.randint(2, 3))
             base_id, group = "bitext", members[0].group
         else:
-            base = rng.choice(support)
+            base = rng.choice(self.support)
             turns = base.transcript.scored_turns
             confirmed = base.turn_labels.get("solution_confirmed", empty_turn_labels(base.transcript))
             customers = [x.text for k, x in enumerate(turns) if x.role == "customer"
