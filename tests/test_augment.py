@@ -193,12 +193,13 @@ def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
         k = rows[0]
         said.add(turns[k].text)
         assert turns[k].role == "customer" and turns[k - 1].role == "agent" and k < len(turns) - 1
+        assert turns[k].text == "Sarah Jones." or "?" not in turns[k - 1].text
         assert np.isnan(e.turn_labels["escalation_signal"][k, 0])
         assert e.turn_labels["escalation_signal"][k, 1] == 0.0
         if turns[k].text == "Sarah Jones.":
             assert turns[k - 1].text == "What name should I book it under?"
     assert "Sarah Jones." in said and said & {"Thank you so much!", "Great, thank you."}
-    assert "No thank you." not in said  # declines an offer: not a thank-you
+    assert not said & {"No thank you.", "OK, thanks. Bye!"}  # a refusal, a goodbye
 
 
 def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
@@ -243,7 +244,7 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
     second = aug.make(45, random.Random(3))
     assert [[t.text for t in e.transcript.turns] for e in first] == [
         [t.text for t in e.transcript.turns] for e in second]
-    assert Counter(e.source for e in first) == {f"augment:{k}": 5 for k in KINDS}
+    assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
 
 
 @pytest.mark.parametrize("subset", ["none", "bitext", "unrated"])

@@ -26,8 +26,8 @@ break the shortcuts a model learns from them, built from real turns of the train
   repeat_inquiry left out (the customer's reaction they rest on was cut).
 - "name_or_thanks": a real short customer turn giving a name (after the real agent turn that
   asked for it, into an STC-3 dialogue; such turns are rare, so the pair is drawn a third of
-  the time when any exist) or thanking the agent (not "no thank you") is inserted into a
-  real dialogue, never as its last turn:
+  the time when any exist) or thanking the agent (after an agent turn that asks nothing; no
+  "no thank you", no goodbye) is inserted into a real dialogue, never as its last turn:
   that turn's asks_for_human = 0 and complaint = 0 (dissatisfied unlabelled); the base's
   conversation labels kept, but satisfaction is left out after a thank-you.
 - "repeated_answer": the customer restates the problem while the agent gives near-duplicates
@@ -249,10 +249,10 @@ class Augmenter:
         base = rng.choice(self.support if name else self.dialogues)
         turns = base.transcript.scored_turns
         # a name answers the agent's request for it, so that pair goes before an agent turn;
-        # a thank-you follows an agent turn; neither becomes the last turn
+        # a thank-you follows an agent turn that asked nothing; neither becomes the last turn
         before = "agent" if name else "customer"
         slots = [k + 1 for k in range(len(turns) - 1) if turns[k + 1].role == before
-                 and turns[k].role != before]
+                 and turns[k].role != before and (name or "?" not in turns[k].text)]
         if not slots:
             return None
         at = rng.choice(slots)
@@ -321,11 +321,11 @@ class Augmenter:
 
 
 def _is_thanks(text: str) -> bool:
-    """A closing pleasantry that thanks the agent ("Thank you so much!"), not one that
-    declines an offer ("No thank you")."""
-    words = re.findall(r"[a-z']+", text.lower())
-    return is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & set(words)) and not (
-        {"no", "nope"} & set(words))
+    """A pleasantry that thanks the agent ("Thank you so much!"), not one that declines an
+    offer ("No thank you") or says goodbye (it goes mid-dialogue)."""
+    words = set(re.findall(r"[a-z']+", text.lower()))
+    return (is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & words)
+            and not {"no", "nope", "bye", "goodbye"} & words)
 
 
 def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
