@@ -27,7 +27,7 @@ break the shortcuts a model learns from them, built from real turns of the train
 - "name_or_thanks": a real short customer turn giving a name (after the real agent turn that
   asked for it, into an STC-3 dialogue; such turns are rare, so the pair is drawn a third of
   the time when any exist) or thanking the agent (after an agent turn that asks nothing; no
-  "no thank you", no goodbye) is inserted into a real dialogue, never as its last turn:
+  "no thank you", no "that's all" or goodbye) is inserted into a real dialogue, never as its last turn:
   that turn's asks_for_human = 0 and complaint = 0 (dissatisfied unlabelled); the base's
   conversation labels kept, but satisfaction is left out after a thank-you.
 - "repeated_answer": the customer restates the problem while the agent gives near-duplicates
@@ -322,10 +322,10 @@ class Augmenter:
 
 def _is_thanks(text: str) -> bool:
     """A pleasantry that thanks the agent ("Thank you so much!"), not one that declines an
-    offer ("No thank you") or says goodbye (it goes mid-dialogue)."""
+    offer ("No thank you") or ends the talk ("That's all, bye"): it goes mid-dialogue."""
     words = set(re.findall(r"[a-z']+", text.lower()))
     return (is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & words)
-            and not {"no", "nope", "bye", "goodbye"} & words)
+            and not {"no", "nope", "bye", "goodbye", "all", "everything"} & words)
 
 
 def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
