@@ -27,9 +27,10 @@ break the shortcuts a model learns from them, built from real turns of the train
 - "name_or_thanks": a real short customer turn giving a name (after the real agent turn that
   asked for it, into an STC-3 dialogue; such turns are rare, so the pair is drawn a third of
   the time when any exist) or thanking the agent (after an agent turn that asks nothing; no
-  "no thank you", no "that's all" or goodbye) is inserted into a real dialogue, never as its last turn:
-  that turn's asks_for_human = 0 and complaint = 0 (dissatisfied unlabelled); the base's
-  conversation labels kept, but satisfaction is left out after a thank-you.
+  "no thank you", no "that's all" or goodbye) is inserted into a real dialogue, never as
+  its last turn: that turn's asks_for_human = 0 and complaint = 0 (dissatisfied
+  unlabelled); the base's conversation labels kept, but satisfaction is left out after a
+  thank-you.
 - "repeated_answer": the customer restates the problem while the agent gives near-duplicates
   of one real reply (a sentence dropped or swapped, or a common STC-3 opener in front) 3-5
   times, and the customer ends with a real frustrated turn (a USS turn every annotator rated
