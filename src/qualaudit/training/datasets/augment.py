@@ -1,5 +1,6 @@
-"""Training-time augmentations that teach behaviours no public dataset labels directly, built
-from real turns of the training split (never from the dev or report splits):
+"""Training-time augmentations that teach behaviours no public dataset labels directly, and
+break the shortcuts a model learns from them, built from real turns of the training split
+(never from the dev or report splits):
 
 - "human_request": a real customer request for a human (Bitext contact_human_agent) or a
   complaint is inserted as a customer turn into a real dialogue, which is cut one agent turn
@@ -10,29 +11,93 @@ from real turns of the training split (never from the dev or report splits):
   the bottom of the scale.
 - "dropped": a dialogue cut right after a customer turn that states the problem, before any
   solution: repeat_inquiry = 1 (the customer has to come back).
+- "closing_removed": a resolved STC-3 dialogue (P(resolution > 0) >= 0.5; STC-3 is the only
+  source with resolution) whose last customer turn is a closing pleasantry loses that turn
+  and the agent turns after it: resolution, satisfaction and escalation kept (the fix was
+  real; a thank-you is not what made it so), repeat_inquiry left out (its STC-3 proxy reads
+  the customer's last turn, which is now another one).
+- "closing_added": an unresolved STC-3 dialogue gets a closing pleasantry from another
+  training dialogue's last customer turn appended: resolution, escalation and
+  repeat_inquiry kept (politeness leaves the problem as open as it was), satisfaction left
+  out (a sincere thank-you for the effort may change how satisfied the customer was).
+- "silent_fix": a resolved STC-3 dialogue cut right after its last agent turn that gives the
+  solution (solution_given >= 0.5), so the fix is met with silence: resolution and
+  escalation kept (the customer confirmed the fix in the original), satisfaction and
+  repeat_inquiry left out (the customer's reaction they rest on was cut).
+- "name_or_thanks": a real short customer turn giving a name (after the real agent turn that
+  asked for it, into an STC-3 dialogue; such turns are rare, so the pair is drawn a third of
+  the time when any exist) or thanking the agent (after an agent turn that asks nothing; no
+  "no thank you", no "that's all" or goodbye) is inserted into a real dialogue, never as
+  its last turn: that turn's asks_for_human = 0 and complaint = 0 (dissatisfied
+  unlabelled); the base's conversation labels kept, but satisfaction is left out after a
+  thank-you.
+- "repeated_answer": the customer restates the problem while the agent gives near-duplicates
+  of one real reply (a sentence dropped or swapped, or a common STC-3 opener in front) 3-5
+  times, and the customer ends with a real frustrated turn (a USS turn every annotator rated
+  below 3, or a Bitext complaint): escalation = 1, repeat_inquiry = 1, resolution and
+  satisfaction at the bottom, breakdown = 1 on the 2nd and later answers (the first is
+  unlabelled), and the last turn keeps its source's signals (dissatisfied = 1 from USS,
+  complaint = 1 from Bitext).
+- "two_turn_answered": a Bitext request and a reply, no closing: its own intent's reply
+  (placeholders removed) gives resolution HIGH (half +1, half +2: the dataset's own full
+  answer, not yet confirmed), repeat_inquiry = 0, escalation = 0; a reply for an unrelated
+  intent gives resolution at the bottom and repeat_inquiry = 1 (escalation left out: one
+  wrong answer need not call for a human). Escalation intents are not used: their reply is
+  a handover whose outcome the two turns cannot show.
+
+A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
+closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
+one of thank / thanks / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it still
+doesn't work" has words outside the list, so it is not one.
 
 Conversation labels the change makes unknowable are left out; turn labels move with their
-turns.
+turns. `Augmenter.make` spreads its n draws over the kinds in turn; a kind the training
+data cannot make hands its draw to the next.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
-from ...heads import ESCALATION_SIGNALS
+from ...heads import ESCALATION_SIGNALS, p_positive
+from ...schema import Transcript
 from .examples import Example, empty_turn_labels, transcript
 
-KINDS = ("human_request", "loop", "dropped")
+KINDS = ("human_request", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
+         "name_or_thanks", "repeated_answer", "two_turn_answered")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
+HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
+ESCALATION_INTENTS = ("contact_human_agent", "complaint", "contact_customer_service")
+CLOSING_CUES = frozenset({"thank", "thanks", "thx", "ok", "okay", "bye", "goodbye", "cheers",
+                          "appreciate"})
+CLOSING_WORDS = CLOSING_CUES | frozenset(
+    "you u so very much a lot bunch again alright all right good great perfect awesome nice "
+    "wonderful fine it i i'm im that that's thats is was will be for your the help helpful "
+    "have day one everything no nope yes yeah got set done need needed now then oh well "
+    "and too today kind sir".split())
+COMPLAINT = ESCALATION_SIGNALS.index("complaint")
+ASKS_FOR_HUMAN = ESCALATION_SIGNALS.index("asks_for_human")
+DISSATISFIED = ESCALATION_SIGNALS.index("dissatisfied")
+NAME = re.compile(r"[A-Z][A-Za-z]+ [A-Z][A-Za-z]+,?( \d+)?\.?")  # "LI Sheng, 13543407599"
+FRUSTRATED = re.compile(r"\b(wrong|again|already|not what|i said|told you|asked for|useless|"
+                        r"ridiculous|frustrat\w*|annoy\w*|terrible|awful|worst)\b", re.I)
+
+
+def is_pleasantry(text: str) -> bool:
+    """Whether a customer turn only closes politely (see the module docstring): such a turn
+    carries no fact about the problem, so adding or removing it must not move resolution."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return ("?" not in text and 0 < len(words) <= 12 and set(words) <= CLOSING_WORDS
+            and bool(CLOSING_CUES & set(words)))
 
 
 class Augmenter:
     """Makes augmented examples from training examples; `make(n, rng)` draws n of them,
-    a third of each kind."""
+    spread over the KINDS in turn."""
 
     def __init__(self, examples: list[Example]) -> None:
         self.dialogues = [e for e in examples if e.source in ("stc3", "uss")
@@ -45,14 +110,30 @@ class Augmenter:
         self.complaints = by_intent.get("complaint", [])
         self.intents = [v for k, v in by_intent.items() if len(v) >= 4
                         and k not in ("contact_human_agent", "complaint")]
+        self.answerable = [v for k, v in by_intent.items() if k not in ESCALATION_INTENTS]
+        rated = [e for e in self.dialogues if "resolution" in e.labels]
+        self.resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
+        self.unresolved = [e for e in rated if p_positive(e.labels["resolution"]) < 0.5]
+        self.closing_ended = [e for e in self.resolved if _closing_at(e) is not None]
+        self.fixes = [(e, k) for e in self.resolved if (k := _last_fix(e)) is not None]
+        self.closings = [(e.group, e.transcript.scored_turns[k].text) for e in self.dialogues
+                         if (k := _closing_at(e)) is not None]
+        self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
+                       if t.role == "customer" and _is_thanks(t.text)]
+        self.names = [p for e in self.dialogues for p in _name_pairs(e)]
+        self.frustrated = _frustrated_turns(examples, self.complaints)
+        self.support = [e for e in self.dialogues if e.source == "stc3"]
+        self.openers = _openers(self.support)
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
-        makers = [self.human_request, self.loop, self.dropped]
+        makers = [getattr(self, kind) for kind in KINDS]
         out = []
         for k in range(n):
-            example = makers[k % 3](rng)
-            if example is not None:
-                out.append(example)
+            for j in range(len(makers)):
+                example = makers[(k + j) % len(makers)](rng)
+                if example is not None:
+                    out.append(example)
+                    break
         return out
 
     def human_request(self, rng: random.Random) -> Example | None:
@@ -126,8 +207,213 @@ class Augmenter:
                        turn_labels=_moved(base, t, list(range(end + 1))),
                        labels={"repeat_inquiry": np.float32(1.0)})
 
+    def closing_removed(self, rng: random.Random) -> Example | None:
+        if not self.closing_ended:
+            return None
+        base = rng.choice(self.closing_ended)
+        end = _closing_at(base)
+        t = transcript(f"{base.transcript.id}+noclosing",
+                       [(x.role, x.text) for x in base.transcript.scored_turns[:end]])
+        return Example(t, "augment:closing_removed", base.group,
+                       turn_labels=_moved(base, t, list(range(end))),
+                       labels=_kept(base, "resolution", "satisfaction", "escalation"))
 
-def _moved(base: Example, t, origin: list[int | None]) -> dict[str, np.ndarray]:
+    def closing_added(self, rng: random.Random) -> Example | None:
+        if not self.unresolved:
+            return None
+        base = rng.choice(self.unresolved)
+        closings = [text for group, text in self.closings if group != base.group]
+        if not closings:
+            return None
+        turns = base.transcript.scored_turns
+        pairs = [(x.role, x.text) for x in turns] + [("customer", rng.choice(closings))]
+        t = transcript(f"{base.transcript.id}+closing{rng.randrange(10**9)}", pairs)
+        return Example(t, "augment:closing_added", base.group,
+                       turn_labels=_moved(base, t, [*range(len(turns)), None]),
+                       labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
+
+    def silent_fix(self, rng: random.Random) -> Example | None:
+        if not self.fixes:
+            return None
+        base, fix = rng.choice(self.fixes)
+        t = transcript(f"{base.transcript.id}+silent",
+                       [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]])
+        return Example(t, "augment:silent_fix", base.group,
+                       turn_labels=_moved(base, t, list(range(fix + 1))),
+                       labels=_kept(base, "resolution", "escalation"))
+
+    def name_or_thanks(self, rng: random.Random) -> Example | None:
+        name = bool(self.names and self.support) and (not self.thanks or rng.random() < 1 / 3)
+        if not (name or self.thanks and self.dialogues):
+            return None
+        # the name pairs are helpdesk turns: they go into helpdesk dialogues only
+        base = rng.choice(self.support if name else self.dialogues)
+        turns = base.transcript.scored_turns
+        # a name answers the agent's request for it, so that pair goes before an agent turn;
+        # a thank-you follows an agent turn that asked nothing; neither becomes the last turn
+        before = "agent" if name else "customer"
+        slots = [k + 1 for k in range(len(turns) - 1) if turns[k + 1].role == before
+                 and turns[k].role != before and (name or "?" not in turns[k].text)]
+        if not slots:
+            return None
+        at = rng.choice(slots)
+        block = list(zip(("agent", "customer"), rng.choice(self.names))) if name else [
+            ("customer", rng.choice(self.thanks))]
+        pairs = [(x.role, x.text) for x in turns[:at]] + block + [(x.role, x.text) for x in turns[at:]]
+        t = transcript(f"{base.transcript.id}+{'name' if name else 'thanks'}{at}", pairs)
+        labels = _moved(base, t, [*range(at), *[None] * len(block), *range(at, len(turns))])
+        signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
+        said = at + len(block) - 1
+        signals[said, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
+        kept = ("resolution", "escalation", "repeat_inquiry") + (("satisfaction",) if name else ())
+        return Example(t, "augment:name_or_thanks", base.group, turn_labels=labels,
+                       labels=_kept(base, *kept))
+
+    def repeated_answer(self, rng: random.Random) -> Example | None:
+        if not self.frustrated or not (self.intents or self.support):
+            return None
+        times = rng.randint(3, 5)
+        if self.intents and (not self.support or rng.random() < 0.5):
+            members = rng.choice(self.intents)
+            asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
+            reply = _first_sentences(members[0].info["response"], rng.randint(2, 3))
+            base_id, group = "bitext", members[0].group
+        else:
+            base = rng.choice(self.support)
+            turns = base.transcript.scored_turns
+            confirmed = base.turn_labels.get("solution_confirmed", empty_turn_labels(base.transcript))
+            customers = [x.text for k, x in enumerate(turns) if x.role == "customer"
+                         and not confirmed[k] >= 0.5 and not is_pleasantry(x.text)]
+            agents = [x.text for x in turns if x.role == "agent"]
+            if not (customers and agents):
+                return None
+            asks = [rng.choice(customers) for _ in range(times)]
+            reply = rng.choice(agents)
+            base_id, group = base.transcript.id, base.group
+        answers = [reply] + [_varied(reply, self.openers, rng) for _ in asks[1:]]
+        last, last_signals = rng.choice(self.frustrated)
+        pairs = [p for ask, answer in zip(asks, answers) for p in (("customer", ask), ("agent", answer))]
+        t = transcript(f"{base_id}+repeated{rng.randrange(10**9)}", [*pairs, ("customer", last)])
+        breakdown = empty_turn_labels(t)
+        breakdown[[k for k, x in enumerate(t.scored_turns) if x.role == "agent"][1:]] = 1.0
+        signals = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
+        signals[-1] = last_signals
+        return Example(t, "augment:repeated_answer", group,
+                       turn_labels={"breakdown": breakdown, "escalation_signal": signals},
+                       labels={"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
+                               "resolution": BOTTOM, "satisfaction": BOTTOM})
+
+    def two_turn_answered(self, rng: random.Random) -> Example | None:
+        if not self.answerable:
+            return None
+        ask = rng.choice(rng.choice(self.answerable))
+        intent = ask.info["intent"]
+        unrelated = [v for v in self.answerable if not _related(v[0].info["intent"], intent)]
+        wrong = bool(unrelated) and rng.random() < 0.5
+        answer = rng.choice(rng.choice(unrelated)) if wrong else ask
+        reply = _first_sentences(answer.info["response"], 6)
+        t = transcript(f"{ask.transcript.id}+{'wrong' if wrong else 'answered'}",
+                       [("customer", ask.transcript.turns[0].text), ("agent", reply)])
+        labels = ({"resolution": BOTTOM, "repeat_inquiry": np.float32(1.0)} if wrong else
+                  {"resolution": HIGH, "repeat_inquiry": np.float32(0.0),
+                   "escalation": np.float32(0.0)})
+        return Example(t, "augment:two_turn_answered", ask.group,
+                       turn_labels=_moved(ask, t, [0, None]), labels=labels)
+
+
+def _is_thanks(text: str) -> bool:
+    """A pleasantry that thanks the agent ("Thank you so much!"), not one that declines an
+    offer ("No thank you") or ends the talk ("That's all, bye"): it goes mid-dialogue."""
+    words = set(re.findall(r"[a-z']+", text.lower()))
+    return (is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & words)
+            and not {"no", "nope", "bye", "goodbye", "all", "everything"} & words)
+
+
+def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
+    """The base's conversation labels the augmentation cannot have changed."""
+    return {k: base.labels[k] for k in targets if k in base.labels}
+
+
+def _closing_at(e: Example) -> int | None:
+    """The index of the dialogue's last customer turn when it is a closing pleasantry and
+    at least a customer and an agent turn come before it."""
+    turns = e.transcript.scored_turns
+    last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
+    if last is None or last < 2 or not is_pleasantry(turns[last].text):
+        return None
+    return last
+
+
+def _last_fix(e: Example) -> int | None:
+    """The last agent turn giving the solution, when the customer said something after it."""
+    given = e.turn_labels.get("solution_given")
+    turns = e.transcript.scored_turns
+    if given is None:
+        return None
+    fixes = [k for k, x in enumerate(turns[:-1]) if x.role == "agent" and given[k] >= 0.5]
+    return fixes[-1] if fixes and any(x.role == "customer" for x in turns[fixes[-1]:]) else None
+
+
+def _name_pairs(e: Example) -> list[tuple[str, str]]:
+    """(agent turn asking for a name, the customer's short reply giving one) in a dialogue."""
+    turns = e.transcript.scored_turns
+    return [(a.text, c.text) for a, c in zip(turns, turns[1:])
+            if a.role == "agent" and c.role == "customer" and "name" in a.text.lower()
+            and NAME.fullmatch(c.text)]
+
+
+def _frustrated_turns(examples: list[Example], complaints: list[Example]) -> list[tuple[str, np.ndarray]]:
+    """Real frustrated customer turns with their escalation signals: USS turns every
+    annotator rated below 3 (dissatisfied = 1) that also say so in words (a rating judges
+    the agent turn before, so most such turns read neutral), and Bitext complaints."""
+    out = []
+    for e in examples:
+        signals = e.turn_labels.get("escalation_signal")
+        if e.source != "uss" or signals is None:
+            continue
+        for k, x in enumerate(e.transcript.scored_turns):
+            if (x.role == "customer" and signals[k, DISSATISFIED] == 1.0
+                    and FRUSTRATED.search(x.text) and "thank" not in x.text.lower()):
+                out.append((x.text, signals[k]))
+    row = np.full(len(ESCALATION_SIGNALS), np.nan, dtype=np.float32)
+    for e in complaints:
+        labelled = e.turn_labels.get("escalation_signal")
+        out.append((e.transcript.turns[0].text, labelled[0] if labelled is not None else row))
+    return out
+
+
+def _openers(dialogues: list[Example]) -> list[str]:
+    """Short first sentences that open several real helpdesk turns ("We are sorry for the
+    inconvenience."): generic enough to put in front of any reply."""
+    counts = Counter(_first_sentences(x.text, 1) for e in dialogues
+                     for x in e.transcript.scored_turns if x.role == "agent")
+    return sorted(s for s, c in counts.items() if c >= 3 and 2 <= len(s.split()) <= 8
+                  and s[-1] in ".!")
+
+
+def _varied(reply: str, openers: list[str], rng: random.Random) -> str:
+    """A near-duplicate of a reply: one sentence dropped, two swapped, or a real opener put
+    in front, so a loop is not only an exact repetition."""
+    parts = _sentences(reply)
+    ways = ["opener"] * bool(openers) + ["drop", "swap"] * (len(parts) >= 2)
+    if not ways:
+        return reply
+    way = rng.choice(ways)
+    if way == "opener":
+        return f"{rng.choice(openers)} {reply}"
+    k = rng.randrange(len(parts) - 1)
+    if way == "drop":
+        return " ".join(parts[:k] + parts[k + 1:])
+    return " ".join(parts[:k] + [parts[k + 1], parts[k]] + parts[k + 2:])
+
+
+def _related(intent: str, other: str) -> bool:
+    """Whether two Bitext intents share a word stem (cancel_order, check_cancellation_fee):
+    a reply for a related intent may partly answer, so it is no clear wrong answer."""
+    return bool({w[:4] for w in intent.split("_")} & {w[:4] for w in other.split("_")})
+
+
+def _moved(base: Example, t: Transcript, origin: list[int | None]) -> dict[str, np.ndarray]:
     """The base's turn labels for the new transcript, whose turn k was base turn origin[k]
     (None: a new turn, unlabelled)."""
     out = {}
@@ -140,7 +426,10 @@ def _moved(base: Example, t, origin: list[int | None]) -> dict[str, np.ndarray]:
     return out
 
 
+def _sentences(text: str) -> list[str]:
+    return re.split(r"(?<=[.!?])(?<!\d\.)\s+", text.strip())  # "1." starts a step, not a sentence
+
+
 def _first_sentences(text: str, n: int) -> str:
-    text = re.sub(r"\{\{[^}]*\}\}", "", text)
-    parts = re.split(r"(?<=[.!?])\s+", text.strip())
-    return " ".join(parts[:n])
+    """The first n sentences of a Bitext reply, its {{placeholders}} removed."""
+    return " ".join(_sentences(re.sub(r"\{\{[^}]*\}\}", "", text))[:n])

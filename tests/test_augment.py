@@ -1,0 +1,257 @@
+"""Augmentations: each kind is a valid example made only of real training turns, with the
+labels its change keeps and none it makes unknowable (hand-made synthetic dialogues)."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from qualaudit.heads import HEAD_SPECS
+from qualaudit.training.datasets import Example, empty_turn_labels, transcript
+from qualaudit.training.datasets.augment import BOTTOM, HIGH, KINDS, Augmenter, is_pleasantry
+
+NAN = np.nan
+SHAPES = {s.target: s.shape for s in HEAD_SPECS.values()}
+RESPONSES = {
+    "track_order": "I can help you track it. Open {{Order Details}} on our site. The status is shown there.",
+    "recover_password": "Sorry you are locked out. Click Forgot Password. Follow the email we send.",
+    "get_invoice": "Your invoice is in {{Account Section}}. Download it as a PDF.",
+    "complaint": "I am sorry about this. I will file the complaint now.",
+    "contact_human_agent": "I will connect you with an agent.",
+}
+ASKS = {
+    "track_order": ["where is my parcel", "track my order please", "has my package shipped",
+                    "when does my order arrive"],
+    "recover_password": ["i forgot my password", "cannot log in anymore"],
+    "get_invoice": ["i need my invoice", "send me the bill for march"],
+    "complaint": ["this is the third time your courier lost my parcel, I am furious"],
+    "contact_human_agent": ["let me speak to a person"],
+}
+
+
+def stc3(tid: str, turns: list[tuple[str, str]], resolution: int, given: list[float],
+         confirmed: list[float]) -> Example:
+    t = transcript(tid, turns)
+    return Example(t, "stc3", tid, turn_labels={
+        "solution_given": np.array(given, np.float32),
+        "solution_confirmed": np.array(confirmed, np.float32)},
+        labels={"resolution": np.eye(5, dtype=np.float32)[resolution],
+                "satisfaction": np.eye(5, dtype=np.float32)[resolution],
+                "escalation": np.float32(resolution < 2), "repeat_inquiry": np.float32(resolution < 2)})
+
+
+def uss(tid: str, turns: list[tuple[str, str]], dissatisfied: list[float]) -> Example:
+    t = transcript(tid, turns)
+    signals = empty_turn_labels(t, (3,))
+    signals[[k for k, x in enumerate(t.scored_turns) if x.role == "customer"], 0] = dissatisfied
+    return Example(t, "uss", tid, turn_labels={"escalation_signal": signals},
+                   labels={"repeat_inquiry": np.float32(dissatisfied[-1])})
+
+
+def bitext() -> list[Example]:
+    out = []
+    for intent, asks in ASKS.items():
+        for i, ask in enumerate(asks):
+            t = transcript(f"{intent}-{i}", [("customer", ask)])
+            signals = empty_turn_labels(t, (3,))
+            signals[0, 1] = float(intent == "complaint")
+            signals[0, 2] = float(intent == "contact_human_agent")
+            out.append(Example(t, "bitext", f"{intent}/{i}", turn_labels={"escalation_signal": signals},
+                               labels={"escalation": np.float32(intent in ("complaint", "contact_human_agent"))},
+                               info={"intent": intent, "response": RESPONSES[intent]}))
+    return out
+
+
+def dialogues() -> list[Example]:
+    return [
+        stc3("fixed", [("customer", "My router keeps dropping the connection."),
+                       ("agent", "Sorry for the trouble. Please restart it and update the firmware."),
+                       ("customer", "Thank you so much!")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
+        stc3("fixed2", [("customer", "The app crashes when I open photos."),
+                        ("agent", "Sorry for the trouble. Which version do you have?"),
+                        ("customer", "Version 2.1 on my phone."),
+                        ("agent", "Please install version 2.3, it fixes the crash."),
+                        ("customer", "It works now."),
+                        ("customer", "OK, thanks. Bye!")],
+              3, [NAN, 0.0, NAN, 0.8, NAN, NAN], [0.0, NAN, 0.0, NAN, 1.0, 0.0]),
+        stc3("open", [("customer", "I was billed twice this month."),
+                      ("agent", "Sorry for the trouble. Please send us your account number."),
+                      ("customer", "I sent it yesterday and nobody replied.")],
+             0, [NAN, 0.0, NAN], [0.0, NAN, 0.0]),
+        uss("booking", [("customer", "I need a table for two tonight."),
+                        ("agent", "What name should I book it under?"),
+                        ("customer", "Sarah Jones."),
+                        ("agent", "Booked for tomorrow at 7."),
+                        ("customer", "That is wrong, I said tonight."),
+                        ("agent", "Sorry, it is now booked for tonight."),
+                        ("customer", "Great, thank you.")], [0.0, 0.0, 1.0, 0.0]),
+        uss("offer", [("agent", "Would you like a taxi as well?"), ("customer", "No thank you."),
+                      ("agent", "Enjoy your stay.")], [0.0]),
+    ]
+
+
+def real_sentences(examples: list[Example]) -> set[str]:
+    """Every sentence of a real turn or a real reply, placeholders removed."""
+    texts = [t.text for e in examples for t in e.transcript.turns]
+    texts += [re.sub(r"\{\{[^}]*\}\}", "", e.info["response"]) for e in examples if "response" in e.info]
+    return {s for text in texts for s in sentences(text)}
+
+
+def sentences(text: str) -> list[str]:
+    return [" ".join(s.split()) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+@pytest.fixture
+def data() -> list[Example]:
+    return dialogues() + bitext()
+
+
+def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Example]:
+    aug, rng = Augmenter(data), random.Random(seed)
+    return [e for e in (getattr(aug, kind)(rng) for _ in range(n)) if e is not None]
+
+
+@pytest.mark.parametrize("text", ["Thanks!", "OK, thank you.", "No that's all, thanks. Bye!", "ok",
+                                  "Great, thank you for your help. Have a nice day."])
+def test_closing_pleasantries_are_detected(text):
+    assert is_pleasantry(text)
+
+
+@pytest.mark.parametrize("text", ["thanks but it still doesn't work", "OK, can you check again?",
+                                  "Thank you. I also need a taxi to the station.", "No.", "Yes.",
+                                  "Thanks, order 12345 never arrived", "It is OK now, but unstable.",
+                                  "Thanks for nothing"])
+def test_problems_and_questions_are_not_pleasantries(text):
+    assert not is_pleasantry(text)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_is_a_valid_example_of_real_turns(data, kind):
+    examples = made(data, kind)
+    assert examples, f"{kind} made nothing from data that has what it needs"
+    known = real_sentences(data)
+    for e in examples:
+        assert e.source == f"augment:{kind}"
+        n = len(e.transcript.scored_turns)
+        for target, values in e.turn_labels.items():
+            assert values.shape == (n, *SHAPES[target]), target
+            assert np.all(np.isnan(values) | ((values >= 0) & (values <= 1)))
+        for target, value in e.labels.items():
+            value = np.asarray(value)
+            assert np.all((value >= 0) & (value <= 1))
+            if SHAPES[target] == (5,):
+                assert value.sum() == pytest.approx(1.0)
+        for turn in e.transcript.scored_turns:
+            assert set(sentences(turn.text)) <= known, turn.text
+
+
+def test_closing_removed_keeps_resolution_and_leaves_out_repeat_inquiry(data):
+    bases = {e.transcript.id: e for e in data}
+    for e in made(data, "closing_removed"):
+        base = bases[e.transcript.id.split("+")[0]]
+        assert base.labels["resolution"][3:].sum() >= 0.5
+        kept = [t.text for t in e.transcript.scored_turns]
+        assert kept == [t.text for t in base.transcript.scored_turns[:len(kept)]]
+        assert not is_pleasantry(kept[-1])
+        assert "repeat_inquiry" not in e.labels
+        np.testing.assert_array_equal(e.labels["resolution"], base.labels["resolution"])
+        np.testing.assert_array_equal(e.labels["satisfaction"], base.labels["satisfaction"])
+        np.testing.assert_array_equal(e.turn_labels["solution_given"],
+                                      base.turn_labels["solution_given"][:len(kept)])
+
+
+def test_closing_added_appends_another_dialogues_closing_to_an_unresolved_one(data):
+    for e in made(data, "closing_added"):
+        turns = e.transcript.scored_turns
+        assert e.transcript.id.startswith("open+")
+        assert turns[-1].role == "customer" and is_pleasantry(turns[-1].text)
+        assert turns[-1].text != "I sent it yesterday and nobody replied."
+        assert np.isnan(e.turn_labels["solution_confirmed"][-1])
+        assert float(e.labels["resolution"][0]) == 1.0 and "satisfaction" not in e.labels
+        assert float(e.labels["repeat_inquiry"]) == 1.0
+
+
+def test_silent_fix_ends_on_the_fix(data):
+    for e in made(data, "silent_fix"):
+        assert e.transcript.scored_turns[-1].role == "agent"
+        assert e.turn_labels["solution_given"][-1] >= 0.5
+        assert e.labels["resolution"][3:].sum() >= 0.5
+        assert not {"satisfaction", "repeat_inquiry"} & set(e.labels)
+
+
+def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
+    examples = made(data, "name_or_thanks", n=60)
+    said = set()
+    for e in examples:
+        turns = e.transcript.scored_turns
+        rows = [k for k, row in enumerate(e.turn_labels["escalation_signal"]) if row[2] == 0.0]
+        assert len(rows) == 1
+        k = rows[0]
+        said.add(turns[k].text)
+        assert turns[k].role == "customer" and turns[k - 1].role == "agent" and k < len(turns) - 1
+        assert turns[k].text == "Sarah Jones." or "?" not in turns[k - 1].text
+        assert np.isnan(e.turn_labels["escalation_signal"][k, 0])
+        assert e.turn_labels["escalation_signal"][k, 1] == 0.0
+        if turns[k].text == "Sarah Jones.":
+            assert turns[k - 1].text == "What name should I book it under?"
+    assert "Sarah Jones." in said and said & {"Thank you so much!", "Great, thank you."}
+    assert not said & {"No thank you.", "OK, thanks. Bye!"}  # a refusal, a goodbye
+
+
+def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
+    examples = made(data, "repeated_answer")
+    assert any(t.text.startswith("Sorry for the trouble. Sorry for the trouble.")
+               for e in examples for t in e.transcript.turns), "a common opener is put in front"
+    for e in examples:
+        turns = e.transcript.scored_turns
+        agents = [k for k, t in enumerate(turns) if t.role == "agent"]
+        assert 3 <= len(agents) <= 5
+        breakdown = e.turn_labels["breakdown"]
+        assert np.isnan(breakdown[agents[0]]) and np.all(breakdown[agents[1:]] == 1.0)
+        last = e.turn_labels["escalation_signal"][-1]
+        assert turns[-1].role == "customer"
+        assert last[0] == 1.0 or last[1] == 1.0
+        assert float(e.labels["escalation"]) == 1.0 and float(e.labels["repeat_inquiry"]) == 1.0
+        np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
+
+
+def test_two_turn_answered_pairs_right_and_wrong_replies(data):
+    asks = {a: intent for intent, texts in ASKS.items() for a in texts}
+    seen = Counter()
+    for e in made(data, "two_turn_answered", n=40):
+        ask, reply = e.transcript.scored_turns
+        intent = asks[ask.text]
+        assert intent not in ("complaint", "contact_human_agent")
+        right = sentences(re.sub(r"\{\{[^}]*\}\}", "", RESPONSES[intent]))[0] in reply.text
+        seen[right] += 1
+        if right:
+            np.testing.assert_array_equal(e.labels["resolution"], HIGH)
+            assert float(e.labels["repeat_inquiry"]) == 0.0 and float(e.labels["escalation"]) == 0.0
+        else:
+            np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
+            assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
+        assert "{{" not in reply.text
+    assert seen[True] and seen[False]
+
+
+def test_make_is_deterministic_and_spreads_over_every_kind(data):
+    aug = Augmenter(data)
+    first = aug.make(45, random.Random(3))
+    second = aug.make(45, random.Random(3))
+    assert [[t.text for t in e.transcript.turns] for e in first] == [
+        [t.text for t in e.transcript.turns] for e in second]
+    assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
+
+
+@pytest.mark.parametrize("subset", ["none", "bitext", "unrated"])
+def test_make_skips_kinds_the_data_cannot_make(data, subset):
+    chosen = {"none": [], "bitext": bitext(), "unrated": [e for e in dialogues() if e.source == "uss"]}[subset]
+    examples = Augmenter(chosen).make(18, random.Random(0))
+    assert len(examples) == (0 if subset == "none" else 18)
+    if subset == "bitext":
+        assert {e.source for e in examples} == {f"augment:{k}" for k in (
+            "loop", "repeated_answer", "two_turn_answered")}
