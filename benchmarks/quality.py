@@ -877,6 +877,19 @@ def pair_metrics(pair: Pair, labels: np.ndarray, scores: dict[str, np.ndarray],
     return out
 
 
+def pair_result(pair: Pair, rows: list[tuple[Example, float]],
+                systems: dict[str, dict[str, float]], n_resamples: int, seed: int) -> dict[str, Any]:
+    """One pair's description, size and metrics, given each system's score per item key."""
+    keys = [item_key(e) for e, _ in rows]
+    labels = np.array([y for _, y in rows], dtype=np.float64)
+    scores = {s: np.array([by_item[k] for k in keys], dtype=np.float64)
+              for s, by_item in systems.items()}
+    return {"target": pair.target, "source": pair.source, "split": pair.split, "role": pair.role,
+            "cross_source": pair.cross_source, "label": pair.label_text, "metric": pair.metric,
+            "n": len(keys), "positives": int(labels.sum()) if pair.metric == "auroc" else None,
+            **(pair_metrics(pair, labels, scores, n_resamples, seed) if keys else {})}
+
+
 def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bool = True,
                  single_task: bool = True, single_task_targets: tuple[str, ...] = MAIN_TARGETS,
                  encoder: str | None = None, cache_dir: Path = ST_CACHE, n_resamples: int = 1000,
@@ -926,17 +939,8 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
             references[target] = {k: reference[k] for k in ("seconds", "cached", "n_train", "fingerprint")}
 
     start = time.perf_counter()
-    results_pairs = {}
-    for p in chosen:
-        keys = [item_key(e) for e, _ in items[p.name]]
-        labels = np.array([y for _, y in items[p.name]], dtype=np.float64)
-        scores = {s: np.array([by_item[k] for k in keys], dtype=np.float64)
-                  for s, by_item in systems[p.target].items()}
-        results_pairs[p.name] = {
-            "target": p.target, "source": p.source, "split": p.split, "role": p.role,
-            "cross_source": p.cross_source, "label": p.label_text, "metric": p.metric,
-            "n": len(keys), "positives": int(labels.sum()) if p.metric == "auroc" else None,
-            **(pair_metrics(p, labels, scores, n_resamples, seed) if keys else {})}
+    results_pairs = {p.name: pair_result(p, items[p.name], systems[p.target], n_resamples, seed)
+                     for p in chosen}
     timings["bootstrap_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - started
     results = {"benchmark": "quality-protocol", "command": command, "data_dir": str(data_dir),
