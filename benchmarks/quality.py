@@ -34,12 +34,23 @@ Usage:
 `--split all` scores every example in the files (a test set with this layout); baselines
 then train on the train split of `--train-data-dir`, and are skipped when that is the data
 dir itself (they would be scored on their own training data).
+
+`--protocol` runs the cross-source protocol of issue 11 instead (`PAIRS`, `run_protocol`,
+`selection_score`): each main target on sources its head did not train on where labels
+allow, else on its one source's held-out split; selection pairs on dev, report pairs on
+report. Systems: the model, TF-IDF + LR and a single-task MiniLM fine-tune per target,
+trained on the target's training sources (train split) and cached under local/single_task/:
+
+    python benchmarks/quality.py --protocol --model DIR --data-dir ../shared/data
+        [--pairs selection|report|all] [--no-single-task] [--single-task-targets resolution]
+        [--no-tfidf] [--threads 1] [--cache-dir DIR] [--json PATH] [--markdown PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -613,6 +624,390 @@ def _ece_check(what: str, value: float, n: int) -> dict[str, Any]:
     return {"check": f"{what} ECE <= {ECE_TARGET}", "status": status, "value": value, "n": n}
 
 
+# ------------------------------------------------------------------------------ cross-source protocol
+# Issue 11, item 2: select and report on transfer, not on fit. Each pair evaluates one main
+# target on items whose label the head did not train on where the public data allows
+# (cross-source), else on the held-out split of its one source (an in-source stand-in).
+# Selection pairs use the dev split only, report pairs the report split only, so the
+# reported figures are not the ones selected on.
+MAIN_TARGETS = ("resolution", "escalation", "repeat_inquiry", "empathy")
+USS_TASK, USS_REDIAL = ("MWOZ", "SGD"), ("ReDial",)  # task-oriented dialogues / movie chat
+USS_UNHAPPY = 2.5  # a user turn's mean rating below this: clearly dissatisfied
+ST_RECIPE = {"epochs": 2, "lr": 5e-5, "max_tokens": 256, "batch_size": 16, "seed": 0}
+ST_CACHE = Path(__file__).resolve().parents[1] / "local" / "single_task"
+ItemLabel = Callable[[Example], float | None]  # None: the item is not labelled (left out)
+
+
+def uss_corpus(e: Example) -> str:
+    """The USS file a dialogue came from: the reader's `corpus`, else the id prefix."""
+    return e.info.get("corpus") or e.group.split("-")[0]
+
+
+def _uss_in(corpora: tuple[str, ...]) -> Callable[[Example], bool]:
+    return lambda e: uss_corpus(e) in corpora
+
+
+def uss_satisfied(e: Example) -> float | None:
+    """Mean OVERALL rating above 3: the user was satisfied with the outcome."""
+    overall = e.info.get("overall")
+    return float(np.mean(overall) > 3) if overall else None
+
+
+def uss_clearly_dissatisfied(e: Example) -> float | None:
+    """Some user turn with mean rating below 2.5. Not below 3: 74-84% of USS dialogues have
+    such a turn (about 12 rated turns each), too common to separate anything. Not the last
+    turn alone: that is the USS repeat_inquiry training label (fit, not transfer)."""
+    rated = [r for r in e.info["ratings"] if r]
+    return float(any(np.mean(r) < USS_UNHAPPY for r in rated)) if rated else None
+
+
+def stc3_resolved(e: Example) -> float | None:
+    return float(e.info["A_mean"] > 0) if "A_mean" in e.info else None
+
+
+def share_at_least_half(name: str) -> ItemLabel:
+    """A conversation label given as a share (annotators, or bot turns) -> share >= 0.5."""
+    return lambda e: float(e.labels[name] >= 0.5) if name in e.labels else None
+
+
+def empathy_total(e: Example) -> float | None:
+    """The response's summed level over the three mechanisms (0..6), when all are graded."""
+    levels = e.info.get("levels") or {}
+    return float(sum(levels.values())) if len(levels) == len(EMPATHY_MECHANISMS) else None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One protocol pair: a main target evaluated on one source's split (and filter)."""
+
+    name: str
+    target: str  # the model output evaluated: one of MAIN_TARGETS
+    source: str
+    split: str  # "dev" for selection pairs, "report" for report pairs
+    role: str  # "selection" | "report"
+    cross_source: bool  # False: an in-source stand-in (no cross-source labels exist)
+    label: ItemLabel
+    label_text: str
+    metric: str = "auroc"  # "spearman" where the label is graded
+    keep: Callable[[Example], bool] = lambda e: True
+
+    def items(self, examples: list[Example]) -> list[tuple[Example, float]]:
+        chosen = [(e, self.label(e)) for e in by_split(examples, self.split) if self.keep(e)]
+        return [(e, y) for e, y in chosen if y is not None]
+
+
+def _pairs() -> tuple[Pair, ...]:
+    task, redial = _uss_in(USS_TASK), _uss_in(USS_REDIAL)
+    satisfied = "USS OVERALL mean > 3 (satisfied: stand-in for resolved)"
+    unhappy = "USS some user turn mean rating < 2.5"
+    selection = (
+        Pair("resolution/uss-task/dev", "resolution", "uss", "dev", "selection", True,
+             uss_satisfied, satisfied, keep=task),
+        Pair("escalation/uss-task/dev", "escalation", "uss", "dev", "selection", True,
+             uss_clearly_dissatisfied, unhappy, keep=task),
+        Pair("repeat_inquiry/stc3/dev", "repeat_inquiry", "stc3", "dev", "selection", False,
+             share_at_least_half("repeat_inquiry"), "STC-3 open-end proxy share >= 0.5"),
+        Pair("repeat_inquiry/uss-task/dev", "repeat_inquiry", "uss", "dev", "selection", False,
+             share_at_least_half("repeat_inquiry"), "USS last rated turn < 3 (share >= 0.5)",
+             keep=task),
+        Pair("empathy/epitome/dev", "empathy", "epitome", "dev", "selection", False,
+             empathy_total, "EPITOME summed level 0-6", metric="spearman"),
+    )
+    report = (
+        Pair("resolution/uss-redial/report", "resolution", "uss", "report", "report", True,
+             uss_satisfied, satisfied, keep=redial),
+        Pair("resolution/uss-task/report", "resolution", "uss", "report", "report", True,
+             uss_satisfied, satisfied, keep=task),
+        Pair("resolution/stc3/report", "resolution", "stc3", "report", "report", False,
+             stc3_resolved, "STC-3 annotators' mean A > 0"),
+        Pair("escalation/uss-redial/report", "escalation", "uss", "report", "report", True,
+             uss_clearly_dissatisfied, unhappy, keep=redial),
+        Pair("escalation/uss-task/report", "escalation", "uss", "report", "report", True,
+             uss_clearly_dissatisfied, unhappy, keep=task),
+        Pair("escalation/dbdc3/report", "escalation", "dbdc3", "report", "report", False,
+             share_at_least_half("escalation"), "DBDC3 share of majority-breakdown bot turns >= 0.5"),
+        Pair("repeat_inquiry/stc3/report", "repeat_inquiry", "stc3", "report", "report", False,
+             share_at_least_half("repeat_inquiry"), "STC-3 open-end proxy share >= 0.5"),
+        Pair("repeat_inquiry/uss/report", "repeat_inquiry", "uss", "report", "report", False,
+             share_at_least_half("repeat_inquiry"), "USS last rated turn < 3 (share >= 0.5)"),
+        Pair("empathy/epitome/report", "empathy", "epitome", "report", "report", False,
+             empathy_total, "EPITOME summed level 0-6", metric="spearman"),
+    )
+    return selection + report
+
+
+PAIRS: tuple[Pair, ...] = _pairs()
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a reference trains on for one target: the train split of the sources the model's
+    head trains on, and a soft target per example; `score` maps (N, K) probabilities to the
+    score compared with the model's."""
+
+    sources: tuple[str, ...]
+    target: Callable[[Example], np.ndarray | None]
+    score: Callable[[np.ndarray], np.ndarray]
+
+
+def _binary_target(value: Callable[[Example], float | None]) -> Callable[[Example], np.ndarray | None]:
+    def target(e: Example) -> np.ndarray | None:
+        p = value(e)
+        return None if p is None else np.array([1 - p, p])
+    return target
+
+
+def _label_share(name: str) -> Callable[[Example], float | None]:
+    return lambda e: float(e.labels[name]) if name in e.labels else None
+
+
+def _empathy_share(e: Example) -> float | None:
+    total = empathy_total(e)
+    return None if total is None else total / 6
+
+
+TRAINING: dict[str, TrainingData] = {
+    # the A distribution as the model's head learns it; the score is P(level > 0)
+    "resolution": TrainingData(("stc3",), lambda e: e.labels.get("resolution"), _positive),
+    # the conversation escalation labels (DBDC3 unweighted here; no augmentations)
+    "escalation": TrainingData(("stc3", "bitext", "dbdc3"), _binary_target(_label_share("escalation")),
+                               lambda p: p[:, 1]),
+    "repeat_inquiry": TrainingData(("stc3", "uss"), _binary_target(_label_share("repeat_inquiry")),
+                                   lambda p: p[:, 1]),
+    # one graded target: the summed level / 6 as a soft binary target (cross-entropy to it)
+    "empathy": TrainingData(("epitome",), _binary_target(_empathy_share), lambda p: p[:, 1]),
+}
+
+
+def training_set(target: str, loaded: dict[str, list[Example]]
+                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(flattened train conversations, (N, K) soft targets, (N,) group numbers for grouped
+    cross-validation: Bitext paraphrases stay in one fold) of one main target."""
+    rows = [(e, y) for s in TRAINING[target].sources for e in by_split(loaded.get(s, []), "train")
+            if (y := TRAINING[target].target(e)) is not None]
+    texts = [unit_text(e.transcript, None) for e, _ in rows]
+    groups = np.unique([f"{e.source}/{e.group}" for e, _ in rows], return_inverse=True)[1]
+    width = 5 if target == "resolution" else 2
+    return texts, np.array([y for _, y in rows], dtype=np.float64).reshape(-1, width), groups
+
+
+def item_key(e: Example) -> str:
+    return f"{e.source}/{e.transcript.id}"
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of JSON-able parts (training texts and targets, recipe, eval items)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(_json_ready(part), sort_keys=True).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: str,
+                       cache_dir: Path, train: bool = True) -> dict[str, Any] | None:
+    """The single-task reference's score for every protocol item of `target` (all pairs, so
+    one training serves selection and report runs), from the cache when it holds them.
+
+    The reference does not depend on the model under test: it is trained once per training
+    data, recipe and eval items (the fingerprint) and reused for every candidate model.
+    Returns {"scores": {item key: score}, "seconds", "cached", "fingerprint"}, or None when
+    it is not cached and `train` is False.
+    """
+    train_texts, train_targets, _ = training_set(target, loaded)
+    items = sorted({item_key(e): e for p in PAIRS if p.target == target
+                    for e, _ in p.items(loaded.get(p.source, []))}.items())
+    eval_texts = [unit_text(e.transcript, None) for _, e in items]
+    key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,
+                      np.round(train_targets, 6).tolist(), [k for k, _ in items], eval_texts)
+    path = cache_dir / f"{target}-{key[:16]}.json"
+    if path.is_file():
+        return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
+    if not train:
+        return None
+    start = time.perf_counter()
+    log.info("single-task %s: training on %d conversations", target, len(train_texts))
+    probs = baselines.fine_tune_single_task(train_texts, train_targets, eval_texts, encoder,
+                                            **ST_RECIPE)
+    scores = TRAINING[target].score(probs)
+    entry = {"target": target, "fingerprint": key, "recipe": ST_RECIPE,
+             "n_train": len(train_texts), "seconds": time.perf_counter() - start,
+             "scores": {k: float(s) for (k, _), s in zip(items, scores)}}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    return {**entry, "cached": False}
+
+
+def tfidf_scores(target: str, loaded: dict[str, list[Example]], pairs: list[Pair],
+                 c_grid: tuple[float, ...]) -> dict[str, float]:
+    """TF-IDF + LR trained on the target's training set, scored on the pairs' items."""
+    train_texts, train_targets, groups = training_set(target, loaded)
+    items = {item_key(e): e for p in pairs for e, _ in p.items(loaded.get(p.source, []))}
+    X_train, X_eval = baselines.tfidf_features(
+        train_texts, [unit_text(e.transcript, None) for e in items.values()])
+    probs, _ = baselines.fit_predict(X_train, train_targets, groups, X_eval, c_grid)
+    return dict(zip(items, TRAINING[target].score(probs).tolist()))
+
+
+def pair_metrics(pair: Pair, labels: np.ndarray, scores: dict[str, np.ndarray],
+                 n_resamples: int, seed: int) -> dict[str, Any]:
+    """Each system's main metric and (binary labels) ECE with 95% bootstrap intervals, and
+    the paired differences model - system (one set of draws for every system)."""
+    measure = auroc if pair.metric == "auroc" else spearman
+    systems = list(scores)
+    with_ece = pair.metric == "auroc"
+
+    def statistic(index: np.ndarray) -> list[float]:
+        values = [measure(scores[s][index], labels[index]) for s in systems]
+        if with_ece:
+            values += [_ece(np.clip(scores[s][index], 0, 1), labels[index]) for s in systems]
+        return values
+
+    point = statistic(np.arange(len(labels)))
+    boot = cluster_bootstrap(statistic, np.arange(len(labels)), n_resamples, seed)
+    out: dict[str, Any] = {}
+    for j, s in enumerate(systems):
+        out[s], out[f"{s}_ci"] = point[j], percentile_ci(boot[:, j])
+        if j:
+            out[f"diff_{s}"] = point[0] - point[j]
+            out[f"diff_{s}_ci"] = percentile_ci(boot[:, 0] - boot[:, j])
+        if with_ece:
+            k = len(systems) + j
+            out[f"ece_{s}"], out[f"ece_{s}_ci"] = point[k], percentile_ci(boot[:, k])
+    return out
+
+
+def pair_result(pair: Pair, rows: list[tuple[Example, float]],
+                systems: dict[str, dict[str, float]], n_resamples: int, seed: int) -> dict[str, Any]:
+    """One pair's description, size and metrics, given each system's score per item key."""
+    keys = [item_key(e) for e, _ in rows]
+    labels = np.array([y for _, y in rows], dtype=np.float64)
+    scores = {s: np.array([by_item[k] for k in keys], dtype=np.float64)
+              for s, by_item in systems.items()}
+    return {"target": pair.target, "source": pair.source, "split": pair.split, "role": pair.role,
+            "cross_source": pair.cross_source, "label": pair.label_text, "metric": pair.metric,
+            "n": len(keys), "positives": int(labels.sum()) if pair.metric == "auroc" else None,
+            **(pair_metrics(pair, labels, scores, n_resamples, seed) if keys else {})}
+
+
+def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bool = True,
+                 single_task: bool = True, single_task_targets: tuple[str, ...] = MAIN_TARGETS,
+                 encoder: str | None = None, cache_dir: Path = ST_CACHE, n_resamples: int = 1000,
+                 seed: int = 0, c_grid: tuple[float, ...] = baselines.C_GRID,
+                 command: str | None = None) -> dict[str, Any]:
+    """Evaluate the model, TF-IDF + LR and the single-task references on the protocol pairs.
+
+    `pairs` is "selection", "report" or "all". Single-task references are read from
+    `cache_dir` when there; they are trained (slow) only for `single_task_targets` and only
+    when `single_task` is set, in that order. Returns `pairs[name]` with the pair's description, `n`,
+    `positives`, and per system (model, tfidf, single_task) the metric, its interval, ECE,
+    and paired differences; `selection_score`; `single_task` (seconds, cached); `timings`.
+
+    Example:
+        >>> results = run_protocol("models/default", "../shared/data", pairs="selection")  # doctest: +SKIP
+        >>> selection_score(results)  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = defaultdict(float)
+    chosen = [p for p in PAIRS if pairs in ("all", p.role)]
+    loaded = load_sources(data_dir)
+    items = {p.name: p.items(loaded.get(p.source, [])) for p in chosen}
+    timings["load_s"] = time.perf_counter() - started
+
+    start = time.perf_counter()
+    auditor = Auditor.from_pretrained(model_dir, device="cpu", precision="fp32")
+    unique = {item_key(e): e for rows in items.values() for e, _ in rows}
+    scored = dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
+    timings["model_s"] = time.perf_counter() - start
+
+    systems: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)  # target -> system -> scores
+    for target in MAIN_TARGETS:
+        mine = [p for p in chosen if p.target == target]
+        if not mine:
+            continue
+        systems[target]["model"] = {k: getattr(r, target) for k, r in scored.items()}
+        if tfidf:
+            start = time.perf_counter()
+            systems[target]["tfidf"] = tfidf_scores(target, loaded, mine, c_grid)
+            timings[f"tfidf_{target}_s"] = time.perf_counter() - start
+    references = {}
+    for target in (t for t in dict.fromkeys((*single_task_targets, *MAIN_TARGETS)) if t in systems):
+        reference = single_task_scores(target, loaded, encoder or default_encoder_path(), cache_dir,
+                                       train=single_task and target in single_task_targets)
+        if reference is not None:
+            systems[target]["single_task"] = reference["scores"]
+            references[target] = {k: reference[k] for k in ("seconds", "cached", "n_train", "fingerprint")}
+
+    start = time.perf_counter()
+    results_pairs = {p.name: pair_result(p, items[p.name], systems[p.target], n_resamples, seed)
+                     for p in chosen}
+    timings["bootstrap_s"] = time.perf_counter() - start
+    timings["total_s"] = time.perf_counter() - started
+    results = {"benchmark": "quality-protocol", "command": command, "data_dir": str(data_dir),
+               "pairs_run": pairs, "seed": seed, "n_resamples": n_resamples,
+               "model": {"path": str(model_dir), **dataclasses.asdict(auditor.info)},
+               "single_task_recipe": ST_RECIPE, "single_task": references,
+               "pairs": results_pairs, "timings": dict(timings)}
+    results["selection_score"] = mean_main_metric(results, "selection")
+    return results
+
+
+def mean_main_metric(results: dict[str, Any], role: str = "selection") -> float:
+    """The model's main metric averaged over the `role` pairs; a pair whose metric is
+    undefined (one class only: it depends on the labels, so on no candidate) is left out.
+    NaN when no pair has a value."""
+    values = [p["model"] for p in results["pairs"].values()
+              if p["role"] == role and p.get("model") is not None and not np.isnan(p["model"])]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def selection_score(model_dir: str, data_dir: str, **kwargs: Any) -> float:
+    """One number to pick a candidate model (or stop early) on: the mean of the main metric
+    over the selection pairs (dev split only), the model alone unless `kwargs` say otherwise.
+
+    Example:
+        >>> selection_score("runs/epoch3", "../shared/data")  # doctest: +SKIP
+    """
+    kwargs = {"tfidf": False, "single_task": False, **kwargs}
+    return mean_main_metric(run_protocol(model_dir, data_dir, pairs="selection", **kwargs))
+
+
+def protocol_markdown(results: dict[str, Any]) -> str:
+    """The pairs table (main metric per system, paired differences) and the ECE table."""
+    model = results["model"]
+    lines = [f"## Cross-source protocol: model `{model['name']}` {model['version']} "
+             f"(weights {model['weights_sha256'][:12]})", "",
+             "| pair | role | split | kind | label | n (pos) | metric | model | TF-IDF | "
+             "single-task FT | model − TF-IDF | model − single-task |",
+             "|---|---|---|---|---|---:|---|---|---|---|---|---|"]
+    for name, p in results["pairs"].items():
+        n = f"{p['n']} ({p['positives']})" if p["positives"] is not None else str(p["n"])
+        cells = [_fmt(p.get(s), p.get(f"{s}_ci")) for s in ("model", "tfidf", "single_task")]
+        diffs = [_fmt(p.get(f"diff_{s}"), p.get(f"diff_{s}_ci"), signed=True)
+                 for s in ("tfidf", "single_task")]
+        kind = "cross-source" if p["cross_source"] else "in-source stand-in"
+        lines.append(f"| {name} | {p['role']} | {p['split']} | {kind} | {p['label']} | {n} | "
+                     f"{p['metric']} | " + " | ".join(cells + diffs) + " |")
+    lines += ["", "ECE of each probability against the pair's 0/1 label (15 bins, 95% interval):", "",
+              "| pair | n | model | TF-IDF | single-task FT |", "|---|---:|---|---|---|"]
+    for name, p in results["pairs"].items():
+        if "ece_model" in p:
+            cells = [_fmt(p.get(f"ece_{s}"), p.get(f"ece_{s}_ci"))
+                     for s in ("model", "tfidf", "single_task")]
+            lines.append(f"| {name} | {p['n']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Selection score (model, mean main metric over selection pairs): "
+              f"{_fmt(results['selection_score'])}."]
+    for target, r in results["single_task"].items():
+        lines.append(f"- single-task {target}: {'cached' if r['cached'] else 'trained'} "
+                     f"({r['n_train']} train conversations, {r['seconds']:.0f} s to train)")
+    missing = sorted({p["target"] for p in results["pairs"].values()} - set(results["single_task"]))
+    if missing:
+        lines.append(f"- single-task reference not available for: {', '.join(missing)}")
+    t = results["timings"]
+    lines += ["", f"Time: {t['total_s']:.0f} s in all; model {t['model_s']:.1f} s."]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------ output
 def _fmt(value: float | None, ci: list[float] | None = None, signed: bool = False) -> str:
     if value is None or np.isnan(value):
@@ -717,8 +1112,34 @@ def main(argv: list[str] | None = None) -> None:
                         help="transcripts scored again with agent_type swapped")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
     parser.add_argument("--markdown", dest="markdown_path", help="write the tables here")
+    protocol = parser.add_argument_group("cross-source protocol (issue 11)")
+    protocol.add_argument("--protocol", action="store_true",
+                          help="evaluate on the protocol pairs instead of every source's split")
+    protocol.add_argument("--pairs", default="all", choices=("selection", "report", "all"))
+    protocol.add_argument("--no-tfidf", action="store_true", help="skip the TF-IDF baseline")
+    protocol.add_argument("--no-single-task", action="store_true",
+                          help="train no single-task reference (cached ones are still used)")
+    protocol.add_argument("--single-task-targets", default=",".join(MAIN_TARGETS),
+                          help="the targets whose single-task reference may be trained")
+    protocol.add_argument("--cache-dir", default=str(ST_CACHE),
+                          help="where single-task predictions are cached (git-ignored)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    command = " ".join(sys.argv if argv is None else ["benchmarks/quality.py", *argv])
+    if args.protocol:
+        results = run_protocol(
+            args.model, args.data_dir, pairs=args.pairs, tfidf=not args.no_tfidf,
+            single_task=not args.no_single_task,
+            single_task_targets=tuple(args.single_task_targets.split(",")), encoder=args.encoder,
+            cache_dir=Path(args.cache_dir), n_resamples=args.n_resamples, seed=args.seed,
+            c_grid=tuple(float(c) for c in args.c_grid.split(",")), command=command)
+        _write(results, protocol_markdown(results), args.json_path, args.markdown_path)
+        return
     results = run_benchmark(
         args.model, args.data_dir, args.split, train_data_dir=args.train_data_dir,
         sources=args.sources.split(",") if args.sources else None, limit=args.limit,
@@ -727,14 +1148,18 @@ def main(argv: list[str] | None = None) -> None:
         c_grid=tuple(float(c) for c in args.c_grid.split(",")),
         single_task_resolution=args.single_task_resolution,
         single_task_epochs=args.single_task_epochs, relabel_sample=args.relabel_sample,
-        command=" ".join(sys.argv if argv is None else ["benchmarks/quality.py", *argv]))
-    markdown = to_markdown(results)
+        command=command)
+    _write(results, to_markdown(results), args.json_path, args.markdown_path)
+
+
+def _write(results: dict[str, Any], markdown: str, json_path: str | None,
+           markdown_path: str | None) -> None:
     print(markdown)
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(_json_ready(results), indent=1) + "\n",
-                                        encoding="utf-8")
-    if args.markdown_path:
-        Path(args.markdown_path).write_text(markdown, encoding="utf-8")
+    if json_path:
+        Path(json_path).write_text(json.dumps(_json_ready(results), indent=1) + "\n",
+                                   encoding="utf-8")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown, encoding="utf-8")
 
 
 if __name__ == "__main__":

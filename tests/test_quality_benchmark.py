@@ -17,7 +17,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from conftest import load_benchmark
 from qualaudit.metrics import auroc as reference_auroc
 from qualaudit.metrics import bootstrap_ci
-from qualaudit.training.datasets import load_sources, split_of
+from qualaudit.training.datasets import Example, load_sources, split_of, transcript
 
 quality = load_benchmark("quality")
 baselines = quality.baselines
@@ -160,11 +160,12 @@ def _ids(source: str, make, per_split: dict[str, int]) -> list[str]:
     return chosen
 
 
-def write_tiny_data(root: Path, seed: int = 0) -> Path:
-    """A few examples of each dataset in its original file format, with train and report
-    examples for each source."""
+def write_tiny_data(root: Path, seed: int = 0, per_split: dict[str, int] | None = None,
+                    uss_files: tuple[str, ...] = ("MWOZ",)) -> Path:
+    """A few examples of each dataset in its original file format, with `per_split` examples
+    of each split (default train and report) for each source, and USS in `uss_files`."""
     rng = random.Random(seed)
-    per_split = {"train": 8, "report": 4}
+    per_split = per_split or {"train": 8, "report": 4}
     (root / "stc3_dch").mkdir(parents=True)
     dialogues = []
     for k, did in enumerate(_ids("stc3", lambda k: f"d{k}", per_split)):
@@ -180,16 +181,17 @@ def write_tiny_data(root: Path, seed: int = 0) -> Path:
     (root / "stc3_dch" / "train_data_en.json").write_text(json.dumps(dialogues), encoding="utf-8")
 
     (root / "uss").mkdir()
-    blocks = []
-    wanted = _ids("uss", lambda k: f"MWOZ-{k}", per_split)  # dialogue k of MWOZ.txt
-    for _ in range(max(int(i.split("-")[1]) for i in wanted) + 1):
-        lines = []
-        for _ in range(2):
-            lines += [f"USER\t{_sentence(rng)}\tinform\t{rng.choice(['3,3,3', '2,1,2', '3,2,3'])}",
-                      f"SYSTEM\t{_sentence(rng)}\trequest\t"]
-        lines.append(f"USER\tOVERALL\t\t{rng.choice(['3,3,2', '4,4,3', '2,1,2'])}")
-        blocks.append("\n".join(lines))
-    (root / "uss" / "MWOZ.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    for corpus in uss_files:
+        blocks = []
+        wanted = _ids("uss", lambda k, c=corpus: f"{c}-{k}", per_split)  # dialogue k of the file
+        for _ in range(max(int(i.split("-")[1]) for i in wanted) + 1):
+            lines = []
+            for _ in range(2):
+                lines += [f"USER\t{_sentence(rng)}\tinform\t{rng.choice(['3,3,3', '2,1,2', '3,2,3'])}",
+                          f"SYSTEM\t{_sentence(rng)}\trequest\t"]
+            lines.append(f"USER\tOVERALL\t\t{rng.choice(['3,3,2', '4,4,3', '2,1,2'])}")
+            blocks.append("\n".join(lines))
+        (root / "uss" / f"{corpus}.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
 
     (root / "epitome").mkdir()
     pairs = [(*key.split("/"), _sentence(rng, 10), _sentence(rng, 10))
@@ -212,7 +214,8 @@ def write_tiny_data(root: Path, seed: int = 0) -> Path:
         for k in range(60):
             writer.writerow([f"{_sentence(rng)} {k}", intents[k % len(intents)], "X", "ok"])
 
-    for k, did in enumerate(_ids("dbdc3", lambda k: f"dlg{k}", {"train": 6, "report": 3})):
+    dbdc3_split = {split: n - n // 4 for split, n in per_split.items()}
+    for k, did in enumerate(_ids("dbdc3", lambda k: f"dlg{k}", dbdc3_split)):
         folder = root / "dbdc3" / "dev" / f"BOT_{k % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         turns = []
@@ -290,3 +293,117 @@ def test_split_all_on_the_same_dir_skips_the_baselines(tiny_data_dir, tiny_model
     assert all("tfidf" not in m for m in results["metrics"].values())
     assert any("--train-data-dir" in note for note in results["notes"])
     json.dumps(quality._json_ready(results), allow_nan=False)
+
+
+# ------------------------------------------------------------------------------ protocol
+def _example(source: str, group: str, info: dict | None = None, labels: dict | None = None):
+    t = transcript(group, [("customer", "my card was charged twice"), ("agent", "refund sent")])
+    return Example(t, source, group, labels=labels or {}, info=info or {})
+
+
+def _group_in(source: str, split: str, prefix: str) -> str:
+    return next(g for k in range(1000) if split_of(source, g := f"{prefix}-{k}") == split)
+
+
+def test_protocol_pairs_keep_selection_and_report_splits_apart():
+    names = [p.name for p in quality.PAIRS]
+    assert len(names) == len(set(names))
+    roles = {p.role: set() for p in quality.PAIRS}
+    for p in quality.PAIRS:
+        roles[p.role].add(p.split)
+        assert p.target in quality.MAIN_TARGETS and p.metric in ("auroc", "spearman")
+    assert roles == {"selection": {"dev"}, "report": {"report"}}
+    selected = {p.target for p in quality.PAIRS if p.role == "selection"}
+    assert selected == set(quality.MAIN_TARGETS)
+    # ReDial is another domain: reported on, never selected on
+    redial = _example("uss", "ReDial-3", {"corpus": "ReDial"})
+    assert not any(p.keep(redial) for p in quality.PAIRS if p.role == "selection" and p.source == "uss"
+                   and p.target in ("resolution", "escalation"))
+    assert any(p.cross_source for p in quality.PAIRS if p.target == "resolution")
+    assert not any(p.cross_source for p in quality.PAIRS if p.target in ("empathy", "repeat_inquiry"))
+
+
+def test_protocol_labels_on_hand_made_examples():
+    ratings = [[3, 3, 3], [], [2, 2, 3], []]  # the third turn: mean 2.33, clearly unhappy
+    unhappy = _example("uss", "MWOZ-1", {"ratings": ratings, "overall": [4, 4, 3]})
+    mild = _example("uss", "SGD-2", {"ratings": [[3, 2, 3], []], "overall": [3, 3, 3]})
+    assert quality.uss_satisfied(unhappy) == 1.0 and quality.uss_satisfied(mild) == 0.0
+    assert quality.uss_satisfied(_example("uss", "SGD-3", {"ratings": ratings, "overall": None})) is None
+    assert quality.uss_clearly_dissatisfied(unhappy) == 1.0
+    assert quality.uss_clearly_dissatisfied(mild) == 0.0  # mean 2.67: below 3, not below 2.5
+    assert quality.uss_corpus(mild) == "SGD"  # no `corpus` recorded: the id prefix
+    assert quality.uss_corpus(_example("uss", "x-1", {"corpus": "ReDial"})) == "ReDial"
+    assert quality.stc3_resolved(_example("stc3", "d1", {"A_mean": 0.2})) == 1.0
+    assert quality.stc3_resolved(_example("stc3", "d2", {"A_mean": 0.0})) == 0.0
+    at_half = quality.share_at_least_half("escalation")
+    assert at_half(_example("dbdc3", "a", labels={"escalation": np.float32(0.5)})) == 1.0
+    assert at_half(_example("dbdc3", "b", labels={"escalation": np.float32(0.4)})) == 0.0
+    assert at_half(_example("dbdc3", "c")) is None
+    levels = {"emotional_reactions": 2, "interpretations": 0, "explorations": 1}
+    assert quality.empathy_total(_example("epitome", "e", {"levels": levels})) == 3.0
+    del levels["explorations"]
+    assert quality.empathy_total(_example("epitome", "f", {"levels": levels})) is None
+    # a pair keeps only its split, its filter and labelled items
+    pair = next(p for p in quality.PAIRS if p.name == "resolution/uss-task/dev")
+    dev_task = _example("uss", _group_in("uss", "dev", "MWOZ"), {"corpus": "MWOZ", "overall": [5, 4, 4]})
+    dev_redial = _example("uss", _group_in("uss", "dev", "ReDial"), {"corpus": "ReDial", "overall": [5]})
+    train_task = _example("uss", _group_in("uss", "train", "SGD"), {"corpus": "SGD", "overall": [5]})
+    unlabelled = _example("uss", _group_in("uss", "dev", "SGD"), {"corpus": "SGD", "overall": None})
+    assert pair.items([dev_task, dev_redial, train_task, unlabelled]) == [(dev_task, 1.0)]
+
+
+@pytest.fixture(scope="module")
+def protocol_data_dir(tmp_path_factory) -> Path:
+    return write_tiny_data(tmp_path_factory.mktemp("protocol-data"), seed=1,
+                           per_split={"train": 8, "dev": 6, "report": 6}, uss_files=("MWOZ", "ReDial"))
+
+
+def test_protocol_end_to_end_reuses_the_single_task_cache(protocol_data_dir, tiny_model_dir,
+                                                          tiny_encoder_dir, tmp_path, monkeypatch):
+    cache, json_path = tmp_path / "cache", tmp_path / "protocol.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quality.main(["--protocol", "--model", str(tiny_model_dir), "--data-dir", str(protocol_data_dir),
+                      "--encoder", tiny_encoder_dir, "--cache-dir", str(cache), "--threads", "1",
+                      "--single-task-targets", "empathy", "--n-resamples", "20",
+                      "--c-grid", "0.1,10", "--json", str(json_path)])
+    first = json.loads(json_path.read_text(encoding="utf-8"))
+    assert set(first["pairs"]) == {p.name for p in quality.PAIRS}
+    assert len(list(cache.glob("empathy-*.json"))) == 1 and set(first["single_task"]) == {"empathy"}
+    assert first["single_task"]["empathy"]["cached"] is False
+    for name, p in first["pairs"].items():
+        assert p["n"] > 0, name
+        assert "tfidf" in p and ("single_task" in p) == (p["target"] == "empathy"), name
+        if p["metric"] == "auroc":
+            assert 0 <= p["ece_model"] <= 1, name
+    empathy = first["pairs"]["empathy/epitome/report"]
+    assert empathy["diff_single_task"] == pytest.approx(empathy["model"] - empathy["single_task"])
+    assert np.isfinite(first["selection_score"])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached single-task reference was trained again")
+
+    monkeypatch.setattr(quality.baselines, "fine_tune_single_task", no_training)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        second = quality.run_protocol(tiny_model_dir, protocol_data_dir, pairs="report", tfidf=False,
+                                      single_task_targets=("empathy",), encoder=tiny_encoder_dir,
+                                      cache_dir=cache, n_resamples=20)
+    assert second["single_task"]["empathy"]["cached"] is True
+    assert {p["role"] for p in second["pairs"].values()} == {"report"}
+    assert second["pairs"]["empathy/epitome/report"]["single_task"] == pytest.approx(
+        empathy["single_task"])
+    assert np.isnan(second["selection_score"])  # no selection pair ran
+    markdown = quality.protocol_markdown(second)
+    assert "empathy/epitome/report" in markdown and "not available for: escalation" in markdown
+
+
+def test_selection_score_is_the_mean_main_metric_of_the_selection_pairs(protocol_data_dir,
+                                                                        tiny_model_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score = quality.selection_score(tiny_model_dir, protocol_data_dir, n_resamples=10)
+    results = {"pairs": {"a": {"role": "selection", "model": 0.6}, "b": {"role": "report", "model": 0.1},
+                         "c": {"role": "selection", "model": 0.8}}}
+    assert quality.mean_main_metric(results) == pytest.approx(0.7)
+    assert np.isfinite(score) and -1 <= score <= 1
