@@ -287,3 +287,11 @@ def test_remote_code_is_never_asked_for(model_copy, monkeypatch):
             monkeypatch.setattr(cls, method, spy)
     load(model_copy)
     assert asked and True not in asked
+
+
+def test_the_card_leads_with_transfer_figures(tiny_model):
+    from qualaudit.modelcard import render_model_card
+
+    card = render_model_card(tiny_model, {"Recipe": "how it was made", "Transfer": "| pair | AUROC |"})
+    assert card.index("## Transfer") < card.index("## Architecture") < card.index("## Recipe")
+    assert card.count("## Transfer") == 1

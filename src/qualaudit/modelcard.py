@@ -15,13 +15,21 @@ _UNTRAINED = """> **WARNING: UNTRAINED HEADS.** The heads {heads} of this model 
 """
 
 
+LEADING = ("Transfer",)  # sections placed before the generated facts
+
+
 def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
     """Generated facts (heads, calibration, encoder, sizes) plus the caller's own sections
-    (data, recipe, metrics, limits), each under its own heading."""
+    (data, recipe, metrics, limits), each under its own heading; a "Transfer" section (the
+    figures on sources the model did not train on) comes first."""
     config = model.config
     encoder = config.encoder
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"# {config.name} {config.version}", ""]
+    sections = dict(sections)
+    for title in LEADING:  # what a reader must see first: how it does where it was not trained
+        if title in sections:
+            lines += [f"## {title}", sections.pop(title).strip(), ""]
     if config.untrained_heads:
         lines += [_UNTRAINED.format(heads=", ".join(config.untrained_heads)), ""]
     lines += [
@@ -53,7 +61,6 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         calibrator = model.calibration.get(spec.name)
         method = type(calibrator).__name__ if calibrator is not None else "none"
         lines.append(f"| `{spec.name}` | {spec.level} | {trained} | {method} |")
-    sections = dict(sections)
     if "Training data" not in sections:
         sections["Training data"] = (
             "None: no head of this model was trained." if not config.trained_heads else

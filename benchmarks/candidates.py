@@ -1,0 +1,283 @@
+"""Candidate models for issue 11, compared on transfer: each design trained on the same data
+and token budget, its weights chosen on the cross-source selection pairs, then measured on
+the report pairs and the transfer behaviour suite.
+
+`train` builds one candidate (resumable: run it again after an interruption) and writes
+`results.json` beside the model; `compare` puts candidates side by side.
+
+Usage:
+    python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 \
+        [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--threads 1]
+        [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
+    python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
+    python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
+    python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
+        [--to models/default] [--section Limits=FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qualaudit import Auditor
+from qualaudit.metrics import auroc, spearman
+from qualaudit.model import QualityModel
+from qualaudit.training.datasets import load_sources
+from qualaudit.training.recipe import build
+from qualaudit.training.train import TrainingArgs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402  (benchmarks/ is not a package)
+import transfer_behaviours  # noqa: E402
+
+log = logging.getLogger("qualaudit.benchmarks")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[QualityModel], float]:
+    """The protocol's selection score (mean main metric over the selection pairs, dev split)
+    for a model in memory, with the pairs' transcripts read once: what early stopping calls
+    at every evaluation. `precision` "auto" takes bf16 where the CPU has it: ranks, not
+    decimals, matter here."""
+    loaded = load_sources(data_dir)
+    pairs = [p for p in quality.PAIRS if p.role == "selection"]
+    items = {p.name: p.items(loaded.get(p.source, [])) for p in pairs}
+    unique = {quality.item_key(e): e for rows in items.values() for e, _ in rows}
+
+    def select(model: QualityModel) -> float:
+        auditor = Auditor(model, precision=precision)
+        scored = dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
+        values = []
+        for p in pairs:
+            labels = np.array([y for _, y in items[p.name]])
+            scores = np.array([getattr(scored[quality.item_key(e)], p.target) for e, _ in items[p.name]],
+                              dtype=float)
+            values.append(auroc(scores, labels) if p.metric == "auroc" else spearman(scores, labels))
+        finite = [v for v in values if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    return select
+
+
+def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
+                            context_layers=args.context_layers, max_train_tokens=args.max_train_tokens,
+                            augment=args.augment, seed=args.seed, version=args.version,
+                            progress=not args.quiet)
+    command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
+    started = time.perf_counter()
+    summary = build(training, command=command, select=selection_metric(args.data_dir))
+    trained_s = time.perf_counter() - started
+    return evaluate(out, args.data_dir, {
+        "design": f"context_layers={summary.training.model.config.context_layers}",
+        "command": command, "threads": args.threads, "train_s": trained_s,
+        "steps": summary.training.steps, "train_tokens": summary.training.train_tokens,
+        "best_step": summary.training.best_step, "dev": summary.training.dev_losses})
+
+
+def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
+             tfidf: bool = False) -> dict[str, Any]:
+    """The protocol (every pair; single-task references only from the cache; TF-IDF, which
+    does not depend on the model, on request) and the behaviour suite on the model as saved,
+    into `out` (default `model_dir/results.json`)."""
+    started = time.perf_counter()
+    protocol = quality.run_protocol(str(model_dir), data_dir, tfidf=tfidf, single_task=False)
+    suite = transfer_behaviours.run_suite(Auditor.from_pretrained(str(model_dir), precision="fp32"))
+    record = {**record, "protocol": protocol, "behaviours": suite,
+              "selection_score": quality.mean_main_metric(protocol, "selection"),
+              "report_score": quality.mean_main_metric(protocol, "report"),
+              "evaluate_s": time.perf_counter() - started}
+    out = out or model_dir / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(quality._json_ready(record), indent=2) + "\n")
+    return record
+
+
+def compare_markdown(directories: list[str]) -> str:
+    records = {Path(d).name: json.loads((Path(d) / "results.json").read_text()) for d in directories}
+    names = list(records)
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def row(label: str, values: list[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+
+    row("design", [r.get("design", "–") for r in records.values()])
+    row("selection score (mean, dev)", [f"{r['selection_score']:.4f}" for r in records.values()])
+    row("report score (mean, report split)", [f"{r['report_score']:.4f}" for r in records.values()])
+    pairs = next(iter(records.values()))["protocol"]["pairs"]
+    for name, pair in pairs.items():
+        row(f"{name} ({pair['role']})", [_value(r["protocol"]["pairs"][name].get("model"))
+                                         for r in records.values()])
+    for behaviour in transfer_behaviours.BEHAVIOURS:
+        row(f"behaviour {behaviour} (pairs passed)", [
+            _passed(r["behaviours"]["behaviours"].get(behaviour)) for r in records.values()])
+    row("closing-thanks drop", [_value(r["behaviours"].get("closing_thanks_drop")) for r in records.values()])
+    row("train tokens / steps / s", [
+        f"{r.get('train_tokens', 0):,} / {r.get('steps', 0)} / {r.get('train_s', 0):.0f}"
+        for r in records.values()])
+    return "\n".join(lines)
+
+
+def transfer_section(new: dict[str, Any], old: dict[str, Any]) -> str:
+    """The card's leading section: every protocol pair, the previous model beside this one,
+    TF-IDF and the single-task fine-tune, then ECE, then the behaviour suite."""
+    version = old["protocol"]["model"]["version"]
+    pairs, before = new["protocol"]["pairs"], old["protocol"]["pairs"]
+    lines = [
+        "Measured with `python benchmarks/candidates.py evaluate` (the cross-source protocol of "
+        "`benchmarks/quality.py --protocol`, and `benchmarks/transfer_behaviours.py`), fp32, on "
+        "this project's 2-core CPU. Selection pairs (dev split) chose the design and the "
+        "weights; report pairs (report split) were never used to choose anything. Cross-source: "
+        "the head never trained on that source's labels for that target; in-source stand-ins "
+        "where no cross-source labels exist (repeat inquiry has no real labels in public data; "
+        "empathy is only in EPITOME): the held-out split of the one source, plus the behaviour "
+        "suite. Intervals: 95% paired bootstrap over transcripts.", "",
+        f"| pair | role | kind | label | n | {version} | this model | TF-IDF | single-task FT "
+        "| this − single-task |", "|---|---|---|---|---:|---|---|---|---|---|"]
+    for name, p in pairs.items():
+        kind = "cross-source" if p["cross_source"] else "in-source stand-in"
+        tfidf = p.get("tfidf", before[name].get("tfidf"))
+        lines.append(f"| {name} | {p['role']} | {kind} | {p['label']} | {p['n']} | "
+                     f"{_value(before[name].get('model'))} | {_value(p.get('model'))} | {_value(tfidf)} | "
+                     f"{_value(p.get('single_task'))} | "
+                     f"{quality._fmt(p.get('diff_single_task'), p.get('diff_single_task_ci'), signed=True)} |")
+    lines += ["", f"Mean main metric: selection pairs {old['selection_score']:.4f} ({version}) → "
+              f"{new['selection_score']:.4f}; report pairs {old['report_score']:.4f} → "
+              f"{new['report_score']:.4f}.", "",
+              "ECE against each pair's 0/1 label (15 bins, 95% interval):", "",
+              f"| pair | n | {version} | this model |", "|---|---:|---|---|"]
+    for name, p in pairs.items():
+        if "ece_model" in p:
+            lines.append(f"| {name} | {p['n']} | "
+                         f"{quality._fmt(before[name].get('ece_model'), before[name].get('ece_model_ci'))} | "
+                         f"{quality._fmt(p['ece_model'], p.get('ece_model_ci'))} |")
+    lines += ["", "Transfer behaviour suite (`benchmarks/transfer_behaviours.jsonl`, written before "
+              "the augmentations, never used to train or select; a directional pair passes with a "
+              "margin of 0.05, an invariance or parity pair with |Δ| ≤ 0.05):", "",
+              f"| behaviour | {version} | this model |", "|---|---|---|"]
+    for behaviour in transfer_behaviours.BEHAVIOURS:
+        lines.append(f"| {behaviour} | {_passed(old['behaviours']['behaviours'].get(behaviour))} | "
+                     f"{_passed(new['behaviours']['behaviours'].get(behaviour))} |")
+    for label, key in (("closing-thanks drop in resolution", "closing_thanks_drop"),
+                       ("\"that fixed it\" rise in resolution", "fix_confirmed_rise")):
+        lines.append(f"| {label} | {_value(old['behaviours'].get(key))} | "
+                     f"{_value(new['behaviours'].get(key))} |")
+    parity = new["behaviours"]["behaviours"].get("style_parity", {}).get("targets", {})
+    parity_old = old["behaviours"]["behaviours"].get("style_parity", {}).get("targets", {})
+    for target, r in parity.items():
+        lines.append(f"| style parity mean abs. Δ {target} | "
+                     f"{_value(parity_old.get(target, {}).get('mean_abs_delta'))} | "
+                     f"{_value(r['mean_abs_delta'])} |")
+    missed = [k for k, ok in new["behaviours"]["criteria"].items() if not ok]
+    lines += ["", "Behaviour criteria missed: " + ("; ".join(missed) if missed else "none") + "."]
+    return "\n".join(lines)
+
+
+def card_sections(card: str) -> dict[str, str]:
+    """A model card's `## ` sections by title."""
+    sections: dict[str, str] = {}
+    for block in card.split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        sections[title.strip()] = body.strip()
+    return sections
+
+
+def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any],
+         extra: dict[str, str]) -> Path:
+    """The candidate as the bundled model: its weights, calibration and tokenizer in
+    `target`, with a card that leads with transfer, keeps the candidate's data, recipe and
+    calibration sections, takes hand-written `extra` sections, and keeps the previous
+    version's figures under "History"."""
+    previous = card_sections((target / "README.md").read_text())
+    built = card_sections((candidate / "README.md").read_text())
+    version = old["protocol"]["model"]["version"]
+    history = [f"### {version}"] + [
+        f"#### {title}\n{previous[title]}" for title in
+        ("Recipe", "Calibration", "Metrics (report split)", "Behaviour tests") if title in previous]
+    if "History" in previous:
+        history.append(previous["History"])
+    sections = {"Transfer": transfer_section(new, old),
+                **{k: built[k] for k in ("Training data", "Label card", "Recipe", "Calibration")},
+                **extra, "History": "\n\n".join(history)}
+    model = QualityModel.from_pretrained(candidate)
+    for stale in target.iterdir():
+        stale.unlink()
+    model.save_pretrained(target, card_sections=sections, dtype=torch.float16)
+    return target
+
+
+def _value(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+
+
+def _passed(behaviour: dict[str, Any] | None) -> str:
+    return "–" if behaviour is None else f"{behaviour['passed']}/{behaviour['pairs']}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train and evaluate one candidate")
+    train.add_argument("-o", "--output", required=True)
+    train.add_argument("--init", default=str(ROOT / "models" / "default"))
+    train.add_argument("--context-layers", type=int, default=0)
+    train.add_argument("--max-train-tokens", type=int, default=800_000)
+    train.add_argument("--augment", type=float, default=0.3)
+    train.add_argument("--threads", type=int, default=torch.get_num_threads())
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    train.add_argument("--version", default="0.3.0")
+    train.add_argument("--quiet", action="store_true")
+    evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")
+    evaluate_.add_argument("model")
+    evaluate_.add_argument("-o", "--output", required=True, help="results JSON path")
+    evaluate_.add_argument("--tfidf", action="store_true", help="also the TF-IDF baseline")
+    evaluate_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ship_ = sub.add_parser("ship", help="make a candidate the bundled model, with its card")
+    ship_.add_argument("candidate")
+    ship_.add_argument("--to", default=str(ROOT / "models" / "default"))
+    ship_.add_argument("--previous", required=True, help="results JSON of the model it replaces")
+    ship_.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
+                       help="a hand-written card section (limits, reproducing)")
+    compare = sub.add_parser("compare", help="candidates side by side")
+    compare.add_argument("directories", nargs="+")
+    compare.add_argument("--markdown", help="also write the table here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "train":
+        record = train_candidate(args)
+        print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}")
+    elif args.command == "evaluate":
+        record = evaluate(Path(args.model), args.data_dir, {"command": " ".join(sys.argv)},
+                          Path(args.output), tfidf=args.tfidf)
+        print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}")
+    elif args.command == "ship":
+        candidate = Path(args.candidate)
+        extra = {}
+        for item in args.section:
+            title, _, path = item.partition("=")
+            extra[title] = Path(path).read_text()
+        ship(candidate, Path(args.to), json.loads((candidate / "results.json").read_text()),
+             json.loads(Path(args.previous).read_text()), extra)
+        print(f"shipped {candidate} to {args.to}")
+    else:
+        table = compare_markdown(args.directories)
+        print(table)
+        if args.markdown:
+            Path(args.markdown).write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

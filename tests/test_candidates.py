@@ -1,0 +1,64 @@
+"""benchmarks/candidates.py: the selection metric early stopping calls, and a candidate
+trained, evaluated, compared and shipped end to end on the tiny synthetic data dir."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import load_benchmark
+from qualaudit.model import QualityModel
+from test_quality_benchmark import write_tiny_data
+
+candidates = load_benchmark("candidates")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tiny_data(tmp_path_factory.mktemp("candidate-data"), seed=1,
+                           per_split={"train": 8, "dev": 6, "report": 6}, uss_files=("MWOZ", "ReDial"))
+
+
+def test_selection_metric_is_the_protocols_selection_score(data_dir, tiny_model_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = QualityModel.from_pretrained(tiny_model_dir)
+        in_memory = candidates.selection_metric(str(data_dir), precision="fp32")(model)
+        saved = candidates.quality.selection_score(str(tiny_model_dir), str(data_dir), n_resamples=10)
+    assert np.isfinite(in_memory) and in_memory == pytest.approx(saved, abs=1e-9)
+
+
+def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_model_dir, tmp_path,
+                                                              capsys):
+    out, previous, bundled = tmp_path / "b1", tmp_path / "previous.json", tmp_path / "bundled"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        QualityModel.from_pretrained(tiny_model_dir).save_pretrained(bundled, card_sections={
+            "Recipe": "the old recipe", "Metrics (report split)": "old figures"})
+        candidates.main(["train", "-o", str(out), "--init", str(bundled), "--context-layers", "1",
+                         "--max-train-tokens", "3000", "--threads", "1", "--data-dir", str(data_dir),
+                         "--quiet"])
+        candidates.main(["evaluate", str(bundled), "-o", str(previous), "--data-dir", str(data_dir)])
+    record = json.loads((out / "results.json").read_text())
+    assert record["design"] == "context_layers=1" and record["train_tokens"] >= 3000
+    assert all("selection" in d for d in record["dev"])  # early stopping read the selection pairs
+    assert set(record["behaviours"]["behaviours"]) == set(candidates.transfer_behaviours.BEHAVIOURS)
+    assert np.isfinite(record["selection_score"]) and np.isfinite(record["report_score"])
+
+    candidates.main(["compare", str(out), str(out)])
+    assert "selection score" in capsys.readouterr().out
+
+    limits = tmp_path / "limits.md"
+    limits.write_text("English only.")
+    candidates.main(["ship", str(out), "--to", str(bundled), "--previous", str(previous),
+                     "--section", f"Limits={limits}"])
+    card = (bundled / "README.md").read_text()
+    assert card.index("## Transfer") < card.index("## Architecture") < card.index("## Limits")
+    assert "## History" in card and "#### Metrics (report split)\nold figures" in card
+    assert "(selection " in card  # the recipe line says the weights were chosen on selection
+    shipped = QualityModel.from_pretrained(bundled)
+    assert shipped.config.context_layers == 1 and shipped.config.version == "0.3.0"
+    assert shipped.weights_sha256 == QualityModel.from_pretrained(out).weights_sha256
