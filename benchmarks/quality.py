@@ -748,6 +748,7 @@ class TrainingData:
     sources: tuple[str, ...]
     target: Callable[[Example], np.ndarray | None]
     score: Callable[[np.ndarray], np.ndarray]
+    n_classes: int = 2
 
 
 def _binary_target(value: Callable[[Example], float | None]) -> Callable[[Example], np.ndarray | None]:
@@ -768,7 +769,8 @@ def _empathy_share(e: Example) -> float | None:
 
 TRAINING: dict[str, TrainingData] = {
     # the A distribution as the model's head learns it; the score is P(level > 0)
-    "resolution": TrainingData(("stc3",), lambda e: e.labels.get("resolution"), _positive),
+    "resolution": TrainingData(("stc3",), lambda e: e.labels.get("resolution"), _positive,
+                               n_classes=len(LEVELS)),
     # the conversation escalation labels (DBDC3 unweighted here; no augmentations)
     "escalation": TrainingData(("stc3", "bitext", "dbdc3"), _binary_target(_label_share("escalation")),
                                lambda p: p[:, 1]),
@@ -787,8 +789,8 @@ def training_set(target: str, loaded: dict[str, list[Example]]
             if (y := TRAINING[target].target(e)) is not None]
     texts = [unit_text(e.transcript, None) for e, _ in rows]
     groups = np.unique([f"{e.source}/{e.group}" for e, _ in rows], return_inverse=True)[1]
-    width = 5 if target == "resolution" else 2
-    return texts, np.array([y for _, y in rows], dtype=np.float64).reshape(-1, width), groups
+    targets = np.array([y for _, y in rows], dtype=np.float64).reshape(-1, TRAINING[target].n_classes)
+    return texts, targets, groups
 
 
 def item_key(e: Example) -> str:
@@ -811,7 +813,7 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
 
     The reference does not depend on the model under test: it is trained once per training
     data, recipe and eval items (the fingerprint) and reused for every candidate model.
-    Returns {"scores": {item key: score}, "seconds", "cached", "fingerprint"}, or None when
+    Returns {"scores": {item key: score}, "seconds", "cached", "n_train", "fingerprint"}, or None when
     it is not cached and `train` is False.
     """
     train_texts, train_targets, _ = training_set(target, loaded)
