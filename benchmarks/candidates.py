@@ -125,7 +125,7 @@ def compare_markdown(directories: list[str]) -> str:
             _passed(r["behaviours"]["behaviours"].get(behaviour)) for r in records.values()])
     row("closing-thanks drop", [_value(r["behaviours"].get("closing_thanks_drop")) for r in records.values()])
     row("train tokens / steps / s", [
-        f"{r.get('train_tokens', 0):,} / {r.get('steps', 0)} / {r.get('train_s', 0):.0f}"
+        f"{r['train_tokens']:,} / {r['steps']} / {r['train_s']:.0f}" if "train_tokens" in r else "–"
         for r in records.values()])
     return "\n".join(lines)
 
