@@ -1,5 +1,5 @@
-"""QualityModel: the one forward pass (turn windows -> encoder -> turn heads -> conversation
-heads), shared by scoring, training, calibration and the benchmarks; save and load."""
+"""QualityModel: the one forward pass (turn windows -> encoder [-> turn context] -> turn heads ->
+conversation heads), shared by scoring, training, calibration and the benchmarks; save and load."""
 
 from __future__ import annotations
 
@@ -255,7 +255,8 @@ class QualityModel(nn.Module):
     def forward(self, windows: TurnWindows, *, with_evidence: bool = False,
                 encode: Callable[[TurnWindows], torch.Tensor] | None = None,
                 max_batch_tokens: int = 4096, group_turns: int | None = None) -> ModelOutput:
-        """The forward pass: turn windows -> turn states -> turn heads -> conversation heads.
+        """The forward pass: turn windows -> turn states [-> turn context] -> turn heads ->
+        conversation heads.
 
         Args:
             windows: the turn windows of some transcripts (`WindowBuilder.build`).
