@@ -72,7 +72,8 @@ def build(args: TrainingArgs, method: str = "temperature", command: str = "",
 def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
            command: str = "", extra_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
     """Save the trained model to `args.output_dir` in fp16, calibrate it on the calibration
-    half of the dev split (early stopping used the other half) as reloaded from disk, and save it again with calibration and model card."""
+    half of the dev split (early stopping used the other half) as reloaded from disk, and save
+    it again with calibration and model card."""
     out = Path(args.output_dir)
     result.model.save_pretrained(out, dtype=torch.float16)
     shipped = QualityModel.from_pretrained(out)
