@@ -136,6 +136,14 @@ class Augmenter:
                     break
         return out
 
+    def _paraphrases(self, rng: random.Random, times: int, sentences: tuple[int, int]
+                     ) -> tuple[list[str], str, str]:
+        """Up to `times` paraphrases of one Bitext request, the first 1-3 sentences of the
+        dataset's reply to it, and the paraphrase group: a customer restating one problem."""
+        members = rng.choice(self.intents)
+        asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
+        return asks, _first_sentences(members[0].info["response"], rng.randint(*sentences)), members[0].group
+
     def human_request(self, rng: random.Random) -> Example | None:
         if not self.dialogues or not (self.requests or self.complaints):
             return None
@@ -154,9 +162,9 @@ class Augmenter:
         labels = _moved(base, t, list(range(at)) + [None] + [turns.index(x) for x in tail])
         signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
         signals[at] = np.nan
-        signals[at, ESCALATION_SIGNALS.index("complaint")] = float(complaint)
+        signals[at, COMPLAINT] = float(complaint)
         if not complaint:
-            signals[at, ESCALATION_SIGNALS.index("asks_for_human")] = 1.0
+            signals[at, ASKS_FOR_HUMAN] = 1.0
         return Example(t, "augment:human_request", base.group, turn_labels=labels,
                        labels={"escalation": np.float32(1.0)})
 
@@ -165,11 +173,9 @@ class Augmenter:
         if not (self.intents or self.dialogues):
             return None
         if self.intents and (not self.dialogues or rng.random() < 0.5):
-            members = rng.choice(self.intents)
-            asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
-            reply = _first_sentences(members[0].info["response"], rng.randint(1, 2))
+            asks, reply, group = self._paraphrases(rng, times, (1, 2))
             pairs = [p for ask in asks for p in (("customer", ask), ("agent", reply))]
-            prefix, base_id, group = [], "bitext", members[0].group
+            prefix, base_id = [], "bitext"
         else:
             base = rng.choice(self.dialogues)
             turns = base.transcript.scored_turns
@@ -201,22 +207,14 @@ class Augmenter:
         if not ends:
             return None
         end = rng.choice(ends)
-        t = transcript(f"{base.transcript.id}+dropped{end}",
-                       [(x.role, x.text) for x in turns[:end + 1]])
-        return Example(t, "augment:dropped", base.group,
-                       turn_labels=_moved(base, t, list(range(end + 1))),
-                       labels={"repeat_inquiry": np.float32(1.0)})
+        return _prefix(base, end + 1, f"dropped{end}", "dropped", {"repeat_inquiry": np.float32(1.0)})
 
     def closing_removed(self, rng: random.Random) -> Example | None:
         if not self.closing_ended:
             return None
         base = rng.choice(self.closing_ended)
-        end = _closing_at(base)
-        t = transcript(f"{base.transcript.id}+noclosing",
-                       [(x.role, x.text) for x in base.transcript.scored_turns[:end]])
-        return Example(t, "augment:closing_removed", base.group,
-                       turn_labels=_moved(base, t, list(range(end))),
-                       labels=_kept(base, "resolution", "satisfaction", "escalation"))
+        return _prefix(base, _closing_at(base), "noclosing", "closing_removed",
+                       _kept(base, "resolution", "satisfaction", "escalation"))
 
     def closing_added(self, rng: random.Random) -> Example | None:
         if not self.unresolved:
@@ -236,11 +234,7 @@ class Augmenter:
         if not self.fixes:
             return None
         base, fix = rng.choice(self.fixes)
-        t = transcript(f"{base.transcript.id}+silent",
-                       [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]])
-        return Example(t, "augment:silent_fix", base.group,
-                       turn_labels=_moved(base, t, list(range(fix + 1))),
-                       labels=_kept(base, "resolution", "escalation"))
+        return _prefix(base, fix + 1, "silent", "silent_fix", _kept(base, "resolution", "escalation"))
 
     def name_or_thanks(self, rng: random.Random) -> Example | None:
         name = bool(self.names and self.support) and (not self.thanks or rng.random() < 1 / 3)
@@ -274,10 +268,8 @@ class Augmenter:
             return None
         times = rng.randint(3, 5)
         if self.intents and (not self.support or rng.random() < 0.5):
-            members = rng.choice(self.intents)
-            asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
-            reply = _first_sentences(members[0].info["response"], rng.randint(2, 3))
-            base_id, group = "bitext", members[0].group
+            asks, reply, group = self._paraphrases(rng, times, (2, 3))
+            base_id = "bitext"
         else:
             base = rng.choice(self.support)
             turns = base.transcript.scored_turns
@@ -327,6 +319,14 @@ def _is_thanks(text: str) -> bool:
     words = set(re.findall(r"[a-z']+", text.lower()))
     return (is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & words)
             and not {"no", "nope", "bye", "goodbye", "all", "everything"} & words)
+
+
+def _prefix(base: Example, end: int, suffix: str, kind: str, labels: dict[str, np.ndarray]) -> Example:
+    """The base dialogue cut to its first `end` scored turns, its turn labels moved along."""
+    t = transcript(f"{base.transcript.id}+{suffix}",
+                   [(x.role, x.text) for x in base.transcript.scored_turns[:end]])
+    return Example(t, f"augment:{kind}", base.group, turn_labels=_moved(base, t, list(range(end))),
+                   labels=labels)
 
 
 def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
