@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
-from qualaudit.metrics import auroc, spearman
 from qualaudit.model import QualityModel
 from qualaudit.training.datasets import load_sources
 from qualaudit.training.recipe import build
@@ -52,19 +51,16 @@ def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[Qualit
     loaded = load_sources(data_dir)
     pairs = [p for p in quality.PAIRS if p.role == "selection"]
     items = {p.name: p.items(loaded.get(p.source, [])) for p in pairs}
-    unique = {quality.item_key(e): e for rows in items.values() for e, _ in rows}
 
     def select(model: QualityModel) -> float:
-        auditor = Auditor(model, precision=precision)
-        scored = dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
-        values = []
+        scored = quality.score_items(Auditor(model, precision=precision), items)
+        results = {}
         for p in pairs:
-            labels = np.array([y for _, y in items[p.name]])
-            scores = np.array([getattr(scored[quality.item_key(e)], p.target) for e, _ in items[p.name]],
+            rows = items[p.name]
+            scores = np.array([getattr(scored[quality.item_key(e)], p.target) for e, _ in rows],
                               dtype=float)
-            values.append(auroc(scores, labels) if p.metric == "auroc" else spearman(scores, labels))
-        finite = [v for v in values if np.isfinite(v)]
-        return float(np.mean(finite)) if finite else float("nan")
+            results[p.name] = {"role": p.role, "model": p.measure(scores, np.array([y for _, y in rows]))}
+        return quality.mean_main_metric({"pairs": results}, "selection")
 
     return select
 

@@ -691,6 +691,11 @@ class Pair:
     metric: str = "auroc"  # "spearman" where the label is graded
     keep: Callable[[Example], bool] = lambda e: True
 
+    @property
+    def measure(self) -> Callable[[np.ndarray, np.ndarray], float]:
+        """The main metric as a function of (scores, labels)."""
+        return auroc if self.metric == "auroc" else spearman
+
     def items(self, examples: list[Example]) -> list[tuple[Example, float]]:
         chosen = [(e, self.label(e)) for e in by_split(examples, self.split) if self.keep(e)]
         return [(e, y) for e, y in chosen if y is not None]
@@ -855,7 +860,7 @@ def pair_metrics(pair: Pair, labels: np.ndarray, scores: dict[str, np.ndarray],
                  n_resamples: int, seed: int) -> dict[str, Any]:
     """Each system's main metric and (binary labels) ECE with 95% bootstrap intervals, and
     the paired differences model - system (one set of draws for every system)."""
-    measure = auroc if pair.metric == "auroc" else spearman
+    measure = pair.measure
     systems = list(scores)
     with_ece = pair.metric == "auroc"
 
@@ -918,8 +923,7 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
 
     start = time.perf_counter()
     auditor = Auditor.from_pretrained(model_dir, device="cpu", precision="fp32")
-    unique = {item_key(e): e for rows in items.values() for e, _ in rows}
-    scored = dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
+    scored = score_items(auditor, items)
     timings["model_s"] = time.perf_counter() - start
 
     systems: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)  # target -> system -> scores
@@ -952,6 +956,14 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
                "pairs": results_pairs, "timings": dict(timings)}
     results["selection_score"] = mean_main_metric(results, "selection")
     return results
+
+
+def score_items(auditor: Auditor, items: dict[str, list[tuple[Example, float]]]
+                ) -> dict[str, TranscriptScore]:
+    """Each distinct transcript of the pairs' items scored once, by item key (pairs on the
+    same source and split share their transcripts)."""
+    unique = {item_key(e): e for rows in items.values() for e, _ in rows}
+    return dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
 
 
 def mean_main_metric(results: dict[str, Any], role: str = "selection") -> float:
