@@ -171,13 +171,29 @@ class _SingleTaskModel(torch.nn.Module):
         return self.head(_mean_pool(hidden, attention_mask))  # (B, K) logits
 
 
+def _length_grouped(order: list[int], lengths: list[int], batch_size: int,
+                    rng: random.Random, window: int = 50) -> list[list[int]]:
+    """Batches of similar length: sort each window of `window` batches' worth of the shuffled
+    order by length, cut it into batches, shuffle the batches (HF's length-grouped sampler)."""
+    batches = []
+    for k in range(0, len(order), window * batch_size):
+        chunk = sorted(order[k:k + window * batch_size], key=lambda i: lengths[i], reverse=True)
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def fine_tune_single_task(train_texts: list[str], train_targets: np.ndarray, eval_texts: list[str],
                           encoder_path: str, *, epochs: int = 2, lr: float = 3e-5,
-                          batch_size: int = 16, max_tokens: int = 256, seed: int = 0) -> np.ndarray:
+                          batch_size: int = 16, max_tokens: int = 256, seed: int = 0,
+                          group_by_length: bool = False) -> np.ndarray:
     """Fine-tune the encoder + a linear head on (flattened conversation, soft target) with soft
     cross-entropy, keeping the END of long conversations; returns eval class probabilities.
 
     AdamW, 10% linear warm-up then linear decay, mean pooling, CPU or whatever torch picks.
+    `group_by_length` batches examples of similar length (each epoch still sees every example
+    once, batches in random order): the same objective with far less padding, 3x less
+    compute where short and long conversations mix.
     """
     from transformers import AutoTokenizer
 
@@ -199,12 +215,16 @@ def fine_tune_single_task(train_texts: list[str], train_targets: np.ndarray, eva
                         return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    lengths = [len(ids) for ids in tokenizer(train_texts, truncation=True,
+                                              max_length=max_tokens)["input_ids"]]
     model.train()
     for epoch in range(epochs):
         order = list(range(len(train_texts)))
         rng.shuffle(order)
-        for k in range(0, len(order), batch_size):
-            index = order[k:k + batch_size]
+        batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+        if group_by_length:
+            batches = _length_grouped(order, lengths, batch_size, rng)
+        for index in batches:
             logits = model(**batch([train_texts[i] for i in index]))
             loss = -(targets[index] * torch.log_softmax(logits, -1)).sum(-1).mean()
             optimizer.zero_grad()
@@ -213,8 +233,10 @@ def fine_tune_single_task(train_texts: list[str], train_targets: np.ndarray, eva
             schedule.step()
         log.info("single-task fine-tune: epoch %d/%d, last loss %.3f", epoch + 1, epochs, loss.item())
     model.eval()
-    probs = []
+    probs = np.zeros((len(eval_texts), train_targets.shape[1]))
+    by_length = sorted(range(len(eval_texts)), key=lambda i: len(eval_texts[i]))
     with torch.inference_mode():
-        for k in range(0, len(eval_texts), 32):
-            probs.append(torch.softmax(model(**batch(eval_texts[k:k + 32])), -1).numpy())
-    return np.concatenate(probs) if probs else np.zeros((0, train_targets.shape[1]))
+        for k in range(0, len(by_length), 32):
+            index = by_length[k:k + 32]
+            probs[index] = torch.softmax(model(**batch([eval_texts[i] for i in index])), -1).numpy()
+    return probs

@@ -633,7 +633,8 @@ def _ece_check(what: str, value: float, n: int) -> dict[str, Any]:
 MAIN_TARGETS = ("resolution", "escalation", "repeat_inquiry", "empathy")
 USS_TASK, USS_REDIAL = ("MWOZ", "SGD"), ("ReDial",)  # task-oriented dialogues / movie chat
 USS_UNHAPPY = 2.5  # a user turn's mean rating below this: clearly dissatisfied
-ST_RECIPE = {"epochs": 2, "lr": 5e-5, "max_tokens": 256, "batch_size": 16, "seed": 0}
+ST_RECIPE = {"epochs": 2, "lr": 5e-5, "max_tokens": 256, "batch_size": 16, "seed": 0,
+             "group_by_length": True}
 ST_CACHE = Path(__file__).resolve().parents[1] / "local" / "single_task"
 ItemLabel = Callable[[Example], float | None]  # None: the item is not labelled (left out)
 

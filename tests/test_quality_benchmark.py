@@ -107,6 +107,31 @@ def test_choose_c_picks_from_the_grid_with_grouped_folds():
     assert baselines.choose_C(X, targets, np.zeros(60)) == 1.0  # one group: nothing to fold
 
 
+def test_length_grouped_batches_see_every_example_once_in_similar_lengths():
+    rng = random.Random(0)
+    lengths = [rng.randrange(5, 256) for _ in range(1000)]
+    order = list(range(1000))
+    rng.shuffle(order)
+    batches = baselines._length_grouped(order, lengths, 16, random.Random(1), window=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert all(len(b) <= 16 for b in batches)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    plain = sum(len(b) * max(lengths[i] for i in b) for b in
+                (order[k:k + 16] for k in range(0, 1000, 16)))
+    assert padded < 0.7 * plain
+
+
+def test_single_task_eval_probabilities_follow_the_input_order(tiny_encoder_dir):
+    texts = ["hi", "my order never arrived and nobody answers", "ok", "refund please now"]
+    targets = np.array([[1.0, 0], [0, 1.0]])
+    forward = baselines.fine_tune_single_task(texts[:2], targets, texts, tiny_encoder_dir, epochs=0)
+    backward = baselines.fine_tune_single_task(texts[:2], targets, texts[::-1], tiny_encoder_dir,
+                                               epochs=0)
+    assert forward.shape == (4, 2) and np.allclose(forward.sum(1), 1)
+    assert np.allclose(forward, backward[::-1], atol=1e-6)
+    assert not np.allclose(forward[0], forward[1])
+
+
 # ------------------------------------------------------------------------------ bootstrap
 def test_cluster_bootstrap_with_singleton_groups_draws_like_bootstrap_ci():
     rng = np.random.default_rng(5)
