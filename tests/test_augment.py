@@ -245,6 +245,9 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
     assert [[t.text for t in e.transcript.turns] for e in first] == [
         [t.text for t in e.transcript.turns] for e in second]
     assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
+    counts = Counter(e.source for e in first)
+    # 45 = 4 rounds of 11 draws (human_request 3 times each) + the first of a fifth
+    assert counts["augment:human_request"] == 4 * 3 + 1 and counts["augment:loop"] == 4
 
 
 @pytest.mark.parametrize("subset", ["none", "bitext", "unrated"])

@@ -69,6 +69,9 @@ from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
          "name_or_thanks", "repeated_answer", "two_turn_answered")
+# draws per round of KINDS: human requests three times, so that the name and thanks turns
+# (asks_for_human = 0) do not outweigh them and the request signal keeps its 0.2.0 share
+WEIGHTS = {"human_request": 3}
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
 ESCALATION_INTENTS = ("contact_human_agent", "complaint", "contact_customer_service")
@@ -97,7 +100,7 @@ def is_pleasantry(text: str) -> bool:
 
 class Augmenter:
     """Makes augmented examples from training examples; `make(n, rng)` draws n of them,
-    spread over the KINDS in turn."""
+    spread over the KINDS in turn (each WEIGHTS times per round)."""
 
     def __init__(self, examples: list[Example]) -> None:
         self.dialogues = [e for e in examples if e.source in ("stc3", "uss")
@@ -126,7 +129,7 @@ class Augmenter:
         self.openers = _openers(self.support)
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
-        makers = [getattr(self, kind) for kind in KINDS]
+        makers = [getattr(self, kind) for kind in KINDS for _ in range(WEIGHTS.get(kind, 1))]
         out = []
         for k in range(n):
             for j in range(len(makers)):
