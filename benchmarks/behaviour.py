@@ -29,6 +29,7 @@ from qualaudit import Auditor, TranscriptScore
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[1] / "tests" / "behaviour_pairs.jsonl"
 BEHAVIOURS = ("asks_for_human", "loop", "solved_confirmed", "empathy")
+MIN_PASS_RATE = 0.8  # the bundled model's guarantee, per behaviour (tests/test_behaviour.py)
 
 
 def load_pairs(path: str | Path = DEFAULT_PAIRS) -> list[dict[str, Any]]:

@@ -36,7 +36,8 @@ from qualaudit.training.recipe import build
 from qualaudit.training.train import TrainingArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality  # noqa: E402  (benchmarks/ is not a package)
+import behaviour  # noqa: E402  (benchmarks/ is not a package)
+import quality  # noqa: E402
 import transfer_behaviours  # noqa: E402
 
 log = logging.getLogger("qualaudit.benchmarks")
@@ -86,12 +87,15 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
              tfidf: bool = False) -> dict[str, Any]:
     """The protocol (every pair; single-task references only from the cache; TF-IDF, which
-    does not depend on the model, on request) and the behaviour suite on the model as saved,
-    into `out` (default `model_dir/results.json`)."""
+    does not depend on the model, on request), the transfer behaviour suite and the bundled
+    model's behaviour guarantees (tests/behaviour_pairs.jsonl) on the model as saved, into
+    `out` (default `model_dir/results.json`)."""
     started = time.perf_counter()
     protocol = quality.run_protocol(str(model_dir), data_dir, tfidf=tfidf, single_task=False)
-    suite = transfer_behaviours.run_suite(Auditor.from_pretrained(str(model_dir), precision="fp32"))
+    auditor = Auditor.from_pretrained(str(model_dir), precision="fp32")
+    suite = transfer_behaviours.run_suite(auditor)
     record = {**record, "protocol": protocol, "behaviours": suite,
+              "guarantees": behaviour.check_behaviours(auditor),
               "selection_score": quality.mean_main_metric(protocol, "selection"),
               "report_score": quality.mean_main_metric(protocol, "report"),
               "evaluate_s": time.perf_counter() - started}
@@ -116,10 +120,13 @@ def compare_markdown(directories: list[str]) -> str:
     for name, pair in pairs.items():
         row(f"{name} ({pair['role']})", [_value(r["protocol"]["pairs"][name].get("model"))
                                          for r in records.values()])
-    for behaviour in transfer_behaviours.BEHAVIOURS:
-        row(f"behaviour {behaviour} (pairs passed)", [
-            _passed(r["behaviours"]["behaviours"].get(behaviour)) for r in records.values()])
+    for kind in transfer_behaviours.BEHAVIOURS:
+        row(f"behaviour {kind} (pairs passed)", [
+            _passed(r["behaviours"]["behaviours"].get(kind)) for r in records.values()])
     row("closing-thanks drop", [_value(r["behaviours"].get("closing_thanks_drop")) for r in records.values()])
+    for name in behaviour.BEHAVIOURS:
+        row(f"guarantee {name} (pairs passed)", [_passed(r.get("guarantees", {}).get(name))
+                                                 for r in records.values()])
     row("train tokens / steps / s", [
         f"{r['train_tokens']:,} / {r['steps']} / {r['train_s']:.0f}" if "train_tokens" in r else "–"
         for r in records.values()])
@@ -163,9 +170,9 @@ def transfer_section(new: dict[str, Any], old: dict[str, Any]) -> str:
               "the augmentations, never used to train or select; a directional pair passes with a "
               "margin of 0.05, an invariance or parity pair with |Δ| ≤ 0.05):", "",
               f"| behaviour | {version} | this model |", "|---|---|---|"]
-    for behaviour in transfer_behaviours.BEHAVIOURS:
-        lines.append(f"| {behaviour} | {_passed(old['behaviours']['behaviours'].get(behaviour))} | "
-                     f"{_passed(new['behaviours']['behaviours'].get(behaviour))} |")
+    for kind in transfer_behaviours.BEHAVIOURS:
+        lines.append(f"| {kind} | {_passed(old['behaviours']['behaviours'].get(kind))} | "
+                     f"{_passed(new['behaviours']['behaviours'].get(kind))} |")
     for label, key in (("closing-thanks drop in resolution", "closing_thanks_drop"),
                        ("\"that fixed it\" rise in resolution", "fix_confirmed_rise")):
         lines.append(f"| {label} | {_value(old['behaviours'].get(key))} | "
@@ -177,8 +184,19 @@ def transfer_section(new: dict[str, Any], old: dict[str, Any]) -> str:
                      f"{_value(parity_old.get(target, {}).get('mean_abs_delta'))} | "
                      f"{_value(r['mean_abs_delta'])} |")
     missed = [k for k, ok in new["behaviours"]["criteria"].items() if not ok]
-    lines += ["", "Behaviour criteria missed: " + ("; ".join(missed) if missed else "none") + "."]
+    lines += ["", "Behaviour criteria missed: " + ("; ".join(missed) if missed else "none") + ".",
+              "", "Behaviour guarantees (`benchmarks/behaviour.py`, `tests/behaviour_pairs.jsonl`; "
+              f"each must pass ≥ {behaviour.MIN_PASS_RATE:.0%}, tested on every CI run):", "",
+              f"| behaviour | {version} | this model |", "|---|---|---|"]
+    for name in behaviour.BEHAVIOURS:
+        lines.append(f"| {name} | {_passed(old.get('guarantees', {}).get(name))} | "
+                     f"{_passed(new['guarantees'].get(name))} |")
     return "\n".join(lines)
+
+
+def below_guarantees(record: dict[str, Any]) -> list[str]:
+    """The guarantee behaviours a candidate passes less often than the bundled model must."""
+    return [name for name, r in record["guarantees"].items() if r["pass_rate"] < behaviour.MIN_PASS_RATE]
 
 
 def card_sections(card: str) -> dict[str, str]:
@@ -195,7 +213,11 @@ def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any]
     """The candidate as the bundled model: its weights, calibration and tokenizer in
     `target`, with a card that leads with transfer, keeps the candidate's data, recipe and
     calibration sections, takes hand-written `extra` sections, and keeps the previous
-    version's figures under "History"."""
+    version's figures under "History". Refuses a candidate below the behaviour guarantees:
+    CI would fail on it."""
+    if below := below_guarantees(new):
+        raise ValueError(f"{candidate}: below the {behaviour.MIN_PASS_RATE:.0%} behaviour "
+                         f"guarantee on {', '.join(below)}; not shipped")
     previous = card_sections((target / "README.md").read_text())
     built = card_sections((candidate / "README.md").read_text())
     version = old["protocol"]["model"]["version"]

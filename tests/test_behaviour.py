@@ -17,12 +17,9 @@ from qualaudit.model import default_model_path
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS_PATH = ROOT / "tests" / "behaviour_pairs.jsonl"
 MIN_PAIRS = 12
-MIN_PASS_RATE = 0.8
-
-
-
 
 behaviour = load_benchmark("behaviour")
+MIN_PASS_RATE = behaviour.MIN_PASS_RATE
 PAIRS = [json.loads(line) for line in PAIRS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
