@@ -6,7 +6,7 @@ the report pairs and the transfer behaviour suite.
 `results.json` beside the model; `compare` puts candidates side by side.
 
 Usage:
-    python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 \
+    python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--threads 1]
         [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
-from qualaudit.model import QualityModel
+from qualaudit.model import ModelConfig, QualityModel
 from qualaudit.training.datasets import load_sources
 from qualaudit.training.recipe import build
 from qualaudit.training.train import TrainingArgs
@@ -70,7 +70,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
     training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
-                            context_layers=args.context_layers, max_train_tokens=args.max_train_tokens,
+                            context_layers=args.context_layers, reading=args.reading,
+                            max_train_tokens=args.max_train_tokens,
                             augment=args.augment, seed=args.seed, version=args.version,
                             progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
@@ -78,10 +79,16 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     summary = build(training, command=command, select=selection_metric(args.data_dir))
     trained_s = time.perf_counter() - started
     return evaluate(out, args.data_dir, {
-        "design": f"context_layers={summary.training.model.config.context_layers}",
+        "design": design(summary.training.model.config),
         "command": command, "threads": args.threads, "train_s": trained_s,
         "steps": summary.training.steps, "train_tokens": summary.training.train_tokens,
         "best_step": summary.training.best_step, "dev": summary.training.dev_losses})
+
+
+def design(config: ModelConfig) -> str:
+    """The design a candidate's config says: (a) turns, (b) turns + context layers, (c)
+    the conversation read as text in chunks."""
+    return f"reading={config.reading}, context_layers={config.context_layers}"
 
 
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
@@ -251,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("-o", "--output", required=True)
     train.add_argument("--init", default=str(ROOT / "models" / "default"))
     train.add_argument("--context-layers", type=int, default=0)
+    train.add_argument("--reading", choices=["turns", "conversation"], default="turns")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -270,10 +270,11 @@ def naive_scores(auditor: Auditor, transcripts: list[Transcript],
         n = len(windows.input_ids)
         states = []
         for start in range(0, n, batch_windows):
-            batch = collate(windows, range(start, min(n, start + batch_windows)), pad_id,
-                            model.uses_token_types)
-            states.append(model.encode_turns(**{k: v.to(device) for k, v in batch.items()}))
-        return torch.cat(states)
+            index = range(start, min(n, start + batch_windows))
+            batch = collate(windows, index, pad_id, model.uses_token_types)
+            states.append(model.encode_turns(**{k: v.to(device) for k, v in batch.items()},
+                                             spans=windows.turns_in(index)[1]))
+        return torch.cat(states)  # windows in input order hold their turns in input order
 
     with torch.inference_mode():
         windows = TurnWindows.concat([auditor.builder.build([t]) for t in transcripts])
@@ -509,7 +510,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     reference = Auditor(model, device=device, max_turns=None, precision="fp32")  # its parts
     windows = reference.builder.build([within_max_turns(t, reference.max_turns)[0] for t in transcripts])
     lengths = windows.lengths
-    tokens, turns = sum(lengths), len(lengths)
+    tokens, turns = sum(lengths), windows.n_turns
     flops = encoder_flops(lengths, model.encoder.config)
     gpu_name, peak_tflops = gpu_peak_tflops(device)
     peak_tflops = args.peak_tflops or peak_tflops
@@ -521,7 +522,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "model_trained": not model.config.untrained_heads,
         "workload": args.workload, "seed": args.seed, "repeats": args.repeats,
         "transcripts": len(transcripts), "turns": turns, "tokens": tokens,
-        "mean_window_tokens": tokens / max(turns, 1), "encoder_gflops": flops / 1e9,
+        "mean_window_tokens": tokens / max(len(lengths), 1), "encoder_gflops": flops / 1e9,
         "peak_bf16_tflops": peak_tflops,
     }
 

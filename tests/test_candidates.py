@@ -43,7 +43,7 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
                          "--quiet"])
         candidates.main(["evaluate", str(bundled), "-o", str(previous), "--data-dir", str(data_dir)])
     record = json.loads((out / "results.json").read_text())
-    assert record["design"] == "context_layers=1" and record["train_tokens"] >= 3000
+    assert record["design"] == "reading=turns, context_layers=1" and record["train_tokens"] >= 3000
     assert all("selection" in d for d in record["dev"])  # early stopping read the selection pairs
     assert set(record["behaviours"]["behaviours"]) == set(candidates.transfer_behaviours.BEHAVIOURS)
     assert np.isfinite(record["selection_score"]) and np.isfinite(record["report_score"])

@@ -127,9 +127,12 @@ def test_a_selection_metric_chooses_the_weights_kept(tmp_path, tiny_encoder_dir)
         train(tiny_args(tmp_path / "nan", tiny_encoder_dir), lambda model: float("nan"))
 
 
-def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir):
-    result = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10))
+@pytest.mark.parametrize("reading", ["turns", "conversation"])
+def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir, reading):
+    result = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10,
+                             reading=reading))
     model = result.model
+    assert model.config.reading == reading
     from qualaudit.training.calibration_job import labelled_logits
 
     z, y = labelled_logits(model, toy_examples(40, seed=1))["escalation.v1"]

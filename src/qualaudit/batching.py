@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
+from itertools import accumulate, chain
 
 import torch
 
@@ -49,10 +49,15 @@ def _find(seq: list[int], sub: list[int], start: int) -> int:
 @dataclass
 class TurnWindows:
     """The encoder inputs of every scored turn of some transcripts, transcript after
-    transcript in turn order: `turn_counts[i]` windows for transcript i, `is_agent[k]` the
-    role of window k; `turn_truncated[k]` says the turn's own tokens were cut to
+    transcript in turn order: `turn_counts[i]` turns for transcript i, `is_agent[k]` the
+    role of turn k; `turn_truncated[k]` says the turn's own tokens were cut to
     `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
-    tokenizing."""
+    tokenizing.
+
+    Reading turn by turn (`WindowBuilder`), window k is turn k's and its state pools the whole
+    window; `spans` is empty. Reading the conversation (`ConversationBuilder`), a window is a
+    chunk of consecutive turns and `spans[k]` = (window, start, end) says where turn k's own
+    tokens are in it: its state pools those."""
 
     input_ids: list[list[int]] = field(default_factory=list)
     token_type_ids: list[list[int]] = field(default_factory=list)
@@ -60,16 +65,37 @@ class TurnWindows:
     turn_counts: list[int] = field(default_factory=list)
     turn_truncated: list[bool] = field(default_factory=list)
     turn_chars_cut: list[bool] = field(default_factory=list)
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def lengths(self) -> list[int]:
+        """Tokens of each window (the batching unit)."""
         return [len(ids) for ids in self.input_ids]
+
+    @property
+    def n_turns(self) -> int:
+        return len(self.is_agent)
+
+    def turns_in(self, windows: Sequence[int]) -> tuple[list[int], torch.Tensor | None]:
+        """The turns read from these windows (a batch, in its row order) and, for chunks,
+        their (M, 3) spans as (row in the batch, start, end); None: one turn per window."""
+        if not self.spans:
+            return list(windows), None
+        row = {w: r for r, w in enumerate(windows)}
+        turns = [k for k, (w, _, _) in enumerate(self.spans) if w in row]
+        return turns, torch.tensor([(row[self.spans[k][0]], *self.spans[k][1:]) for k in turns],
+                                   dtype=torch.long).reshape(-1, 3)
 
     @classmethod
     def concat(cls, parts: Sequence[TurnWindows]) -> TurnWindows:
         """The windows of several builds as one, transcripts in the order given."""
-        return cls(*(list(chain.from_iterable(getattr(p, name) for p in parts))
-                     for name in cls.__dataclass_fields__))
+        if len({bool(p.spans) for p in parts if p.is_agent}) > 1:
+            raise ValueError("cannot concatenate turn windows with conversation chunks")
+        offsets = [0, *accumulate(len(p.input_ids) for p in parts)]
+        joined = cls(*(list(chain.from_iterable(getattr(p, name) for p in parts))
+                       for name in cls.__dataclass_fields__ if name != "spans"))
+        joined.spans = [(w + offset, a, b) for p, offset in zip(parts, offsets) for w, a, b in p.spans]
+        return joined
 
 
 def within_max_turns(transcript: Transcript, max_turns: int | None
@@ -153,6 +179,73 @@ class WindowBuilder:
             windows.input_ids.append(first + second)
             windows.token_type_ids.append([t.type_a] * len(first) + [t.type_b] * len(second))
         return windows
+
+
+class ConversationBuilder(WindowBuilder):
+    """Reads a transcript as text: its turns (`role: text`, each cut as `WindowBuilder` cuts
+    it) packed in order into chunks of at most `chunk_tokens` tokens. A chunk that does not
+    start the transcript opens with the first turn's first `max_context_tokens` tokens (the
+    problem as stated) and the last `max_context_tokens` of the turn before it, so every turn
+    is read with the opening and what it answers, and turns inside a chunk see each other.
+    A turn's state pools its own tokens (`TurnWindows.spans`)."""
+
+    def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
+                 chunk_tokens: int, max_turn_chars: int | None = None) -> None:
+        super().__init__(tokenizer, max_turn_tokens, max_context_tokens, max_turn_chars)
+        t = self.template
+        self.open, self.close = t.prefix, t.middle[:1] or t.suffix
+        least = len(self.open) + len(self.close) + max_turn_tokens + 2 * max_context_tokens
+        if chunk_tokens < least:
+            raise ValueError(f"chunk_tokens must be >= {least} (a whole turn, the opening and "
+                             f"the previous turn's context), found {chunk_tokens}")
+        self.chunk_tokens = chunk_tokens
+
+    def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
+        windows = TurnWindows()
+        texts = []
+        for transcript in transcripts:
+            windows.turn_counts.append(len(transcript.scored_turns))
+            for turn in transcript.scored_turns:
+                windows.is_agent.append(turn.role == "agent")
+                cut = len(turn.text) > self.max_turn_chars
+                texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
+                windows.turn_chars_cut.append(cut)
+        token_ids = (self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+                     if texts else [])
+        windows.turn_truncated = [len(ids) > self.max_turn_tokens for ids in token_ids]
+        turns = [ids[: self.max_turn_tokens] for ids in token_ids]
+        roles = ["agent" if a else "customer" for a in windows.is_agent]
+        first = 0
+        for count in windows.turn_counts:
+            self._pack(turns[first:first + count], roles[first:first + count], windows)
+            first += count
+        return windows
+
+    def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows) -> None:
+        room = self.chunk_tokens - len(self.close)
+        k = 0
+        while k < len(turns):
+            lead = [] if k == 0 else turns[0][: self.max_context_tokens]
+            if k > 1:
+                lead = lead + self._context(turns[k - 1], roles[k - 1])
+            ids = self.open + lead
+            while k < len(turns) and len(ids) + len(turns[k]) <= room:  # one always fits
+                windows.spans.append((len(windows.input_ids), len(ids), len(ids) + len(turns[k])))
+                ids = ids + turns[k]
+                k += 1
+            ids = ids + self.close
+            windows.input_ids.append(ids)
+            windows.token_type_ids.append([self.template.type_a] * len(ids))
+
+
+def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowBuilder:
+    """How a model with this `ModelConfig` reads transcripts (its `reading`), for scoring,
+    training and calibration alike."""
+    if config.reading == "conversation":
+        return ConversationBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
+                                   config.chunk_tokens, max_turn_chars)
+    return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
+                         max_turn_chars)
 
 
 def default_max_turn_chars(max_turn_tokens: int) -> int:

@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--context-layers", type=_count(0), metavar="N",
                        help="causal transformer layers over the turn states (default: the "
                             "model's own; none for a new model)")
+    train.add_argument("--reading", choices=["turns", "conversation"],
+                       help="encode each turn in its own window, or the conversation as text in "
+                            "chunks (default: the model's own; turns for a new model)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", type=_device)
     train.add_argument("--calibration", choices=["temperature", "isotonic"], default="temperature")
@@ -498,7 +501,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("no bundled model to fine-tune from; pass --init")
     options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
                                  ("max_epochs", args.max_epochs),
-                                 ("context_layers", args.context_layers)) if v is not None}
+                                 ("context_layers", args.context_layers),
+                                 ("reading", args.reading)) if v is not None}
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,
                                 heads=args.heads, freeze_encoder=args.freeze_encoder,

@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DEFAULT_ENCODER = "minilm"
+READINGS = ("turns", "conversation")
 
 
 class UntrainedModelWarning(UserWarning):
@@ -53,6 +54,10 @@ class ModelConfig:
     dropout: float = 0.1
     languages: list[str] = field(default_factory=lambda: ["en"])  # what it was trained on
     context_layers: int = 0  # causal transformer layers over the turn states (0: none)
+    # "turns": each turn encoded in its own window; "conversation": the transcript encoded
+    # as text in chunks of `chunk_tokens` (batching.ConversationBuilder)
+    reading: str = "turns"
+    chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -62,7 +67,10 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
                 raise ValueError(f"{name} must be a list of head names, found {value!r}")
-        for name in ("max_turn_tokens", "max_context_tokens", "conversation_dim", "position_buckets"):
+        if self.reading not in READINGS:
+            raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
+        for name in ("max_turn_tokens", "max_context_tokens", "conversation_dim", "position_buckets",
+                     "chunk_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
@@ -152,11 +160,13 @@ class QualityModel(nn.Module):
             config.position_buckets, config.dropout)
         _check_calibration(self.calibration, self.specs)
         limit = getattr(encoder.config, "max_position_embeddings", None)
-        needed = config.max_turn_tokens + config.max_context_tokens + 4
+        needed, what = config.max_turn_tokens + config.max_context_tokens + 4, \
+            "max_turn_tokens + max_context_tokens (+ special tokens)"
+        if config.reading == "conversation":
+            needed, what = config.chunk_tokens, "chunk_tokens"
         if limit is not None and needed > limit:
-            raise ModelLoadError(
-                f"max_turn_tokens + max_context_tokens (+ special tokens) = {needed} exceeds the "
-                f"encoder's {limit} positions; lower them")
+            raise ModelLoadError(f"{what} = {needed} exceeds the encoder's {limit} positions; "
+                                 "lower them")
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -353,29 +363,39 @@ class QualityModel(nn.Module):
         return out
 
     def encode_windows(self, windows: TurnWindows, max_batch_tokens: int = 4096) -> torch.Tensor:
-        """(N, H) float32 turn states of every window, in window order: length-sorted batches
-        of at most `max_batch_tokens` padded tokens on the model's device."""
+        """(N, H) float32 states of every turn, in turn order: length-sorted batches of at
+        most `max_batch_tokens` padded tokens on the model's device."""
         device = self.device
         pad = self.tokenizer.pad_token_id or 0
         states, order = [], []
         for idx in token_budget_batches(windows.lengths, max_batch_tokens):
             batch = collate(windows, idx, pad, self.uses_token_types)
-            states.append(self.encode_turns(**{k: v.to(device) for k, v in batch.items()}))
-            order += idx
+            turns, spans = windows.turns_in(idx)
+            states.append(self.encode_turns(**{k: v.to(device) for k, v in batch.items()},
+                                            spans=spans))
+            order += turns
         if not states:
             return torch.zeros((0, self.encoder.config.hidden_size), device=device)
         return torch.cat(states)[torch.argsort(torch.tensor(order, device=device))]
 
     def encode_turns(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, L) token windows -> (N, H) turn states: mean of the encoder's last layer over
-        real tokens (the pooling MiniLM-style sentence encoders were trained with), summed in
-        float32 whatever the encoder's precision."""
+                     token_type_ids: torch.Tensor | None = None,
+                     spans: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, L) token windows -> turn states: mean of the encoder's last layer (the pooling
+        MiniLM-style sentence encoders were trained with), summed in float32 whatever the
+        encoder's precision. Over each window's real tokens, (N, H); or, given (M, 3) `spans`
+        (row, start, end; `TurnWindows.turns_in`), over each turn's own tokens, (M, H)."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               **kwargs).last_hidden_state.float()  # (N, L, H)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if spans is None:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        spans = spans.to(hidden.device)
+        position = torch.arange(hidden.shape[1], device=hidden.device)[None, :]  # (1, L)
+        inside = (position >= spans[:, 1:2]) & (position < spans[:, 2:3])  # (M, L)
+        weights = inside.to(hidden.dtype) / inside.sum(1, keepdim=True).clamp(min=1)
+        return torch.einsum("ml,mlh->mh", weights, hidden[spans[:, 0]])
 
     @property
     def uses_token_types(self) -> bool:

@@ -40,8 +40,14 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         f"- encoder: `{encoder.get('model_type')}`, hidden {encoder.get('hidden_size')}, "
         f"{encoder.get('num_hidden_layers')} layers",
         f"- parameters: {n_params:,}",
-        f"- turn window: {config.max_turn_tokens} tokens of the turn + {config.max_context_tokens} "
-        "of the previous turn",
+        (f"- reading: the conversation as text, turns packed in order into chunks of "
+         f"{config.chunk_tokens} tokens (each turn up to {config.max_turn_tokens}); a chunk "
+         f"after the first opens with the first {config.max_context_tokens} tokens of the "
+         f"opening turn and the last {config.max_context_tokens} of the turn before; a turn's "
+         "state pools its own tokens"
+         if config.reading == "conversation" else
+         f"- turn window: {config.max_turn_tokens} tokens of the turn + "
+         f"{config.max_context_tokens} of the previous turn"),
         (f"- turn context: {config.context_layers} causal transformer layer(s) over the turn "
          "states (each turn reads the turns before it; role and position aware), before every head"
          if config.context_layers else "- turn context: none (a turn sees only its window)"),

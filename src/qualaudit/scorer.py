@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from .batching import TurnWindows, WindowBuilder, collate, token_budget_batches, within_max_turns
+from .batching import TurnWindows, builder_for, collate, token_budget_batches, within_max_turns
 from .errors import InputError, ModelLoadError, QualauditError
 from .io import read_transcripts
 from .model import QualityModel, default_model_path
@@ -180,8 +180,7 @@ class Auditor:
         self.chunk_turns = chunk_turns
         self.top_evidence = top_evidence
         self.max_turns = max_turns
-        self.builder = WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
-                                     model.config.max_context_tokens, max_turn_chars)
+        self.builder = builder_for(model.config, model.tokenizer, max_turn_chars)
         self._fitting_batch_tokens = max_batch_tokens  # lowered after running out of memory
         self.stats = ScoringStats()
 
@@ -277,7 +276,7 @@ class Auditor:
                             group_turns=self.chunk_turns)
         lengths = windows.lengths
         self.stats.transcripts += len(prepared.transcripts)
-        self.stats.turns += len(lengths)
+        self.stats.turns += windows.n_turns
         self.stats.tokens += sum(lengths)
         return score_rows(output, prepared.transcripts, windows, self.model.specs,
                           self.model.calibration, self.info, self.top_evidence, prepared.dropped,
@@ -301,7 +300,8 @@ class Auditor:
                 batch = collate(windows, idx, pad_id, self.model.uses_token_types,
                                 pin_memory=pin)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                parts.append(self.model.encode_turns(**batch))
+                turns, spans = windows.turns_in(idx)
+                parts.append(self.model.encode_turns(**batch, spans=spans))
             except RuntimeError as exc:  # torch.OutOfMemoryError is one
                 if not _is_out_of_memory(exc):
                     raise
@@ -313,9 +313,9 @@ class Auditor:
                 rest = self._plan([i for b in pending for i in b], lengths)
                 pending = rest[::-1] + halves[::-1]
                 continue
-            order += idx
+            order += turns
             self.stats.padded_tokens += len(idx) * max(lengths[i] for i in idx)
-        states = torch.empty((len(lengths), hidden), dtype=torch.float32, device=self.device)
+        states = torch.empty((windows.n_turns, hidden), dtype=torch.float32, device=self.device)
         if parts:
             where = torch.tensor(order, pin_memory=pin).to(self.device, non_blocking=True)
             states[where] = torch.cat(parts)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..batching import TurnWindows, WindowBuilder, within_max_turns
+from ..batching import TurnWindows, WindowBuilder, builder_for, within_max_turns
 from ..heads import HeadSpec
 from ..model import ModelOutput, QualityModel
 from .datasets import Example
@@ -29,7 +29,7 @@ class Prepared:
 
     @property
     def turns(self) -> int:
-        return len(self.windows.input_ids)
+        return self.windows.n_turns
 
 
 def prepare(examples: list[Example], builder: WindowBuilder, max_turns: int | None) -> list[Prepared]:
@@ -46,9 +46,8 @@ def prepare(examples: list[Example], builder: WindowBuilder, max_turns: int | No
 
 
 def window_builder(model: QualityModel) -> WindowBuilder:
-    """The model's own turn window (its config), as scoring builds it."""
-    return WindowBuilder(model.tokenizer, model.config.max_turn_tokens,
-                         model.config.max_context_tokens)
+    """The model's own reading (its config), as scoring builds it."""
+    return builder_for(model.config, model.tokenizer)
 
 
 def batches(items: list[Prepared], batch_tokens: int, rng: random.Random) -> list[list[Prepared]]:

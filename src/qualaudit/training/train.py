@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ..heads import HeadSpec
-from ..model import DEFAULT_ENCODER, QualityModel, UntrainedModelWarning
+from ..model import DEFAULT_ENCODER, READINGS, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example, by_split, load_examples
 from .datasets.augment import Augmenter
@@ -51,7 +51,9 @@ class TrainingArgs:
     `max_turn_tokens` / `max_context_tokens` only set the window of a new model built on an
     encoder (None: `ModelConfig`'s defaults). `context_layers` (None: the init's, or none)
     sets the causal turn-context layers; on a saved model without them they are added as the
-    identity, so training starts from the saved model's scores.
+    identity, so training starts from the saved model's scores. `reading` (None: the init's,
+    or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
+    switched to another reading keeps its weights (its calibration is refitted).
     """
 
     output_dir: str
@@ -76,6 +78,7 @@ class TrainingArgs:
     max_context_tokens: int | None = None
     max_turns: int = 32
     context_layers: int | None = None
+    reading: str | None = None
     seed: int = 0
     device: str = "cpu"
     name: str = "qualaudit-default"
@@ -95,6 +98,8 @@ class TrainingArgs:
             least = 0 if name == "context_layers" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, found {value!r}")
+        if self.reading not in (None, *READINGS):
+            raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -322,13 +327,24 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
             raise ValueError(f"{args.init} is a saved model: it keeps its own turn window "
                              f"(max_turn_tokens, max_context_tokens); do not pass {sorted(window)}")
         model = QualityModel.from_pretrained(args.init)
+        if args.reading is not None and args.reading != model.config.reading:
+            model = _with_reading(model, args.reading)
         if args.context_layers is None or args.context_layers == model.config.context_layers:
             return model
         return _with_context_layers(model, args.context_layers)
-    layers = {} if args.context_layers is None else {"context_layers": args.context_layers}
+    design = {k: v for k, v in (("context_layers", args.context_layers),
+                                ("reading", args.reading)) if v is not None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        return QualityModel.from_encoder(args.init, **window, **layers)
+        return QualityModel.from_encoder(args.init, **window, **design)
+
+
+def _with_reading(model: QualityModel, reading: str) -> QualityModel:
+    """The saved model, every weight kept, reading transcripts another way; its calibration is
+    dropped, being refitted after training."""
+    new = QualityModel(replace(model.config, reading=reading), model.encoder, model.tokenizer)
+    new.load_state_dict(model.state_dict())
+    return new
 
 
 def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
