@@ -7,7 +7,7 @@ the report pairs and the transfer behaviour suite.
 
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
-        [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--threads 1]
+        [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
@@ -71,7 +71,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
                             context_layers=args.context_layers, reading=args.reading,
-                            max_train_tokens=args.max_train_tokens,
+                            max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
                             progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--reading", choices=["turns", "conversation"], default="turns")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
+    train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
