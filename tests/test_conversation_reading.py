@@ -101,7 +101,8 @@ def test_saved_reading_round_trips_and_bad_settings_are_refused(reader, tmp_path
     with pytest.warns(UntrainedModelWarning):
         loaded = QualityModel.from_pretrained(tmp_path / "m")
     assert (loaded.config.reading, loaded.config.chunk_tokens) == ("conversation", 100)
-    assert "reading: the conversation as text" in (tmp_path / "m" / "README.md").read_text()
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "reads the conversation as text" in card and "reading: the conversation as text" in card
     with pytest.raises(ValueError, match="reading must be one of"):
         make_tiny_model(tiny_encoder_dir, reading="window")
     with pytest.raises(ModelLoadError, match="chunk_tokens = 300 exceeds the encoder's 256"):

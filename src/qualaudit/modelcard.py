@@ -33,8 +33,10 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
     if config.untrained_heads:
         lines += [_UNTRAINED.format(heads=", ".join(config.untrained_heads)), ""]
     lines += [
-        "A qualaudit model: a shared transformer encoder reads each turn with bounded preceding "
-        "context; small heads score agent turns, customer turns and the whole conversation.",
+        "A qualaudit model: a shared transformer encoder reads "
+        + ("the conversation as text, in chunks of turns" if config.reading == "conversation"
+           else "each turn with bounded preceding context")
+        + "; small heads score agent turns, customer turns and the whole conversation.",
         "",
         "## Architecture",
         f"- encoder: `{encoder.get('model_type')}`, hidden {encoder.get('hidden_size')}, "
