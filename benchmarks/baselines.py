@@ -221,9 +221,8 @@ def fine_tune_single_task(train_texts: list[str], train_targets: np.ndarray, eva
     for epoch in range(epochs):
         order = list(range(len(train_texts)))
         rng.shuffle(order)
-        batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
-        if group_by_length:
-            batches = _length_grouped(order, lengths, batch_size, rng)
+        batches = (_length_grouped(order, lengths, batch_size, rng) if group_by_length
+                   else [order[k:k + batch_size] for k in range(0, len(order), batch_size)])
         for index in batches:
             logits = model(**batch([train_texts[i] for i in index]))
             loss = -(targets[index] * torch.log_softmax(logits, -1)).sum(-1).mean()

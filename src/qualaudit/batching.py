@@ -150,27 +150,34 @@ class WindowBuilder:
         tail = self.max_turn_chars // 4
         return text[: self.max_turn_chars - tail - 1] + "\n" + text[len(text) - tail:]
 
-    def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
-        texts, roles, first_of_transcript = [], [], []
+    def _turn_tokens(self, transcripts: Sequence[Transcript]
+                     ) -> tuple[TurnWindows, list[list[int]], list[str]]:
+        """Windows with every per-turn field filled in (counts, roles, cuts), and each turn's
+        `role: text` tokens (before the `max_turn_tokens` cut) and role, in turn order."""
+        texts, roles = [], []
         windows = TurnWindows()
         for transcript in transcripts:
             windows.turn_counts.append(len(transcript.scored_turns))
-            for pi, turn in enumerate(transcript.scored_turns):
+            for turn in transcript.scored_turns:
                 windows.is_agent.append(turn.role == "agent")
                 cut = len(turn.text) > self.max_turn_chars
                 texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
                 windows.turn_chars_cut.append(cut)
                 roles.append(turn.role)
-                first_of_transcript.append(pi == 0)
-        # Turns are cut to max_turn_tokens below, so the tokenizer's warning about sequences
-        # longer than the model's limit does not apply (verbose=False).
+        # Turns are cut to max_turn_tokens by the callers, so the tokenizer's warning about
+        # sequences longer than the model's limit does not apply (verbose=False).
         token_ids = (self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
                      if texts else [])
+        windows.turn_truncated = [len(ids) > self.max_turn_tokens for ids in token_ids]
+        return windows, token_ids, roles
+
+    def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
+        windows, token_ids, roles = self._turn_tokens(transcripts)
+        first_of_transcript = set(accumulate(windows.turn_counts[:-1], initial=0))
         t = self.template
         for k, ids in enumerate(token_ids):
-            context = [] if first_of_transcript[k] else self._context(token_ids[k - 1], roles[k - 1])
+            context = [] if k in first_of_transcript else self._context(token_ids[k - 1], roles[k - 1])
             turn = ids[: self.max_turn_tokens]
-            windows.turn_truncated.append(len(ids) > self.max_turn_tokens)
             if context:
                 first, second = t.prefix + turn + t.middle, context + t.suffix
             else:
@@ -201,20 +208,8 @@ class ConversationBuilder(WindowBuilder):
         self.chunk_tokens = chunk_tokens
 
     def build(self, transcripts: Sequence[Transcript]) -> TurnWindows:
-        windows = TurnWindows()
-        texts = []
-        for transcript in transcripts:
-            windows.turn_counts.append(len(transcript.scored_turns))
-            for turn in transcript.scored_turns:
-                windows.is_agent.append(turn.role == "agent")
-                cut = len(turn.text) > self.max_turn_chars
-                texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
-                windows.turn_chars_cut.append(cut)
-        token_ids = (self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-                     if texts else [])
-        windows.turn_truncated = [len(ids) > self.max_turn_tokens for ids in token_ids]
+        windows, token_ids, roles = self._turn_tokens(transcripts)
         turns = [ids[: self.max_turn_tokens] for ids in token_ids]
-        roles = ["agent" if a else "customer" for a in windows.is_agent]
         first = 0
         for count in windows.turn_counts:
             self._pack(turns[first:first + count], roles[first:first + count], windows)
