@@ -8,7 +8,7 @@ the report pairs and the transfer behaviour suite.
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
-        [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
+        [--refit-heads] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -73,6 +73,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             context_layers=args.context_layers, reading=args.reading,
                             max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
+                            refit_heads=args.refit_heads,
                             progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
@@ -257,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     train = sub.add_parser("train", help="train and evaluate one candidate")
     train.add_argument("-o", "--output", required=True)
     train.add_argument("--init", default=str(ROOT / "models" / "default"))
+    train.add_argument("--refit-heads", action="store_true",
+                       help="new conversation heads on the --init model, trained alone")
     train.add_argument("--context-layers", type=int, default=0)
     train.add_argument("--reading", choices=["turns", "conversation"], default="turns")
     train.add_argument("--max-train-tokens", type=int, default=800_000)

@@ -17,7 +17,14 @@ from qualaudit.training.batches import prepare
 from qualaudit.training.calibration_job import fit_calibration
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter
-from qualaudit.training.train import TrainingArgs, _splits, batch_loss, label_balance, train
+from qualaudit.training.train import (
+    TrainingArgs,
+    _splits,
+    _train_mode,
+    batch_loss,
+    label_balance,
+    train,
+)
 
 ESCALATE = ["can i speak to a human agent please", "this is ridiculous, manager please",
             "still not working, same problem again"]
@@ -241,6 +248,45 @@ def test_named_heads_with_a_frozen_encoder_leave_other_scores_unchanged(tmp_path
     # fine-tuning keeps the saved model's turn window (once overwritten by training defaults)
     window = ("max_turn_tokens", "max_context_tokens")
     assert [getattr(tuned.config, k) for k in window] == [getattr(saved.config, k) for k in window]
+
+
+def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp_path, tiny_encoder_dir):
+    examples = toy_examples()
+    for e in examples:  # refitting needs labels for every conversation head
+        e.labels["satisfaction"] = e.labels["resolution"]
+        e.labels["repeat_inquiry"] = e.labels["escalation"]
+    first = train(tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=2000)).model
+    first.save_pretrained(tmp_path / "first")
+    before = first.state_dict()
+
+    def refit(**kw) -> TrainingArgs:
+        return TrainingArgs(output_dir=str(tmp_path / "refit"), examples=examples,
+                            init=str(tmp_path / "first"), refit_heads=True, batch_tokens=400,
+                            evals=1, max_train_tokens=1500, head_lr=1e-2, augment=0.0,
+                            progress=False, **kw)
+
+    with warnings.catch_warnings():  # the first model trained only the heads its toy data labels
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        refitted = train(refit()).model
+    after = refitted.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("conversation_heads.") for k in changed)
+    assert len(changed) == len([k for k in before if k.startswith("conversation_heads.")])
+    _train_mode(refitted, refit())  # the frozen layers read as in scoring: no dropout
+    assert refitted.conversation_heads.training
+    assert not refitted.encoder.training and not refitted.turn_heads.training
+    assert set(refitted.config.trained_heads) >= {"resolution.v1", "satisfaction.v1",
+                                                  "repeat_inquiry.v1", "escalation.v1"}
+    with pytest.raises(ValueError, match="do not name heads"):
+        refit(heads=["resolution"])
+    with pytest.raises(ValueError, match="is not one"):
+        train(TrainingArgs(output_dir=str(tmp_path / "new"), examples=examples, init=tiny_encoder_dir,
+                           refit_heads=True, max_turn_tokens=32, max_context_tokens=16, progress=False))
+    for e in examples:
+        del e.labels["repeat_inquiry"]
+    with pytest.raises(ValueError, match="no training labels"):
+        train(TrainingArgs(output_dir=str(tmp_path / "unlabelled"), examples=examples,
+                           init=str(tmp_path / "first"), refit_heads=True, progress=False))
 
 
 def test_a_saved_model_keeps_its_window_and_refuses_another(tmp_path, tiny_model_dir):

@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--heads", type=_names, metavar="A,B",
                        help="targets to train, e.g. resolution,escalation (default: every labelled one)")
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only (small label sets)")
+    train.add_argument("--refit-heads", action="store_true",
+                       help="replace the --init model's conversation heads with new ones and train "
+                            "only them, every other weight frozen (they transfer better)")
     train.add_argument("--max-train-tokens", type=_count(1), metavar="N",
                        help="encoder tokens to train on (default 2,200,000)")
     train.add_argument("--max-epochs", type=_count(1), metavar="N", help="passes over the data (default 4)")
@@ -506,6 +509,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,
                                 heads=args.heads, freeze_encoder=args.freeze_encoder,
+                                refit_heads=args.refit_heads,
                                 seed=args.seed, device=args.device, progress=not args.quiet,
                                 **options)
     except ValueError as exc:

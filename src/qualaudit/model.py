@@ -155,9 +155,7 @@ class QualityModel(nn.Module):
         self.turn_context = (TurnContext(hidden, config.context_layers, config.position_buckets,
                                          config.dropout) if config.context_layers else None)
         self.turn_heads = TurnHeads(self.specs, hidden, config.dropout)
-        self.conversation_heads = ConversationHeads(
-            self.specs, hidden, turn_feature_size(self.specs), config.conversation_dim,
-            config.position_buckets, config.dropout)
+        self.conversation_heads = self.new_conversation_heads()
         _check_calibration(self.calibration, self.specs)
         limit = getattr(encoder.config, "max_position_embeddings", None)
         needed, what = config.max_turn_tokens + config.max_context_tokens + 4, \
@@ -167,6 +165,13 @@ class QualityModel(nn.Module):
         if limit is not None and needed > limit:
             raise ModelLoadError(f"{what} = {needed} exceeds the encoder's {limit} positions; "
                                  "lower them")
+
+    def new_conversation_heads(self) -> ConversationHeads:
+        """Freshly initialised conversation heads for this model: its own at construction, and
+        a replacement when training refits them on the final turn states."""
+        return ConversationHeads(
+            self.specs, self.encoder.config.hidden_size, turn_feature_size(self.specs),
+            self.config.conversation_dim, self.config.position_buckets, self.config.dropout)
 
     # ----------------------------------------------------------------- building
     @classmethod

@@ -54,6 +54,10 @@ class TrainingArgs:
     identity, so training starts from the saved model's scores. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
+    `refit_heads` replaces a saved model's conversation heads with new ones and trains only
+    them, every other weight frozen: heads fitted afresh on the final turn states transfer to
+    other sources better than heads trained along with the encoder (benchmarks/README.md,
+    "Refitting the conversation heads"). It trains every conversation head the model has.
     """
 
     output_dir: str
@@ -63,6 +67,7 @@ class TrainingArgs:
     heads: list[str] | None = None
     sources: list[str] | None = None
     freeze_encoder: bool = False
+    refit_heads: bool = False
     max_train_tokens: int = 2_200_000
     max_epochs: int = 4
     batch_tokens: int = 3072
@@ -100,6 +105,8 @@ class TrainingArgs:
                 raise ValueError(f"{name} must be an integer >= {least}, found {value!r}")
         if self.reading not in (None, *READINGS):
             raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
+        if self.refit_heads and self.heads is not None:
+            raise ValueError("refit_heads trains every conversation head; do not name heads")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -211,10 +218,18 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = _initial_model(args)
-    model.to(args.device).train()
+    if args.refit_heads:
+        if not model.config.trained_heads:
+            raise ValueError(f"refit_heads refits the heads of a trained model; {args.init} is not one")
+        model.conversation_heads = model.new_conversation_heads()
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("conversation_heads."))
+    model.to(args.device)
+    _train_mode(model, args)
     examples = args.all_examples()
     train_examples, dev_examples = _splits(examples, args)
-    specs = _trained_specs(model, train_examples, args.heads)
+    specs = _trained_specs(model, train_examples, args.heads if not args.refit_heads else
+                           [s.target for s in model.specs if s.level == "conversation"])
     builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
@@ -229,7 +244,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     if args.freeze_encoder:
         for p in model.encoder.parameters():
             p.requires_grad_(False)
-    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
+    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
              and (args.heads is None or any(f".{s.key}." in n for s in specs))]
     groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": args.lr},
               {"params": heads, "lr": args.head_lr}]
@@ -283,6 +298,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                 dev["step"], dev["tokens"] = state["step"], state["tokens"]
                 if select is not None:
                     dev["selection"] = _selection(select, model)
+                _train_mode(model, args)
                 state["dev"].append(dev)
                 log.info("dev at step %d: %s", state["step"], json.dumps(
                     {k: round(v, 4) for k, v in dev.items()}))
@@ -306,6 +322,15 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     model.config.name, model.config.version = args.name, args.version
     return TrainResult(model, state["step"], state["tokens"], state["seconds"], state["best_step"],
                        state["dev"])
+
+
+def _train_mode(model: QualityModel, args: TrainingArgs) -> None:
+    """Dropout on where weights train: a refit reads the frozen layers as scoring does."""
+    model.train()
+    if args.refit_heads:
+        for module in (model.encoder, model.turn_context, model.turn_heads):
+            if module is not None:
+                module.eval()
 
 
 def _selection(select: Callable[[QualityModel], float], model: QualityModel) -> float:
