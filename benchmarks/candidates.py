@@ -8,7 +8,7 @@ the report pairs and the transfer behaviour suite.
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
-        [--refit-heads] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
+        [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -73,7 +73,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             context_layers=args.context_layers, reading=args.reading,
                             max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
-                            refit_heads=args.refit_heads,
+                            refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
                             progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--reading", choices=["turns", "conversation"], default="turns")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
+    train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")),
+                       help="comma-separated augmentation kinds (default: every kind)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
     train.add_argument("--seed", type=int, default=0)

@@ -13,6 +13,7 @@ import pytest
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.training.datasets import Example, empty_turn_labels, transcript
 from qualaudit.training.datasets.augment import BOTTOM, HIGH, KINDS, Augmenter, is_pleasantry
+from qualaudit.training.train import TrainingArgs
 
 NAN = np.nan
 SHAPES = {s.target: s.shape for s in HEAD_SPECS.values()}
@@ -248,6 +249,16 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
     counts = Counter(e.source for e in first)
     # 45 = 4 rounds of 11 draws (human_request 3 times each) + the first of a fifth
     assert counts["augment:human_request"] == 4 * 3 + 1 and counts["augment:loop"] == 4
+
+
+def test_make_draws_only_the_kinds_named(data, tmp_path):
+    examples = Augmenter(data, ("loop", "human_request")).make(16, random.Random(0))
+    counts = Counter(e.source for e in examples)
+    assert counts == {"augment:loop": 4, "augment:human_request": 12}  # 4 rounds of 1 + 3
+    with pytest.raises(ValueError, match="must be some of"):
+        Augmenter(data, ("loop", "typo"))
+    with pytest.raises(ValueError, match="must be some of"):
+        TrainingArgs(output_dir=str(tmp_path), examples=[], augment_kinds=("typo",))
 
 
 @pytest.mark.parametrize("subset", ["none", "bitext", "unrated"])

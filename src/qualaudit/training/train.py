@@ -26,7 +26,7 @@ from ..heads import HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example, by_split, load_examples
-from .datasets.augment import Augmenter
+from .datasets.augment import KINDS, Augmenter, checked_kinds
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
@@ -43,7 +43,8 @@ class TrainingArgs:
     `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
-    large USS corpus; `augment` adds that share of augmented conversations per pass.
+    large USS corpus; `augment` adds that share of augmented conversations per pass, of the
+    `augment_kinds` named (None: every kind, `augment.KINDS`).
     A conversation over `max_turns` scored turns keeps its first and last halves, as scoring
     cuts them (`batching.within_max_turns`).
 
@@ -79,6 +80,7 @@ class TrainingArgs:
     dev_per_source: int = 150
     uss_share: float = 0.3
     augment: float = 0.15
+    augment_kinds: tuple[str, ...] | None = None
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -105,6 +107,8 @@ class TrainingArgs:
                 raise ValueError(f"{name} must be an integer >= {least}, found {value!r}")
         if self.reading not in (None, *READINGS):
             raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
+        if self.augment_kinds is not None:
+            self.augment_kinds = checked_kinds(self.augment_kinds)
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         for name in ("lr", "head_lr"):
@@ -233,7 +237,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
-    augmenter = Augmenter(train_examples) if args.augment else None
+    augmenter = Augmenter(train_examples, args.augment_kinds or KINDS) if args.augment else None
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees

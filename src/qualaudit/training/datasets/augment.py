@@ -91,6 +91,14 @@ FRUSTRATED = re.compile(r"\b(wrong|again|already|not what|i said|told you|asked 
                         r"ridiculous|frustrat\w*|annoy\w*|terrible|awful|worst)\b", re.I)
 
 
+def checked_kinds(kinds) -> tuple[str, ...]:
+    """`kinds` as a tuple, or a ValueError naming what is not one of KINDS."""
+    kinds = tuple(kinds)
+    if not kinds or not set(kinds) <= set(KINDS):
+        raise ValueError(f"augmentation kinds must be some of {KINDS}, found {list(kinds)}")
+    return kinds
+
+
 def is_pleasantry(text: str) -> bool:
     """Whether a customer turn only closes politely (see the module docstring): such a turn
     carries no fact about the problem, so adding or removing it must not move resolution."""
@@ -101,9 +109,10 @@ def is_pleasantry(text: str) -> bool:
 
 class Augmenter:
     """Makes augmented examples from training examples; `make(n, rng)` draws n of them,
-    spread over the KINDS in turn (each WEIGHTS times per round)."""
+    spread over `kinds` (default every one of KINDS) in turn, each WEIGHTS times per round."""
 
-    def __init__(self, examples: list[Example]) -> None:
+    def __init__(self, examples: list[Example], kinds: tuple[str, ...] = KINDS) -> None:
+        self.kinds = checked_kinds(kinds)
         self.dialogues = [e for e in examples if e.source in ("stc3", "uss")
                           and len(e.transcript.scored_turns) >= 2]
         by_intent: dict[str, list[Example]] = defaultdict(list)
@@ -130,7 +139,7 @@ class Augmenter:
         self.openers = _openers(self.support)
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
-        makers = [getattr(self, kind) for kind in KINDS for _ in range(WEIGHTS.get(kind, 1))]
+        makers = [getattr(self, kind) for kind in self.kinds for _ in range(WEIGHTS.get(kind, 1))]
         out = []
         for k in range(n):
             for j in range(len(makers)):
