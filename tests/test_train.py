@@ -284,7 +284,8 @@ def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp
                            refit_heads=True, max_turn_tokens=32, max_context_tokens=16, progress=False))
     for e in examples:
         del e.labels["repeat_inquiry"]
-    with pytest.raises(ValueError, match="no training labels"):
+    with pytest.raises(ValueError, match="no training labels"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
         train(TrainingArgs(output_dir=str(tmp_path / "unlabelled"), examples=examples,
                            init=str(tmp_path / "first"), refit_heads=True, progress=False))
 

@@ -58,7 +58,7 @@ class TrainingArgs:
     `refit_heads` replaces a saved model's conversation heads with new ones and trains only
     them, every other weight frozen: heads fitted afresh on the final turn states transfer to
     other sources better than heads trained along with the encoder (benchmarks/README.md,
-    "Refitting the conversation heads"). It trains every conversation head the model has.
+    "Candidate designs", Round 3). It trains every conversation head the model has.
     """
 
     output_dir: str
