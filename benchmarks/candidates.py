@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--init", default=str(ROOT / "models" / "default"))
     train.add_argument("--refit-heads", action="store_true",
                        help="new conversation heads on the --init model, trained alone")
-    train.add_argument("--context-layers", type=int, default=0)
-    train.add_argument("--reading", choices=["turns", "conversation"], default="turns")
+    train.add_argument("--context-layers", type=int, help="default: the --init model's")
+    train.add_argument("--reading", choices=["turns", "conversation"], help="default: the --init model's")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")),
