@@ -32,6 +32,7 @@ import torch
 from qualaudit import Auditor
 from qualaudit.model import ModelConfig, QualityModel
 from qualaudit.training.datasets import load_sources
+from qualaudit.training.datasets.augment import KINDS
 from qualaudit.training.recipe import build
 from qualaudit.training.train import TrainingArgs
 
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--reading", choices=["turns", "conversation"], help="default: the --init model's")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
-    train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")),
+    train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,
                        help="comma-separated augmentation kinds (default: every kind)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -89,7 +89,7 @@ def turn_states(model: QualityModel, transcripts: list[Transcript]) -> tuple[tor
 
 def p_resolved(heads, states, features, is_agent, mask) -> torch.Tensor:
     logits = heads(states, features, is_agent & mask, mask).logits[RESOLUTION]
-    return torch.softmax(logits.float(), -1)[:, 3:].sum(-1)
+    return p_positive(torch.softmax(logits.float(), -1))
 
 
 def heads(model_dir: str, loaded, pairs: dict, seeds: int, epochs: int) -> dict:

@@ -44,7 +44,7 @@ class TrainingArgs:
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
     large USS corpus; `augment` adds that share of augmented conversations per pass, of the
-    `augment_kinds` named (None: every kind, `augment.KINDS`).
+    `augment_kinds` named (default every kind, `augment.KINDS`).
     A conversation over `max_turns` scored turns keeps its first and last halves, as scoring
     cuts them (`batching.within_max_turns`).
 
@@ -80,7 +80,7 @@ class TrainingArgs:
     dev_per_source: int = 150
     uss_share: float = 0.3
     augment: float = 0.15
-    augment_kinds: tuple[str, ...] | None = None
+    augment_kinds: tuple[str, ...] = KINDS
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -107,8 +107,7 @@ class TrainingArgs:
                 raise ValueError(f"{name} must be an integer >= {least}, found {value!r}")
         if self.reading not in (None, *READINGS):
             raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
-        if self.augment_kinds is not None:
-            self.augment_kinds = checked_kinds(self.augment_kinds)
+        self.augment_kinds = checked_kinds(self.augment_kinds)
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         for name in ("lr", "head_lr"):
@@ -197,14 +196,14 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
 @torch.no_grad()
 def evaluate_loss(model: QualityModel, items: list[Prepared], specs: list[HeadSpec],
                   balance: dict, batch_tokens: int) -> dict[str, float]:
-    """Mean dev loss per target (and its sum, "total"), for early stopping."""
+    """Mean dev loss per target (and its sum, "total"), for early stopping; leaves the model in
+    eval mode (the loop sets its training mode again, `_train_mode`)."""
     model.eval()
     sums: dict[str, list[float]] = {}
     for batch in batches(items, batch_tokens * 4, random.Random(0)):
         _, parts = batch_loss(model, batch, specs, balance)
         for k, v in parts.items():
             sums.setdefault(k, []).append(v)
-    model.train()
     out = {k: float(np.mean(v)) for k, v in sums.items()}
     out["total"] = float(sum(out.values()))
     return out
@@ -232,12 +231,13 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     _train_mode(model, args)
     examples = args.all_examples()
     train_examples, dev_examples = _splits(examples, args)
-    specs = _trained_specs(model, train_examples, args.heads if not args.refit_heads else
-                           [s.target for s in model.specs if s.level == "conversation"])
+    wanted = ([s.target for s in model.specs if s.level == "conversation"] if args.refit_heads
+              else args.heads)
+    specs = _trained_specs(model, train_examples, wanted)
     builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
-    augmenter = Augmenter(train_examples, args.augment_kinds or KINDS) if args.augment else None
+    augmenter = Augmenter(train_examples, args.augment_kinds) if args.augment else None
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
@@ -339,10 +339,7 @@ def _train_mode(model: QualityModel, args: TrainingArgs) -> None:
 
 def _selection(select: Callable[[QualityModel], float], model: QualityModel) -> float:
     model.eval()
-    try:
-        value = float(select(model))
-    finally:
-        model.train()
+    value = float(select(model))
     if not math.isfinite(value):
         raise ValueError(f"the selection metric returned {value}; it must be a finite number")
     return value
