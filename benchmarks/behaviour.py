@@ -11,7 +11,11 @@ in the behaviour under test:
 - `solved_confirmed`: `a` ends with the customer confirming a solution, `b` with the problem
   open; `a` must resolve more and need a repeat inquiry less;
 - `empathy`: agent turn `turn` acknowledges the customer's feelings in `a` and is curt in `b`
-  (same practical content); it must score higher empathy in `a`.
+  (same practical content); it must score higher empathy in `a`;
+- `closing_thanks`: `a` is `b` with the customer's closing pleasantries (and the agent's
+  farewell) appended, after a fix or not; a thank-you is politeness, not evidence of a fix, so
+  `a` must not resolve more than `b` by over `THANKS_TOLERANCE` (else every report would
+  favour whichever agents get thanked more).
 
 Usage: `python benchmarks/behaviour.py [--model DIR] [--json PATH]` (the bundled model by
 default) prints a Markdown table of pass rates.
@@ -28,8 +32,9 @@ from typing import Any
 from qualaudit import Auditor, TranscriptScore
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[1] / "tests" / "behaviour_pairs.jsonl"
-BEHAVIOURS = ("asks_for_human", "loop", "solved_confirmed", "empathy")
+BEHAVIOURS = ("asks_for_human", "loop", "solved_confirmed", "empathy", "closing_thanks")
 MIN_PASS_RATE = 0.8  # the bundled model's guarantee, per behaviour (tests/test_behaviour.py)
+THANKS_TOLERANCE = 0.05  # the closing-thanks drop that issue 11 allows
 
 
 def load_pairs(path: str | Path = DEFAULT_PAIRS) -> list[dict[str, Any]]:
@@ -64,9 +69,13 @@ def _empathy(a: TranscriptScore, b: TranscriptScore, pair: dict[str, Any]) -> bo
     return _turn_empathy(a, pair["turn"]) > _turn_empathy(b, pair["turn"])
 
 
+def _closing_thanks(a: TranscriptScore, b: TranscriptScore, pair: dict[str, Any]) -> bool:
+    return a.resolution - b.resolution <= THANKS_TOLERANCE
+
+
 CRITERIA: dict[str, Callable[[TranscriptScore, TranscriptScore, dict[str, Any]], bool]] = {
-    "asks_for_human": _asks_for_human, "loop": _loop,
-    "solved_confirmed": _solved_confirmed, "empathy": _empathy}
+    "asks_for_human": _asks_for_human, "loop": _loop, "solved_confirmed": _solved_confirmed,
+    "empathy": _empathy, "closing_thanks": _closing_thanks}
 
 
 def check_behaviours(auditor: Auditor, path: str | Path = DEFAULT_PAIRS) -> dict[str, dict[str, Any]]:

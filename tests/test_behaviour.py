@@ -73,6 +73,17 @@ def test_branch_pairs_share_their_opening(pair):
     assert pair["a"]["messages"][0]["role"] == "user"
 
 
+@pytest.mark.parametrize("pair", [p for p in PAIRS if p["behaviour"] == "closing_thanks"],
+                         ids=lambda p: p["id"])
+def test_closing_pairs_only_append_pleasantries(pair):
+    """`a` is `b` plus closing turns that open with the customer's and say nothing new."""
+    a, b = pair["a"]["messages"], pair["b"]["messages"]
+    assert a[:len(b)] == b and len(a) > len(b)
+    closing = a[len(b):]
+    assert closing[0]["role"] == "user"
+    assert all(len(m["content"].split()) <= 8 for m in closing), closing
+
+
 def test_pairs_cover_many_domains_and_both_agent_types():
     assert len({p["domain"] for p in PAIRS}) >= 8
     assert {p["agent_type"] for p in PAIRS} == {"ai", "human"}
