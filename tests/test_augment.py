@@ -79,6 +79,12 @@ def dialogues() -> list[Example]:
                         ("customer", "It works now."),
                         ("customer", "OK, thanks. Bye!")],
               3, [NAN, 0.0, NAN, 0.8, NAN, NAN], [0.0, NAN, 0.0, NAN, 1.0, 0.0]),
+        stc3("fixed3", [("customer", "How do I change my delivery address?"),
+                        ("agent", "Open Settings, then Addresses, and edit the default one."),
+                        ("customer", "Found it and changed it.")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
+        stc3("open_thanks", [("customer", "My parcel never arrived."),
+                             ("agent", "Sorry for the trouble. We cannot trace it yet."),
+                             ("customer", "Okay, thank you.")], 0, [NAN, 0.0, NAN], [0.0, NAN, 0.0]),
         stc3("open", [("customer", "I was billed twice this month."),
                       ("agent", "Sorry for the trouble. Please send us your account number."),
                       ("customer", "I sent it yesterday and nobody replied.")],
@@ -152,9 +158,10 @@ def test_each_kind_is_a_valid_example_of_real_turns(data, kind):
 
 def test_closing_removed_keeps_resolution_and_leaves_out_repeat_inquiry(data):
     bases = {e.transcript.id: e for e in data}
+    resolved = set()
     for e in made(data, "closing_removed"):
         base = bases[e.transcript.id.split("+")[0]]
-        assert base.labels["resolution"][3:].sum() >= 0.5
+        resolved.add(bool(base.labels["resolution"][3:].sum() >= 0.5))
         kept = [t.text for t in e.transcript.scored_turns]
         assert kept == [t.text for t in base.transcript.scored_turns[:len(kept)]]
         assert not is_pleasantry(kept[-1])
@@ -163,17 +170,24 @@ def test_closing_removed_keeps_resolution_and_leaves_out_repeat_inquiry(data):
         np.testing.assert_array_equal(e.labels["satisfaction"], base.labels["satisfaction"])
         np.testing.assert_array_equal(e.turn_labels["solution_given"],
                                       base.turn_labels["solution_given"][:len(kept)])
+    assert resolved == {True, False}  # from both classes, so the closing tells neither apart
 
 
-def test_closing_added_appends_another_dialogues_closing_to_an_unresolved_one(data):
+def test_closing_added_appends_another_dialogues_closing_keeping_its_labels(data):
+    bases = {e.transcript.id: e for e in data}
+    used = set()
     for e in made(data, "closing_added"):
         turns = e.transcript.scored_turns
-        assert e.transcript.id.startswith("open+")
+        base = bases[e.transcript.id.split("+")[0]]
+        used.add(base.transcript.id)
+        assert [t.text for t in turns[:-1]] == [t.text for t in base.transcript.scored_turns]
         assert turns[-1].role == "customer" and is_pleasantry(turns[-1].text)
-        assert turns[-1].text != "I sent it yesterday and nobody replied."
+        assert not is_pleasantry([t.text for t in turns[:-1] if t.role == "customer"][-1])
         assert np.isnan(e.turn_labels["solution_confirmed"][-1])
-        assert float(e.labels["resolution"][0]) == 1.0 and "satisfaction" not in e.labels
-        assert float(e.labels["repeat_inquiry"]) == 1.0
+        np.testing.assert_array_equal(e.labels["resolution"], base.labels["resolution"])
+        assert "satisfaction" not in e.labels
+        assert float(e.labels["repeat_inquiry"]) == float(base.labels["repeat_inquiry"])
+    assert {"open", "fixed3"} <= used  # resolved and unresolved dialogues both get one
 
 
 def test_silent_fix_ends_on_the_fix(data):

@@ -11,15 +11,19 @@ break the shortcuts a model learns from them, built from real turns of the train
   the bottom of the scale.
 - "dropped": a dialogue cut right after a customer turn that states the problem, before any
   solution: repeat_inquiry = 1 (the customer has to come back).
-- "closing_removed": a resolved STC-3 dialogue (P(resolution > 0) >= 0.5; STC-3 is the only
-  source with resolution) whose last customer turn is a closing pleasantry loses that turn
-  and the agent turns after it: resolution, satisfaction and escalation kept (the fix was
-  real; a thank-you is not what made it so), repeat_inquiry left out (its STC-3 proxy reads
-  the customer's last turn, which is now another one).
-- "closing_added": an unresolved STC-3 dialogue gets a closing pleasantry from another
-  training dialogue's last customer turn appended: resolution, escalation and
-  repeat_inquiry kept (politeness leaves the problem as open as it was), satisfaction left
-  out (a sincere thank-you for the effort may change how satisfied the customer was).
+- "closing_removed": an STC-3 dialogue (STC-3 is the only source with resolution), resolved
+  or not, whose last customer turn is a closing pleasantry loses that turn and the agent
+  turns after it: resolution, satisfaction and escalation kept (a thank-you is not what made
+  the problem solved or open), repeat_inquiry left out (its STC-3 proxy reads the customer's
+  last turn, which is now another one).
+- "closing_added": an STC-3 dialogue, resolved or not, whose last customer turn is not a
+  pleasantry gets a closing pleasantry from another training dialogue's last customer turn
+  appended: resolution, escalation and repeat_inquiry kept (politeness leaves the problem as
+  solved or as open as it was), satisfaction left out (a sincere thank-you for the effort may
+  change how satisfied the customer was).
+  Both kinds draw from resolved and unresolved dialogues alike: drawn only against the
+  natural correlation (closings removed from resolved dialogues, added to unresolved ones,
+  as until 0.4.0), they taught the opposite shortcut, a thank-you that lowers resolution.
 - "silent_fix": a resolved STC-3 dialogue cut right after its last agent turn that gives the
   solution (solution_given >= 0.5), so the fix is met with silence: resolution and
   escalation kept (the customer confirmed the fix in the original), satisfaction and
@@ -125,10 +129,10 @@ class Augmenter:
                         and k not in ("contact_human_agent", "complaint")]
         self.answerable = [v for k, v in by_intent.items() if k not in ESCALATION_INTENTS]
         rated = [e for e in self.dialogues if "resolution" in e.labels]
-        self.resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
-        self.unresolved = [e for e in rated if p_positive(e.labels["resolution"]) < 0.5]
-        self.closing_ended = [e for e in self.resolved if _closing_at(e) is not None]
-        self.fixes = [(e, k) for e in self.resolved if (k := _last_fix(e)) is not None]
+        resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
+        self.closing_ended = [e for e in rated if _closing_at(e) is not None]
+        self.open_ended = [e for e in rated if not _ends_with_pleasantry(e)]
+        self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
         self.closings = [(e.group, e.transcript.scored_turns[k].text) for e in self.dialogues
                          if (k := _closing_at(e)) is not None]
         self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
@@ -230,9 +234,9 @@ class Augmenter:
                        _kept(base, "resolution", "satisfaction", "escalation"))
 
     def closing_added(self, rng: random.Random) -> Example | None:
-        if not self.unresolved:
+        if not self.open_ended:
             return None
-        base = rng.choice(self.unresolved)
+        base = rng.choice(self.open_ended)
         closings = [text for group, text in self.closings if group != base.group]
         if not closings:
             return None
@@ -355,6 +359,12 @@ def _closing_at(e: Example) -> int | None:
     if last is None or last < 2 or not is_pleasantry(turns[last].text):
         return None
     return last
+
+
+def _ends_with_pleasantry(e: Example) -> bool:
+    """Whether the dialogue's last customer turn is a closing pleasantry."""
+    said = [x.text for x in e.transcript.scored_turns if x.role == "customer"]
+    return bool(said) and is_pleasantry(said[-1])
 
 
 def _last_fix(e: Example) -> int | None:
