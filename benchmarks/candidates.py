@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
-from qualaudit.model import ModelConfig, QualityModel
+from qualaudit.model import READINGS, ModelConfig, QualityModel
 from qualaudit.training.datasets import load_sources
 from qualaudit.training.datasets.augment import KINDS
 from qualaudit.training.recipe import build
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--refit-heads", action="store_true",
                        help="new conversation heads on the --init model, trained alone")
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
-    train.add_argument("--reading", choices=["turns", "conversation"], help="default: the --init model's")
+    train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,

@@ -80,6 +80,31 @@ def test_a_turn_state_is_the_mean_of_its_own_tokens(reader):
         torch.testing.assert_close(states[k], hidden[start:end].mean(0), atol=1e-5, rtol=1e-5)
 
 
+def _states(model, *transcripts):
+    windows = builder_for(model.config, model.tokenizer).build([as_transcript(t) for t in transcripts])
+    return model.encode_windows(windows, max_batch_tokens=150), windows
+
+
+@pytest.mark.parametrize("closing", [TURNS[-1:], TURNS[-1:] + (("assistant", "glad to help, bye"),)])
+def test_reading_causally_no_later_turn_changes_an_earlier_turn_state(reader, closing):
+    """conversation_causal: the states of a conversation's turns are the same whatever is
+    said after them (a closing thank-you cannot lift the fix before it); the plain
+    conversation reading, where a chunk is read both ways, changes them."""
+    causal = QualityModel(dataclasses.replace(reader.config, reading="conversation_causal"),
+                          reader.encoder, reader.tokenizer)
+    causal.load_state_dict(reader.state_dict())
+    causal.eval()
+    body = TURNS[:8]
+    with torch.no_grad():
+        before, windows = _states(causal, conversation("b", *body))
+        after, _ = _states(causal, conversation("a", *body, *closing))
+        plain_before, _ = _states(reader, conversation("b", *body))
+        plain_after, _ = _states(reader, conversation("a", *body, *closing))
+    assert len({w for w, _, _ in windows.spans}) >= 2  # across chunks too
+    torch.testing.assert_close(after[:len(body)], before, atol=1e-5, rtol=1e-5)
+    assert (plain_after[:len(body)] - plain_before).abs().max() > 1e-3
+
+
 def test_every_turn_keeps_its_outputs_evidence_and_scores_alike_in_any_batch(reader):
     transcripts = [conversation("c", *TURNS), conversation("d", *TURNS[:3]),
                    conversation("e", *TURNS[2:])]

@@ -233,10 +233,24 @@ class ConversationBuilder(WindowBuilder):
             windows.token_type_ids.append([self.template.type_a] * len(ids))
 
 
+def turn_causal_mask(attention_mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """(N, L) padding mask and (M, 3) turn spans (row, start, end) -> (N, 1, L, L) boolean
+    attention: a token sees the real tokens of its own turn and of the turns before it in its
+    row, never a later turn's. Every token up to a turn's end belongs to that turn (its role
+    prefix, and for the first turn the chunk's opening context), so that not even the role of
+    the turn after it shows."""
+    N, L = attention_mask.shape
+    spans = spans.to(attention_mask.device)
+    ends = torch.zeros((N, L + 1), dtype=torch.long, device=attention_mask.device)
+    ends.index_put_((spans[:, 0], spans[:, 2]), torch.ones_like(spans[:, 0]), accumulate=True)
+    turn = ends[:, :L].cumsum(1)  # (N, L): how many turns ended at or before each token
+    return ((turn[:, None, :] <= turn[:, :, None]) & attention_mask.bool()[:, None, :])[:, None]
+
+
 def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowBuilder:
     """How a model with this `ModelConfig` reads transcripts (its `reading`), for scoring,
     training and calibration alike."""
-    if config.reading == "conversation":
+    if config.reads_conversation:
         return ConversationBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
                                    config.chunk_tokens, max_turn_chars)
     return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,

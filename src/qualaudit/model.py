@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ._version import __version__
-from .batching import TurnWindows, collate, token_budget_batches
+from .batching import TurnWindows, collate, token_budget_batches, turn_causal_mask
 from .calibration import Calibration
 from .errors import ModelLoadError
 from .head_layers import ConversationHeads, ConversationOutput, TurnContext, TurnHeads
@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DEFAULT_ENCODER = "minilm"
-READINGS = ("turns", "conversation")
+READINGS = ("turns", "conversation", "conversation_causal")
 
 
 class UntrainedModelWarning(UserWarning):
@@ -55,7 +55,10 @@ class ModelConfig:
     languages: list[str] = field(default_factory=lambda: ["en"])  # what it was trained on
     context_layers: int = 0  # causal transformer layers over the turn states (0: none)
     # "turns": each turn encoded in its own window; "conversation": the transcript encoded
-    # as text in chunks of `chunk_tokens` (batching.ConversationBuilder)
+    # as text in chunks of `chunk_tokens` (batching.ConversationBuilder); "conversation_causal":
+    # the same chunks, each turn's tokens attending to their own turn and the ones before it
+    # only (batching.turn_causal_mask), so that nothing said later, a closing thank-you
+    # included, changes the state of a turn before it
     reading: str = "turns"
     chunk_tokens: int = 256
 
@@ -85,6 +88,11 @@ class ModelConfig:
         stray = [h for h in self.trained_heads if h not in self.heads]
         if stray:
             raise ValueError(f"trained_heads {stray} are not among the heads {self.heads}")
+
+    @property
+    def reads_conversation(self) -> bool:
+        """Whether the encoder reads the transcript as text in chunks (either conversation reading)."""
+        return self.reading != "turns"
 
     @property
     def untrained_heads(self) -> list[str]:
@@ -160,7 +168,7 @@ class QualityModel(nn.Module):
         limit = getattr(encoder.config, "max_position_embeddings", None)
         needed, what = config.max_turn_tokens + config.max_context_tokens + 4, \
             "max_turn_tokens + max_context_tokens (+ special tokens)"
-        if config.reading == "conversation":
+        if config.reads_conversation:
             needed, what = config.chunk_tokens, "chunk_tokens"
         if limit is not None and needed > limit:
             raise ModelLoadError(f"{what} = {needed} exceeds the encoder's {limit} positions; "
@@ -391,7 +399,9 @@ class QualityModel(nn.Module):
         encoder's precision. Over each window's real tokens, (N, H); or, given (M, 3) `spans`
         (row, start, end; `TurnWindows.turns_in`), over each turn's own tokens, (M, H)."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+        attend = (turn_causal_mask(attention_mask, spans)
+                  if spans is not None and self.config.reading == "conversation_causal" else attention_mask)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attend,
                               **kwargs).last_hidden_state.float()  # (N, L, H)
         if spans is None:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -34,7 +34,7 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         lines += [_UNTRAINED.format(heads=", ".join(config.untrained_heads)), ""]
     lines += [
         "A qualaudit model: a shared transformer encoder reads "
-        + ("the conversation as text, in chunks of turns" if config.reading == "conversation"
+        + ("the conversation as text, in chunks of turns" if config.reads_conversation
            else "each turn with bounded preceding context")
         + "; small heads score agent turns, customer turns and the whole conversation.",
         "",
@@ -47,7 +47,9 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
          f"after the first opens with the first {config.max_context_tokens} tokens of the "
          f"opening turn and the last {config.max_context_tokens} of the turn before; a turn's "
          "state pools its own tokens"
-         if config.reading == "conversation" else
+         + ("; each turn's tokens attend to their own turn and the turns before it only"
+            if config.reading == "conversation_causal" else "")
+         if config.reads_conversation else
          f"- turn window: {config.max_turn_tokens} tokens of the turn + "
          f"{config.max_context_tokens} of the previous turn"),
         (f"- turn context: {config.context_layers} causal transformer layer(s) over the turn "
