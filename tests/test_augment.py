@@ -71,7 +71,8 @@ def dialogues() -> list[Example]:
     return [
         stc3("fixed", [("customer", "My router keeps dropping the connection."),
                        ("agent", "Sorry for the trouble. Please restart it and update the firmware."),
-                       ("customer", "Thank you so much!")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
+                       ("customer", "Thank you so much!"), ("agent", "Glad to help, have a nice day.")],
+              4, [NAN, 0.9, NAN, NAN], [0.0, NAN, 1.0, NAN]),
         stc3("fixed2", [("customer", "The app crashes when I open photos."),
                         ("agent", "Sorry for the trouble. Which version do you have?"),
                         ("customer", "Version 2.1 on my phone."),
@@ -176,18 +177,26 @@ def test_closing_removed_keeps_resolution_and_leaves_out_repeat_inquiry(data):
 def test_closing_added_appends_another_dialogues_closing_keeping_its_labels(data):
     bases = {e.transcript.id: e for e in data}
     used = set()
+    closings = {("Thank you so much!", "Glad to help, have a nice day."), ("OK, thanks. Bye!",),
+                ("Great, thank you.",), ("Okay, thank you.",)}  # the fixture's closings, with the agent's farewell
+    added = set()
     for e in made(data, "closing_added"):
         turns = e.transcript.scored_turns
         base = bases[e.transcript.id.split("+")[0]]
         used.add(base.transcript.id)
-        assert [t.text for t in turns[:-1]] == [t.text for t in base.transcript.scored_turns]
-        assert turns[-1].role == "customer" and is_pleasantry(turns[-1].text)
-        assert not is_pleasantry([t.text for t in turns[:-1] if t.role == "customer"][-1])
-        assert np.isnan(e.turn_labels["solution_confirmed"][-1])
+        n = len(base.transcript.scored_turns)
+        assert [t.text for t in turns[:n]] == [t.text for t in base.transcript.scored_turns]
+        block = tuple(t.text for t in turns[n:])
+        assert block in closings and turns[n].role == "customer"
+        assert all(t.role == "agent" for t in turns[n + 1:])
+        added.add(block)
+        assert not is_pleasantry([t.text for t in turns[:n] if t.role == "customer"][-1])
+        assert np.isnan(e.turn_labels["solution_confirmed"][n:]).all()
         np.testing.assert_array_equal(e.labels["resolution"], base.labels["resolution"])
         assert "satisfaction" not in e.labels
         assert float(e.labels["repeat_inquiry"]) == float(base.labels["repeat_inquiry"])
     assert {"open", "fixed3"} <= used  # resolved and unresolved dialogues both get one
+    assert len(added) >= 2 and any(len(block) == 2 for block in added)
 
 
 def test_silent_fix_ends_on_the_fix(data):

@@ -17,8 +17,8 @@ break the shortcuts a model learns from them, built from real turns of the train
   the problem solved or open), repeat_inquiry left out (its STC-3 proxy reads the customer's
   last turn, which is now another one).
 - "closing_added": an STC-3 dialogue, resolved or not, whose last customer turn is not a
-  pleasantry gets a closing pleasantry from another training dialogue's last customer turn
-  appended: resolution, escalation and repeat_inquiry kept (politeness leaves the problem as
+  pleasantry gets another training dialogue's closing appended (its last customer turn, a
+  pleasantry, with the agent's farewell after it when there is one): resolution, escalation and repeat_inquiry kept (politeness leaves the problem as
   solved or as open as it was), satisfaction left out (a sincere thank-you for the effort may
   change how satisfied the customer was).
   Both kinds draw from resolved and unresolved dialogues alike: drawn only against the
@@ -133,8 +133,8 @@ class Augmenter:
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
         self.open_ended = [e for e in rated if not _ends_with_pleasantry(e)]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
-        self.closings = [(e.group, e.transcript.scored_turns[k].text) for e in self.dialogues
-                         if (k := _closing_at(e)) is not None]
+        self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
+                         for e in self.dialogues if (k := _closing_at(e)) is not None]
         self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
                        if t.role == "customer" and _is_thanks(t.text)]
         self.names = [p for e in self.dialogues for p in _name_pairs(e)]
@@ -237,14 +237,15 @@ class Augmenter:
         if not self.open_ended:
             return None
         base = rng.choice(self.open_ended)
-        closings = [text for group, text in self.closings if group != base.group]
+        closings = [block for group, block in self.closings if group != base.group]
         if not closings:
             return None
+        block = rng.choice(closings)
         turns = base.transcript.scored_turns
-        pairs = [(x.role, x.text) for x in turns] + [("customer", rng.choice(closings))]
+        pairs = [(x.role, x.text) for x in turns] + block
         t = transcript(f"{base.transcript.id}+closing{rng.randrange(10**9)}", pairs)
         return Example(t, "augment:closing_added", base.group,
-                       turn_labels=_moved(base, t, [*range(len(turns)), None]),
+                       turn_labels=_moved(base, t, [*range(len(turns)), *[None] * len(block)]),
                        labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
 
     def silent_fix(self, rng: random.Random) -> Example | None:
