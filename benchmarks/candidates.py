@@ -195,17 +195,20 @@ def transfer_section(new: dict[str, Any], old: dict[str, Any]) -> str:
     missed = [k for k, ok in new["behaviours"]["criteria"].items() if not ok]
     lines += ["", "Behaviour criteria missed: " + ("; ".join(missed) if missed else "none") + ".",
               "", "Behaviour guarantees (`benchmarks/behaviour.py`, `tests/behaviour_pairs.jsonl`; "
-              f"each must pass ≥ {behaviour.MIN_PASS_RATE:.0%}, tested on every CI run):", "",
+              f"each one guaranteed must pass ≥ {behaviour.MIN_PASS_RATE:.0%}, tested on every CI "
+              "run; the others are measured only):", "",
               f"| behaviour | {version} | this model |", "|---|---|---|"]
     for name in behaviour.BEHAVIOURS:
-        lines.append(f"| {name} | {_passed(old.get('guarantees', {}).get(name))} | "
+        shown = name if name in behaviour.GUARANTEED else f"{name} (measured)"
+        lines.append(f"| {shown} | {_passed(old.get('guarantees', {}).get(name))} | "
                      f"{_passed(new['guarantees'].get(name))} |")
     return "\n".join(lines)
 
 
 def below_guarantees(record: dict[str, Any]) -> list[str]:
-    """The guarantee behaviours a candidate passes less often than the bundled model must."""
-    return [name for name, r in record["guarantees"].items() if r["pass_rate"] < behaviour.MIN_PASS_RATE]
+    """The guaranteed behaviours a candidate passes less often than the bundled model must."""
+    return [name for name, r in record["guarantees"].items()
+            if name in behaviour.GUARANTEED and r["pass_rate"] < behaviour.MIN_PASS_RATE]
 
 
 def card_sections(card: str) -> dict[str, str]:

@@ -62,13 +62,14 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
         candidates.main(ship)  # CI would fail on it: refused
     for r in record["guarantees"].values():
         r["pass_rate"] = 1.0
+    record["guarantees"]["closing_thanks"]["pass_rate"] = 0.0  # measured, not guaranteed
     (out / "results.json").write_text(json.dumps(record))
     candidates.main(ship)
     card = (bundled / "README.md").read_text()
     assert card.index("## Transfer") < card.index("## Architecture") < card.index("## Limits")
     assert "## History" in card and "#### Metrics (report split)\nold figures" in card
     assert "(selection " in card  # the recipe line says the weights were chosen on selection
-    assert "Behaviour guarantees" in card
+    assert "Behaviour guarantees" in card and "| closing_thanks (measured) |" in card
     shipped = QualityModel.from_pretrained(bundled)
     assert shipped.config.context_layers == 1 and shipped.config.version == "0.3.0"
     assert shipped.weights_sha256 == QualityModel.from_pretrained(out).weights_sha256

@@ -21,9 +21,9 @@ break the shortcuts a model learns from them, built from real turns of the train
   pleasantry, with the agent's farewell after it when there is one): resolution, escalation and repeat_inquiry kept (politeness leaves the problem as
   solved or as open as it was), satisfaction left out (a sincere thank-you for the effort may
   change how satisfied the customer was).
-  Both kinds draw from resolved and unresolved dialogues alike: drawn only against the
-  natural correlation (closings removed from resolved dialogues, added to unresolved ones,
-  as until 0.4.0), they taught the opposite shortcut, a thank-you that lowers resolution.
+  Both kinds draw from resolved and unresolved dialogues alike, so that in the augmented
+  data a closing says nothing about resolution either way (until 0.4.0 they drew only against
+  the natural correlation: closings removed from resolved dialogues, added to unresolved ones).
 - "silent_fix": a resolved STC-3 dialogue cut right after its last agent turn that gives the
   solution (solution_given >= 0.5), so the fix is met with silence: resolution and
   escalation kept (the customer confirmed the fix in the original), satisfaction and
