@@ -105,6 +105,19 @@ def test_reading_causally_no_later_turn_changes_an_earlier_turn_state(reader, cl
     assert (plain_after[:len(body)] - plain_before).abs().max() > 1e-3
 
 
+def test_scoring_causally_keeps_the_earlier_turns_outputs_when_a_closing_follows(reader):
+    causal = QualityModel(dataclasses.replace(reader.config, reading="conversation_causal"),
+                          reader.encoder, reader.tokenizer)
+    causal.load_state_dict(reader.state_dict())
+    body = TURNS[:8]
+    short, long = Auditor(causal, precision="fp32").score(
+        [conversation("b", *body), conversation("a", *body, ("user", "ok thanks, bye"))])
+    for x, y in zip(short.turns, long.turns):  # the scorer's encoder path, per-turn outputs
+        assert x.index == y.index
+        for field in ("empathy", "solution_given", "breakdown", "solution_confirmed", "escalation_signal"):
+            assert getattr(x, field) == pytest.approx(getattr(y, field), abs=1e-5)
+
+
 def test_every_turn_keeps_its_outputs_evidence_and_scores_alike_in_any_batch(reader):
     transcripts = [conversation("c", *TURNS), conversation("d", *TURNS[:3]),
                    conversation("e", *TURNS[2:])]
