@@ -18,9 +18,10 @@ break the shortcuts a model learns from them, built from real turns of the train
   last turn, which is now another one).
 - "closing_added": an STC-3 dialogue, resolved or not, whose last customer turn is not a
   pleasantry gets another training dialogue's closing appended (its last customer turn, a
-  pleasantry, with the agent's farewell after it when there is one): resolution, escalation and repeat_inquiry kept (politeness leaves the problem as
-  solved or as open as it was), satisfaction left out (a sincere thank-you for the effort may
-  change how satisfied the customer was).
+  pleasantry, with the agent's farewell after it when there is one): resolution, escalation
+  and repeat_inquiry kept (politeness leaves the problem as solved or as open as it was),
+  satisfaction left out (a sincere thank-you for the effort may change how satisfied the
+  customer was).
   Both kinds draw from resolved and unresolved dialogues alike, so that in the augmented
   data a closing says nothing about resolution either way (until 0.4.0 they drew only against
   the natural correlation: closings removed from resolved dialogues, added to unresolved ones).
