@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qualaudit.batching import builder_for
+from qualaudit.batching import TurnWindows, builder_for
 from qualaudit.heads import p_positive
 from qualaudit.io import read_transcripts
 from qualaudit.model import QualityModel, default_model_path
@@ -37,11 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import behaviour  # noqa: E402  (benchmarks/ is not a package)
 
 
-def p_resolved(model: QualityModel, states: torch.Tensor, is_agent: torch.Tensor) -> float:
-    """Uncalibrated P(resolved) of one conversation from its (T, H) turn states."""
-    features = model.turn_heads.features(model.turn_heads(states), is_agent)
-    mask = torch.ones((1, len(states)), dtype=torch.bool)
-    logits = model.conversation_heads(states[None], features[None], is_agent[None], mask).logits
+def p_resolved(model: QualityModel, windows: TurnWindows, states: torch.Tensor) -> float:
+    """Uncalibrated P(resolved) of one conversation's windows, the model's forward pass reading
+    the given (T, H) turn states instead of encoding the windows."""
+    logits = model(windows, encode=lambda _: states).conversation_logits
     name = next(s.name for s in model.specs if s.target == "resolution")
     return float(p_positive(torch.softmax(logits[name], -1).numpy())[0])
 
@@ -49,13 +48,11 @@ def p_resolved(model: QualityModel, states: torch.Tensor, is_agent: torch.Tensor
 @torch.no_grad()
 def decompose(model: QualityModel, a: Transcript, b: Transcript) -> dict[str, float]:
     builder = builder_for(model.config, model.tokenizer)
-    read = {}
-    for side, t in (("a", a), ("b", b)):
-        windows = builder.build([t])
-        read[side] = (model.encode_windows(windows), torch.tensor(windows.is_agent))
-    n = len(read["b"][0])
-    p_a, p_b = p_resolved(model, *read["a"]), p_resolved(model, *read["b"])
-    p_cut = p_resolved(model, read["a"][0][:n], read["a"][1][:n])
+    windows_a, windows_b = builder.build([a]), builder.build([b])
+    states_a = model.encode_windows(windows_a)
+    p_a = p_resolved(model, windows_a, states_a)
+    p_b = p_resolved(model, windows_b, model.encode_windows(windows_b))
+    p_cut = p_resolved(model, windows_b, states_a[:windows_b.n_turns])
     return {"a": p_a, "b": p_b, "a_cut": p_cut, "total": p_a - p_b, "encoder": p_cut - p_b,
             "heads": p_a - p_cut}
 

@@ -2,13 +2,11 @@
 encoder's part compares `a`'s and `b`'s states of the same turns, and the causal conversation
 reading leaves it at zero."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from conftest import load_benchmark, make_tiny_model
-from qualaudit.model import QualityModel
+from qualaudit.training.train import _with_reading
 
 closing_sensitivity = load_benchmark("closing_sensitivity")
 behaviour = load_benchmark("behaviour")
@@ -37,11 +35,8 @@ def test_the_encoder_part_is_zero_when_reading_causally(tiny_encoder_dir, pairs,
     readout = torch.randn(reader.encoder.config.hidden_size, dtype=torch.float64,
                           generator=torch.Generator().manual_seed(0))
     monkeypatch.setattr(closing_sensitivity, "p_resolved",
-                        lambda model, states, is_agent: float((states.double() @ readout).sum()))
-    causal = QualityModel(dataclasses.replace(reader.config, reading="conversation_causal"),
-                          reader.encoder, reader.tokenizer)
-    causal.load_state_dict(reader.state_dict())
-    causal.eval()
+                        lambda model, windows, states: float((states.double() @ readout).sum()))
+    causal = _with_reading(reader, "conversation_causal").eval()
     both_ways = closing_sensitivity.run(reader, pairs)["pairs"]
     one_way = closing_sensitivity.run(causal, pairs)["pairs"]
     assert all(abs(r["encoder"]) < 1e-5 for r in one_way.values())

@@ -14,7 +14,7 @@ from qualaudit.errors import ModelLoadError
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.scorer import Auditor
 from qualaudit.training.datasets import transcript
-from qualaudit.training.train import TrainingArgs, _initial_model
+from qualaudit.training.train import TrainingArgs, _initial_model, _with_reading
 
 TURNS = tuple((("user", "assistant")[k % 2], text) for k, text in enumerate((
     "my card was charged twice for the same order", "sorry about that, let me check the order",
@@ -90,10 +90,7 @@ def test_reading_causally_no_later_turn_changes_an_earlier_turn_state(reader, cl
     """conversation_causal: the states of a conversation's turns are the same whatever is
     said after them (a closing thank-you cannot lift the fix before it); the plain
     conversation reading, where a chunk is read both ways, changes them."""
-    causal = QualityModel(dataclasses.replace(reader.config, reading="conversation_causal"),
-                          reader.encoder, reader.tokenizer)
-    causal.load_state_dict(reader.state_dict())
-    causal.eval()
+    causal = _with_reading(reader, "conversation_causal").eval()
     body = TURNS[:8]
     with torch.no_grad():
         before, windows = _states(causal, conversation("b", *body))
@@ -106,9 +103,7 @@ def test_reading_causally_no_later_turn_changes_an_earlier_turn_state(reader, cl
 
 
 def test_scoring_causally_keeps_the_earlier_turns_outputs_when_a_closing_follows(reader):
-    causal = QualityModel(dataclasses.replace(reader.config, reading="conversation_causal"),
-                          reader.encoder, reader.tokenizer)
-    causal.load_state_dict(reader.state_dict())
+    causal = _with_reading(reader, "conversation_causal").eval()
     body = TURNS[:8]
     short, long = Auditor(causal, precision="fp32").score(
         [conversation("b", *body), conversation("a", *body, ("user", "ok thanks, bye"))])

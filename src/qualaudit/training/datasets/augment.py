@@ -132,7 +132,7 @@ class Augmenter:
         rated = [e for e in self.dialogues if "resolution" in e.labels]
         resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
-        self.open_ended = [e for e in rated if not _ends_with_pleasantry(e)]
+        self.open_ended = [e for e in rated if _pleasantry_at_end(e) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
                          for e in self.dialogues if (k := _closing_at(e)) is not None]
@@ -356,17 +356,15 @@ def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
 def _closing_at(e: Example) -> int | None:
     """The index of the dialogue's last customer turn when it is a closing pleasantry and
     at least a customer and an agent turn come before it."""
+    last = _pleasantry_at_end(e)
+    return last if last is not None and last >= 2 else None
+
+
+def _pleasantry_at_end(e: Example) -> int | None:
+    """The index of the dialogue's last customer turn when it is a closing pleasantry."""
     turns = e.transcript.scored_turns
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    if last is None or last < 2 or not is_pleasantry(turns[last].text):
-        return None
-    return last
-
-
-def _ends_with_pleasantry(e: Example) -> bool:
-    """Whether the dialogue's last customer turn is a closing pleasantry."""
-    said = [x.text for x in e.transcript.scored_turns if x.role == "customer"]
-    return bool(said) and is_pleasantry(said[-1])
+    return last if last is not None and is_pleasantry(turns[last].text) else None
 
 
 def _last_fix(e: Example) -> int | None:
