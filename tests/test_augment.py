@@ -292,3 +292,20 @@ def test_make_skips_kinds_the_data_cannot_make(data, subset):
     if subset == "bitext":
         assert {e.source for e in examples} == {f"augment:{k}" for k in (
             "loop", "repeated_answer", "two_turn_answered")}
+
+
+def test_closing_pair_is_one_dialogue_with_and_without_its_closing(data):
+    aug, rng = Augmenter(data), random.Random(0)
+    sources = Counter()
+    for _ in range(40):
+        with_closing, without = aug.closing_pair(rng)
+        sources[with_closing.source] += 1
+        turns, kept = with_closing.transcript.scored_turns, without.transcript.scored_turns
+        n = len(kept)
+        assert [t.text for t in turns[:n]] == [t.text for t in kept] and len(turns) > n
+        assert turns[n].role == "customer" and is_pleasantry(turns[n].text)
+        assert all(t.role == "agent" for t in turns[n + 1:])
+        assert not is_pleasantry([t.text for t in kept if t.role == "customer"][-1])
+        np.testing.assert_array_equal(with_closing.labels["resolution"], without.labels["resolution"])
+    # a real closing removed (the real dialogue is the one with it) and one added, both often
+    assert sources["stc3"] >= 10 and sources["augment:closing_added"] >= 10

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from qualaudit.cli import main
+from qualaudit.heads import p_positive
+from qualaudit.metrics import auroc
 from qualaudit.model import QualityModel, UntrainedModelWarning
-from qualaudit.training.batches import prepare
-from qualaudit.training.calibration_job import fit_calibration
+from qualaudit.training.batches import prepare, window_builder
+from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter
 from qualaudit.training.train import (
@@ -22,6 +24,7 @@ from qualaudit.training.train import (
     _splits,
     _train_mode,
     batch_loss,
+    closing_loss,
     label_balance,
     train,
 )
@@ -140,11 +143,7 @@ def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir, reading)
                              reading=reading))
     model = result.model
     assert model.config.reading == reading
-    from qualaudit.training.calibration_job import labelled_logits
-
     z, y = labelled_logits(model, toy_examples(40, seed=1))["escalation.v1"]
-    from qualaudit.metrics import auroc
-
     assert auroc(z, y) > 0.9
 
 
@@ -299,7 +298,6 @@ def test_a_saved_model_keeps_its_window_and_refuses_another(tmp_path, tiny_model
 
 def test_training_cuts_long_conversations_as_scoring_does(tiny_model):
     from qualaudit.batching import within_max_turns
-    from qualaudit.training.batches import prepare, window_builder
 
     turns = [("user" if i % 2 == 0 else "assistant", f"turn {i}") for i in range(9)]
     example = Example(transcript("long", turns), "toy", "g",
@@ -310,3 +308,57 @@ def test_training_cuts_long_conversations_as_scoring_does(tiny_model):
     assert [t.index for t in kept.scored_turns] == [0, 1, 7, 8] and left_out == [2, 6]
     assert item.example.turn_labels["breakdown"].tolist() == [0, 1, 7, 8]
     assert item.turns == 4
+
+
+def shortcut_dialogues(n: int = 60, seed: int = 0) -> list[Example]:
+    """STC-3-like dialogues resolved when the customer sees the refund, where a closing
+    thank-you goes with resolution too (three in four resolved ones end with one, one in four
+    unresolved ones): the shortcut the closing pairs exist to break."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        resolved = i % 2 == 0
+        turns = [("customer", "my card was charged twice"),
+                 ("agent", rng.choice(["refund sent, it shows tomorrow", "we cannot see that charge"])),
+                 ("customer", "i see it now" if resolved else "still nothing on my statement")]
+        if rng.random() < (0.75 if resolved else 0.25):
+            turns.append(("customer", rng.choice(["ok thank you", "thanks, bye", "great thanks"])))
+        t = transcript(f"s{i}", turns)
+        out.append(Example(t, "stc3", t.id, labels={
+            "resolution": np.eye(5, dtype=np.float32)[3 if resolved else 1]}))
+    return out
+
+
+def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder_dir):
+    def trained(weight: float) -> QualityModel:
+        return train(TrainingArgs(
+            output_dir=str(tmp_path / str(weight)), examples=shortcut_dialogues(), init=tiny_encoder_dir,
+            batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
+            max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False,
+            closing_consistency=weight, closing_pairs=4)).model
+
+    aug = Augmenter(shortcut_dialogues(40, seed=1))
+    rng = random.Random(0)
+    pairs = [aug.closing_pair(rng) for _ in range(40)]
+    gaps, separation = {}, {}
+    for weight in (0.0, 5.0):
+        model = trained(weight)
+        made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
+        resolution = next(s for s in model.specs if s.target == "resolution")
+        with torch.no_grad():
+            gaps[weight] = float(closing_loss(model, list(zip(made[0::2], made[1::2])), resolution))
+        z, y = labelled_logits(model, shortcut_dialogues(40, seed=2))[resolution.name]
+        separation[weight] = auroc(p_positive(torch.from_numpy(z).softmax(-1).numpy()), p_positive(y))
+    assert gaps[5.0] < 0.2 * gaps[0.0], gaps  # a closing moves resolution far less
+    assert separation[5.0] > 0.9, separation  # and what resolves it still counts
+
+
+def test_closing_consistency_needs_dialogues_and_the_resolution_head(tmp_path, tiny_encoder_dir):
+    with pytest.raises(ValueError, match="closing_consistency must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, closing_consistency=-1.0)
+    with pytest.raises(ValueError, match="closing_pairs must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, closing_pairs=0)
+    with pytest.raises(ValueError, match="needs rated dialogues"):  # toy dialogues are not STC-3
+        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, closing_consistency=1.0))
+    with pytest.raises(ValueError, match="trains the resolution head"):
+        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, closing_consistency=1.0, heads=["escalation"]))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..batching import WindowBuilder
 from ..heads import HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
@@ -59,6 +60,11 @@ class TrainingArgs:
     them, every other weight frozen: heads fitted afresh on the final turn states transfer to
     other sources better than heads trained along with the encoder (benchmarks/README.md,
     "Candidate designs", Round 3). It trains every conversation head the model has.
+    `closing_consistency` > 0 adds, at every step, `closing_pairs` dialogues each read with
+    and without a closing pleasantry (`Augmenter.closing_pair`) and that weight times the
+    squared difference of their log-odds of resolution (`closing_loss`): shared labels
+    balance a closing only on average, a pair compares the two readings themselves
+    (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`.
     """
 
     output_dir: str
@@ -81,6 +87,8 @@ class TrainingArgs:
     uss_share: float = 0.3
     augment: float = 0.15
     augment_kinds: tuple[str, ...] = KINDS
+    closing_consistency: float = 0.0
+    closing_pairs: int = 4
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -98,7 +106,7 @@ class TrainingArgs:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
-                     "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers"):
+                     "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs"):
             value = getattr(self, name)
             if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
@@ -110,6 +118,8 @@ class TrainingArgs:
         self.augment_kinds = checked_kinds(self.augment_kinds)
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
+        if not 0 <= self.closing_consistency < math.inf:
+            raise ValueError(f"closing_consistency must be >= 0, found {self.closing_consistency!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -193,6 +203,16 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
     return total, parts
 
 
+def closing_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
+                 spec: HeadSpec) -> torch.Tensor:
+    """Mean squared difference of log P(resolved) / P(not resolved) (`heads.p_positive`)
+    between each dialogue read with its closing pleasantry and without it."""
+    output = forward(model, [p for pair in pairs for p in pair])
+    logp = F.log_softmax(output.conversation_logits[spec.name].float(), -1)
+    odds = logp[:, 3:].logsumexp(-1) - logp[:, :3].logsumexp(-1)
+    return (odds[0::2] - odds[1::2]).pow(2).mean()
+
+
 @torch.no_grad()
 def evaluate_loss(model: QualityModel, items: list[Prepared], specs: list[HeadSpec],
                   balance: dict, batch_tokens: int) -> dict[str, float]:
@@ -237,7 +257,9 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
-    augmenter = Augmenter(train_examples, args.augment_kinds) if args.augment else None
+    augmenter = (Augmenter(train_examples, args.augment_kinds)
+                 if args.augment or args.closing_consistency else None)
+    resolution = _closing_head(specs, args)
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
@@ -278,16 +300,23 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     while state["tokens"] < args.max_train_tokens and state["epoch"] < args.max_epochs:
         rng = random.Random(args.seed * 1000 + state["epoch"])
         items = train_items + (prepare(augmenter.make(int(args.augment * len(train_items)), rng),
-                                       builder, args.max_turns) if augmenter else [])
+                                       builder, args.max_turns) if args.augment else [])
         plan = batches(items, args.batch_tokens, rng)
+        pairs = _closing_pairs(augmenter, len(plan) * args.closing_pairs, rng, builder, args.max_turns
+                               ) if resolution else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance)
+            n = sum(p.tokens for p in batch)
+            at = state["in_epoch"] * args.closing_pairs
+            step_pairs = pairs[at:at + args.closing_pairs]
+            if step_pairs:
+                loss = loss + args.closing_consistency * closing_loss(model, step_pairs, resolution)
+                n += sum(p.tokens for pair in step_pairs for p in pair)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            n = sum(p.tokens for p in batch)
             state["step"] += 1
             state["in_epoch"] += 1
             state["tokens"] += n
@@ -363,6 +392,26 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         return QualityModel.from_encoder(args.init, **window, **design)
+
+
+def _closing_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
+    """The resolution head the closing pairs train, when `closing_consistency` asks for them."""
+    if not args.closing_consistency:
+        return None
+    for s in specs:
+        if s.target == "resolution":
+            return s
+    raise ValueError("closing_consistency trains the resolution head, which this run does not train")
+
+
+def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: WindowBuilder,
+                   max_turns: int) -> list[tuple[Prepared, Prepared]]:
+    pairs = [pair for _ in range(n) if (pair := augmenter.closing_pair(rng)) is not None]
+    if not pairs:
+        raise ValueError("closing_consistency needs rated dialogues (STC-3) to make closing pairs "
+                         "from; the training data has none with or without a closing")
+    made = prepare([e for pair in pairs for e in pair], builder, max_turns)
+    return list(zip(made[0::2], made[1::2]))
 
 
 def _with_reading(model: QualityModel, reading: str) -> QualityModel:

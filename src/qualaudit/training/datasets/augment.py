@@ -228,16 +228,26 @@ class Augmenter:
         return _prefix(base, end + 1, f"dropped{end}", "dropped", {"repeat_inquiry": np.float32(1.0)})
 
     def closing_removed(self, rng: random.Random) -> Example | None:
-        if not self.closing_ended:
-            return None
-        base = rng.choice(self.closing_ended)
-        return _prefix(base, _closing_at(base), "noclosing", "closing_removed",
-                       _kept(base, "resolution", "satisfaction", "escalation"))
+        return _without_closing(rng.choice(self.closing_ended)) if self.closing_ended else None
 
     def closing_added(self, rng: random.Random) -> Example | None:
+        return self._with_closing(rng.choice(self.open_ended), rng) if self.open_ended else None
+
+    def closing_pair(self, rng: random.Random) -> tuple[Example, Example] | None:
+        """One dialogue with a closing pleasantry at its end and without it: a real closing
+        removed (`closing_removed`) or another dialogue's added (`closing_added`), half of each
+        when both can be made; the with-closing one first. For the training loss that asks the
+        two to resolve alike (`TrainingArgs.closing_consistency`)."""
+        if self.closing_ended and (not self.open_ended or rng.random() < 0.5):
+            base = rng.choice(self.closing_ended)
+            return base, _without_closing(base)
         if not self.open_ended:
             return None
         base = rng.choice(self.open_ended)
+        added = self._with_closing(base, rng)
+        return None if added is None else (added, base)
+
+    def _with_closing(self, base: Example, rng: random.Random) -> Example | None:
         closings = [block for group, block in self.closings if group != base.group]
         if not closings:
             return None
@@ -346,6 +356,11 @@ def _prefix(base: Example, end: int, suffix: str, kind: str, labels: dict[str, n
                    [(x.role, x.text) for x in base.transcript.scored_turns[:end]])
     return Example(t, f"augment:{kind}", base.group, turn_labels=_moved(base, t, list(range(end))),
                    labels=labels)
+
+
+def _without_closing(base: Example) -> Example:
+    return _prefix(base, _closing_at(base), "noclosing", "closing_removed",
+                   _kept(base, "resolution", "satisfaction", "escalation"))
 
 
 def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
