@@ -15,8 +15,9 @@ in the behaviour under test:
 - `closing_thanks`: `a` is `b` with the customer's closing pleasantries (and the agent's
   farewell) appended, after a fix or not; a thank-you is politeness, not evidence of a fix, so
   `a` must not resolve more than `b` by over `THANKS_TOLERANCE` (else every report would
-  favour whichever agents get thanked more). Measured, not yet guaranteed (`GUARANTEED`): no
-  model so far passes it (0.4.0: 0 of 14; round 4's best: 11 of 14, benchmarks/README.md).
+  favour whichever agents get thanked more). Measured, not yet guaranteed (`GUARANTEED`): the
+  bundled model does not pass it (0.4.0: 0 of 14); models trained with the closing pairs do
+  (14 of 14) but lose transfer, so none shipped (benchmarks/README.md, rounds 4 and 5).
 
 Usage: `python benchmarks/behaviour.py [--model DIR] [--json PATH]` (the bundled model by
 default) prints a Markdown table of pass rates.
@@ -35,7 +36,7 @@ from qualaudit import Auditor, TranscriptScore
 DEFAULT_PAIRS = Path(__file__).resolve().parents[1] / "tests" / "behaviour_pairs.jsonl"
 BEHAVIOURS = ("asks_for_human", "loop", "solved_confirmed", "empathy", "closing_thanks")
 # what the bundled model must pass at MIN_PASS_RATE (tests/test_behaviour.py) and a candidate
-# to ship (benchmarks/candidates.py); closing_thanks joins when a model passes it
+# to ship (benchmarks/candidates.py); closing_thanks joins when a bundled model passes it
 GUARANTEED = ("asks_for_human", "loop", "solved_confirmed", "empathy")
 MIN_PASS_RATE = 0.8
 THANKS_TOLERANCE = 0.05  # the closing-thanks drop that issue 11 allows
