@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from qualaudit import Auditor, TranscriptScore
-from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS
+from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS, p_positive
 from qualaudit.metrics import (
     auroc,
     binary_f1,
@@ -101,7 +101,7 @@ def _ece(probs: np.ndarray, targets: np.ndarray) -> float:
 
 def _positive(dist: np.ndarray) -> np.ndarray:
     """P(level > 0) of (N, 5) distributions over -2..2 (float32 sums may pass 1 by 1e-7)."""
-    return np.clip(dist[:, 3:].sum(1), 0.0, 1.0)
+    return np.clip(p_positive(dist), 0.0, 1.0)
 
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]

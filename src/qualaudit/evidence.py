@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .calibration import Calibration, TemperatureScaler, log_softmax, logit
-from .heads import HeadSpec, p_positive
+from .heads import POSITIVE_FROM, HeadSpec, p_positive
 from .schema import Evidence
 
 
@@ -35,7 +35,8 @@ def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -
     if spec.binary:
         return z
     log_p = log_softmax(z)
-    return logsumexp(log_p[..., 3:], axis=-1) - logsumexp(log_p[..., :3], axis=-1)
+    return (logsumexp(log_p[..., POSITIVE_FROM:], axis=-1)
+            - logsumexp(log_p[..., :POSITIVE_FROM], axis=-1))
 
 
 def logit_contributions(calibration: Calibration, spec: HeadSpec, logits: np.ndarray,

@@ -73,10 +73,14 @@ HEAD_SPECS: dict[str, HeadSpec] = {
 DEFAULT_HEADS: tuple[str, ...] = tuple(HEAD_SPECS)
 
 
+# index of the first level above 0 on the 5-level scale -2..2
+POSITIVE_FROM = 3
+
+
 def p_positive(dist: np.ndarray) -> np.ndarray:
     """P(level > 0) from distributions over the 5-level scale -2..2 (last axis): what
     `resolution` and `satisfaction` report, so there is one source of truth, never a second head."""
-    return dist[..., 3:].sum(-1)
+    return dist[..., POSITIVE_FROM:].sum(-1)
 
 
 def empathy_score(levels: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ..batching import WindowBuilder
-from ..heads import HeadSpec
+from ..heads import POSITIVE_FROM, HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example, by_split, load_examples
@@ -209,7 +209,7 @@ def closing_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
     between each dialogue read with its closing pleasantry and without it."""
     output = forward(model, [p for pair in pairs for p in pair])
     logp = F.log_softmax(output.conversation_logits[spec.name].float(), -1)
-    odds = logp[:, 3:].logsumexp(-1) - logp[:, :3].logsumexp(-1)
+    odds = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
     return (odds[0::2] - odds[1::2]).pow(2).mean()
 
 
@@ -398,10 +398,10 @@ def _closing_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
     """The resolution head the closing pairs train, when `closing_consistency` asks for them."""
     if not args.closing_consistency:
         return None
-    for s in specs:
-        if s.target == "resolution":
-            return s
-    raise ValueError("closing_consistency trains the resolution head, which this run does not train")
+    head = next((s for s in specs if s.target == "resolution"), None)
+    if head is None:
+        raise ValueError("closing_consistency trains the resolution head, which this run does not train")
+    return head
 
 
 def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: WindowBuilder,
