@@ -5,6 +5,10 @@ Three measurements on the resolution pairs of the cross-source protocol (`qualit
 - `ends`: the model as shipped on each pair's transcripts, whole and cut to their last K turns
   (AUROC and mean P(resolved)): how far the score depends on conversation length, since STC-3,
   resolution's only training source, has short conversations and USS long ones;
+- `ends` also reads each transcript without its closing (every trailing customer turn that
+  is a closing pleasantry, `augment.is_pleasantry`, cut with the turns after it), and without
+  its closing and its last remaining customer turn: whether the score rests on the closing,
+  or on how the conversation ends (benchmarks/README.md, Round 6);
 - `heads`: the model's turn states are read once (frozen encoder and turn heads), then its
   conversation heads are trained on STC-3 train's resolution labels alone, either continuing
   from the model's own heads or from new ones, for a few seeds, and scored on each pair after
@@ -13,7 +17,7 @@ Three measurements on the resolution pairs of the cross-source protocol (`qualit
 
 Usage:
     python benchmarks/head_transfer.py [--model models/default] [--data-dir ../shared/data]
-        [--last-turns 12,8,6,4] [--seeds 2] [--epochs 8] [--threads 1] [--json PATH]
+        [--last-turns 12,8,6,4] [--seeds 2] [--epochs 8] [--ends-only] [--threads 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from qualaudit.heads import p_positive
 from qualaudit.model import QualityModel
 from qualaudit.schema import Transcript
 from qualaudit.training.datasets import load_sources
+from qualaudit.training.datasets.augment import is_pleasantry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (benchmarks/ is not a package)
@@ -48,18 +53,37 @@ def resolution_pairs(loaded) -> dict[str, list[tuple[Transcript, float]]]:
             for p in quality.PAIRS if p.target == "resolution"}
 
 
+def without_closing(t: Transcript) -> Transcript:
+    """The transcript cut before its trailing closing pleasantries (customer turns, and the
+    turns after each), keeping at least its first two turns."""
+    turns = t.turns
+    while True:
+        last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
+        if last is None or last < 2 or not is_pleasantry(turns[last].text):
+            return dataclasses.replace(t, turns=turns)
+        turns = turns[:last]
+
+
+def without_last_customer_turn(t: Transcript) -> Transcript:
+    customer = [k for k, x in enumerate(t.turns) if x.role == "customer"]
+    return dataclasses.replace(t, turns=t.turns[:customer[-1]]) if len(customer) >= 2 else t
+
+
 def ends(model_dir: str, pairs: dict, last_turns: list[int]) -> dict:
-    """AUROC and mean resolution per pair, the transcripts whole and cut to their last K turns."""
+    """AUROC and mean resolution per pair, the transcripts whole, cut to their last K turns,
+    without their closing, and without their closing and last customer turn."""
     auditor = Auditor.from_pretrained(model_dir, precision="fp32")
+    readings = {"whole": lambda t: t}
+    readings |= {f"last {k}": (lambda t, k=k: dataclasses.replace(t, turns=t.turns[-k:])) for k in last_turns}
+    readings["no closing"] = without_closing
+    readings["no closing, no last customer turn"] = lambda t: without_last_customer_turn(without_closing(t))
     out = {}
     for name, items in pairs.items():
         labels = np.array([y for _, y in items])
         out[name] = {"median_turns": float(np.median([len(t.turns) for t, _ in items]))}
-        for keep in [None, *last_turns]:
-            cut = [t if keep is None else dataclasses.replace(t, turns=t.turns[-keep:]) for t, _ in items]
-            scores = np.array([r.resolution for r in auditor.score(cut)])
-            out[name]["whole" if keep is None else f"last {keep}"] = {
-                "auroc": quality.auroc(scores, labels), "mean": float(scores.mean())}
+        for reading, change in readings.items():
+            scores = np.array([r.resolution for r in auditor.score([change(t) for t, _ in items])])
+            out[name][reading] = {"auroc": quality.auroc(scores, labels), "mean": float(scores.mean())}
     return out
 
 
@@ -139,6 +163,8 @@ def markdown(result: dict) -> str:
     for name, row in result["ends"].items():
         lines.append(f"| {name} | {row['median_turns']:.0f} | " + " | ".join(
             f"{row[c]['auroc']:.3f} (mean {row[c]['mean']:.3f})" for c in cuts) + " |")
+    if result["heads"] is None:
+        return "\n".join(lines)
     lines += ["", "| heads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines.append("| shipped | " + " | ".join(f"{result['heads']['shipped'][n]:.3f}" for n in names) + " |")
     for start in ("continued", "new"):
@@ -156,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--last-turns", default="12,8,6,4")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--ends-only", action="store_true", help="skip the heads trained on frozen states")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -164,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = resolution_pairs(loaded)
     result = {"model": args.model, "command": "python benchmarks/head_transfer.py " + " ".join(sys.argv[1:]),
               "ends": ends(args.model, pairs, [int(k) for k in args.last_turns.split(",")]),
-              "heads": heads(args.model, loaded, pairs, args.seeds, args.epochs)}
+              "heads": None if args.ends_only else heads(args.model, loaded, pairs, args.seeds, args.epochs)}
     print(markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
