@@ -1,14 +1,14 @@
 """Does a model's resolution head lose what its turn states carry to other sources? (issue 11)
 
-Three measurements on the resolution pairs of the cross-source protocol (`quality.PAIRS`):
+Two measurements on the resolution pairs of the cross-source protocol (`quality.PAIRS`):
 
 - `ends`: the model as shipped on each pair's transcripts, whole and cut to their last K turns
   (AUROC and mean P(resolved)): how far the score depends on conversation length, since STC-3,
-  resolution's only training source, has short conversations and USS long ones;
-- `ends` also reads each transcript without its closing (every trailing customer turn that
-  is a closing pleasantry, `augment.is_pleasantry`, cut with the turns after it), and without
-  its closing and its last remaining customer turn: whether the score rests on the closing,
-  or on how the conversation ends (benchmarks/README.md, Round 6);
+  resolution's only training source, has short conversations and USS long ones; and each
+  transcript without its closing (every trailing customer turn that is a closing pleasantry,
+  `augment.is_pleasantry`, cut with the turns after it), then also without its last customer
+  turn: whether the score rests on the closing, or on how the conversation ends
+  (benchmarks/README.md, Round 6);
 - `heads`: the model's turn states are read once (frozen encoder and turn heads), then its
   conversation heads are trained on STC-3 train's resolution labels alone, either continuing
   from the model's own heads or from new ones, for a few seeds, and scored on each pair after
@@ -65,6 +65,7 @@ def without_closing(t: Transcript) -> Transcript:
 
 
 def without_last_customer_turn(t: Transcript) -> Transcript:
+    """The transcript cut before its last customer turn, unless that is its only one."""
     customer = [k for k, x in enumerate(t.turns) if x.role == "customer"]
     return dataclasses.replace(t, turns=t.turns[:customer[-1]]) if len(customer) >= 2 else t
 
