@@ -65,11 +65,12 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
 from ...heads import ESCALATION_SIGNALS, p_positive
-from ...schema import Transcript
+from ...schema import Transcript, Turn
 from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
@@ -368,16 +369,23 @@ def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
     return {k: base.labels[k] for k in targets if k in base.labels}
 
 
-def _closing_at(e: Example) -> int | None:
-    """The index of the dialogue's last customer turn when it is a closing pleasantry and
-    at least a customer and an agent turn come before it."""
-    last = _pleasantry_at_end(e)
+def closing_at(turns: Sequence[Turn]) -> int | None:
+    """The index of the last customer turn when it is a closing pleasantry and at least a
+    customer and an agent turn come before it: where the dialogue's closing starts."""
+    last = _last_pleasantry(turns)
     return last if last is not None and last >= 2 else None
 
 
+def _closing_at(e: Example) -> int | None:
+    return closing_at(e.transcript.scored_turns)
+
+
 def _pleasantry_at_end(e: Example) -> int | None:
-    """The index of the dialogue's last customer turn when it is a closing pleasantry."""
-    turns = e.transcript.scored_turns
+    return _last_pleasantry(e.transcript.scored_turns)
+
+
+def _last_pleasantry(turns: Sequence[Turn]) -> int | None:
+    """The index of the last customer turn when it is a closing pleasantry."""
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
     return last if last is not None and is_pleasantry(turns[last].text) else None
 
