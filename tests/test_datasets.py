@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from qualaudit.heads import ESCALATION_SIGNALS
 from qualaudit.training.datasets import by_split, distribution, load_examples, load_sources
 
 
@@ -31,6 +32,8 @@ def _uss(root):
         "USER\tI need a taxi.\tinform\t3,3,3\n"
         "SYSTEM\tWhere to?\trequest\t\n"
         "USER\tYou already asked that!\tinform\t1,2,3\n"
+        "SYSTEM\tSorry.\tapology\t\n"
+        "USER\tJust get me a manager.\tinform\t1,1,2\n"
         "USER\tOVERALL\t\t2,2,4\n")
 
 
@@ -94,8 +97,10 @@ def test_every_source_is_read_with_its_labels(data_dir):
     signals = uss.turn_labels["escalation_signal"]
     assert np.isnan(signals[1]).all()                       # the system turn
     assert signals[0, 0] == 0 and signals[2, 0] == pytest.approx(2 / 3)
+    asks = signals[:, ESCALATION_SIGNALS.index("asks_for_human")]
+    assert asks[0] == 0 and asks[2] == 0 and np.isnan(asks[4])  # "get me a manager": unlabelled
     np.testing.assert_allclose(uss.labels["satisfaction"], [0, 2 / 3, 0, 1 / 3, 0], atol=1e-6)
-    assert float(uss.labels["repeat_inquiry"]) == pytest.approx(2 / 3)
+    assert float(uss.labels["repeat_inquiry"]) == pytest.approx(1.0)  # the last turn: 3 of 3 below 3
 
     (epitome,) = sources["epitome"]
     levels = epitome.turn_labels["empathy"]

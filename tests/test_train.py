@@ -249,6 +249,24 @@ def test_named_heads_with_a_frozen_encoder_leave_other_scores_unchanged(tmp_path
     assert [getattr(tuned.config, k) for k in window] == [getattr(saved.config, k) for k in window]
 
 
+def test_a_named_head_trains_on_the_conversations_that_label_it(tmp_path, tiny_model_dir):
+    """Most conversations lack the head's labels: they are left out, not batched into steps
+    with nothing to learn (which once failed with "does not require grad")."""
+    examples = toy_examples()
+    for e in examples[12:]:
+        del e.turn_labels["escalation_signal"]
+    args = TrainingArgs(output_dir=str(tmp_path / "ft"), examples=examples, init=str(tiny_model_dir),
+                        heads=["escalation_signal"], freeze_encoder=True, batch_tokens=400,
+                        evals=1, max_epochs=1, augment=0.0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
+        result = train(args)
+    changed = {k for k, v in result.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all("escalation_signal_v1" in k for k in changed)
+    assert 0 < result.steps <= 3  # one pass over at most 12 short conversations
+
+
 def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp_path, tiny_encoder_dir):
     examples = toy_examples()
     for e in examples:  # refitting needs labels for every conversation head

@@ -39,8 +39,9 @@ class TrainingArgs:
 
     `init` is an encoder ("minilm", a path or hub id: new heads) or a saved qualaudit model
     directory (fine-tuning). `heads` names the targets to train (None: every target the data
-    labels); named heads train only their own layers, so the others keep their weights (and,
-    with `freeze_encoder`, their scores: it trains the heads only, for small label sets).
+    labels); named heads train only their own layers, on the conversations that label them, so
+    the others keep their weights (and, with `freeze_encoder`, their scores: it trains the heads
+    only, for small label sets).
     `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
@@ -254,6 +255,9 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     wanted = ([s.target for s in model.specs if s.level == "conversation"] if args.refit_heads
               else args.heads)
     specs = _trained_specs(model, train_examples, wanted)
+    if args.heads is not None:  # named heads: only the conversations that label one of them
+        targets = {s.target for s in specs}
+        train_examples = [e for e in train_examples if targets & {*e.labels, *e.turn_labels}]
     builder = window_builder(model)
     train_items = prepare(train_examples, builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
@@ -312,10 +316,11 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
             if step_pairs:
                 loss = loss + args.closing_consistency * closing_loss(model, step_pairs, resolution)
                 n += sum(p.tokens for pair in step_pairs for p in pair)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            if loss.requires_grad:  # else no item of the batch labels a trained head
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
             schedule.step()
             state["step"] += 1
             state["in_epoch"] += 1
