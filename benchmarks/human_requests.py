@@ -1,0 +1,118 @@
+"""Whether a model's `asks_for_human` turn signal tells a request for a person from ordinary
+dialogue (issue 11), and what the escalation score does with it.
+
+The signal learned from Bitext, where every utterance is a request of some kind; until the
+USS reader labelled its user turns as negatives it fired on a large share of ordinary turns
+("Hi.", "is it sci fi"), and the escalation head that follows it then fires on most USS
+dialogues (benchmarks/README.md, Round 7). Three measurements:
+- `alarms`: the share of customer turns of the dev split of USS and of STC-3 where the signal
+  is above 0.5 (USS turns that name a person to talk to, `uss.ASKS_FOR_A_PERSON`, left out;
+  STC-3 never trains the signal, so it is out of the training distribution of the negatives);
+- `pairs`: for each escalation pair of the protocol, the share of its dialogues where the
+  signal is above 0.5 on some customer turn, and the AUROC of escalation;
+- `requests`: on the asks_for_human guarantee pairs (`tests/behaviour_pairs.jsonl`), the
+  signal at the request turn (`a`) and at the neutral turn in its place (`b`): how many
+  requests it flags (> 0.5), how many neutral turns it leaves (< 0.5).
+
+Usage:
+    python benchmarks/human_requests.py --model DIR [--model DIR ...] [--data-dir ../shared/data]
+        [--threads 1] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qualaudit import Auditor, TranscriptScore
+from qualaudit.metrics import auroc
+from qualaudit.training.datasets import by_split, load_sources, uss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import behaviour  # noqa: E402  (benchmarks/ is not a package)
+import quality  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def asks(score: TranscriptScore) -> list[float]:
+    """The signal on each customer turn, in order."""
+    return [t.escalation_signals["asks_for_human"] for t in score.turns if t.escalation_signals]
+
+
+def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
+    alarms = {}
+    for source in ("uss", "stc3"):
+        examples = by_split(loaded.get(source, []), "dev")
+        values = []
+        for e, score in zip(examples, auditor.score([e.transcript for e in examples])):
+            turns = [x for x in e.transcript.scored_turns if x.role == "customer"]
+            values += [v for x, v in zip(turns, asks(score), strict=True)
+                       if source != "uss" or not uss.ASKS_FOR_A_PERSON.search(x.text)]
+        alarms[source] = {"turns": len(values), "above_half": share(np.asarray(values) > 0.5)}
+    pairs = {}
+    for pair in (p for p in quality.PAIRS if p.target == "escalation"):
+        rows = pair.items(loaded.get(pair.source, []))
+        scores = auditor.score([e.transcript for e, _ in rows])
+        fired = np.asarray([max(asks(s), default=0.0) > 0.5 for s in scores])
+        labels = np.asarray([y for _, y in rows]) >= 0.5
+        escalation = np.asarray([s.escalation for s in scores])
+        pairs[pair.name] = {"n": len(rows), "fired": share(fired),
+                            "escalation_auroc": auroc(escalation, labels) if rows else float("nan")}
+    guarantee = [p for p in behaviour.load_pairs() if p["behaviour"] == "asks_for_human"]
+    scores = auditor.score([t for p in guarantee for t in (p["a"], p["b"])])
+    at = [(asks_at(scores[2 * i], p["turn"]), asks_at(scores[2 * i + 1], p["turn"]))
+          for i, p in enumerate(guarantee)]
+    requests = {"pairs": len(at), "requests_flagged": sum(a > 0.5 for a, _ in at),
+                "neutral_left": sum(b < 0.5 for _, b in at), "signal": [[a, b] for a, b in at]}
+    return {"alarms": alarms, "pairs": pairs, "requests": requests}
+
+
+def share(flags: np.ndarray) -> float:
+    return float(flags.mean()) if flags.size else float("nan")
+
+
+def asks_at(score: TranscriptScore, turn: int) -> float:
+    return score.turns[turn].escalation_signals["asks_for_human"]
+
+
+def to_markdown(results: dict[str, dict[str, Any]]) -> str:
+    models = list(results)
+    first = results[models[0]]
+    rows = [("customer turns flagged, " + s + " dev", lambda r, s=s: f"{r['alarms'][s]['above_half']:.3f}")
+            for s in first["alarms"]]
+    for name in first["pairs"]:
+        rows.append((f"{name}: dialogues flagged / escalation AUROC",
+                     lambda r, n=name: f"{r['pairs'][n]['fired']:.2f} / {r['pairs'][n]['escalation_auroc']:.3f}"))
+    rows.append(("guarantee pairs: requests flagged / neutral turns left",
+                 lambda r: f"{r['requests']['requests_flagged']} / {r['requests']['neutral_left']} "
+                           f"(of {r['requests']['pairs']})"))
+    lines = ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    lines += [f"| {label} | " + " | ".join(cell(results[m]) for m in models) + " |" for label, cell in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, help="a model directory (repeatable)")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    loaded = load_sources(args.data_dir, ["uss", "stc3", "dbdc3"])
+    results = {m: measure(Auditor.from_pretrained(m, device="cpu", precision="fp32"), loaded)
+               for m in args.model}
+    print(to_markdown(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
