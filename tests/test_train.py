@@ -304,8 +304,8 @@ def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         asking = train(replace(refit(requests_escalate=True), output_dir=str(tmp_path / "asking"))).model
-    asking.save_pretrained(tmp_path / "asking-saved")
-    reloaded = QualityModel.from_pretrained(tmp_path / "asking-saved")
+        asking.save_pretrained(tmp_path / "asking-saved")
+        reloaded = QualityModel.from_pretrained(tmp_path / "asking-saved")
     assert reloaded.config.requests_escalate and not refitted.config.requests_escalate
     assert reloaded.conversation_heads.request_feature == request_feature(reloaded.specs)
     assert refitted.conversation_heads.request_feature is None
