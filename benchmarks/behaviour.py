@@ -16,7 +16,7 @@ in the behaviour under test:
   farewell) appended, after a fix or not; a thank-you is politeness, not evidence of a fix, so
   `a` must not resolve more than `b` by over `THANKS_TOLERANCE` (else every report would
   favour whichever agents get thanked more). Measured, not yet guaranteed (`GUARANTEED`): the
-  bundled model does not pass it (0.4.0: 0 of 14); models trained with the closing pairs do
+  bundled model does not pass it (0.5.0: 0 of 14); models trained with the closing pairs do
   (14 of 14) but lose transfer, so none shipped (benchmarks/README.md, rounds 4 and 5).
 
 Usage: `python benchmarks/behaviour.py [--model DIR] [--json PATH]` (the bundled model by

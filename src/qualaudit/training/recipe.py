@@ -22,7 +22,7 @@ LICENCES = """\
 | source | what it supervises | licence |
 |---|---|---|
 | NTCIR-14 STC-3 DCH-1, English (`stc3_dch/train_data_en.json`) | resolution, satisfaction, solution given / confirmed, escalation, repeat_inquiry | annotations CC BY 4.0; dialogue text crawled from Weibo |
-| USS: MultiWOZ, SGD, ReDial (`uss/`) | dissatisfied signal, satisfaction, repeat_inquiry | research data, no licence file |
+| USS: MultiWOZ, SGD, ReDial (`uss/`) | dissatisfied signal, asks_for_human (negatives), satisfaction, repeat_inquiry | research data, no licence file |
 | EPITOME (`epitome/`) | empathy (3 mechanisms x 3 levels) | **academic licence: research use only** |
 | Bitext customer-support sample (`bitext/`) | asks_for_human and complaint signals, escalation | CDLA-Sharing-1.0 |
 | DBDC3 English dev (`dbdc3/`) | breakdown, escalation (weight 0.3) | MIT |
