@@ -77,8 +77,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             augment=args.augment, seed=args.seed, version=args.version,
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
                             closing_consistency=args.closing_consistency,
-                            closing_pairs=args.closing_pairs, progress=not args.quiet,
-                            requests_escalate=args.requests_escalate or None)
+                            closing_pairs=args.closing_pairs, progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
     summary = build(training, command=command, select=selection_metric(args.data_dir))
@@ -277,9 +276,6 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks a dialogue to resolve alike with and "
                             "without a closing pleasantry (default 0: none)")
     train.add_argument("--closing-pairs", type=int, default=4, help="closing pairs a step")
-    train.add_argument("--requests-escalate", action="store_true",
-                       help="the asks_for_human signal joins the escalation estimate "
-                            "(ModelConfig.requests_escalate; with --refit-heads on a saved model)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
     train.add_argument("--seed", type=int, default=0)

@@ -63,31 +63,6 @@ def test_escalation_is_a_noisy_or_of_turn_hazards(pooler):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
-def test_a_request_for_a_person_joins_the_escalation_noisy_or(pooler):
-    """With `request_feature`, each customer turn's request probability multiplies the survival
-    as its own factor (agent turns' values in that column, random here, bring none); leaving a
-    turn out drops both of its factors."""
-    asking = ConversationHeads(resolve_heads(list(DEFAULT_HEADS)), hidden=8, n_features=3, dim=8,
-                               position_buckets=4, dropout=0.0, request_feature=1).eval()
-    asking.load_state_dict(pooler.state_dict())
-    states, features, is_agent = inputs()
-    mask = torch.ones(1, 6, dtype=torch.bool)
-    plain = pooler(states, features, is_agent, mask, True)
-    out = asking(states, features, is_agent, mask, True)
-    survival_plain = 1 - torch.sigmoid(plain.running["escalation.v1"][0].double())
-    factor = 1 - survival_plain / torch.cat([torch.ones(1, dtype=torch.float64), survival_plain[:-1]])
-    request = torch.sigmoid(features[0, :, 1].double()).masked_fill(is_agent[0], 0.0)
-    survival = torch.cumprod((1 - factor) * (1 - request), 0)
-    torch.testing.assert_close(torch.sigmoid(out.running["escalation.v1"][0].double()), 1 - survival,
-                               atol=1e-5, rtol=1e-4)
-    for t in range(6):
-        expected = 1 - survival[-1] / ((1 - factor[t]) * (1 - request[t]))
-        got = torch.sigmoid(out.leave_one_out["escalation.v1"][0, t].double())
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="request_feature 3"):
-        ConversationHeads(resolve_heads(list(DEFAULT_HEADS)), hidden=8, n_features=3, request_feature=3)
-
-
 def test_running_estimate_only_sees_the_past_and_ends_at_the_final_logit(pooler):
     states, features, is_agent = inputs()
     mask = torch.ones(1, 6, dtype=torch.bool)
@@ -141,18 +116,3 @@ def test_leave_one_out_stays_exact_when_one_turn_dominates():
     torch.testing.assert_close(pooled[0, 1], torch.tensor([1.0, 0.0]), atol=1e-12, rtol=0)
     single = _leave_one_out_pool(z[:, :1], torch.tensor([[3.0]]), mask[:, :1])
     assert torch.equal(single, torch.zeros(1, 1, 2))
-
-
-def test_request_feature_is_the_asks_for_human_column_of_the_turn_features():
-    from qualaudit.head_layers import TurnHeads
-    from qualaudit.heads import ESCALATION_SIGNALS, request_feature
-
-    specs = resolve_heads(list(DEFAULT_HEADS))
-    heads = TurnHeads(specs, hidden=8)
-    logits = {s.name: torch.zeros(2, *s.shape) for s in heads.specs}
-    logits["escalation_signal.v1"][:, ESCALATION_SIGNALS.index("asks_for_human")] = 7.0
-    features = heads.features(logits, torch.tensor([False, True]))  # a customer turn, an agent turn
-    assert features[0].nonzero().flatten().tolist() == [request_feature(specs)]
-    assert not features[1].any()
-    with pytest.raises(ValueError, match="no escalation_signal head"):
-        request_feature([s for s in specs if s.target != "escalation_signal"])

@@ -174,7 +174,6 @@ def test_a_mistyped_local_path_is_never_fetched(tmp_path, monkeypatch):
     ({"heads": "resolution.v1"}, "heads must be a list"),
     ({"trained_heads": "resolution.v1 escalation.v1"}, "trained_heads must be a list"),
     ({"trained_heads": ["mystery.v1"]}, "not among the heads"),
-    ({"requests_escalate": "yes"}, "requests_escalate must be true or false"),
 ])
 def test_config_fields_are_type_checked(model_copy, changes, message):
     edit_config(model_copy, **changes)

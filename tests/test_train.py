@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import random
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from qualaudit.cli import main
-from qualaudit.heads import p_positive, request_feature
+from qualaudit.heads import p_positive
 from qualaudit.metrics import auroc
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import prepare, window_builder
@@ -297,18 +296,6 @@ def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp
                                                   "repeat_inquiry.v1", "escalation.v1"}
     with pytest.raises(ValueError, match="do not name heads"):
         refit(heads=["resolution"])
-    # the request factor comes with new conversation heads only, and stays with the model
-    with pytest.raises(ValueError, match="change it with refit_heads"):
-        train(TrainingArgs(output_dir=str(tmp_path / "ft"), examples=examples,
-                           init=str(tmp_path / "first"), requests_escalate=True, progress=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedModelWarning)
-        asking = train(replace(refit(requests_escalate=True), output_dir=str(tmp_path / "asking"))).model
-        asking.save_pretrained(tmp_path / "asking-saved")
-        reloaded = QualityModel.from_pretrained(tmp_path / "asking-saved")
-    assert reloaded.config.requests_escalate and not refitted.config.requests_escalate
-    assert reloaded.conversation_heads.request_feature == request_feature(reloaded.specs)
-    assert refitted.conversation_heads.request_feature is None
     with pytest.raises(ValueError, match="is not one"):
         train(TrainingArgs(output_dir=str(tmp_path / "new"), examples=examples, init=tiny_encoder_dir,
                            refit_heads=True, max_turn_tokens=32, max_context_tokens=16, progress=False))

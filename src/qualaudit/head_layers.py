@@ -123,22 +123,13 @@ class ConversationHeads(nn.Module):
     after turn t is the noisy-OR 1 - prod_{j<=t}(1 - hazard_j). It only sees turns <= t and
     never goes down, so "P(needed at some turn)" and "the first turn it reaches 0.5" agree.
 
-    With `request_feature` (the column of f_t holding the asks_for_human logit), a customer
-    turn that asks for a person is by itself a reason to escalate: its probability joins the
-    turn's hazard in the noisy-OR, so the learned hazard only has to add what the request
-    signal does not say (and never learns to follow it where it misfires).
-
     Leaving a turn out of the pooling drops its softmax weight (full) or its hazard factor
     (causal); other turns keep their positions and states.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
-                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1,
-                 request_feature: int | None = None) -> None:
+                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1) -> None:
         super().__init__()
-        if request_feature is not None and not 0 <= request_feature < n_features:
-            raise ValueError(f"request_feature {request_feature} is not one of {n_features} features")
-        self.request_feature = request_feature
         self.specs = [s for s in specs if s.level == "conversation"]
         if any(s.pooling == "causal" and s.shape != () for s in self.specs):
             raise ValueError("causal conversation heads must have one binary output")
@@ -184,17 +175,13 @@ class ConversationHeads(nn.Module):
                 scores = self.score[key](z_causal).squeeze(-1)  # (B, T)
                 before = _causal_pool(z_causal, scores, mask, exclusive=True)  # (B, T, D)
                 hazard = self.out[key](torch.cat([z_causal, before], -1)).squeeze(-1)  # (B, T)
-                log_factor = -F.softplus(hazard.double())  # log(1 - hazard_t)
-                if self.request_feature is not None:
-                    request = features[..., self.request_feature].double()
-                    log_factor = log_factor - F.softplus(request).masked_fill(is_agent, 0.0)
-                log_factor = log_factor.masked_fill(~mask, 0.0)
-                log_survival = torch.cumsum(log_factor, dim=1)  # (B, T)
+                log_survival = torch.cumsum(
+                    -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)
                 running[s.name] = _noisy_or_logit(log_survival).to(hazard.dtype)
                 logits[s.name] = running[s.name][torch.arange(B), last]
                 if with_evidence and leave_one_out:
                     final = log_survival[torch.arange(B), last][:, None]
-                    loo[s.name] = _noisy_or_logit(final - log_factor).to(hazard.dtype)
+                    loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
             else:
                 scores = self.score[key](z_full).squeeze(-1)
                 pooled = _pool(z_full, scores, mask)[:, None]  # (B, 1, D)

@@ -105,15 +105,3 @@ def resolve_heads(names: list[str] | tuple[str, ...]) -> list[HeadSpec]:
 
 def turn_feature_size(specs: list[HeadSpec]) -> int:
     return sum(s.size for s in specs if s.level != "conversation")
-
-
-def request_feature(specs: list[HeadSpec]) -> int:
-    """The column of the turn features (`TurnHeads.features`: turn heads in spec order) that
-    holds the asks_for_human logit."""
-    offset = 0
-    for s in specs:
-        if s.target == "escalation_signal":
-            return offset + ESCALATION_SIGNALS.index("asks_for_human")
-        if s.level != "conversation":
-            offset += s.size
-    raise ValueError("no escalation_signal head: nothing says a customer asks for a person")

@@ -22,7 +22,7 @@ from .batching import TurnWindows, collate, token_budget_batches, turn_causal_ma
 from .calibration import Calibration
 from .errors import ModelLoadError
 from .head_layers import ConversationHeads, ConversationOutput, TurnContext, TurnHeads
-from .heads import DEFAULT_HEADS, HeadSpec, request_feature, resolve_heads, turn_feature_size
+from .heads import DEFAULT_HEADS, HeadSpec, resolve_heads, turn_feature_size
 from .modelcard import render_model_card
 
 FORMAT_VERSION = 1
@@ -61,9 +61,6 @@ class ModelConfig:
     # included, changes the state of a turn before it
     reading: str = "turns"
     chunk_tokens: int = 256
-    # a customer turn's asks_for_human probability joins the escalation hazard of its turn
-    # (ConversationHeads, `request_feature`): asking for a person is by itself a reason to escalate
-    requests_escalate: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -86,10 +83,6 @@ class ModelConfig:
         if (not isinstance(self.languages, list) or not self.languages
                 or not all(isinstance(x, str) and x for x in self.languages)):
             raise ValueError(f"languages must be a list of language codes, found {self.languages!r}")
-        if not isinstance(self.requests_escalate, bool):
-            raise ValueError(f"requests_escalate must be true or false, found {self.requests_escalate!r}")
-        if self.requests_escalate and not {"escalation_signal.v1", "escalation.v1"} <= set(self.heads):
-            raise ValueError("requests_escalate needs the escalation_signal.v1 and escalation.v1 heads")
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), found {self.dropout!r}")
         stray = [h for h in self.trained_heads if h not in self.heads]
@@ -186,8 +179,7 @@ class QualityModel(nn.Module):
         a replacement when training refits them on the final turn states."""
         return ConversationHeads(
             self.specs, self.encoder.config.hidden_size, turn_feature_size(self.specs),
-            self.config.conversation_dim, self.config.position_buckets, self.config.dropout,
-            request_feature=request_feature(self.specs) if self.config.requests_escalate else None)
+            self.config.conversation_dim, self.config.position_buckets, self.config.dropout)
 
     # ----------------------------------------------------------------- building
     @classmethod

@@ -61,9 +61,6 @@ class TrainingArgs:
     them, every other weight frozen: heads fitted afresh on the final turn states transfer to
     other sources better than heads trained along with the encoder (benchmarks/README.md,
     "Candidate designs", Round 3). It trains every conversation head the model has.
-    `requests_escalate` (None: the init's, or off) sets `ModelConfig.requests_escalate`, the
-    asks_for_human signal joining the escalation estimate; on a saved model it changes only
-    with `refit_heads`, the new escalation head learning around it.
     `closing_consistency` > 0 adds, at every step, `closing_pairs` dialogues each read with
     and without a closing pleasantry (`Augmenter.closing_pair`) and that weight times the
     squared difference of their log-odds of resolution (`closing_loss`): shared labels
@@ -98,7 +95,6 @@ class TrainingArgs:
     max_turns: int = 32
     context_layers: int | None = None
     reading: str | None = None
-    requests_escalate: bool | None = None
     seed: int = 0
     device: str = "cpu"
     name: str = "qualaudit-default"
@@ -249,8 +245,6 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     if args.refit_heads:
         if not model.config.trained_heads:
             raise ValueError(f"refit_heads refits the heads of a trained model; {args.init} is not one")
-        if args.requests_escalate is not None:
-            model.config = replace(model.config, requests_escalate=args.requests_escalate)
         model.conversation_heads = model.new_conversation_heads()
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("conversation_heads."))
@@ -393,17 +387,13 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
             raise ValueError(f"{args.init} is a saved model: it keeps its own turn window "
                              f"(max_turn_tokens, max_context_tokens); do not pass {sorted(window)}")
         model = QualityModel.from_pretrained(args.init)
-        if (args.requests_escalate not in (None, model.config.requests_escalate)
-                and not args.refit_heads):
-            raise ValueError("requests_escalate changes what the escalation head adds to; on a "
-                             "saved model, change it with refit_heads (new conversation heads)")
         if args.reading is not None and args.reading != model.config.reading:
             model = _with_reading(model, args.reading)
         if args.context_layers is None or args.context_layers == model.config.context_layers:
             return model
         return _with_context_layers(model, args.context_layers)
-    design = {k: v for k, v in (("context_layers", args.context_layers), ("reading", args.reading),
-                                ("requests_escalate", args.requests_escalate)) if v is not None}
+    design = {k: v for k, v in (("context_layers", args.context_layers),
+                                ("reading", args.reading)) if v is not None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         return QualityModel.from_encoder(args.init, **window, **design)
