@@ -3,8 +3,8 @@ dialogue (issue 11), and what the escalation score does with it.
 
 The signal learned from Bitext, where every utterance is a request of some kind; until the
 USS reader labelled its user turns as negatives it fired on a large share of ordinary turns
-("Hi.", "is it sci fi"), and the escalation head that follows it then fires on most USS
-dialogues (benchmarks/README.md, Round 7). Three measurements:
+("Hi.", "is it sci fi") and somewhere in most USS dialogues (benchmarks/README.md, Rounds 7
+and 8: what that did, and did not do, to escalation). Three measurements:
 - `alarms`: the share of customer turns of the dev split of USS and of STC-3 where the signal
   is above 0.5 (USS turns that name a person to talk to, `uss.ASKS_FOR_A_PERSON`, left out;
   STC-3 never trains the signal, so it is out of the training distribution of the negatives);
