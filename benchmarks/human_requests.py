@@ -6,7 +6,7 @@ USS reader labelled its user turns as negatives it fired on a large share of ord
 ("Hi.", "is it sci fi") and somewhere in most USS dialogues (benchmarks/README.md, Rounds 7
 and 8: what that did, and did not do, to escalation). Three measurements:
 - `alarms`: the share of customer turns of the dev split of USS and of STC-3 where the signal
-  is above 0.5 (USS turns that name a person to talk to, `uss.ASKS_FOR_A_PERSON`, left out;
+  is above 0.5 (USS turns that name a person to talk to, `examples.ASKS_FOR_A_PERSON`, left out;
   STC-3 never trains the signal, so it is out of the training distribution of the negatives);
 - `pairs`: for each escalation pair of the protocol, the share of its dialogues where the
   signal is above 0.5 on some customer turn, and the AUROC of escalation;
@@ -32,7 +32,8 @@ import torch
 
 from qualaudit import Auditor, TranscriptScore
 from qualaudit.metrics import auroc
-from qualaudit.training.datasets import by_split, load_sources, uss
+from qualaudit.training.datasets import by_split, load_sources
+from qualaudit.training.datasets.examples import ASKS_FOR_A_PERSON
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import behaviour  # noqa: E402  (benchmarks/ is not a package)
@@ -54,7 +55,7 @@ def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
         for e, score in zip(examples, auditor.score([e.transcript for e in examples])):
             turns = [x for x in e.transcript.scored_turns if x.role == "customer"]
             values += [v for x, v in zip(turns, asks(score), strict=True)
-                       if source != "uss" or not uss.ASKS_FOR_A_PERSON.search(x.text)]
+                       if source != "uss" or not ASKS_FOR_A_PERSON.search(x.text)]
         alarms[source] = {"turns": len(values), "above_half": share(np.asarray(values) > 0.5)}
     pairs = {}
     for pair in (p for p in quality.PAIRS if p.target == "escalation"):

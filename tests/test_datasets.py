@@ -68,7 +68,8 @@ def _dbdc3(root):
     votes = [{"breakdown": b} for b in "XXXO"]
     turns = [{"turn-index": 0, "speaker": "S", "utterance": "Hello!", "annotations": []},
              {"turn-index": 1, "speaker": "U", "utterance": "What is the time?", "annotations": []},
-             {"turn-index": 2, "speaker": "S", "utterance": "I like cats.", "annotations": votes}]
+             {"turn-index": 2, "speaker": "S", "utterance": "I like cats.", "annotations": votes},
+             {"turn-index": 3, "speaker": "U", "utterance": "Are you a human?", "annotations": []}]
     (folder / "B1.log.json").write_text(json.dumps({"dialogue-id": "B1", "turns": turns}))
 
 
@@ -117,7 +118,9 @@ def test_every_source_is_read_with_its_labels(data_dir):
     assert human.group == bitext["I want to talk to a HUMAN!"].group
 
     (dbdc3,) = sources["dbdc3"]
-    np.testing.assert_allclose(dbdc3.turn_labels["breakdown"], [np.nan, np.nan, 0.75])
+    np.testing.assert_allclose(dbdc3.turn_labels["breakdown"], [np.nan, np.nan, 0.75, np.nan])
+    asks = dbdc3.turn_labels["escalation_signal"][:, ESCALATION_SIGNALS.index("asks_for_human")]
+    np.testing.assert_array_equal(asks, [np.nan, 0.0, np.nan, np.nan])  # "a human?": unlabelled
     assert float(dbdc3.labels["escalation"]) == 1.0 and dbdc3.weight < 1
 
 

@@ -3,7 +3,10 @@ saying O (fine), T (possible breakdown) or X (breakdown).
 
 Labels: breakdown on each bot turn = the share of annotators saying X; escalation (weighted
 down: these are chit-chat bots, not support) = the share of the bot's annotated turns that a
-majority called a breakdown.
+majority called a breakdown; escalation_signal "asks_for_human" = 0 on every user turn
+(`examples.no_request_for_a_person`: people chatting with an open-domain bot do not ask for a
+person; the turns that name one, 14 of 4,174, all ask whether the bot is human and stay
+unlabelled).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .examples import Example, empty_turn_labels, transcript
+from ...heads import ESCALATION_SIGNALS
+from .examples import Example, empty_turn_labels, no_request_for_a_person, transcript
 
 NAME = "dbdc3"
 FOLDER = "dbdc3"
@@ -37,5 +41,7 @@ def _example(d: dict, file: Path) -> Example:
         breakdown[k] = shares[turn.index]
     annotated = [s for s in shares if not np.isnan(s)]
     labels = {"escalation": np.float32(np.mean(np.asarray(annotated) > 0.5))} if annotated else {}
-    return Example(t, NAME, t.id, turn_labels={"breakdown": breakdown}, labels=labels,
+    signals = no_request_for_a_person(t, empty_turn_labels(t, (len(ESCALATION_SIGNALS),)))
+    return Example(t, NAME, t.id, turn_labels={"breakdown": breakdown, "escalation_signal": signals},
+                   labels=labels,
                    weight=WEIGHT, info={"bot": file.parent.name})

@@ -4,11 +4,13 @@ builders the readers share."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from ...heads import ESCALATION_SIGNALS
 from ...normalize import make_transcript
 from ...schema import Transcript
 
@@ -66,6 +68,24 @@ def transcript(tid: str, turns: list[tuple[str, str]], agent_type: str = "unknow
     """A Transcript from (role, text) pairs through the library's own validation."""
     return make_transcript(tid, [{"role": r, "text": t} for r, t in turns],
                            agent_type=agent_type, source=source)
+
+
+# a customer turn that names a person to talk to: never labelled "does not ask for a human"
+ASKS_FOR_A_PERSON = re.compile(
+    r"\b(human|real person|live (agent|person)|representative|operator|supervisor|manager|"
+    r"customer service|(speak|talk) (to|with) (someone|somebody|a person|an? agent))\b", re.I)
+
+
+def no_request_for_a_person(t: Transcript, signals: np.ndarray) -> np.ndarray:
+    """`signals` (escalation_signal labels, one row per scored turn) with asks_for_human = 0
+    on every customer turn that `ASKS_FOR_A_PERSON` does not match: for sources whose users do
+    not ask for a person (task and chat systems), so that the signal learns what ordinary
+    turns look like, not only Bitext's requests."""
+    column = ESCALATION_SIGNALS.index("asks_for_human")
+    for k, turn in enumerate(t.scored_turns):
+        if turn.role == "customer" and not ASKS_FOR_A_PERSON.search(turn.text):
+            signals[k, column] = 0.0
+    return signals
 
 
 def empty_turn_labels(t: Transcript, shape: tuple[int, ...] = ()) -> np.ndarray:

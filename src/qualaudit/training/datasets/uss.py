@@ -9,29 +9,24 @@ the share rating the last rated user turn below 3 (dissatisfied at the end).
 `info["ratings"]` keeps every turn's ratings.
 
 The users pursue a booking or a recommendation with a system and do not ask for a person:
-`ASKS_FOR_A_PERSON` finds 7 of the 35,188 user turns (a few of them asking for a manager), and
+`examples.ASKS_FOR_A_PERSON` finds 7 of the 35,188 user turns (a few of them asking for a manager), and
 those stay unlabelled. Without these negatives the signal learned only from Bitext, whose every
 utterance is a request, and fired (above 0.5) on 28% of the user turns of the USS dev split.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ...heads import ESCALATION_SIGNALS
-from .examples import Example, distribution, empty_turn_labels, transcript
+from .examples import Example, distribution, empty_turn_labels, no_request_for_a_person, transcript
 
 NAME = "uss"
 FOLDER = "uss"
 FILES = ("MWOZ.txt", "SGD.txt", "ReDial.txt")
 DISSATISFIED = ESCALATION_SIGNALS.index("dissatisfied")
-ASKS_FOR_HUMAN = ESCALATION_SIGNALS.index("asks_for_human")
-ASKS_FOR_A_PERSON = re.compile(
-    r"\b(human|real person|live (agent|person)|representative|operator|supervisor|manager|"
-    r"customer service|(speak|talk) (to|with) (someone|somebody|a person|an? agent))\b", re.I)
 
 
 def read(path: Path) -> list[Example]:
@@ -71,8 +66,7 @@ def _example(block: str, tid: str, source: str) -> Example | None:
     for k, turn in enumerate(t.scored_turns):
         if ratings[turn.index]:
             signals[k, DISSATISFIED] = np.mean(np.asarray(ratings[turn.index]) < 3)
-        if turn.role == "customer" and not ASKS_FOR_A_PERSON.search(turn.text):
-            signals[k, ASKS_FOR_HUMAN] = 0.0
+    no_request_for_a_person(t, signals)
     last = [r for r in ratings if r][-1]
     labels = {"repeat_inquiry": np.float32(np.mean(np.asarray(last) < 3))}
     if overall:
