@@ -25,7 +25,7 @@ LICENCES = """\
 | USS: MultiWOZ, SGD, ReDial (`uss/`) | dissatisfied signal, asks_for_human (negatives), satisfaction, repeat_inquiry | research data, no licence file |
 | EPITOME (`epitome/`) | empathy (3 mechanisms x 3 levels) | **academic licence: research use only** |
 | Bitext customer-support sample (`bitext/`) | asks_for_human and complaint signals, escalation | CDLA-Sharing-1.0 |
-| DBDC3 English dev (`dbdc3/`) | breakdown, escalation (weight 0.3) | MIT |
+| DBDC3 English dev (`dbdc3/`) | breakdown, escalation (weight 0.3), asks_for_human (negatives) | MIT |
 
 Because EPITOME is licensed for research use only, the empathy head (and the shared encoder it
 helped train) inherits that restriction: check it before commercial use, or retrain without
