@@ -48,23 +48,27 @@ def asks(score: TranscriptScore) -> list[float]:
 
 
 def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
+    dev = {source: by_split(loaded.get(source, []), "dev") for source in ("uss", "stc3")}
+    pair_rows = {p.name: p.items(loaded.get(p.source, [])) for p in quality.PAIRS
+                 if p.target == "escalation"}
+    # every transcript scored once: the USS dev split and its escalation pair share theirs
+    scored = quality.score_items(auditor, {**pair_rows, **{
+        source: [(e, None) for e in examples] for source, examples in dev.items()}})
     alarms = {}
-    for source in ("uss", "stc3"):
-        examples = by_split(loaded.get(source, []), "dev")
+    for source, examples in dev.items():
         values = []
-        for e, score in zip(examples, auditor.score([e.transcript for e in examples])):
+        for e in examples:
             turns = [x for x in e.transcript.scored_turns if x.role == "customer"]
-            values += [v for x, v in zip(turns, asks(score), strict=True)
+            values += [v for x, v in zip(turns, asks(scored[quality.item_key(e)]), strict=True)
                        if source != "uss" or not ASKS_FOR_A_PERSON.search(x.text)]
         alarms[source] = {"turns": len(values), "above_half": share(np.asarray(values) > 0.5)}
     pairs = {}
-    for pair in (p for p in quality.PAIRS if p.target == "escalation"):
-        rows = pair.items(loaded.get(pair.source, []))
-        scores = auditor.score([e.transcript for e, _ in rows])
+    for name, rows in pair_rows.items():
+        scores = [scored[quality.item_key(e)] for e, _ in rows]
         fired = np.asarray([max(asks(s), default=0.0) > 0.5 for s in scores])
         labels = np.asarray([y for _, y in rows]) >= 0.5
         escalation = np.asarray([s.escalation for s in scores])
-        pairs[pair.name] = {"n": len(rows), "fired": share(fired),
+        pairs[name] = {"n": len(rows), "fired": share(fired),
                             "escalation_auroc": auroc(escalation, labels) if rows else float("nan")}
     guarantee = [p for p in behaviour.load_pairs() if p["behaviour"] == "asks_for_human"]
     scores = auditor.score([t for p in guarantee for t in (p["a"], p["b"])])

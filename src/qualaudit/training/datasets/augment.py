@@ -133,7 +133,7 @@ class Augmenter:
         rated = [e for e in self.dialogues if "resolution" in e.labels]
         resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
-        self.open_ended = [e for e in rated if _pleasantry_at_end(e) is None]
+        self.open_ended = [e for e in rated if _last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
                          for e in self.dialogues if (k := _closing_at(e)) is not None]
@@ -378,10 +378,6 @@ def closing_at(turns: Sequence[Turn]) -> int | None:
 
 def _closing_at(e: Example) -> int | None:
     return closing_at(e.transcript.scored_turns)
-
-
-def _pleasantry_at_end(e: Example) -> int | None:
-    return _last_pleasantry(e.transcript.scored_turns)
 
 
 def _last_pleasantry(turns: Sequence[Turn]) -> int | None:
