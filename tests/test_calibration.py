@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qualaudit.calibration import (
+    AffineScaler,
     Calibration,
     IsotonicCalibrator,
     TemperatureScaler,
@@ -19,7 +20,7 @@ from qualaudit.errors import NotFittedError, QualauditError
 from qualaudit.metrics import brier_score, expected_calibration_error, nll
 
 TRUE_T = 2.5
-CALIBRATORS = [TemperatureScaler, IsotonicCalibrator]
+CALIBRATORS = [TemperatureScaler, AffineScaler, IsotonicCalibrator]
 
 
 def sample_categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -132,6 +133,57 @@ def test_integer_weights_equal_repetition():
     a = TemperatureScaler(binary=True).fit(z, y, sample_weight=weights).temperature_
     b = TemperatureScaler(binary=True).fit(z[repeated], y[repeated]).temperature_
     assert a == pytest.approx(b, rel=1e-4)
+
+
+# ------------------------------------------------------------------------ affine scaling
+BIAS = np.array([0.0, -0.8, 0.3, 0.9, -0.4])
+
+
+def shifted_categorical(n: int = 20_000, seed: int = 1):
+    """(observed logits, labels): labels follow softmax(observed / TRUE_T + BIAS), so the
+    model is over-confident and its classes are off on average: no temperature fixes that."""
+    rng = np.random.default_rng(seed)
+    observed = rng.normal(0.0, 1.5, size=(n, 5)) * TRUE_T
+    return observed, sample_categorical(rng, softmax(observed / TRUE_T + BIAS))
+
+
+def test_affine_recovers_temperature_and_offsets_where_a_temperature_cannot():
+    (z, y), (z_test, y_test) = split(*shifted_categorical(), at=10_000)
+    affine = AffineScaler().fit(z, y)
+    assert affine.temperature_ == pytest.approx(TRUE_T, rel=0.10)
+    np.testing.assert_allclose(affine.bias_, BIAS, atol=0.1)
+    assert affine.bias_[0] == 0.0
+    temperature = TemperatureScaler().fit(z, y)
+    share = np.bincount(y_test, minlength=5) / len(y_test)
+
+    def off_on_average(scaler) -> float:  # the worst class's mean probability minus its share
+        return float(np.abs(scaler.predict_proba(z_test).mean(axis=0) - share).max())
+
+    assert off_on_average(affine) < 0.01 and off_on_average(temperature) > 0.03
+    np.testing.assert_allclose(affine.calibrated_logits(z_test), z_test / affine.temperature_ + affine.bias_)
+
+
+def test_affine_binary_is_platt_scaling_and_keeps_the_ranking():
+    rng = np.random.default_rng(2)
+    z = rng.normal(0.0, 3.0, size=20_000)
+    y = (rng.random(20_000) < sigmoid(z / TRUE_T - 1.0)).astype(int)
+    affine = AffineScaler(binary=True).fit(z, y)
+    assert affine.temperature_ == pytest.approx(TRUE_T, rel=0.10)
+    assert affine.bias_.tolist() == pytest.approx([-1.0], abs=0.1)
+    order = np.argsort(z)
+    assert np.all(np.diff(affine.predict_proba(z)[order]) >= 0)
+    restored = AffineScaler.from_dict(json.loads(json.dumps(affine.to_dict())))
+    np.testing.assert_allclose(restored.predict_proba(z), affine.predict_proba(z))
+
+
+@pytest.mark.parametrize("bias, pattern", [(None, "missing field 'bias'"), ([0.0, 1.0], "expected 1"),
+                                           (["a"], "expected 1"), ([float("inf")], "finite")])
+def test_affine_from_dict_rejects_a_bad_bias(bias, pattern):
+    data = {"method": "affine", "binary": True, "n_classes": None, "temperature": 1.0}
+    if bias is not None:
+        data["bias"] = bias
+    with pytest.raises(QualauditError, match=pattern):
+        AffineScaler.from_dict(data)
 
 
 # ---------------------------------------------------------------- both calibrators
@@ -427,7 +479,7 @@ def test_calibration_is_a_mapping():
     calibration["resolution.v1"] = TemperatureScaler()
     with pytest.raises(NotFittedError, match="head 'resolution.v1'"):
         calibration.to_dict()
-    with pytest.raises(TypeError, match="TemperatureScaler or IsotonicCalibrator"):
+    with pytest.raises(TypeError, match="TemperatureScaler, AffineScaler or IsotonicCalibrator"):
         calibration["x.v1"] = object()
 
 

@@ -18,8 +18,8 @@ from ._version import __version__
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "Auditor": "scorer",
-    "Calibration": "calibration", "IsotonicCalibrator": "calibration",
-    "TemperatureScaler": "calibration",
+    "AffineScaler": "calibration", "Calibration": "calibration",
+    "IsotonicCalibrator": "calibration", "TemperatureScaler": "calibration",
     "InputError": "errors", "ModelLoadError": "errors", "NotFittedError": "errors",
     "QualauditError": "errors",
     "ColumnMap": "io", "iter_records": "io", "read_transcripts": "io",
@@ -33,8 +33,8 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "Auditor", "Calibration", "ColumnMap", "Evidence", "InputError", "IsotonicCalibrator",
-    "ModelConfig", "ModelInfo", "ModelLoadError", "NotFittedError", "QualauditError",
+    "AffineScaler", "Auditor", "Calibration", "ColumnMap", "Evidence", "InputError",
+    "IsotonicCalibrator", "ModelConfig", "ModelInfo", "ModelLoadError", "NotFittedError", "QualauditError",
     "QualityModel", "RunSummary", "TemperatureScaler", "TrainingArgs", "Transcript",
     "TranscriptScore", "Turn", "TurnScore", "UntrainedModelWarning", "__version__",
     "iter_records", "read_transcripts", "recontact_labels", "score_to_file", "to_dataframe",
@@ -55,7 +55,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never run
-    from .calibration import Calibration, IsotonicCalibrator, TemperatureScaler
+    from .calibration import AffineScaler, Calibration, IsotonicCalibrator, TemperatureScaler
     from .errors import InputError, ModelLoadError, NotFittedError, QualauditError
     from .io import ColumnMap, iter_records, read_transcripts
     from .model import ModelConfig, QualityModel, UntrainedModelWarning

@@ -16,6 +16,8 @@ calibration.json (written by `Calibration.save`):
     {"format": 1,
      "heads": {"escalation.v1": {"method": "temperature", "binary": true, "n_classes": null,
                                  "temperature": 1.7},
+               "satisfaction.v1": {"method": "affine", "binary": false, "n_classes": 5,
+                                   "temperature": 1.1, "bias": [0.0, 0.2, 0.1, 0.4, 0.3]},
                "resolution.v1": {"method": "isotonic", "binary": false, "n_classes": 5,
                                  "x_thresholds": [[...], ...], "y_thresholds": [[...], ...]}}}
 Isotonic maps are stored as their thresholds (one list per class) and applied with
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 
 from .errors import NotFittedError, QualauditError
@@ -40,6 +42,7 @@ from .metrics import targets_as_float
 FORMAT_VERSION = 1
 CALIBRATION_FILENAME = "calibration.json"
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+BIAS_BOUNDS = (-20.0, 20.0)
 # Isotonic outputs of exactly 0 or 1 have infinite logits; clip so calibrated logits stay finite.
 LOGIT_CLIP = 1e-6
 
@@ -248,6 +251,75 @@ class TemperatureScaler:
         return self
 
 
+class AffineScaler(TemperatureScaler):
+    """A temperature and an offset per class: probabilities = sigmoid/softmax(logits / T + b).
+
+    A temperature can sharpen or soften a head's probabilities but not move them: a head
+    whose positive classes are too rare on average everywhere (as 0.5.0's resolution was on
+    STC-3) stays off. The offsets fix that calibration-in-the-large with K parameters more
+    (one for a binary head, where this is Platt scaling; K - 1 free for K classes, the first
+    class's offset being 0), few enough for a hundred items. A binary head's ranking never
+    changes; a categorical head's class probabilities are re-weighted alike for every item.
+    Fitted, like the temperature, by minimising the (weighted) negative log-likelihood of
+    hard or soft targets (L-BFGS on log T and the offsets).
+    """
+
+    method = "affine"
+
+    def __repr__(self) -> str:
+        fitted = (f", temperature_={self.temperature_:.4g}, bias_={np.round(self.bias_, 4).tolist()}"
+                  if hasattr(self, "temperature_") else "")
+        return f"{type(self).__name__}(binary={self.binary}{fitted})"
+
+    def fit(self, logits: Any, targets: Any, sample_weight: Any = None) -> AffineScaler:
+        """Learn `temperature_` and `bias_` (shape (1,) binary, (K,) categorical).
+
+        Arguments as for `TemperatureScaler.fit`.
+        """
+        z, y, w = _fit_arrays(logits, targets, sample_weight, self.binary)
+        w = w / w.sum()
+        def unpack(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            bias = theta[1:] if self.binary else np.concatenate([[0.0], theta[1:]])
+            return math.exp(theta[0]), bias
+
+        def loss(theta: np.ndarray) -> float:
+            t, bias = unpack(theta)
+            if self.binary:
+                s = z / t + bias[0]
+                return float(np.dot(w, np.logaddexp(0.0, s) - y * s))
+            return float(-np.dot(w, np.sum(y * log_softmax(z / t + bias), axis=1)))
+
+        free = 1 if self.binary else z.shape[1] - 1
+        bounds = [tuple(math.log(b) for b in TEMPERATURE_BOUNDS)] + [BIAS_BOUNDS] * free
+        result = minimize(loss, np.zeros(1 + free), method="L-BFGS-B", bounds=bounds)
+        self.temperature_, self.bias_ = unpack(result.x)
+        self.n_classes_ = None if self.binary else int(z.shape[1])
+        return self
+
+    def calibrated_logits(self, logits: Any) -> np.ndarray:
+        """logits / T + b (binary: calibrated logit; categorical: shifted scaled logits)."""
+        z = _predict_logits(self, logits) / self.temperature_
+        return z + (self.bias_[0] if self.binary else self.bias_)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted state as JSON-serialisable data (see `from_dict`)."""
+        return {**super().to_dict(), "bias": [float(b) for b in self.bias_]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AffineScaler:
+        """A fitted scaler from `to_dict` output; QualauditError when the data is malformed."""
+        self = super().from_dict(data)
+        bias = _field(data, "bias", list)
+        expected = 1 if self.binary else self.n_classes_
+        if len(bias) != expected or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                for b in bias):
+            raise QualauditError(f"field 'bias': expected {expected} finite number(s) (one per "
+                                 f"class); found {bias!r}")
+        self.bias_ = np.asarray(bias, dtype=np.float64)
+        return self
+
+
 class IsotonicCalibrator:
     """A monotone, piecewise-linear map from uncalibrated to calibrated probability.
 
@@ -355,9 +427,10 @@ class IsotonicCalibrator:
         return self
 
 
-Calibrator = TemperatureScaler | IsotonicCalibrator
+Calibrator = TemperatureScaler | AffineScaler | IsotonicCalibrator
 CALIBRATORS: dict[str, type[TemperatureScaler] | type[IsotonicCalibrator]] = {
     TemperatureScaler.method: TemperatureScaler,
+    AffineScaler.method: AffineScaler,
     IsotonicCalibrator.method: IsotonicCalibrator,
 }
 
@@ -386,9 +459,9 @@ class Calibration(MutableMapping[str, Calibrator]):
     def __setitem__(self, head: str, calibrator: Calibrator) -> None:
         if not isinstance(head, str) or not head:
             raise TypeError(f"head names are non-empty strings; found {head!r}")
-        if not isinstance(calibrator, (TemperatureScaler, IsotonicCalibrator)):
-            raise TypeError(f"head {head!r}: expected a TemperatureScaler or IsotonicCalibrator; "
-                            f"found {type(calibrator).__name__}")
+        if not isinstance(calibrator, (TemperatureScaler, IsotonicCalibrator)):  # affine too
+            raise TypeError(f"head {head!r}: expected a TemperatureScaler, AffineScaler or "
+                            f"IsotonicCalibrator; found {type(calibrator).__name__}")
         self._calibrators[head] = calibrator
 
     def __delitem__(self, head: str) -> None:

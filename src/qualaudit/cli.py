@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "last turn backwards (default: the model's own; turns for a new model)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", type=_device)
-    train.add_argument("--calibration", choices=["temperature", "isotonic"], default="temperature")
+    train.add_argument("--calibration", choices=["temperature", "affine", "isotonic"],
+                           default="temperature")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("-o", "--output", required=True,
                            help="directory for the recalibrated model (may be MODEL itself)")
     _add_label_sources(calibrate)
-    calibrate.add_argument("--method", choices=["temperature", "isotonic"], default="temperature")
+    calibrate.add_argument("--method", choices=["temperature", "affine", "isotonic"],
+                           default="temperature")
     calibrate.set_defaults(func=_calibrate)
 
     evaluate = sub.add_parser("evaluate", help="agreement of scores with your own QA labels")

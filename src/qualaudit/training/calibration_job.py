@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..calibration import IsotonicCalibrator, TemperatureScaler, sigmoid, softmax
+from ..calibration import AffineScaler, IsotonicCalibrator, TemperatureScaler, sigmoid, softmax
 from ..metrics import expected_calibration_error
 from ..model import QualityModel
 from .batches import batches, forward, prepare, stack_labels, window_builder
 from .datasets import Example
 
-METHODS = {"temperature": TemperatureScaler, "isotonic": IsotonicCalibrator}
+METHODS = {"temperature": TemperatureScaler, "affine": AffineScaler, "isotonic": IsotonicCalibrator}
 
 
 @dataclass
