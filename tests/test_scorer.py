@@ -367,6 +367,25 @@ def test_isotonic_evidence_agrees_in_sign_with_the_reported_score(tiny_model, to
         assert np.sign(full.resolution - without.resolution) in (np.sign(e.contribution), 0)
 
 
+def test_affine_evidence_is_the_change_in_the_logit_of_the_reported_score(tiny_model, toy_transcripts):
+    """An affine head is read off its calibrated logits, offsets included: each contribution is
+    exactly how much the reported probability's logit moves when the turn is left out."""
+    from qualaudit.calibration import AffineScaler
+
+    rng = np.random.default_rng(0)
+    model = copy.deepcopy(tiny_model)
+    model.calibration["resolution.v1"] = AffineScaler().fit(
+        rng.normal(size=(400, 5)), rng.choice(5, 400, p=[0.1, 0.1, 0.1, 0.2, 0.5]))
+    assert np.abs(model.calibration["resolution.v1"].bias_).max() > 0.3
+    auditor = Auditor(model)
+    transcript = toy_transcripts[1]
+    full = auditor.score(transcript)
+    assert full.evidence["resolution"]
+    for e in full.evidence["resolution"]:
+        without = score_without(auditor, transcript, [t.index for t in full.turns].index(e.index))
+        assert logit(full.resolution) - logit(without.resolution) == pytest.approx(e.contribution, abs=1e-4)
+
+
 def test_a_transcript_over_max_turns_keeps_its_first_and_last_halves(tiny_model):
     turns = [("system", "instructions")] + [
         ("user" if k % 2 == 0 else "assistant", f"still not working {k}") for k in range(10)]

@@ -218,6 +218,15 @@ def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, c
     assert main(["calibrate", str(out), "-o", str(recal), "--transcripts", str(transcripts),
                  "--labels", str(labels)]) == 0
     assert "## Recalibrated" in (recal / "README.md").read_text()
+    before = json.loads((recal / "calibration.json").read_text())["heads"]
+    assert main(["calibrate", str(recal), "-o", str(recal), "--transcripts", str(transcripts),
+                 "--labels", str(labels), "--heads", "escalation", "--method", "affine"]) == 0
+    after = json.loads((recal / "calibration.json").read_text())["heads"]
+    assert after["escalation.v1"]["method"] == "affine" and len(after["escalation.v1"]["bias"]) == 1
+    assert after["resolution.v1"] == before["resolution.v1"]  # not named: kept as it was
+    assert main(["calibrate", str(recal), "-o", str(recal), "--transcripts", str(transcripts),
+                 "--labels", str(labels), "--heads", "escalation,lunch"]) == 2
+    assert "--heads: lunch not among the targets" in capsys.readouterr().err
 
     capsys.readouterr()
     report = tmp_path / "agreement.json"

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("-o", "--output", required=True,
                            help="directory for the recalibrated model (may be MODEL itself)")
     _add_label_sources(calibrate)
+    calibrate.add_argument("--heads", type=_names, metavar="A,B",
+                           help="targets to recalibrate, e.g. breakdown,escalation (default: "
+                                "every labelled one); the others keep their calibration")
     calibrate.add_argument("--method", choices=["temperature", "affine", "isotonic"],
                            default="temperature")
     calibrate.set_defaults(func=_calibrate)
@@ -539,7 +542,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.data_dir:
         examples = by_split(examples, "dev:calibrate")
     model = QualityModel.from_pretrained(args.model)
-    report = fit_calibration(model, examples, method=args.method)
+    heads = None
+    if args.heads:
+        by_target = {s.target: s.name for s in model.specs}
+        unknown = [h for h in args.heads if h not in by_target]
+        if unknown:
+            raise UsageError(f"--heads: {', '.join(unknown)} not among the targets of "
+                             f"{args.model}: {', '.join(by_target)}")
+        heads = [by_target[h] for h in args.heads]
+    report = fit_calibration(model, examples, method=args.method, heads=heads)
     if not report:
         raise QualauditError("no head had 20 or more labelled items; nothing was calibrated")
     out = Path(args.output)

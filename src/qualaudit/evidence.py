@@ -20,8 +20,8 @@ from .schema import Evidence
 def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
     """The logit of what the target reports (for a 5-level head, of P(level > 0)).
 
-    A temperature-scaled or uncalibrated head is read off its logits, never clipped, so that
-    confident scores keep their evidence. An isotonic head is read off the calibrated
+    A temperature-scaled (or affine: `AffineScaler` is one) or uncalibrated head is read off its
+    logits, never clipped, so that confident scores keep their evidence. An isotonic head is read off the calibrated
     probability (clipped to [1e-6, 1 - 1e-6]): its steps can flatten differences, but the sign
     always agrees with the score reported.
     """
