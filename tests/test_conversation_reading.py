@@ -57,33 +57,6 @@ def test_turns_are_packed_in_order_with_the_opening_and_the_turn_before(reader):
     assert {w for w, _, _ in windows.spans[9:]}.isdisjoint(chunks_of_c)  # one transcript a chunk
 
 
-def test_conversation_end_fills_the_last_chunk_first(reader):
-    """Packed from the end, the ending is read with as much before it as fits: the last chunk
-    could not take the turn before its first, each turn sits whole in one chunk with the same
-    opening and context as packed from the start, and what fits in one chunk is read alike."""
-    ends = _with_reading(reader, "conversation_end")
-    start_builder = builder_for(reader.config, reader.tokenizer)
-    end_builder = builder_for(ends.config, ends.tokenizer)
-    assert end_builder.from_end and not start_builder.from_end
-    long = [as_transcript(conversation("c", *TURNS))]
-    from_start, from_end = start_builder.build(long), end_builder.build(long)
-    assert len(from_end.spans) == 9 and max(from_end.lengths) <= 100
-    rows = [w for w, _, _ in from_end.spans]
-    assert rows == sorted(rows) and len(set(rows)) >= 2
-    own = [reader.tokenizer(f"{ROLES[r]}: {t}", add_special_tokens=False)["input_ids"][:48]
-           for r, t in TURNS]
-    for k, (w, start, end) in enumerate(from_end.spans):
-        assert from_end.input_ids[w][start:end] == own[k]
-    first_of_last = rows.index(rows[-1])
-    lead = end_builder._lead(own, [ROLES[r] for r, _ in TURNS], first_of_last - 1)
-    whole = len(end_builder.open) + len(lead) + sum(map(len, own[first_of_last - 1:])) + len(end_builder.close)
-    assert whole > 100  # the turn before would not have fitted
-    last_start = [w for w, _, _ in from_start.spans].index(from_start.spans[-1][0])
-    assert first_of_last < last_start  # here more turns are read together at the end
-    short = [as_transcript(conversation("d", *TURNS[:3]))]
-    assert start_builder.build(short) == end_builder.build(short)
-
-
 def test_concat_moves_the_spans_with_their_chunks(reader):
     builder = builder_for(reader.config, reader.tokenizer)
     parts = [builder.build([as_transcript(conversation(i, *TURNS))]) for i in "ab"]

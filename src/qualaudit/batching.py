@@ -194,16 +194,11 @@ class ConversationBuilder(WindowBuilder):
     start the transcript opens with the first turn's first `max_context_tokens` tokens (the
     problem as stated) and the last `max_context_tokens` of the turn before it, so every turn
     is read with the opening and what it answers, and turns inside a chunk see each other.
-    A turn's state pools its own tokens (`TurnWindows.spans`).
-
-    With `from_end`, chunks are filled from the last turn backwards, so that the ending, where
-    resolution and a coming repeat inquiry show, is read with as much of what led to it as
-    fits (packed from the start, the last chunk may hold one turn and its 64 tokens of lead)."""
+    A turn's state pools its own tokens (`TurnWindows.spans`)."""
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
-                 chunk_tokens: int, max_turn_chars: int | None = None, from_end: bool = False) -> None:
+                 chunk_tokens: int, max_turn_chars: int | None = None) -> None:
         super().__init__(tokenizer, max_turn_tokens, max_context_tokens, max_turn_chars)
-        self.from_end = from_end
         t = self.template
         self.open, self.close = t.prefix, t.middle[:1] or t.suffix
         least = len(self.open) + len(self.close) + max_turn_tokens + 2 * max_context_tokens
@@ -221,43 +216,18 @@ class ConversationBuilder(WindowBuilder):
             first += count
         return windows
 
-    def _lead(self, turns: list[list[int]], roles: list[str], k: int) -> list[int]:
-        """What a chunk starting at turn k opens with: the opening and the turn before it."""
-        lead = [] if k == 0 else turns[0][: self.max_context_tokens]
-        return lead + self._context(turns[k - 1], roles[k - 1]) if k > 1 else lead
-
-    def _starts(self, turns: list[list[int]], roles: list[str]) -> list[int]:
-        """The first turn of each chunk, filling chunks from the start or from the end (a
-        chunk always holds at least one turn: `__init__` checks that one fits)."""
-        room = self.chunk_tokens - len(self.open) - len(self.close)
-        starts: list[int] = []
-        if not self.from_end:
-            k = 0
-            while k < len(turns):
-                starts.append(k)
-                used = len(self._lead(turns, roles, k)) + len(turns[k])
-                k += 1
-                while k < len(turns) and used + len(turns[k]) <= room:
-                    used += len(turns[k])
-                    k += 1
-            return starts
-        end = len(turns)
-        while end > 0:
-            k, used = end - 1, len(turns[end - 1])
-            while k > 0 and len(self._lead(turns, roles, k - 1)) + used + len(turns[k - 1]) <= room:
-                used += len(turns[k - 1])
-                k -= 1
-            starts.append(k)
-            end = k
-        return starts[::-1]
-
     def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows) -> None:
-        starts = self._starts(turns, roles)
-        for start, end in zip(starts, [*starts[1:], len(turns)]):
-            ids = self.open + self._lead(turns, roles, start)
-            for k in range(start, end):
+        room = self.chunk_tokens - len(self.close)
+        k = 0
+        while k < len(turns):
+            lead = [] if k == 0 else turns[0][: self.max_context_tokens]
+            if k > 1:
+                lead = lead + self._context(turns[k - 1], roles[k - 1])
+            ids = self.open + lead
+            while k < len(turns) and len(ids) + len(turns[k]) <= room:  # one always fits
                 windows.spans.append((len(windows.input_ids), len(ids), len(ids) + len(turns[k])))
                 ids = ids + turns[k]
+                k += 1
             ids = ids + self.close
             windows.input_ids.append(ids)
             windows.token_type_ids.append([self.template.type_a] * len(ids))
@@ -282,8 +252,7 @@ def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowB
     training and calibration alike."""
     if config.reads_conversation:
         return ConversationBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
-                                   config.chunk_tokens, max_turn_chars,
-                                   from_end=config.reading == "conversation_end")
+                                   config.chunk_tokens, max_turn_chars)
     return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
                          max_turn_chars)
 

@@ -197,16 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--context-layers", type=_count(0), metavar="N",
                        help="causal transformer layers over the turn states (default: the "
                             "model's own; none for a new model)")
-    train.add_argument("--reading", choices=["turns", "conversation", "conversation_causal",
-                                              "conversation_end"],
+    train.add_argument("--reading", choices=["turns", "conversation", "conversation_causal"],
                        help="encode each turn in its own window, or the conversation as text in "
                             "chunks, where with conversation_causal a turn reads only itself and "
-                            "the turns before it, and conversation_end fills the chunks from the "
-                            "last turn backwards (default: the model's own; turns for a new model)")
+                            "the turns before it (default: the model's own; turns for a new model)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", type=_device)
     train.add_argument("--calibration", choices=["temperature", "affine", "isotonic"],
-                           default="temperature")
+                       default="temperature")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 

@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DEFAULT_ENCODER = "minilm"
-READINGS = ("turns", "conversation", "conversation_causal", "conversation_end")
+READINGS = ("turns", "conversation", "conversation_causal")
 
 
 class UntrainedModelWarning(UserWarning):
@@ -58,8 +58,7 @@ class ModelConfig:
     # as text in chunks of `chunk_tokens` (batching.ConversationBuilder); "conversation_causal":
     # the same chunks, each turn's tokens attending to their own turn and the ones before it
     # only (batching.turn_causal_mask), so that nothing said later, a closing thank-you
-    # included, changes the state of a turn before it; "conversation_end": the chunks filled
-    # from the last turn backwards, so that the ending is read with the most context
+    # included, changes the state of a turn before it
     reading: str = "turns"
     chunk_tokens: int = 256
 

@@ -43,10 +43,8 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         f"{encoder.get('num_hidden_layers')} layers",
         f"- parameters: {n_params:,}",
         (f"- reading: the conversation as text, turns packed in order into chunks of "
-         f"{config.chunk_tokens} tokens (each turn up to {config.max_turn_tokens}"
-         + ("; chunks filled from the last turn backwards" if config.reading == "conversation_end"
-            else "")
-         + f"); a chunk after the first opens with the first {config.max_context_tokens} tokens of the "
+         f"{config.chunk_tokens} tokens (each turn up to {config.max_turn_tokens}); a chunk "
+         f"after the first opens with the first {config.max_context_tokens} tokens of the "
          f"opening turn and the last {config.max_context_tokens} of the turn before; a turn's "
          "state pools its own tokens"
          + ("; each turn's tokens attend to their own turn and the turns before it only"
