@@ -34,8 +34,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AffineScaler", "Auditor", "Calibration", "ColumnMap", "Evidence", "InputError",
-    "IsotonicCalibrator", "ModelConfig", "ModelInfo", "ModelLoadError", "NotFittedError", "QualauditError",
-    "QualityModel", "RunSummary", "TemperatureScaler", "TrainingArgs", "Transcript",
+    "IsotonicCalibrator", "ModelConfig", "ModelInfo", "ModelLoadError", "NotFittedError",
+    "QualauditError", "QualityModel", "RunSummary", "TemperatureScaler", "TrainingArgs", "Transcript",
     "TranscriptScore", "Turn", "TurnScore", "UntrainedModelWarning", "__version__",
     "iter_records", "read_transcripts", "recontact_labels", "score_to_file", "to_dataframe",
 ]

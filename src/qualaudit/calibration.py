@@ -255,8 +255,8 @@ class AffineScaler(TemperatureScaler):
     """A temperature and an offset per class: probabilities = sigmoid/softmax(logits / T + b).
 
     A temperature can sharpen or soften a head's probabilities but not move them: a head
-    whose positive classes are too rare on average everywhere (as 0.5.0's resolution was on
-    STC-3) stays off. The offsets fix that calibration-in-the-large with K parameters more
+    whose positives are too rare (or too common) on average everywhere stays off. The offsets
+    fix that calibration-in-the-large with K parameters more
     (one for a binary head, where this is Platt scaling; K - 1 free for K classes, the first
     class's offset being 0), few enough for a hundred items. A binary head's ranking never
     changes; a categorical head's class probabilities are re-weighted alike for every item.
@@ -278,6 +278,7 @@ class AffineScaler(TemperatureScaler):
         """
         z, y, w = _fit_arrays(logits, targets, sample_weight, self.binary)
         w = w / w.sum()
+
         def unpack(theta: np.ndarray) -> tuple[float, np.ndarray]:
             bias = theta[1:] if self.binary else np.concatenate([[0.0], theta[1:]])
             return math.exp(theta[0]), bias

@@ -20,10 +20,10 @@ from .schema import Evidence
 def target_logit(calibration: Calibration, spec: HeadSpec, logits: np.ndarray) -> np.ndarray:
     """The logit of what the target reports (for a 5-level head, of P(level > 0)).
 
-    A temperature-scaled (or affine: `AffineScaler` is one) or uncalibrated head is read off its
-    logits, never clipped, so that confident scores keep their evidence. An isotonic head is read off the calibrated
-    probability (clipped to [1e-6, 1 - 1e-6]): its steps can flatten differences, but the sign
-    always agrees with the score reported.
+    A temperature-scaled (or affine: `AffineScaler` is one) or uncalibrated head is read off
+    its calibrated logits, never clipped, so that confident scores keep their evidence. An
+    isotonic head is read off the calibrated probability (clipped to [1e-6, 1 - 1e-6]): its
+    steps can flatten differences, but the sign always agrees with the score reported.
     """
     z = logits.astype(np.float64)
     calibrator = calibration.get(spec.name)
