@@ -227,6 +227,10 @@ def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, c
     assert main(["calibrate", str(recal), "-o", str(recal), "--transcripts", str(transcripts),
                  "--labels", str(labels), "--heads", "escalation,lunch"]) == 2
     assert "--heads: lunch not among the targets" in capsys.readouterr().err
+    assert main(["calibrate", str(recal), "-o", str(recal), "--transcripts", str(transcripts),
+                 "--labels", str(labels), "--heads", "escalation,empathy", "--method", "affine"]) != 0
+    assert "--heads: empathy had fewer than 20 labelled items" in capsys.readouterr().err
+    assert json.loads((recal / "calibration.json").read_text())["heads"] == after  # nothing written
 
     capsys.readouterr()
     report = tmp_path / "agreement.json"

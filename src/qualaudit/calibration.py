@@ -147,6 +147,15 @@ def _field(data: dict, key: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
+def _finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is finite as a float; a huge integer is not."""
+    try:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(float(value)))
+    except OverflowError:
+        return False
+
+
 def _header(data: Any, method: str) -> tuple[bool, int | None]:
     """Check the fields every saved calibrator has; returns (binary, n_classes)."""
     if not isinstance(data, dict):
@@ -242,7 +251,7 @@ class TemperatureScaler:
         """A fitted scaler from `to_dict` output; QualauditError when the data is malformed."""
         binary, n_classes = _header(data, cls.method)
         temperature = _field(data, "temperature", (int, float))
-        if not math.isfinite(temperature) or temperature <= 0:
+        if not _finite_number(temperature) or temperature <= 0:
             raise QualauditError(f"field 'temperature': expected a positive number; "
                                  f"found {temperature!r}")
         self = cls(binary=binary)
@@ -312,9 +321,7 @@ class AffineScaler(TemperatureScaler):
         self = super().from_dict(data)
         bias = _field(data, "bias", list)
         expected = 1 if self.binary else self.n_classes_
-        if len(bias) != expected or not all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
-                for b in bias):
+        if len(bias) != expected or not all(_finite_number(b) for b in bias):
             raise QualauditError(f"field 'bias': expected {expected} finite number(s) (one per "
                                  f"class); found {bias!r}")
         self.bias_ = np.asarray(bias, dtype=np.float64)
@@ -540,8 +547,9 @@ class Calibration(MutableMapping[str, Calibrator]):
             method = entry.get("method") if isinstance(entry, dict) else None
             if method not in CALIBRATORS:
                 raise QualauditError(
-                    f"{where}: head {head!r}: unknown calibration method {method!r}; expected "
-                    f"one of {sorted(CALIBRATORS)}")
+                    f"{where}: head {head!r}: unknown calibration method {method!r}; this "
+                    f"qualaudit knows {sorted(CALIBRATORS)}. A newer qualaudit may know it "
+                    "(pip install -U qualaudit), or refit the calibration")
             try:
                 calibrators[head] = CALIBRATORS[method].from_dict(entry)
             except QualauditError as exc:

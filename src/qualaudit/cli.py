@@ -540,15 +540,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.data_dir:
         examples = by_split(examples, "dev:calibrate")
     model = QualityModel.from_pretrained(args.model)
-    heads = None
-    if args.heads:
-        by_target = {s.target: s.name for s in model.specs}
-        unknown = [h for h in args.heads if h not in by_target]
-        if unknown:
-            raise UsageError(f"--heads: {', '.join(unknown)} not among the targets of "
-                             f"{args.model}: {', '.join(by_target)}")
-        heads = [by_target[h] for h in args.heads]
-    report = fit_calibration(model, examples, method=args.method, heads=heads)
+    by_target = {s.target: s.name for s in model.specs}
+    named = args.heads or []
+    unknown = [h for h in named if h not in by_target]
+    if unknown:
+        raise UsageError(f"--heads: {', '.join(unknown)} not among the targets of "
+                         f"{args.model}: {', '.join(by_target)}")
+    report = fit_calibration(model, examples, method=args.method,
+                             heads=[by_target[h] for h in named] if named else None)
+    fitted = {r.head for r in report}
+    skipped = [h for h in named if by_target[h] not in fitted]
+    if skipped:
+        raise QualauditError(f"--heads: {', '.join(skipped)} had fewer than 20 labelled items; "
+                             "nothing was written")
     if not report:
         raise QualauditError("no head had 20 or more labelled items; nothing was calibrated")
     out = Path(args.output)
