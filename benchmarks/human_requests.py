@@ -69,7 +69,7 @@ def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
         labels = np.asarray([y for _, y in rows]) >= 0.5
         escalation = np.asarray([s.escalation for s in scores])
         pairs[name] = {"n": len(rows), "fired": share(fired),
-                            "escalation_auroc": auroc(escalation, labels) if rows else float("nan")}
+                       "escalation_auroc": auroc(escalation, labels) if rows else float("nan")}
     guarantee = [p for p in behaviour.load_pairs() if p["behaviour"] == "asks_for_human"]
     scores = auditor.score([t for p in guarantee for t in (p["a"], p["b"])])
     at = [(asks_at(scores[2 * i], p["turn"]), asks_at(scores[2 * i + 1], p["turn"]))

@@ -116,6 +116,14 @@ def _fit_arrays(logits: Any, targets: Any, sample_weight: Any, binary: bool,
     return z.reshape(-1, n_classes), y.reshape(-1, n_classes), w.ravel()
 
 
+def _nll(scaled: np.ndarray, y: np.ndarray, w: np.ndarray, binary: bool) -> float:
+    """Weighted negative log-likelihood of hard or soft targets `y` under calibrated logits
+    (binary (M,), categorical (M, K)); `w` sums to 1."""
+    if binary:
+        return float(np.dot(w, np.logaddexp(0.0, scaled) - y * scaled))
+    return float(-np.dot(w, np.sum(y * log_softmax(scaled), axis=1)))
+
+
 def _predict_logits(calibrator: TemperatureScaler | IsotonicCalibrator, logits: Any) -> np.ndarray:
     calibrator._check_fitted()
     z = np.asarray(logits, dtype=np.float64)
@@ -213,13 +221,10 @@ class TemperatureScaler:
         """
         z, y, w = _fit_arrays(logits, targets, sample_weight, self.binary)
         w = w / w.sum()
-        if self.binary:
-            def loss(log_t: float) -> float:
-                s = z * math.exp(-log_t)
-                return float(np.dot(w, np.logaddexp(0.0, s) - y * s))
-        else:
-            def loss(log_t: float) -> float:
-                return float(-np.dot(w, np.sum(y * log_softmax(z * math.exp(-log_t)), axis=1)))
+
+        def loss(log_t: float) -> float:
+            return _nll(z * math.exp(-log_t), y, w, self.binary)
+
         if np.all(z == 0):
             temperature = 1.0  # every temperature gives the same probabilities
         else:
@@ -294,10 +299,7 @@ class AffineScaler(TemperatureScaler):
 
         def loss(theta: np.ndarray) -> float:
             t, bias = unpack(theta)
-            if self.binary:
-                s = z / t + bias[0]
-                return float(np.dot(w, np.logaddexp(0.0, s) - y * s))
-            return float(-np.dot(w, np.sum(y * log_softmax(z / t + bias), axis=1)))
+            return _nll(z / t + (bias[0] if self.binary else bias), y, w, self.binary)
 
         free = 1 if self.binary else z.shape[1] - 1
         bounds = [tuple(math.log(b) for b in TEMPERATURE_BOUNDS)] + [BIAS_BOUNDS] * free

@@ -540,19 +540,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.data_dir:
         examples = by_split(examples, "dev:calibrate")
     model = QualityModel.from_pretrained(args.model)
-    by_target = {s.target: s.name for s in model.specs}
-    named = args.heads or []
-    unknown = [h for h in named if h not in by_target]
-    if unknown:
-        raise UsageError(f"--heads: {', '.join(unknown)} not among the targets of "
-                         f"{args.model}: {', '.join(by_target)}")
-    report = fit_calibration(model, examples, method=args.method,
-                             heads=[by_target[h] for h in named] if named else None)
-    fitted = {r.head for r in report}
-    skipped = [h for h in named if by_target[h] not in fitted]
-    if skipped:
-        raise QualauditError(f"--heads: {', '.join(skipped)} had fewer than 20 labelled items; "
-                             "nothing was written")
+    try:
+        report = fit_calibration(model, examples, method=args.method, heads=args.heads)
+    except ValueError as exc:  # a target the model lacks
+        raise UsageError(f"--heads: {exc}") from None
+    except QualauditError as exc:  # a named target with too few labels: nothing written
+        raise QualauditError(f"--heads: {exc}") from None
     if not report:
         raise QualauditError("no head had 20 or more labelled items; nothing was calibrated")
     out = Path(args.output)

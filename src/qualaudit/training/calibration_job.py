@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..calibration import AffineScaler, IsotonicCalibrator, TemperatureScaler, sigmoid, softmax
+from ..errors import QualauditError
 from ..metrics import expected_calibration_error
 from ..model import QualityModel
 from .batches import batches, forward, prepare, stack_labels, window_builder
@@ -65,14 +66,27 @@ def fit_calibration(model: QualityModel, examples: list[Example], method: str = 
                     heads: list[str] | None = None) -> list[HeadCalibration]:
     """Fit a calibrator per head on the labelled items of `examples` and install it in
     `model.calibration` (other heads keep theirs); ECE before (raw sigmoid/softmax) and
-    after, on the same items. A head with fewer than 20 labelled items is left alone."""
+    after, on the same items. `heads` names the targets to fit (None: every labelled one,
+    a head with fewer than 20 labelled items being left alone). A named target the model
+    lacks is a ValueError; one with fewer than 20 labelled items a QualauditError; either
+    way nothing is installed."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, found {method!r}")
+    by_target = {s.target: s for s in model.specs}
+    unknown = [h for h in heads or [] if h not in by_target]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not among the targets of {model.config.name}: "
+                         f"{', '.join(by_target)}")
+    named = None if heads is None else {by_target[h].name for h in heads}
     binary = {s.name: s.binary for s in model.specs}
+    fitted = {head: (z, y) for head, (z, y) in labelled_logits(model, examples).items()
+              if (named is None or head in named) and len(z) >= 20}
+    too_few = [h for h in heads or [] if by_target[h].name not in fitted]
+    if too_few:
+        raise QualauditError(f"{', '.join(too_few)} had fewer than 20 labelled items; "
+                             "nothing was calibrated")
     report = []
-    for head, (z, y) in labelled_logits(model, examples).items():
-        if heads is not None and head not in heads or len(z) < 20:
-            continue
+    for head, (z, y) in fitted.items():
         calibrator = METHODS[method](binary=binary[head]).fit(z, y)
         before = sigmoid(z) if binary[head] else softmax(z)
         model.calibration[head] = calibrator

@@ -43,5 +43,4 @@ def _example(d: dict, file: Path) -> Example:
     labels = {"escalation": np.float32(np.mean(np.asarray(annotated) > 0.5))} if annotated else {}
     signals = no_request_for_a_person(t, empty_turn_labels(t, (len(ESCALATION_SIGNALS),)))
     return Example(t, NAME, t.id, turn_labels={"breakdown": breakdown, "escalation_signal": signals},
-                   labels=labels,
-                   weight=WEIGHT, info={"bot": file.parent.name})
+                   labels=labels, weight=WEIGHT, info={"bot": file.parent.name})
