@@ -10,6 +10,7 @@ Usage:
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--closing-consistency 1.0] [--closing-pairs 4]
+        [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -77,7 +78,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             augment=args.augment, seed=args.seed, version=args.version,
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
                             closing_consistency=args.closing_consistency,
-                            closing_pairs=args.closing_pairs, progress=not args.quiet)
+                            closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
+                            teacher_weight=args.teacher_weight, progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
     summary = build(training, command=command, select=selection_metric(args.data_dir))
@@ -276,6 +278,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks a dialogue to resolve alike with and "
                             "without a closing pleasantry (default 0: none)")
     train.add_argument("--closing-pairs", type=int, default=4, help="closing pairs a step")
+    train.add_argument("--teacher-labels", type=lambda v: tuple(v.split(",")), default=(),
+                       help="teacher label files (benchmarks/teachers.py), comma-separated")
+    train.add_argument("--teacher-weight", type=float, default=0.5,
+                       help="the teacher's share of each label it covers")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
     train.add_argument("--seed", type=int, default=0)

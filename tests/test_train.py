@@ -26,6 +26,7 @@ from qualaudit.training.train import (
     batch_loss,
     closing_loss,
     label_balance,
+    taught,
     train,
 )
 
@@ -145,6 +146,48 @@ def test_training_learns_a_learnable_target(tmp_path, tiny_encoder_dir, reading)
     assert model.config.reading == reading
     z, y = labelled_logits(model, toy_examples(40, seed=1))["escalation.v1"]
     assert auroc(z, y) > 0.9
+
+
+def _teacher_file(path, target, labels):
+    path.write_text(json.dumps({target: {"labels": labels}}))
+    return str(path)
+
+
+def test_teacher_labels_mix_into_the_labels_they_cover(tmp_path):
+    examples = toy_examples(6)
+    esc = _teacher_file(tmp_path / "esc.json", "escalation", {"toy/c0": [0.9, 0.1], "toy/c1": [0.2, 0.8]})
+    res = _teacher_file(tmp_path / "res.json", "resolution", {"toy/c1": [0.0, 0.0, 0.0, 0.0, 1.0]})
+    mixed = taught(examples, (esc, res), 0.25)
+    assert mixed[0].labels["escalation"] == pytest.approx(0.25 * 0.1 + 0.75 * 1.0)
+    assert mixed[1].labels["escalation"] == pytest.approx(0.25 * 0.8)
+    np.testing.assert_allclose(mixed[1].labels["resolution"], [0, 0, 0, 0.75, 0.25])
+    np.testing.assert_array_equal(mixed[0].labels["resolution"], examples[0].labels["resolution"])
+    assert mixed[2] is examples[2] and examples[0].labels["escalation"] == 1.0  # copies only
+    wrong = _teacher_file(tmp_path / "wrong.json", "resolution", {"toy/c0": [0.5, 0.5, 0.0]})
+    with pytest.raises(ValueError, match="resolution for toy/c0 has shape"):
+        taught(examples, (wrong,), 0.5)
+    nobody = _teacher_file(tmp_path / "nobody.json", "escalation", {"other/c0": [0.5, 0.5]})
+    with pytest.raises(ValueError, match="cover no training conversation"):
+        taught(examples, (nobody,), 0.5)
+    (tmp_path / "bad.json").write_text('{"escalation": [1, 2]}')
+    with pytest.raises(ValueError, match="bad.json: not a teacher labels file"):
+        taught(examples, (str(tmp_path / "bad.json"),), 0.5)
+    with pytest.raises(ValueError, match="not a file"):
+        TrainingArgs(output_dir=str(tmp_path), examples=[], teacher_labels=(str(tmp_path / "no.json"),))
+    with pytest.raises(ValueError, match="teacher_weight"):
+        TrainingArgs(output_dir=str(tmp_path), examples=[], teacher_weight=1.5)
+
+
+def test_training_learns_the_teacher_where_it_has_all_the_weight(tmp_path, tiny_encoder_dir):
+    """A teacher that says the opposite of every escalation label, at weight 1: the model
+    learns the teacher's labels, so the teacher labels reach the loss."""
+    inverted = {f"toy/{e.transcript.id}": [float(e.labels["escalation"]), 1 - float(e.labels["escalation"])]
+                for e in toy_examples()}
+    args = tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10,
+                     teacher_labels=(_teacher_file(tmp_path / "t.json", "escalation", inverted),),
+                     teacher_weight=1.0)
+    z, y = labelled_logits(train(args).model, toy_examples(40, seed=1))["escalation.v1"]
+    assert auroc(z, y) < 0.1
 
 
 def test_augmentations_label_what_they_change():

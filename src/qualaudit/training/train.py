@@ -66,6 +66,10 @@ class TrainingArgs:
     squared difference of their log-odds of resolution (`closing_loss`): shared labels
     balance a closing only on average, a pair compares the two readings themselves
     (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`.
+    `teacher_labels` names JSON files of another model's probabilities on training
+    conversations ({target: {"labels": {"source/transcript id": class probabilities}}},
+    `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
+    teacher's + (1 - `teacher_weight`) x its own (distillation; benchmarks/README.md, Round 14).
     """
 
     output_dir: str
@@ -90,6 +94,8 @@ class TrainingArgs:
     augment_kinds: tuple[str, ...] = KINDS
     closing_consistency: float = 0.0
     closing_pairs: int = 4
+    teacher_labels: tuple[str, ...] = ()
+    teacher_weight: float = 0.5
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -124,7 +130,11 @@ class TrainingArgs:
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
-        for name in ("warmup", "uss_share", "augment", "weight_decay"):
+        self.teacher_labels = tuple(self.teacher_labels)
+        for path in self.teacher_labels:
+            if not Path(path).is_file():
+                raise ValueError(f"teacher_labels: {path!r} is not a file")
+        for name in ("warmup", "uss_share", "augment", "weight_decay", "teacher_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], found {getattr(self, name)!r}")
 
@@ -252,6 +262,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     _train_mode(model, args)
     examples = args.all_examples()
     train_examples, dev_examples = _splits(examples, args)
+    train_examples = taught(train_examples, args.teacher_labels, args.teacher_weight)
     wanted = ([s.target for s in model.specs if s.level == "conversation"] if args.refit_heads
               else args.heads)
     specs = _trained_specs(model, train_examples, wanted)
@@ -458,6 +469,44 @@ def _splits(examples: list[Example], args: TrainingArgs) -> tuple[list[Example],
         rows = [e for e in by_split(examples, "dev:stop") if e.source == source]
         dev += rng.sample(rows, min(len(rows), args.dev_per_source))
     return train_set, dev
+
+
+def taught(examples: list[Example], paths: tuple[str, ...], weight: float) -> list[Example]:
+    """`examples` with each conversation label that a teacher file covers mixed with the
+    teacher's probabilities (`TrainingArgs.teacher_labels`); copies, the originals untouched.
+    A file that covers none of them, or a label of another shape, is an error naming it."""
+    teacher: dict[str, dict[str, list]] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            for target, entry in data.items():
+                teacher.setdefault(target, {}).update(entry["labels"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a teacher labels file "
+                             '({target: {"labels": {key: probabilities}}}): ' + repr(exc)) from exc
+    out, used = [], dict.fromkeys(teacher, 0)
+    for e in examples:
+        key = f"{e.source}/{e.transcript.id}"
+        mixed = {}
+        for target, labels in teacher.items():
+            if target not in e.labels or key not in labels:
+                continue
+            own = np.asarray(e.labels[target], dtype=np.float32)
+            probs = np.asarray(labels[key], dtype=np.float32)
+            taught_label = probs[1] if own.shape == () and probs.shape == (2,) else probs
+            if taught_label.shape != own.shape:
+                raise ValueError(f"teacher label of {target} for {key} has shape {probs.shape}; "
+                                 f"the training label has {own.shape}")
+            mixed[target] = (weight * taught_label + (1 - weight) * own).astype(np.float32)
+            used[target] += 1
+        out.append(replace(e, labels={**e.labels, **mixed}) if mixed else e)
+    unused = [t for t, n in used.items() if n == 0]
+    if unused:
+        raise ValueError(f"teacher labels for {unused} ({', '.join(paths)}) cover no training "
+                         "conversation that has that label")
+    for target, n in used.items():
+        log.info("teacher labels: %s on %d training conversations (weight %.2f)", target, n, weight)
+    return out
 
 
 def _trained_specs(model: QualityModel, examples: list[Example], heads: list[str] | None) -> list[HeadSpec]:

@@ -1,0 +1,81 @@
+"""Single-task references as teachers: each trained exactly as the protocol's reference
+(`quality.TRAINING`, `quality.ST_RECIPE`: same training set, recipe and seed) and scored on
+its own training conversations, for `TrainingArgs.teacher_labels` (distillation into the
+multi-task model, after Clark et al. 2019, "BAM! Born-Again Multi-Task Networks").
+
+The reference transfers better than the model on escalation and repeat inquiry
+(benchmarks/README.md, "Round 14"); its probabilities carry what it learned from the same
+labels. Each teacher also scores the protocol's items of its target, and the largest
+difference from the cached reference (`local/single_task`) is written beside its labels:
+near 0 means the teacher is the reference the model is compared with.
+
+Usage:
+    python benchmarks/teachers.py resolution escalation -o local/teachers/a.json [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qualaudit.model import default_encoder_path
+from qualaudit.training.datasets import by_split, load_sources
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines  # noqa: E402  (benchmarks/ is not a package)
+import quality  # noqa: E402
+
+log = logging.getLogger("qualaudit.benchmarks")
+
+
+def teacher_labels(target: str, loaded: dict, encoder: str) -> dict:
+    """{"labels": {item key: class probabilities}, "n_train", "seconds",
+    "max_diff_from_reference"} for one main target."""
+    spec = quality.TRAINING[target]
+    rows = [e for s in spec.sources for e in by_split(loaded.get(s, []), "train")
+            if spec.target(e) is not None]
+    train_texts, train_targets, _ = quality.training_set(target, loaded)
+    assert len(rows) == len(train_texts)
+    reference = quality.single_task_scores(target, loaded, encoder, quality.ST_CACHE, train=False)
+    items = sorted(reference["scores"]) if reference else []
+    by_key = {quality.item_key(e): e for p in quality.PAIRS if p.target == target
+              for e, _ in p.items(loaded.get(p.source, []))}
+    eval_texts = [quality.unit_text(by_key[k].transcript, None) for k in items]
+    started = time.perf_counter()
+    probs = baselines.fine_tune_single_task(train_texts, train_targets, train_texts + eval_texts,
+                                            encoder, **quality.ST_RECIPE)
+    own, protocol = probs[:len(train_texts)], probs[len(train_texts):]
+    diff = (float(np.abs(spec.score(protocol) - np.array([reference["scores"][k] for k in items])).max())
+            if items else None)
+    log.info("teacher %s: %d conversations, max |diff| from the cached reference %s",
+             target, len(rows), diff)
+    return {"labels": {quality.item_key(e): p.round(6).tolist() for e, p in zip(rows, own)},
+            "n_train": len(rows), "seconds": time.perf_counter() - started,
+            "max_diff_from_reference": diff, "recipe": quality.ST_RECIPE}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="+", choices=sorted(quality.TRAINING))
+    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    loaded = load_sources(args.data_dir)
+    out = {t: teacher_labels(t, loaded, default_encoder_path()) for t in args.targets}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(out) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
