@@ -35,15 +35,20 @@ import quality  # noqa: E402
 log = logging.getLogger("qualaudit.benchmarks")
 
 
-def teacher_labels(target: str, loaded: dict, encoder: str) -> dict:
+# the main targets that are conversation labels of the model (empathy is graded per turn)
+TARGETS = ("resolution", "escalation", "repeat_inquiry")
+
+
+def teacher_labels(target: str, loaded: dict, encoder: str, cache_dir: Path = quality.ST_CACHE) -> dict:
     """{"labels": {item key: class probabilities}, "n_train", "seconds",
-    "max_diff_from_reference"} for one main target."""
+    "max_diff_from_reference"} for one main target; the difference is None when the
+    reference is not in `cache_dir`."""
     spec = quality.TRAINING[target]
     rows = [e for s in spec.sources for e in by_split(loaded.get(s, []), "train")
             if spec.target(e) is not None]
     train_texts, train_targets, _ = quality.training_set(target, loaded)
     assert len(rows) == len(train_texts)
-    reference = quality.single_task_scores(target, loaded, encoder, quality.ST_CACHE, train=False)
+    reference = quality.single_task_scores(target, loaded, encoder, cache_dir, train=False)
     items = sorted(reference["scores"]) if reference else []
     by_key = {quality.item_key(e): e for p in quality.PAIRS if p.target == target
               for e, _ in p.items(loaded.get(p.source, []))}
@@ -63,15 +68,19 @@ def teacher_labels(target: str, loaded: dict, encoder: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("targets", nargs="+", choices=sorted(quality.TRAINING))
+    parser.add_argument("targets", nargs="+", choices=TARGETS)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--encoder", default=None, help="default: the packaged MiniLM")
+    parser.add_argument("--cache-dir", default=str(quality.ST_CACHE),
+                        help="the protocol's single-task cache, to compare with")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     loaded = load_sources(args.data_dir)
-    out = {t: teacher_labels(t, loaded, default_encoder_path()) for t in args.targets}
+    encoder = args.encoder or default_encoder_path()
+    out = {t: teacher_labels(t, loaded, encoder, Path(args.cache_dir)) for t in args.targets}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out) + "\n", encoding="utf-8")
     return 0

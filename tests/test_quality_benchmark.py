@@ -17,9 +17,11 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from conftest import load_benchmark
 from qualaudit.metrics import auroc as reference_auroc
 from qualaudit.metrics import bootstrap_ci
-from qualaudit.training.datasets import Example, load_sources, split_of, transcript
+from qualaudit.training.datasets import Example, by_split, load_sources, split_of, transcript
+from qualaudit.training.train import taught
 
 quality = load_benchmark("quality")
+teachers = load_benchmark("teachers")
 baselines = quality.baselines
 
 
@@ -432,3 +434,26 @@ def test_selection_score_is_the_mean_main_metric_of_the_selection_pairs(protocol
                          "c": {"role": "selection", "model": 0.8}}}
     assert quality.mean_main_metric(results) == pytest.approx(0.7)
     assert np.isfinite(score) and -1 <= score <= 1
+
+
+def test_a_teacher_is_the_cached_reference_and_labels_its_training_conversations(
+        protocol_data_dir, tiny_encoder_dir, tmp_path):
+    """benchmarks/teachers.py trains the reference as the protocol does (it matches the
+    cached one), and its labels are what `train.taught` mixes into those conversations."""
+    loaded = load_sources(protocol_data_dir)
+    cache = tmp_path / "cache"
+    reference = quality.single_task_scores("escalation", loaded, tiny_encoder_dir, cache)
+    out = tmp_path / "escalation.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        teachers.main(["escalation", "-o", str(out), "--data-dir", str(protocol_data_dir),
+                       "--encoder", tiny_encoder_dir, "--cache-dir", str(cache)])
+    entry = json.loads(out.read_text())["escalation"]
+    assert reference["scores"] and entry["max_diff_from_reference"] < 1e-4
+    train = [e for s in quality.TRAINING["escalation"].sources
+             for e in by_split(loaded[s], "train") if "escalation" in e.labels]
+    assert set(entry["labels"]) == {quality.item_key(e) for e in train}
+    assert all(len(p) == 2 and sum(p) == pytest.approx(1, abs=1e-5) for p in entry["labels"].values())
+    mixed = taught(train, (str(out),), 1.0)
+    assert [float(e.labels["escalation"]) for e in mixed] == pytest.approx(
+        [entry["labels"][quality.item_key(e)][1] for e in train], abs=1e-6)
