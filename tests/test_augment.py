@@ -270,8 +270,9 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
         [t.text for t in e.transcript.turns] for e in second]
     assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
     counts = Counter(e.source for e in first)
-    # 45 = 4 rounds of 11 draws (human_request 3 times each) + the first of a fifth
-    assert counts["augment:human_request"] == 4 * 3 + 1 and counts["augment:loop"] == 4
+    # 45 = 3 rounds of 14 draws (human_request and human_request_turn 3 times each) + the
+    # first 3 of a fourth
+    assert counts["augment:human_request"] == 3 * 3 + 3 and counts["augment:loop"] == 3
 
 
 def test_make_draws_only_the_kinds_named(data, tmp_path):

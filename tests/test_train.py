@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from qualaudit.batching import TurnWindows
 from qualaudit.cli import main
 from qualaudit.heads import p_positive
 from qualaudit.metrics import auroc
@@ -190,6 +191,42 @@ def test_training_learns_the_teacher_where_it_has_all_the_weight(tmp_path, tiny_
     assert auroc(z, y) < 0.1
 
 
+@torch.no_grad()
+def test_turn_hazards_are_in_window_order(tiny_model):
+    """The noisy-OR of each transcript's hazards, read back from `turn_hazards`, is its
+    escalation, with transcripts of several lengths grouped out of order."""
+    model = QualityModel(tiny_model.config, tiny_model.encoder, tiny_model.tokenizer).eval()
+    examples = [Example(transcript(f"h{n}", [("customer", f"problem {k}") if k % 2 == 0 else
+                                             ("agent", f"answer {k}") for k in range(n)]), "toy", "g")
+                for n in (5, 1, 3, 8, 2)]
+    windows = TurnWindows.concat([p.windows for p in prepare(examples, window_builder(model), None)])
+    output = model(windows, group_turns=4)
+    assert [g.rows for g in output.groups] != [[0, 1, 2, 3, 4]]  # grouped, not in order
+    hazards = output.turn_hazards["escalation.v1"].double()
+    ends = np.cumsum([5, 1, 3, 8, 2])
+    survival = torch.stack([-torch.nn.functional.softplus(h).sum() for h in hazards.tensor_split(ends[:-1].tolist())])
+    torch.testing.assert_close(1 - survival.exp(), torch.sigmoid(output.conversation_logits["escalation.v1"].double()),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_escalation_labelled_at_a_turn_trains_the_hazard_there(tmp_path, tiny_encoder_dir):
+    """Positives labelled only at their last customer turn (as "human_request_turn" labels
+    them), negatives by the conversation label: the model learns to tell them apart, so the
+    turn labels reach the loss."""
+    examples = []
+    for e in toy_examples():
+        if float(e.labels["escalation"]) == 1.0:
+            at_turn = np.full(3, np.nan, np.float32)
+            at_turn[2] = 1.0
+            e.turn_labels["escalation"] = at_turn
+            del e.labels["escalation"]
+        examples.append(e)
+    args = tiny_args(tmp_path, tiny_encoder_dir, max_train_tokens=15000, max_epochs=10)
+    args.examples = examples
+    z, y = labelled_logits(train(args).model, toy_examples(40, seed=1))["escalation.v1"]
+    assert auroc(z, y) > 0.9
+
+
 def test_augmentations_label_what_they_change():
     base = toy_examples(6)
     bitext = []
@@ -212,6 +249,11 @@ def test_augmentations_label_what_they_change():
         signals = r.turn_labels["escalation_signal"][k]
         assert signals[1] == 1 or signals[2] == 1
         assert float(r.labels["escalation"]) == 1.0
+    for r in (aug.human_request_turn(rng) for _ in range(10)):
+        at = np.flatnonzero(~np.isnan(r.turn_labels["escalation"]))
+        assert "escalation" not in r.labels and r.source == "augment:human_request_turn"
+        assert len(at) == 1 and r.turn_labels["escalation"][at[0]] == 1.0
+        assert r.transcript.scored_turns[at[0]].text in ("i want a real person", "i want to file a complaint")
     loop = aug.loop(rng)
     agents = [t.text for t in loop.transcript.scored_turns if t.role == "agent"]
     assert len(agents) >= 3 and float(loop.labels["repeat_inquiry"]) == 1.0

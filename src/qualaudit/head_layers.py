@@ -100,12 +100,14 @@ class ConversationOutput:
 
     logits: {name: (B, *shape)}; leave_one_out: {name: (B, T, *shape)} the logits with turn t
     left out of the pooling; running: {name: (B, T, *shape)} for causal heads, the estimate
-    after each turn.
+    after each turn; hazard: {name: (B, T)} for causal heads, the logit of the chance that
+    escalation became needed at each turn (what a label at a turn trains).
     """
 
     logits: dict[str, torch.Tensor]
     leave_one_out: dict[str, torch.Tensor] | None = None
     running: dict[str, torch.Tensor] | None = None
+    hazard: dict[str, torch.Tensor] | None = None
 
 
 class ConversationHeads(nn.Module):
@@ -168,13 +170,14 @@ class ConversationHeads(nn.Module):
         z_full = self.dropout(self.norm(base + self.end(end)))
         z_causal = self.dropout(self.norm(base))
 
-        logits, loo, running = {}, {}, {}
+        logits, loo, running, hazards = {}, {}, {}, {}
         for s in self.specs:
             key = s.key
             if s.pooling == "causal":
                 scores = self.score[key](z_causal).squeeze(-1)  # (B, T)
                 before = _causal_pool(z_causal, scores, mask, exclusive=True)  # (B, T, D)
                 hazard = self.out[key](torch.cat([z_causal, before], -1)).squeeze(-1)  # (B, T)
+                hazards[s.name] = hazard
                 log_survival = torch.cumsum(
                     -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)
                 running[s.name] = _noisy_or_logit(log_survival).to(hazard.dtype)
@@ -192,7 +195,7 @@ class ConversationHeads(nn.Module):
                 if with_evidence and leave_one_out:
                     loo[s.name] = out[:, 1:].view(B, T, *s.shape)
         return ConversationOutput(logits, loo if with_evidence else None,
-                                  running if with_evidence else None)
+                                  running if with_evidence else None, hazards)
 
 
 def _noisy_or_logit(log_survival: torch.Tensor) -> torch.Tensor:

@@ -146,6 +146,14 @@ class ModelOutput:
         where = torch.argsort(torch.tensor(rows))
         return {name: value[where.to(value.device)] for name, value in merged.items()}
 
+    @property
+    def turn_hazards(self) -> dict[str, torch.Tensor]:
+        """{causal head name: (N,) hazard logits}, one per turn window, in window order."""
+        names = self.groups[0].output.hazard if self.groups else {}
+        pieces = sorted((r, name, g.output.hazard[name][k, :c]) for g in self.groups
+                        for k, (r, c) in enumerate(zip(g.rows, g.counts)) for name in names)
+        return {name: torch.cat([h for _, n, h in pieces if n == name]) for name in names}
+
 
 class QualityModel(nn.Module):
     """A pretrained encoder plus small heads (see heads.py); holds its tokenizer and

@@ -208,10 +208,27 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         target, weight = (x.to(model.device) for x in labels[s.name])
         b = balance.get(s.name, {})
         loss = head_loss(s, logits, target, weight, b.get("pos_weight"), b.get("class_weight"))
+        if s.pooling == "causal":
+            at_turn = turn_hazard_loss(s, output.turn_hazards[s.name], batch)
+            loss = at_turn if loss is None else loss if at_turn is None else loss + at_turn
         if loss is not None:
             total = total + loss
             parts[s.target] = float(loss.detach())
     return total, parts
+
+
+def turn_hazard_loss(spec: HeadSpec, hazards: torch.Tensor, batch: list[Prepared]) -> torch.Tensor | None:
+    """Binary cross-entropy of a causal head's hazard at the turns labelled with when its
+    target became needed (`turn_labels[target]`, `augment` "human_request_turn"); None when
+    no turn of the batch is labelled."""
+    parts = [p.example.turn_labels.get(spec.target) for p in batch]
+    if all(x is None for x in parts):
+        return None
+    values = np.concatenate([np.full(p.turns, np.nan, np.float32) if x is None else x
+                             for p, x in zip(batch, parts)])
+    labelled = torch.from_numpy(~np.isnan(values)).to(hazards.device)
+    target = torch.from_numpy(np.nan_to_num(values)).to(hazards.device)
+    return F.binary_cross_entropy_with_logits(hazards.float()[labelled], target[labelled])
 
 
 def closing_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],

@@ -5,6 +5,11 @@ break the shortcuts a model learns from them, built from real turns of the train
 - "human_request": a real customer request for a human (Bitext contact_human_agent) or a
   complaint is inserted as a customer turn into a real dialogue, which is cut one agent turn
   later: escalation = 1, and the turn's asks_for_human / complaint signal = 1.
+- "human_request_turn": the same dialogue, labelled at the turn instead: escalation became
+  needed at the inserted turn (a label on the escalation head's hazard there,
+  `turn_labels["escalation"]`), the conversation label left out. A conversation label on a
+  noisy-OR raises every turn's hazard alike, and the bases' own customer turns (USS has no
+  escalation label) get no counterweight (benchmarks/README.md, round 15).
 - "loop": the customer restates the problem in other words (paraphrases of one Bitext
   intent, or a dialogue's own customer turns) and the agent answers with the same reply
   each time, 3-5 times: escalation = 1, repeat_inquiry = 1, resolution and satisfaction at
@@ -73,12 +78,12 @@ from ...heads import ESCALATION_SIGNALS, p_positive
 from ...schema import Transcript, Turn
 from .examples import Example, empty_turn_labels, transcript
 
-KINDS = ("human_request", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
+KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
          "name_or_thanks", "repeated_answer", "two_turn_answered")
 # draws per round of KINDS: human requests three times, so that they stay about as common
 # among the augmentations (3 of 11) as before the six later kinds (1 of 3), and the name and
 # thanks turns (asks_for_human = 0) do not outweigh them
-WEIGHTS = {"human_request": 3}
+WEIGHTS = {"human_request": 3, "human_request_turn": 3}
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
 ESCALATION_INTENTS = ("contact_human_agent", "complaint", "contact_customer_service")
@@ -163,7 +168,7 @@ class Augmenter:
         asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
         return asks, _first_sentences(members[0].info["response"], rng.randint(*sentences)), members[0].group
 
-    def human_request(self, rng: random.Random) -> Example | None:
+    def human_request(self, rng: random.Random, at_turn: bool = False) -> Example | None:
         if not self.dialogues or not (self.requests or self.complaints):
             return None
         base = rng.choice(self.dialogues)
@@ -184,8 +189,15 @@ class Augmenter:
         signals[at, COMPLAINT] = float(complaint)
         if not complaint:
             signals[at, ASKS_FOR_HUMAN] = 1.0
+        if at_turn:
+            labels["escalation"] = empty_turn_labels(t)
+            labels["escalation"][at] = 1.0
+            return Example(t, "augment:human_request_turn", base.group, turn_labels=labels)
         return Example(t, "augment:human_request", base.group, turn_labels=labels,
                        labels={"escalation": np.float32(1.0)})
+
+    def human_request_turn(self, rng: random.Random) -> Example | None:
+        return self.human_request(rng, at_turn=True)
 
     def loop(self, rng: random.Random) -> Example | None:
         times = rng.randint(3, 5)
