@@ -252,8 +252,11 @@ def test_augmentations_label_what_they_change():
     for r in (aug.human_request_turn(rng) for _ in range(10)):
         at = np.flatnonzero(~np.isnan(r.turn_labels["escalation"]))
         assert "escalation" not in r.labels and r.source == "augment:human_request_turn"
-        assert len(at) == 1 and r.turn_labels["escalation"][at[0]] == 1.0
-        assert r.transcript.scored_turns[at[0]].text in ("i want a real person", "i want to file a complaint")
+        turns = r.transcript.scored_turns
+        request = next(k for k, x in enumerate(turns) if x.text in ("i want a real person", "i want to file a complaint"))
+        assert r.turn_labels["escalation"][request] == 1.0
+        assert list(at) == [k for k in range(request + 1) if turns[k].role == "customer"]
+        assert (r.turn_labels["escalation"][at[:-1]] == 0).all()
     loop = aug.loop(rng)
     agents = [t.text for t in loop.transcript.scored_turns if t.role == "agent"]
     assert len(agents) >= 3 and float(loop.labels["repeat_inquiry"]) == 1.0

@@ -5,11 +5,12 @@ break the shortcuts a model learns from them, built from real turns of the train
 - "human_request": a real customer request for a human (Bitext contact_human_agent) or a
   complaint is inserted as a customer turn into a real dialogue, which is cut one agent turn
   later: escalation = 1, and the turn's asks_for_human / complaint signal = 1.
-- "human_request_turn": the same dialogue, labelled at the turn instead: escalation became
-  needed at the inserted turn (a label on the escalation head's hazard there,
-  `turn_labels["escalation"]`), the conversation label left out. A conversation label on a
-  noisy-OR raises every turn's hazard alike, and the bases' own customer turns (USS has no
-  escalation label) get no counterweight (benchmarks/README.md, round 15).
+- "human_request_turn": the same dialogue, labelled at the turns instead: escalation became
+  needed at the inserted turn and not at the customer turns before it (labels on the
+  escalation head's hazard there, `turn_labels["escalation"]`), the conversation label left
+  out. Without the negatives the head learns that the bases' customer turns escalate: most
+  bases are USS dialogues, which have no escalation label of their own to say otherwise
+  (benchmarks/README.md, rounds 15 and 16).
 - "loop": the customer restates the problem in other words (paraphrases of one Bitext
   intent, or a dialogue's own customer turns) and the agent answers with the same reply
   each time, 3-5 times: escalation = 1, repeat_inquiry = 1, resolution and satisfaction at
@@ -191,6 +192,7 @@ class Augmenter:
             signals[at, ASKS_FOR_HUMAN] = 1.0
         if at_turn:
             labels["escalation"] = empty_turn_labels(t)
+            labels["escalation"][[k for k in range(at) if turns[k].role == "customer"]] = 0.0
             labels["escalation"][at] = 1.0
             return Example(t, "augment:human_request_turn", base.group, turn_labels=labels)
         return Example(t, "augment:human_request", base.group, turn_labels=labels,
