@@ -79,11 +79,12 @@ from ...heads import ESCALATION_SIGNALS, p_positive
 from ...schema import Transcript, Turn
 from .examples import Example, empty_turn_labels, transcript
 
-KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed", "closing_added", "silent_fix",
-         "name_or_thanks", "repeated_answer", "two_turn_answered")
-# draws per round of KINDS: human requests three times, so that they stay about as common
-# among the augmentations (3 of 11) as before the six later kinds (1 of 3), and the name and
-# thanks turns (asks_for_human = 0) do not outweigh them
+KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
+         "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered")
+# draws per round of KINDS: human requests (either labelling) three times, so that they stay
+# about as common among the augmentations (3 of 11 without the other labelling) as before the
+# six later kinds (1 of 3), and the name and thanks turns (asks_for_human = 0) do not outweigh
+# them
 WEIGHTS = {"human_request": 3, "human_request_turn": 3}
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
