@@ -787,12 +787,17 @@ TRAINING: dict[str, TrainingData] = {
 }
 
 
+def training_rows(target: str, loaded: dict[str, list[Example]]) -> list[tuple[Example, np.ndarray]]:
+    """(train conversation, soft target) of one main target, as its reference trains on them."""
+    return [(e, y) for s in TRAINING[target].sources for e in by_split(loaded.get(s, []), "train")
+            if (y := TRAINING[target].target(e)) is not None]
+
+
 def training_set(target: str, loaded: dict[str, list[Example]]
                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(flattened train conversations, (N, K) soft targets, (N,) group numbers for grouped
     cross-validation: Bitext paraphrases stay in one fold) of one main target."""
-    rows = [(e, y) for s in TRAINING[target].sources for e in by_split(loaded.get(s, []), "train")
-            if (y := TRAINING[target].target(e)) is not None]
+    rows = training_rows(target, loaded)
     texts = [unit_text(e.transcript, None) for e, _ in rows]
     groups = np.unique([f"{e.source}/{e.group}" for e, _ in rows], return_inverse=True)[1]
     targets = np.array([y for _, y in rows], dtype=np.float64).reshape(-1, TRAINING[target].n_classes)
@@ -800,7 +805,14 @@ def training_set(target: str, loaded: dict[str, list[Example]]
 
 
 def item_key(e: Example) -> str:
-    return f"{e.source}/{e.transcript.id}"
+    return e.key
+
+
+def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[str, Example]]:
+    """(key, example) of every protocol item of one target, sorted by key: what its
+    single-task reference scores."""
+    return sorted({item_key(e): e for p in PAIRS if p.target == target
+                   for e, _ in p.items(loaded.get(p.source, []))}.items())
 
 
 def fingerprint(*parts: Any) -> str:
@@ -823,8 +835,7 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
     it is not cached and `train` is False.
     """
     train_texts, train_targets, _ = training_set(target, loaded)
-    items = sorted({item_key(e): e for p in PAIRS if p.target == target
-                    for e, _ in p.items(loaded.get(p.source, []))}.items())
+    items = protocol_items(target, loaded)
     eval_texts = [unit_text(e.transcript, None) for _, e in items]
     key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,
                       np.round(train_targets, 6).tolist(), [k for k, _ in items], eval_texts)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from qualaudit.model import default_encoder_path
-from qualaudit.training.datasets import by_split, load_sources
+from qualaudit.training.datasets import load_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402  (benchmarks/ is not a package)
@@ -44,24 +44,20 @@ def teacher_labels(target: str, loaded: dict, encoder: str, cache_dir: Path = qu
     "max_diff_from_reference"} for one main target; the difference is None when the
     reference is not in `cache_dir`."""
     spec = quality.TRAINING[target]
-    rows = [e for s in spec.sources for e in by_split(loaded.get(s, []), "train")
-            if spec.target(e) is not None]
+    rows = [e for e, _ in quality.training_rows(target, loaded)]
     train_texts, train_targets, _ = quality.training_set(target, loaded)
-    assert len(rows) == len(train_texts)
     reference = quality.single_task_scores(target, loaded, encoder, cache_dir, train=False)
-    items = sorted(reference["scores"]) if reference else []
-    by_key = {quality.item_key(e): e for p in quality.PAIRS if p.target == target
-              for e, _ in p.items(loaded.get(p.source, []))}
-    eval_texts = [quality.unit_text(by_key[k].transcript, None) for k in items]
+    items = quality.protocol_items(target, loaded) if reference else []
+    eval_texts = [quality.unit_text(e.transcript, None) for _, e in items]
     started = time.perf_counter()
     probs = baselines.fine_tune_single_task(train_texts, train_targets, train_texts + eval_texts,
                                             encoder, **quality.ST_RECIPE)
     own, protocol = probs[:len(train_texts)], probs[len(train_texts):]
-    diff = (float(np.abs(spec.score(protocol) - np.array([reference["scores"][k] for k in items])).max())
+    diff = (float(np.abs(spec.score(protocol) - np.array([reference["scores"][k] for k, _ in items])).max())
             if items else None)
     log.info("teacher %s: %d conversations, max |diff| from the cached reference %s",
              target, len(rows), diff)
-    return {"labels": {quality.item_key(e): p.round(6).tolist() for e, p in zip(rows, own)},
+    return {"labels": {e.key: p.round(6).tolist() for e, p in zip(rows, own)},
             "n_train": len(rows), "seconds": time.perf_counter() - started,
             "max_diff_from_reference": diff, "recipe": quality.ST_RECIPE}
 

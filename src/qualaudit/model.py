@@ -149,10 +149,12 @@ class ModelOutput:
     @property
     def turn_hazards(self) -> dict[str, torch.Tensor]:
         """{causal head name: (N,) hazard logits}, one per turn window, in window order."""
-        names = self.groups[0].output.hazard if self.groups else {}
-        pieces = sorted((r, name, g.output.hazard[name][k, :c]) for g in self.groups
-                        for k, (r, c) in enumerate(zip(g.rows, g.counts)) for name in names)
-        return {name: torch.cat([h for _, n, h in pieces if n == name]) for name in names}
+        out = {}
+        for name in self.groups[0].output.hazard if self.groups else {}:
+            by_row = {r: g.output.hazard[name][k, :c] for g in self.groups
+                      for k, (r, c) in enumerate(zip(g.rows, g.counts))}
+            out[name] = torch.cat([by_row[r] for r in sorted(by_row)])
+        return out
 
 
 class QualityModel(nn.Module):

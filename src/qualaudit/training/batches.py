@@ -89,11 +89,14 @@ def stack_labels(batch: list[Prepared], specs: list[HeadSpec]) -> dict[str, tupl
             w = np.asarray(weights, np.float32).reshape(-1, *([1] * len(s.shape)))
             w = np.broadcast_to(w, values.shape).copy()
         else:
-            parts = [p.example.turn_labels.get(s.target) for p in batch]
-            parts = [np.full((p.turns, *s.shape), np.nan, np.float32) if x is None else x
-                     for p, x in zip(batch, parts)]
-            values = np.concatenate(parts)
+            values = turn_values(batch, s.target, s.shape)
             w = np.ones_like(values)
         w[np.isnan(values)] = 0.0
         out[s.name] = (torch.from_numpy(np.nan_to_num(values)), torch.from_numpy(w))
     return out
+
+
+def turn_values(batch: list[Prepared], target: str, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """(turns of the batch, *shape) labels of `target` at each turn, NaN where none."""
+    return np.concatenate([np.full((p.turns, *shape), np.nan, np.float32) if x is None else x
+                           for p in batch for x in [p.example.turn_labels.get(target)]])

@@ -24,8 +24,8 @@ from torch.nn import functional as F
 
 from ..batching import WindowBuilder
 from ..heads import POSITIVE_FROM, HeadSpec
-from ..model import DEFAULT_ENCODER, READINGS, QualityModel, UntrainedModelWarning
-from .batches import Prepared, batches, forward, prepare, stack_labels, window_builder
+from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
+from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
 from .datasets import Example, by_split, load_examples
 from .datasets.augment import KINDS, Augmenter, checked_kinds
 
@@ -67,7 +67,7 @@ class TrainingArgs:
     balance a closing only on average, a pair compares the two readings themselves
     (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`.
     `teacher_labels` names JSON files of another model's probabilities on training
-    conversations ({target: {"labels": {"source/transcript id": class probabilities}}},
+    conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
     teacher's + (1 - `teacher_weight`) x its own (distillation; benchmarks/README.md, Round 14).
     """
@@ -209,7 +209,7 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         b = balance.get(s.name, {})
         loss = head_loss(s, logits, target, weight, b.get("pos_weight"), b.get("class_weight"))
         if s.pooling == "causal":
-            at_turn = turn_hazard_loss(s, output.turn_hazards[s.name], batch)
+            at_turn = turn_hazard_loss(s, output, batch)
             loss = at_turn if loss is None else loss if at_turn is None else loss + at_turn
         if loss is not None:
             total = total + loss
@@ -217,15 +217,14 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
     return total, parts
 
 
-def turn_hazard_loss(spec: HeadSpec, hazards: torch.Tensor, batch: list[Prepared]) -> torch.Tensor | None:
+def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared]) -> torch.Tensor | None:
     """Binary cross-entropy of a causal head's hazard at the turns labelled with when its
     target became needed (`turn_labels[target]`, `augment` "human_request_turn"); None when
     no turn of the batch is labelled."""
-    parts = [p.example.turn_labels.get(spec.target) for p in batch]
-    if all(x is None for x in parts):
+    if not any(spec.target in p.example.turn_labels for p in batch):
         return None
-    values = np.concatenate([np.full(p.turns, np.nan, np.float32) if x is None else x
-                             for p, x in zip(batch, parts)])
+    values = turn_values(batch, spec.target)
+    hazards = output.turn_hazards[spec.name]
     labelled = torch.from_numpy(~np.isnan(values)).to(hazards.device)
     target = torch.from_numpy(np.nan_to_num(values)).to(hazards.device)
     return F.binary_cross_entropy_with_logits(hazards.float()[labelled], target[labelled])
@@ -503,7 +502,7 @@ def taught(examples: list[Example], paths: tuple[str, ...], weight: float) -> li
                              '({target: {"labels": {key: probabilities}}}): ' + repr(exc)) from exc
     out, used = [], dict.fromkeys(teacher, 0)
     for e in examples:
-        key = f"{e.source}/{e.transcript.id}"
+        key = e.key
         mixed = {}
         for target, labels in teacher.items():
             if target not in e.labels or key not in labels:

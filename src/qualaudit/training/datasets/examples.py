@@ -45,6 +45,11 @@ from customer support weighs less).
     def split(self) -> Split:
         return split_of(self.source, self.group)
 
+    @property
+    def key(self) -> str:
+        """"source/transcript id": how benchmark results and teacher labels name an example."""
+        return f"{self.source}/{self.transcript.id}"
+
 
 def split_of(source: str, group: str) -> Split:
     """The fixed split of a group: the same on every machine and in every run."""
