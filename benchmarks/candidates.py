@@ -61,7 +61,7 @@ def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[Qualit
         results = {}
         for p in pairs:
             rows = items[p.name]
-            scores = np.array([getattr(scored[quality.item_key(e)], p.target) for e, _ in rows],
+            scores = np.array([getattr(scored[e.key], p.target) for e, _ in rows],
                               dtype=float)
             results[p.name] = {"role": p.role, "model": p.measure(scores, np.array([y for _, y in rows]))}
         return quality.mean_main_metric({"pairs": results}, "selection")

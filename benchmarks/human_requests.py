@@ -59,12 +59,12 @@ def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
         values = []
         for e in examples:
             turns = [x for x in e.transcript.scored_turns if x.role == "customer"]
-            values += [v for x, v in zip(turns, asks(scored[quality.item_key(e)]), strict=True)
+            values += [v for x, v in zip(turns, asks(scored[e.key]), strict=True)
                        if source != "uss" or not ASKS_FOR_A_PERSON.search(x.text)]
         alarms[source] = {"turns": len(values), "above_half": share(np.asarray(values) > 0.5)}
     pairs = {}
     for name, rows in pair_rows.items():
-        scores = [scored[quality.item_key(e)] for e, _ in rows]
+        scores = [scored[e.key] for e, _ in rows]
         fired = np.asarray([max(asks(s), default=0.0) > 0.5 for s in scores])
         labels = np.asarray([y for _, y in rows]) >= 0.5
         escalation = np.asarray([s.escalation for s in scores])

@@ -804,14 +804,10 @@ def training_set(target: str, loaded: dict[str, list[Example]]
     return texts, targets, groups
 
 
-def item_key(e: Example) -> str:
-    return e.key
-
-
 def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[str, Example]]:
     """(key, example) of every protocol item of one target, sorted by key: what its
     single-task reference scores."""
-    return sorted({item_key(e): e for p in PAIRS if p.target == target
+    return sorted({e.key: e for p in PAIRS if p.target == target
                    for e, _ in p.items(loaded.get(p.source, []))}.items())
 
 
@@ -861,7 +857,7 @@ def tfidf_scores(target: str, loaded: dict[str, list[Example]], pairs: list[Pair
                  c_grid: tuple[float, ...]) -> dict[str, float]:
     """TF-IDF + LR trained on the target's training set, scored on the pairs' items."""
     train_texts, train_targets, groups = training_set(target, loaded)
-    items = {item_key(e): e for p in pairs for e, _ in p.items(loaded.get(p.source, []))}
+    items = {e.key: e for p in pairs for e, _ in p.items(loaded.get(p.source, []))}
     X_train, X_eval = baselines.tfidf_features(
         train_texts, [unit_text(e.transcript, None) for e in items.values()])
     probs, _ = baselines.fit_predict(X_train, train_targets, groups, X_eval, c_grid)
@@ -899,7 +895,7 @@ def pair_metrics(pair: Pair, labels: np.ndarray, scores: dict[str, np.ndarray],
 def pair_result(pair: Pair, rows: list[tuple[Example, float]],
                 systems: dict[str, dict[str, float]], n_resamples: int, seed: int) -> dict[str, Any]:
     """One pair's description, size and metrics, given each system's score per item key."""
-    keys = [item_key(e) for e, _ in rows]
+    keys = [e.key for e, _ in rows]
     labels = np.array([y for _, y in rows], dtype=np.float64)
     scores = {s: np.array([by_item[k] for k in keys], dtype=np.float64)
               for s, by_item in systems.items()}
@@ -974,7 +970,7 @@ def score_items(auditor: Auditor, items: dict[str, list[tuple[Example, float]]]
                 ) -> dict[str, TranscriptScore]:
     """Each distinct transcript of the pairs' items scored once, by item key (pairs on the
     same source and split share their transcripts)."""
-    unique = {item_key(e): e for rows in items.values() for e, _ in rows}
+    unique = {e.key: e for rows in items.values() for e, _ in rows}
     return dict(zip(unique, auditor.score([e.transcript for e in unique.values()])))
 
 

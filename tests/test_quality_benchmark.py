@@ -452,8 +452,8 @@ def test_a_teacher_is_the_cached_reference_and_labels_its_training_conversations
     assert reference["scores"] and entry["max_diff_from_reference"] < 1e-4
     train = [e for s in quality.TRAINING["escalation"].sources
              for e in by_split(loaded[s], "train") if "escalation" in e.labels]
-    assert set(entry["labels"]) == {quality.item_key(e) for e in train}
+    assert set(entry["labels"]) == {e.key for e in train}
     assert all(len(p) == 2 and sum(p) == pytest.approx(1, abs=1e-5) for p in entry["labels"].values())
     mixed = taught(train, (str(out),), 1.0)
     assert [float(e.labels["escalation"]) for e in mixed] == pytest.approx(
-        [entry["labels"][quality.item_key(e)][1] for e in train], abs=1e-6)
+        [entry["labels"][e.key][1] for e in train], abs=1e-6)
