@@ -1,5 +1,6 @@
-"""Augmentations: each kind is a valid example made only of real training turns, with the
-labels its change keeps and none it makes unknowable (hand-made synthetic dialogues)."""
+"""Augmentations: each kind is a valid example made only of real training turns (or the
+project's written ones), with the labels its change keeps and none it makes unknowable
+(hand-made synthetic dialogues)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytest
 
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.training.datasets import Example, empty_turn_labels, transcript
-from qualaudit.training.datasets.augment import BOTTOM, HIGH, KINDS, Augmenter, is_pleasantry
+from qualaudit.training.datasets.augment import (
+    BOTTOM,
+    HIGH,
+    KINDS,
+    Augmenter,
+    is_pleasantry,
+    written_turns,
+)
 from qualaudit.training.train import TrainingArgs
 
 NAN = np.nan
@@ -113,6 +121,9 @@ def sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
 
 
+WRITTEN = ("requests", "mentions")
+
+
 @pytest.fixture
 def data() -> list[Example]:
     return dialogues() + bitext()
@@ -138,10 +149,11 @@ def test_problems_and_questions_are_not_pleasantries(text):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_each_kind_is_a_valid_example_of_real_turns(data, kind):
+def test_each_kind_is_a_valid_example_of_real_or_written_turns(data, kind):
     examples = made(data, kind)
     assert examples, f"{kind} made nothing from data that has what it needs"
-    known = real_sentences(data)
+    known = real_sentences(data) | {s for name in WRITTEN for line in written_turns(name)
+                                    for s in sentences(line)}
     for e in examples:
         assert e.source == f"augment:{kind}"
         n = len(e.transcript.scored_turns)
@@ -270,9 +282,10 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
         [t.text for t in e.transcript.turns] for e in second]
     assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
     counts = Counter(e.source for e in first)
-    # 45 = 3 rounds of 14 draws (human_request and human_request_turn 3 times each) + the
-    # first 3 of a fourth
-    assert counts["augment:human_request"] == 3 * 3 + 3 and counts["augment:loop"] == 3
+    # 45 = 2 rounds of 18 draws (the three request kinds 3 times each) + the first 9 of a
+    # third (3 human_request, 3 human_request_turn, loop, dropped, closing_removed)
+    assert counts["augment:human_request"] == 3 * 3 and counts["augment:loop"] == 3
+    assert counts["augment:written_request_turn"] == 2 * 3 and counts["augment:person_mentioned"] == 2
 
 
 def test_make_draws_only_the_kinds_named(data, tmp_path):
@@ -310,3 +323,41 @@ def test_closing_pair_is_one_dialogue_with_and_without_its_closing(data):
         np.testing.assert_array_equal(with_closing.labels["resolution"], without.labels["resolution"])
     # a real closing removed (the real dialogue is the one with it) and one added, both often
     assert sources["stc3"] >= 10 and sources["augment:closing_added"] >= 10
+
+
+@pytest.mark.parametrize("name", WRITTEN)
+def test_written_turns_are_distinct_nonblank_lines(name):
+    lines = written_turns(name)
+    assert len(lines) >= 100
+    assert all(line.strip() == line and line for line in lines)
+    assert len({line.lower() for line in lines}) == len(lines)
+    assert not set(written_turns("requests")) & set(written_turns("mentions"))
+
+
+def test_written_requests_are_labelled_at_their_turn_like_bitexts(data):
+    requests = set(written_turns("requests"))
+    for e in made(data, "written_request_turn"):
+        turns = e.transcript.scored_turns
+        at = next(k for k, x in enumerate(turns) if x.text in requests)
+        assert turns[at].role == "customer" and "escalation" not in e.labels
+        assert e.turn_labels["escalation"][at] == 1.0
+        labelled = np.flatnonzero(~np.isnan(e.turn_labels["escalation"]))
+        assert list(labelled) == [k for k in range(at + 1) if turns[k].role == "customer"]
+        signals = e.turn_labels["escalation_signal"][at]
+        assert signals[2] == 1.0 and signals[1] == 0.0 and np.isnan(signals[0])
+
+
+def test_mentions_are_negatives_for_asking_and_for_escalation_at_their_turn(data):
+    mentions = set(written_turns("mentions"))
+    examples = made(data, "person_mentioned", n=40)
+    assert {e.transcript.id.split("+")[0] for e in examples} >= {"fixed", "booking"}
+    for e in examples:
+        turns = e.transcript.scored_turns
+        [at] = [k for k, x in enumerate(turns) if x.text in mentions]
+        assert turns[at].role == "customer" and turns[at - 1].role == "agent" and at < len(turns) - 1
+        assert list(np.flatnonzero(~np.isnan(e.turn_labels["escalation"]))) == [at]
+        assert e.turn_labels["escalation"][at] == 0.0
+        np.testing.assert_array_equal(e.turn_labels["escalation_signal"][at, 1:], [0.0, 0.0])
+        assert "satisfaction" not in e.labels
+        base = next(d for d in dialogues() if d.transcript.id == e.transcript.id.split("+")[0])
+        assert [t.text for k, t in enumerate(turns) if k != at] == [t.text for t in base.transcript.scored_turns]

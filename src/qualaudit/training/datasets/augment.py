@@ -1,6 +1,7 @@
 """Training-time augmentations that teach behaviours no public dataset labels directly, and
 break the shortcuts a model learns from them, built from real turns of the training split
-(never from the dev or report splits):
+(never from the dev or report splits) and, for two kinds, from customer turns the project wrote
+itself (`written/`):
 
 - "human_request": a real customer request for a human (Bitext contact_human_agent) or a
   complaint is inserted as a customer turn into a real dialogue, which is cut one agent turn
@@ -11,6 +12,18 @@ break the shortcuts a model learns from them, built from real turns of the train
   out. Without the negatives the head learns that the bases' customer turns escalate: most
   bases are USS dialogues, which have no escalation label of their own to say otherwise
   (benchmarks/README.md, rounds 15 and 16).
+- "written_request_turn": "human_request_turn" with a request from `written/requests.txt`
+  instead of Bitext's: Bitext's 161 requests are short templates ("I want to talk to a human
+  agent"), the only request data in ../shared/data, and a model trained on them alone misses
+  requests worded otherwise ("is there an actual person there?", a request inside a message
+  about the problem). The lines were written for this by a session that had not read the
+  behaviour pairs (tests/behaviour_pairs.jsonl, benchmarks/transfer_behaviours.jsonl).
+- "person_mentioned": a customer turn from `written/mentions.txt`, one that mentions an
+  agent, a person, a call or a name without asking for a human ("the technician came
+  yesterday"), is inserted after an agent turn, never as the last turn: its asks_for_human
+  and complaint = 0 and the escalation hazard at it = 0 (it did not make escalation needed);
+  the base's conversation labels kept but satisfaction. The negatives that keep the written
+  requests from teaching "a person is mentioned" instead of "a person is asked for".
 - "loop": the customer restates the problem in other words (paraphrases of one Bitext
   intent, or a dialogue's own customer turns) and the agent answers with the same reply
   each time, 3-5 times: escalation = 1, repeat_inquiry = 1, resolution and satisfaction at
@@ -72,6 +85,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -80,12 +94,13 @@ from ...schema import Transcript, Turn
 from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
-         "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered")
-# draws per round of KINDS: human requests (either labelling) three times, so that they stay
-# about as common among the augmentations (3 of 11 without the other labelling) as before the
-# six later kinds (1 of 3), and the name and thanks turns (asks_for_human = 0) do not outweigh
-# them
-WEIGHTS = {"human_request": 3, "human_request_turn": 3}
+         "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
+         "written_request_turn", "person_mentioned")
+# draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
+# so that they stay about as common among the augmentations as before the later kinds, and the
+# name, thanks and mention turns (asks_for_human = 0) do not outweigh them
+WEIGHTS = {"human_request": 3, "human_request_turn": 3, "written_request_turn": 3}
+WRITTEN = Path(__file__).with_name("written")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
 ESCALATION_INTENTS = ("contact_human_agent", "complaint", "contact_customer_service")
@@ -150,6 +165,8 @@ class Augmenter:
         self.frustrated = _frustrated_turns(examples, self.complaints)
         self.support = [e for e in self.dialogues if e.source == "stc3"]
         self.openers = _openers(self.support)
+        self.written_requests = written_turns("requests")
+        self.mentions = written_turns("mentions")
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
         makers = [getattr(self, kind) for kind in self.kinds for _ in range(WEIGHTS.get(kind, 1))]
@@ -170,19 +187,22 @@ class Augmenter:
         asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
         return asks, _first_sentences(members[0].info["response"], rng.randint(*sentences)), members[0].group
 
-    def human_request(self, rng: random.Random, at_turn: bool = False) -> Example | None:
-        if not self.dialogues or not (self.requests or self.complaints):
+    def human_request(self, rng: random.Random, at_turn: bool = False, written: bool = False
+                      ) -> Example | None:
+        if not self.dialogues or not (self.written_requests if written else
+                                      self.requests or self.complaints):
             return None
         base = rng.choice(self.dialogues)
-        complaint = bool(self.complaints) and rng.random() < 0.3
-        request = rng.choice(self.complaints if complaint else self.requests)
+        complaint = not written and bool(self.complaints) and rng.random() < 0.3
+        request = (rng.choice(self.written_requests) if written else
+                   rng.choice(self.complaints if complaint else self.requests).transcript.turns[0].text)
         turns = list(base.transcript.scored_turns)
         # after an agent turn (or at the start), then at most one more agent turn
         slots = [k + 1 for k, t in enumerate(turns) if t.role == "agent"] or [0]
         at = rng.choice(slots)
         keep = turns[:at]
         tail = [t for t in turns[at:at + 2] if t.role == "agent"][:1]
-        pairs = [(t.role, t.text) for t in keep] + [("customer", request.transcript.turns[0].text)]
+        pairs = [(t.role, t.text) for t in keep] + [("customer", request)]
         pairs += [(t.role, t.text) for t in tail]
         t = transcript(f"{base.transcript.id}+request{rng.randrange(10**9)}", pairs)
         labels = _moved(base, t, list(range(at)) + [None] + [turns.index(x) for x in tail])
@@ -195,12 +215,35 @@ class Augmenter:
             labels["escalation"] = empty_turn_labels(t)
             labels["escalation"][[k for k in range(at) if turns[k].role == "customer"]] = 0.0
             labels["escalation"][at] = 1.0
-            return Example(t, "augment:human_request_turn", base.group, turn_labels=labels)
+            kind = "written_request_turn" if written else "human_request_turn"
+            return Example(t, f"augment:{kind}", base.group, turn_labels=labels)
         return Example(t, "augment:human_request", base.group, turn_labels=labels,
                        labels={"escalation": np.float32(1.0)})
 
     def human_request_turn(self, rng: random.Random) -> Example | None:
         return self.human_request(rng, at_turn=True)
+
+    def written_request_turn(self, rng: random.Random) -> Example | None:
+        return self.human_request(rng, at_turn=True, written=True)
+
+    def person_mentioned(self, rng: random.Random) -> Example | None:
+        if not (self.mentions and self.dialogues):
+            return None
+        base = rng.choice(self.dialogues)
+        turns = base.transcript.scored_turns
+        slots = [k + 1 for k in range(len(turns) - 1) if turns[k].role == "agent"]
+        if not slots:
+            return None
+        at = rng.choice(slots)
+        pairs = [(x.role, x.text) for x in turns]
+        pairs.insert(at, ("customer", rng.choice(self.mentions)))
+        t = transcript(f"{base.transcript.id}+mention{at}", pairs)
+        labels = _moved(base, t, [*range(at), None, *range(at, len(turns))])
+        signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
+        signals[at, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
+        labels.setdefault("escalation", empty_turn_labels(t))[at] = 0.0
+        return Example(t, "augment:person_mentioned", base.group, turn_labels=labels,
+                       labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
 
     def loop(self, rng: random.Random) -> Example | None:
         times = rng.randint(3, 5)
@@ -356,6 +399,11 @@ class Augmenter:
                    "escalation": np.float32(0.0)})
         return Example(t, "augment:two_turn_answered", ask.group,
                        turn_labels=_moved(ask, t, [0, None]), labels=labels)
+
+
+def written_turns(name: str) -> list[str]:
+    """The customer turns of `written/<name>.txt`, one a line (see the module docstring)."""
+    return (WRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines()
 
 
 def _is_thanks(text: str) -> bool:
