@@ -298,6 +298,11 @@ def test_make_draws_only_the_kinds_named(data, tmp_path):
         TrainingArgs(output_dir=str(tmp_path), examples=[], augment_kinds=("typo",))
 
 
+def test_a_kind_named_twice_is_drawn_twice_as_often(data):
+    examples = Augmenter(data, ("loop", "two_turn_answered", "two_turn_answered")).make(30, random.Random(0))
+    assert Counter(e.source for e in examples) == {"augment:loop": 10, "augment:two_turn_answered": 20}
+
+
 @pytest.mark.parametrize("subset", ["none", "bitext", "unrated"])
 def test_make_skips_kinds_the_data_cannot_make(data, subset):
     chosen = {"none": [], "bitext": bitext(), "unrated": [e for e in dialogues() if e.source == "uss"]}[subset]
