@@ -235,12 +235,7 @@ class Augmenter:
         if not slots:
             return None
         at = rng.choice(slots)
-        pairs = [(x.role, x.text) for x in turns]
-        pairs.insert(at, ("customer", rng.choice(self.mentions)))
-        t = transcript(f"{base.transcript.id}+mention{at}", pairs)
-        labels = _moved(base, t, [*range(at), None, *range(at, len(turns))])
-        signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
-        signals[at, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
+        t, labels = _not_asking(base, at, [("customer", rng.choice(self.mentions))], "mention")
         labels.setdefault("escalation", empty_turn_labels(t))[at] = 0.0
         return Example(t, "augment:person_mentioned", base.group, turn_labels=labels,
                        labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
@@ -341,12 +336,7 @@ class Augmenter:
         at = rng.choice(slots)
         block = list(zip(("agent", "customer"), rng.choice(self.names))) if name else [
             ("customer", rng.choice(self.thanks))]
-        pairs = [(x.role, x.text) for x in turns[:at]] + block + [(x.role, x.text) for x in turns[at:]]
-        t = transcript(f"{base.transcript.id}+{'name' if name else 'thanks'}{at}", pairs)
-        labels = _moved(base, t, [*range(at), *[None] * len(block), *range(at, len(turns))])
-        signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
-        said = at + len(block) - 1
-        signals[said, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
+        t, labels = _not_asking(base, at, block, "name" if name else "thanks")
         kept = ("resolution", "escalation", "repeat_inquiry") + (("satisfaction",) if name else ())
         return Example(t, "augment:name_or_thanks", base.group, turn_labels=labels,
                        labels=_kept(base, *kept))
@@ -412,6 +402,20 @@ def _is_thanks(text: str) -> bool:
     words = set(re.findall(r"[a-z']+", text.lower()))
     return (is_pleasantry(text) and bool({"thank", "thanks", "appreciate"} & words)
             and not {"no", "nope", "bye", "goodbye", "all", "everything"} & words)
+
+
+def _not_asking(base: Example, at: int, block: list[tuple[str, str]], tag: str
+                ) -> tuple[Transcript, dict[str, np.ndarray]]:
+    """The base dialogue with `block` inserted before its scored turn `at`, and its turn labels
+    moved along: the block's last turn, a customer's, labelled as neither a complaint nor a
+    request for a human."""
+    turns = base.transcript.scored_turns
+    pairs = [(x.role, x.text) for x in turns[:at]] + block + [(x.role, x.text) for x in turns[at:]]
+    t = transcript(f"{base.transcript.id}+{tag}{at}", pairs)
+    labels = _moved(base, t, [*range(at), *[None] * len(block), *range(at, len(turns))])
+    signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
+    signals[at + len(block) - 1, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
+    return t, labels
 
 
 def _prefix(base: Example, end: int, suffix: str, kind: str, labels: dict[str, np.ndarray]) -> Example:
