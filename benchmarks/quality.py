@@ -830,27 +830,43 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
     Returns {"scores": {item key: score}, "seconds", "cached", "n_train", "fingerprint"}, or None when
     it is not cached and `train` is False.
     """
+    path, key, items = single_task_cache(target, loaded, encoder, cache_dir)
+    if path.is_file():
+        return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
+    if not train:
+        return None
+    train_texts, train_targets, _ = training_set(target, loaded)
+    start = time.perf_counter()
+    log.info("single-task %s: training on %d conversations", target, len(train_texts))
+    probs = baselines.fine_tune_single_task(train_texts, train_targets,
+                                            [unit_text(e.transcript, None) for _, e in items],
+                                            encoder, **ST_RECIPE)
+    entry = write_single_task(path, key, target, items, probs, len(train_texts),
+                              time.perf_counter() - start)
+    return {**entry, "cached": False}
+
+
+def single_task_cache(target: str, loaded: dict[str, list[Example]], encoder: str,
+                      cache_dir: Path) -> tuple[Path, str, list[tuple[str, Example]]]:
+    """The cache file of `target`'s reference, its fingerprint (which names the file) and the
+    protocol items it scores, in order."""
     train_texts, train_targets, _ = training_set(target, loaded)
     items = protocol_items(target, loaded)
     eval_texts = [unit_text(e.transcript, None) for _, e in items]
     key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,
                       np.round(train_targets, 6).tolist(), [k for k, _ in items], eval_texts)
-    path = cache_dir / f"{target}-{key[:16]}.json"
-    if path.is_file():
-        return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
-    if not train:
-        return None
-    start = time.perf_counter()
-    log.info("single-task %s: training on %d conversations", target, len(train_texts))
-    probs = baselines.fine_tune_single_task(train_texts, train_targets, eval_texts, encoder,
-                                            **ST_RECIPE)
-    scores = TRAINING[target].score(probs)
+    return cache_dir / f"{target}-{key[:16]}.json", key, items
+
+
+def write_single_task(path: Path, key: str, target: str, items: list[tuple[str, Example]],
+                      probs: np.ndarray, n_train: int, seconds: float) -> dict[str, Any]:
+    """Cache the reference's class probabilities on the protocol items as its scores."""
     entry = {"target": target, "fingerprint": key, "recipe": ST_RECIPE,
-             "n_train": len(train_texts), "seconds": time.perf_counter() - start,
-             "scores": {k: float(s) for (k, _), s in zip(items, scores)}}
-    cache_dir.mkdir(parents=True, exist_ok=True)
+             "n_train": n_train, "seconds": seconds,
+             "scores": {k: float(s) for (k, _), s in zip(items, TRAINING[target].score(probs))}}
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry) + "\n", encoding="utf-8")
-    return {**entry, "cached": False}
+    return entry
 
 
 def tfidf_scores(target: str, loaded: dict[str, list[Example]], pairs: list[Pair],

@@ -7,7 +7,9 @@ The reference transfers better than the model on escalation and repeat inquiry
 (benchmarks/README.md, "Round 14"); its probabilities carry what it learned from the same
 labels. Each teacher also scores the protocol's items of its target, and the largest
 difference from the cached reference (`local/single_task`) is written beside its labels:
-near 0 means the teacher is the reference the model is compared with.
+near 0 means the teacher is the reference the model is compared with. When the cache does
+not hold the reference yet, the teacher's scores on those items are cached as it, so one
+training run serves both (a teacher reproduces the reference to about 2e-7).
 
 Usage:
     python benchmarks/teachers.py resolution escalation -o local/teachers/a.json [--threads 1]
@@ -42,23 +44,27 @@ TARGETS = ("resolution", "escalation", "repeat_inquiry")
 def teacher_labels(target: str, loaded: dict, encoder: str, cache_dir: Path = quality.ST_CACHE) -> dict:
     """{"labels": {item key: class probabilities}, "n_train", "seconds",
     "max_diff_from_reference"} for one main target; the difference is None when the
-    reference is not in `cache_dir`."""
+    reference was not in `cache_dir` (the teacher's scores are cached as it then)."""
     spec = quality.TRAINING[target]
     rows = [e for e, _ in quality.training_rows(target, loaded)]
     train_texts, train_targets, _ = quality.training_set(target, loaded)
-    reference = quality.single_task_scores(target, loaded, encoder, cache_dir, train=False)
-    items = quality.protocol_items(target, loaded) if reference else []
+    path, key, items = quality.single_task_cache(target, loaded, encoder, cache_dir)
     eval_texts = [quality.unit_text(e.transcript, None) for _, e in items]
     started = time.perf_counter()
     probs = baselines.fine_tune_single_task(train_texts, train_targets, train_texts + eval_texts,
                                             encoder, **quality.ST_RECIPE)
+    seconds = time.perf_counter() - started
     own, protocol = probs[:len(train_texts)], probs[len(train_texts):]
-    diff = (float(np.abs(spec.score(protocol) - np.array([reference["scores"][k] for k, _ in items])).max())
-            if items else None)
+    if path.is_file():
+        reference = json.loads(path.read_text(encoding="utf-8"))["scores"]
+        diff = float(np.abs(spec.score(protocol) - np.array([reference[k] for k, _ in items])).max())
+    else:
+        quality.write_single_task(path, key, target, items, protocol, len(train_texts), seconds)
+        diff = None
     log.info("teacher %s: %d conversations, max |diff| from the cached reference %s",
              target, len(rows), diff)
     return {"labels": {e.key: p.round(6).tolist() for e, p in zip(rows, own)},
-            "n_train": len(rows), "seconds": time.perf_counter() - started,
+            "n_train": len(rows), "seconds": seconds,
             "max_diff_from_reference": diff, "recipe": quality.ST_RECIPE}
 
 
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoder", default=None, help="default: the packaged MiniLM")
     parser.add_argument("--cache-dir", default=str(quality.ST_CACHE),
-                        help="the protocol's single-task cache, to compare with")
+                        help="the protocol's single-task cache, to compare with or fill")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)

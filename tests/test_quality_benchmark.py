@@ -457,3 +457,20 @@ def test_a_teacher_is_the_cached_reference_and_labels_its_training_conversations
     mixed = taught(train, (str(out),), 1.0)
     assert [float(e.labels["escalation"]) for e in mixed] == pytest.approx(
         [entry["labels"][e.key][1] for e in train], abs=1e-6)
+
+
+def test_a_teacher_fills_a_missing_reference_cache(protocol_data_dir, tiny_encoder_dir, tmp_path):
+    """With no cached reference, the teacher's scores on the protocol items are cached as it:
+    the same figures the protocol's own training gives, under the same fingerprint."""
+    loaded = load_sources(protocol_data_dir)
+    trained = quality.single_task_scores("escalation", loaded, tiny_encoder_dir, tmp_path / "a")
+    out, filled = tmp_path / "escalation.json", tmp_path / "b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        teachers.main(["escalation", "-o", str(out), "--data-dir", str(protocol_data_dir),
+                       "--encoder", tiny_encoder_dir, "--cache-dir", str(filled)])
+    assert json.loads(out.read_text())["escalation"]["max_diff_from_reference"] is None
+    cached = quality.single_task_scores("escalation", loaded, tiny_encoder_dir, filled, train=False)
+    assert cached["fingerprint"] == trained["fingerprint"] and cached["cached"]
+    assert set(cached["scores"]) == set(trained["scores"])
+    assert max(abs(cached["scores"][k] - s) for k, s in trained["scores"].items()) < 1e-4
