@@ -10,6 +10,13 @@ import pytest
 
 from qualaudit.heads import ESCALATION_SIGNALS
 from qualaudit.training.datasets import by_split, distribution, load_examples, load_sources
+from qualaudit.training.datasets.examples import (
+    ASKS_FOR_A_PERSON,
+    NAMES_A_PERSON,
+    empty_turn_labels,
+    no_request_for_a_person,
+    transcript,
+)
 
 
 def _stc3(root):
@@ -90,6 +97,9 @@ def test_every_source_is_read_with_its_labels(data_dir):
     np.testing.assert_allclose(stc3.labels["resolution"], distribution([2, 1, -1, -2]))
     np.testing.assert_allclose(stc3.turn_labels["solution_given"][:, ], [np.nan, 0.5, np.nan])
     np.testing.assert_allclose(stc3.turn_labels["solution_confirmed"], [0.0, np.nan, 0.25])
+    asks = ESCALATION_SIGNALS.index("asks_for_human")  # no request for a person: negatives
+    np.testing.assert_allclose(stc3.turn_labels["escalation_signal"][:, asks], [0.0, np.nan, 0.0])
+    assert np.isnan(np.delete(stc3.turn_labels["escalation_signal"], asks, axis=1)).all()
     assert float(stc3.labels["escalation"]) == 0.5          # A <= -1 and S <= -1: 2 of 4
     assert float(stc3.labels["repeat_inquiry"]) == 0.75     # no CNUG*, last turn still the problem
     assert stc3.info["A_mean"] == 0.0
@@ -137,3 +147,16 @@ def test_by_split_partitions_the_examples(data_dir):
     assert sum(len(p) for p in parts) == len(examples) == len(by_split(examples, "all"))
     with pytest.raises(ValueError, match="split must be"):
         by_split(examples, "test")
+
+
+def test_complaint_posts_to_customer_service_are_not_requests_for_a_person():
+    """STC-3's posts are addressed to "@Company Customer Service": that phrase does not keep
+    a turn unlabelled there, a manager or a human still does (elsewhere both do)."""
+    t = transcript("x", [("customer", "@Telecom Customer Service my bill is wrong"), ("agent", "Sorry."),
+                         ("customer", "Let me talk to your manager."), ("agent", "One moment."),
+                         ("customer", "I called customer service twice")])
+    asks = ESCALATION_SIGNALS.index("asks_for_human")
+    def labelled(person):
+        return no_request_for_a_person(t, empty_turn_labels(t, (len(ESCALATION_SIGNALS),)), person)[:, asks]
+    np.testing.assert_array_equal(labelled(NAMES_A_PERSON), [0, np.nan, np.nan, np.nan, 0])
+    np.testing.assert_array_equal(labelled(ASKS_FOR_A_PERSON), [np.nan] * 5)

@@ -76,19 +76,22 @@ def transcript(tid: str, turns: list[tuple[str, str]], agent_type: str = "unknow
 
 
 # a customer turn that names a person to talk to: never labelled "does not ask for a human"
-ASKS_FOR_A_PERSON = re.compile(
-    r"\b(human|real person|live (agent|person)|representative|operator|supervisor|manager|"
-    r"customer service|(speak|talk) (to|with) (someone|somebody|a person|an? agent))\b", re.I)
+_PERSON = (r"human|real person|live (agent|person)|representative|operator|supervisor|manager|"
+           r"(speak|talk) (to|with) (someone|somebody|a person|an? agent)")
+ASKS_FOR_A_PERSON = re.compile(rf"\b({_PERSON}|customer service)\b", re.I)
+# the same without "customer service", for posts addressed to "@Company Customer Service"
+NAMES_A_PERSON = re.compile(rf"\b({_PERSON})\b", re.I)
 
 
-def no_request_for_a_person(t: Transcript, signals: np.ndarray) -> np.ndarray:
+def no_request_for_a_person(t: Transcript, signals: np.ndarray,
+                            person: re.Pattern = ASKS_FOR_A_PERSON) -> np.ndarray:
     """`signals` (escalation_signal labels, one row per scored turn) with asks_for_human = 0
-    on every customer turn that `ASKS_FOR_A_PERSON` does not match: for sources whose users do
-    not ask for a person (task and chat systems), so that the signal learns what ordinary
-    turns look like, not only Bitext's requests."""
+    on every customer turn that `person` does not match: for sources whose users do not ask
+    for a person (task and chat systems, complaint posts), so that the signal learns what
+    ordinary turns look like, not only Bitext's requests."""
     column = ESCALATION_SIGNALS.index("asks_for_human")
     for k, turn in enumerate(t.scored_turns):
-        if turn.role == "customer" and not ASKS_FOR_A_PERSON.search(turn.text):
+        if turn.role == "customer" and not person.search(turn.text):
             signals[k, column] = 0.0
     return signals
 
