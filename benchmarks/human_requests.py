@@ -7,7 +7,8 @@ USS reader labelled its user turns as negatives it fired on a large share of ord
 and 8: what that did, and did not do, to escalation). Three measurements:
 - `alarms`: the share of customer turns of the dev split of USS and of STC-3 where the signal
   is above 0.5 (USS turns that name a person to talk to, `examples.ASKS_FOR_A_PERSON`, left out;
-  STC-3 never trains the signal, so it is out of the training distribution of the negatives);
+  STC-3's training turns are negatives since round 26, so for models trained after it STC-3
+  is in the negatives' distribution, and before it was not);
 - `pairs`: for each escalation pair of the protocol, the share of its dialogues where the
   signal is above 0.5 on some customer turn, and the AUROC of escalation;
 - `requests`: on the asks_for_human guarantee pairs (`tests/behaviour_pairs.jsonl`), the
