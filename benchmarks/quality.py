@@ -830,12 +830,12 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
     Returns {"scores": {item key: score}, "seconds", "cached", "n_train", "fingerprint"}, or None when
     it is not cached and `train` is False.
     """
-    path, key, items = single_task_cache(target, loaded, encoder, cache_dir)
+    train_texts, train_targets, _ = training_set(target, loaded)
+    path, key, items = single_task_cache(target, loaded, encoder, cache_dir, train_texts, train_targets)
     if path.is_file():
         return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
     if not train:
         return None
-    train_texts, train_targets, _ = training_set(target, loaded)
     start = time.perf_counter()
     log.info("single-task %s: training on %d conversations", target, len(train_texts))
     probs = baselines.fine_tune_single_task(train_texts, train_targets,
@@ -847,10 +847,10 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
 
 
 def single_task_cache(target: str, loaded: dict[str, list[Example]], encoder: str,
-                      cache_dir: Path) -> tuple[Path, str, list[tuple[str, Example]]]:
-    """The cache file of `target`'s reference, its fingerprint (which names the file) and the
-    protocol items it scores, in order."""
-    train_texts, train_targets, _ = training_set(target, loaded)
+                      cache_dir: Path, train_texts: list[str], train_targets: np.ndarray
+                      ) -> tuple[Path, str, list[tuple[str, Example]]]:
+    """The cache file of `target`'s reference trained on `training_set(target, loaded)`, its
+    fingerprint (which names the file) and the protocol items it scores, in order."""
     items = protocol_items(target, loaded)
     eval_texts = [unit_text(e.transcript, None) for _, e in items]
     key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,

@@ -48,7 +48,8 @@ def teacher_labels(target: str, loaded: dict, encoder: str, cache_dir: Path = qu
     spec = quality.TRAINING[target]
     rows = [e for e, _ in quality.training_rows(target, loaded)]
     train_texts, train_targets, _ = quality.training_set(target, loaded)
-    path, key, items = quality.single_task_cache(target, loaded, encoder, cache_dir)
+    path, key, items = quality.single_task_cache(target, loaded, encoder, cache_dir,
+                                                  train_texts, train_targets)
     eval_texts = [quality.unit_text(e.transcript, None) for _, e in items]
     started = time.perf_counter()
     probs = baselines.fine_tune_single_task(train_texts, train_targets, train_texts + eval_texts,
