@@ -3,7 +3,8 @@ and token budget, its weights chosen on the cross-source selection pairs, then m
 the report pairs and the transfer behaviour suite.
 
 `train` builds one candidate (resumable: run it again after an interruption) and writes
-`results.json` beside the model; `compare` puts candidates side by side.
+`results.json` beside the model; `soup` makes one from the average of trained candidates'
+weights (`recipe.soup`) and evaluates it the same way; `compare` puts candidates side by side.
 
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
@@ -11,6 +12,7 @@ Usage:
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--closing-consistency 1.0] [--closing-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
+    python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -33,9 +35,9 @@ import torch
 
 from qualaudit import Auditor
 from qualaudit.model import READINGS, ModelConfig, QualityModel
-from qualaudit.training.datasets import load_sources
+from qualaudit.training.datasets import load_examples, load_sources
 from qualaudit.training.datasets.augment import KINDS
-from qualaudit.training.recipe import build
+from qualaudit.training.recipe import LICENCES, build, label_card, soup
 from qualaudit.training.train import TrainingArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,6 +91,17 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
         "command": command, "threads": args.threads, "train_s": trained_s,
         "steps": summary.training.steps, "train_tokens": summary.training.train_tokens,
         "best_step": summary.training.best_step, "dev": summary.training.dev_losses})
+
+
+def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
+    soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
+         card_sections={"Training data": LICENCES, "Label card": label_card()})
+    return evaluate(out, args.data_dir, {
+        "design": design(QualityModel.from_pretrained(out).config), "command": command,
+        "threads": args.threads, "ingredients": list(args.directories)})
 
 
 def design(config: ModelConfig) -> str:
@@ -288,6 +301,12 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     train.add_argument("--version", default="0.3.0")
     train.add_argument("--quiet", action="store_true")
+    soup_ = sub.add_parser("soup", help="average trained candidates' weights, then evaluate")
+    soup_.add_argument("directories", nargs="+", help="candidates of one design and heads")
+    soup_.add_argument("-o", "--output", required=True)
+    soup_.add_argument("--version", default="0.3.0")
+    soup_.add_argument("--threads", type=int, default=torch.get_num_threads())
+    soup_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")
     evaluate_.add_argument("model")
     evaluate_.add_argument("-o", "--output", required=True, help="results JSON path")
@@ -304,8 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "train":
-        record = train_candidate(args)
+    if args.command in ("train", "soup"):
+        record = (train_candidate if args.command == "train" else soup_candidate)(args)
         print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}")
     elif args.command == "evaluate":
         record = evaluate(Path(args.model), args.data_dir, {"command": " ".join(sys.argv)},

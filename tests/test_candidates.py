@@ -1,5 +1,5 @@
 """benchmarks/candidates.py: the selection metric early stopping calls, and a candidate
-trained, evaluated, compared and shipped end to end on the tiny synthetic data dir."""
+trained, souped, evaluated, compared and shipped end to end on the tiny synthetic data dir."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import load_benchmark
 from qualaudit.model import QualityModel
@@ -47,6 +48,17 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
     assert all("selection" in d for d in record["dev"])  # early stopping read the selection pairs
     assert set(record["behaviours"]["behaviours"]) == set(candidates.transfer_behaviours.BEHAVIOURS)
     assert np.isfinite(record["selection_score"]) and np.isfinite(record["report_score"])
+
+    soup = tmp_path / "soup"  # a soup of one model twice is that model, evaluated alike
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        candidates.main(["soup", str(out), str(out), "-o", str(soup), "--threads", "1",
+                         "--data-dir", str(data_dir)])
+        made, theirs = (QualityModel.from_pretrained(d).state_dict() for d in (soup, out))
+    assert made.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in made.items())
+    souped = json.loads((soup / "results.json").read_text())
+    assert souped["ingredients"] == [str(out)] * 2
+    assert souped["selection_score"] == pytest.approx(record["selection_score"], abs=1e-9)
 
     candidates.main(["compare", str(out), str(out)])
     assert "selection score" in capsys.readouterr().out

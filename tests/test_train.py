@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_tiny_model
 from qualaudit.batching import TurnWindows
 from qualaudit.cli import main
 from qualaudit.heads import p_positive
@@ -20,6 +21,7 @@ from qualaudit.training.batches import prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter
+from qualaudit.training.recipe import soup
 from qualaudit.training.train import (
     TrainingArgs,
     _splits,
@@ -481,3 +483,33 @@ def test_closing_consistency_needs_dialogues_and_the_resolution_head(tmp_path, t
         train(tiny_args(tmp_path / "toy", tiny_encoder_dir, closing_consistency=1.0))
     with pytest.raises(ValueError, match="trains the resolution head"):
         train(tiny_args(tmp_path / "esc", tiny_encoder_dir, closing_consistency=1.0, heads=["escalation"]))
+
+
+def test_a_soup_averages_the_weights_of_models_of_one_design(tmp_path, tiny_encoder_dir):
+    a, b, other = (make_tiny_model(tiny_encoder_dir, seed=s, **kw)
+                   for s, kw in ((0, {}), (1, {}), (2, {"context_layers": 1})))
+    fit_calibration(a, toy_examples(60))
+    assert a.calibration.is_calibrated("escalation.v1")
+    dirs = [a.save_pretrained(tmp_path / "a"), b.save_pretrained(tmp_path / "b")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        # toy_examples(60) has one dev:calibrate item: too few to calibrate any head
+        soup(dirs, tmp_path / "soup", toy_examples(60), version="9.9.9",
+             card_sections={"Training data": "toy data"})
+        made, a, b = (QualityModel.from_pretrained(d) for d in (tmp_path / "soup", *dirs))
+        with pytest.raises(ValueError, match=r"not of the design .*context_layers"):
+            soup([dirs[0], other.save_pretrained(tmp_path / "other")], tmp_path / "x", [], "1")
+        with pytest.raises(ValueError, match="at least two"):
+            soup(dirs[:1], tmp_path / "x", [], "1")
+    theirs = a.state_dict(), b.state_dict()
+    for name, tensor in made.state_dict().items():
+        expected = (theirs[0][name] + theirs[1][name]) / 2 if tensor.is_floating_point() else theirs[0][name]
+        torch.testing.assert_close(tensor, expected, atol=2e-3, rtol=2e-3)  # saved in fp16
+    differ = [k for k, v in theirs[0].items() if not torch.allclose(v, theirs[1][k], atol=0.05)]
+    assert differ and all(not torch.allclose(made.state_dict()[k], t[k], atol=0.01)
+                          for k in differ for t in theirs)  # the new heads: seeds 0 and 1 differ
+    assert made.config.version == "9.9.9" and made.config.heads == a.config.heads
+    assert not made.calibration.is_calibrated("escalation.v1")  # the ingredients' is dropped
+    card = (tmp_path / "soup" / "README.md").read_text()
+    assert "## Training data\ntoy data" in card and "uniform average of the weights of 2" in card
+    assert str(dirs[0]) in card and a.weights_sha256 in card

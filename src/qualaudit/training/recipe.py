@@ -8,14 +8,14 @@ import inspect
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..model import QualityModel
 from .calibration_job import HeadCalibration, fit_calibration
-from .datasets import by_split
+from .datasets import Example, by_split
 from .train import TrainingArgs, TrainResult, train
 
 LICENCES = """\
@@ -74,14 +74,61 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
     """Save the trained model to `args.output_dir` in fp16, calibrate it on the calibration
     half of the dev split (early stopping used the other half) as reloaded from disk, and save
     it again with calibration and model card."""
-    out = Path(args.output_dir)
-    result.model.save_pretrained(out, dtype=torch.float16)
-    shipped = QualityModel.from_pretrained(out)
-    report = fit_calibration(shipped, by_split(args.all_examples(), "dev:calibrate"), method=method)
-    sections = {
+    return _save_calibrated(result.model, Path(args.output_dir), args.all_examples(), method, {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
         "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
         "Recipe": recipe_text(args, result, command),
+    }, extra_sections)
+
+
+def soup(directories: list[str | Path], output_dir: str | Path, examples: list[Example],
+         version: str, method: str = "temperature", command: str = "",
+         card_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
+    """The uniform average of the weights of saved models of one design and heads (a "model
+    soup", Wortsman et al. 2022), saved and calibrated as `finish` saves a trained model.
+    Fine-tunes of one initial model that differ only in seed and data order sit in one basin,
+    so their average is a model too, and often better than each on data none of them trained
+    on: the seed's noise averages out at no training cost. `examples` gives the calibration
+    half of the dev split, as for the ingredients; their own calibrations are dropped.
+    `card_sections` (their training data, label card) join the generated recipe in the card."""
+    if len(directories) < 2:
+        raise ValueError(f"a soup needs at least two models, found {len(directories)}")
+    models = [QualityModel.from_pretrained(d) for d in directories]
+    first = models[0].config
+    for directory, model in zip(directories[1:], models[1:], strict=True):
+        theirs, ours = (replace(c, name="", version="") for c in (model.config, first))
+        if theirs != ours:
+            differ = sorted(k for k, v in asdict(theirs).items() if asdict(ours)[k] != v)
+            raise ValueError(f"{directory} is not of the design of {directories[0]}: "
+                             f"config fields {differ} differ; only models of one design and "
+                             "heads can be averaged")
+    states = [m.state_dict() for m in models]
+    average = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
+               for k, v in states[0].items()}
+    config = replace(first, version=version)
+    model = QualityModel(config, models[0].encoder, models[0].tokenizer)
+    model.load_state_dict(average)
+    model.eval()
+    ingredients = "\n".join(f"- `{d}`: {m.config.name} {m.config.version}, weights SHA-256 "
+                            f"`{m.weights_sha256}`" for d, m in zip(directories, models, strict=True))
+    recipe = (f"- command: `{command or 'qualaudit.training.recipe.soup'}`\n"
+              f"- the uniform average of the weights of {len(models)} models of this design "
+              "(a model soup; their recipes are in their own cards):\n" + ingredients)
+    return _save_calibrated(model, Path(output_dir), examples, method,
+                            {**(card_sections or {}), "Recipe": recipe})
+
+
+def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
+                     sections: dict[str, str], extra_sections: dict[str, str] | None = None
+                     ) -> list[HeadCalibration]:
+    """Save `model` to `out` in fp16, calibrate it on the `dev:calibrate` half of `examples`
+    as reloaded from disk (early stopping used the other half), and save it again with its
+    calibration and model card."""
+    model.save_pretrained(out, dtype=torch.float16)
+    shipped = QualityModel.from_pretrained(out)
+    report = fit_calibration(shipped, by_split(examples, "dev:calibrate"), method=method)
+    sections = {
+        **sections,
         "Calibration": "Fitted per head on the calibration half of the dev split (no "
                        "augmentations; early stopping used the other half), on the fp16 weights "
                        "as saved. ECE is measured on the same items, against the same (soft) "
