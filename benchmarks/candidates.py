@@ -83,12 +83,10 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             teacher_weight=args.teacher_weight, progress=not args.quiet)
     command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
-    started = time.perf_counter()
     summary = build(training, command=command, select=selection_metric(args.data_dir))
-    trained_s = time.perf_counter() - started
-    return evaluate(out, args.data_dir, {
+    return evaluate(out, args.data_dir, {  # train_s: every session of a resumed run
         "design": design(summary.training.model.config),
-        "command": command, "threads": args.threads, "train_s": trained_s,
+        "command": command, "threads": args.threads, "train_s": summary.training.seconds,
         "steps": summary.training.steps, "train_tokens": summary.training.train_tokens,
         "best_step": summary.training.best_step, "dev": summary.training.dev_losses})
 

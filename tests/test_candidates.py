@@ -45,6 +45,8 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
         candidates.main(["evaluate", str(bundled), "-o", str(previous), "--data-dir", str(data_dir)])
     record = json.loads((out / "results.json").read_text())
     assert record["design"] == "reading=turns, context_layers=1" and record["train_tokens"] >= 3000
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    assert record["train_s"] > 0 and record["train_s"] == pytest.approx(state["seconds"])  # every session
     assert all("selection" in d for d in record["dev"])  # early stopping read the selection pairs
     assert set(record["behaviours"]["behaviours"]) == set(candidates.transfer_behaviours.BEHAVIOURS)
     assert np.isfinite(record["selection_score"]) and np.isfinite(record["report_score"])
