@@ -82,7 +82,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             teacher_weight=args.teacher_weight, progress=not args.quiet)
-    command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
+    command = _command()
     summary = build(training, command=command, select=selection_metric(args.data_dir))
     return evaluate(out, args.data_dir, {  # train_s: every session of a resumed run
         "design": design(summary.training.model.config),
@@ -94,12 +94,17 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
 def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
-    command = "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
-    soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
-         card_sections={"Training data": LICENCES, "Label card": label_card()})
+    command = _command()
+    made = soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
+                card_sections={"Training data": LICENCES, "Label card": label_card()})
     return evaluate(out, args.data_dir, {
-        "design": design(QualityModel.from_pretrained(out).config), "command": command,
+        "design": design(made.config), "command": command,
         "threads": args.threads, "ingredients": list(args.directories)})
+
+
+def _command() -> str:
+    """This run's command line, as the card and results.json record it."""
+    return "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
 
 
 def design(config: ModelConfig) -> str:

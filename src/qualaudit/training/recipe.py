@@ -78,27 +78,28 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
         "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
         "Recipe": recipe_text(args, result, command),
-    }, extra_sections)
+    }, extra_sections)[1]
 
 
 def soup(directories: list[str | Path], output_dir: str | Path, examples: list[Example],
          version: str, method: str = "temperature", command: str = "",
-         card_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
+         card_sections: dict[str, str] | None = None) -> QualityModel:
     """The uniform average of the weights of saved models of one design and heads (a "model
     soup", Wortsman et al. 2022), saved and calibrated as `finish` saves a trained model.
     Fine-tunes of one initial model that differ only in seed and data order sit in one basin,
     so their average is a model too, and often better than each on data none of them trained
     on: the seed's noise averages out at no training cost. `examples` gives the calibration
     half of the dev split, as for the ingredients; their own calibrations are dropped.
-    `card_sections` (their training data, label card) join the generated recipe in the card."""
+    `card_sections` (their training data, label card) join the generated recipe in the card.
+    Returns the soup as saved (fp16 weights, calibrated; the calibration report is in its card)."""
     if len(directories) < 2:
         raise ValueError(f"a soup needs at least two models, found {len(directories)}")
     models = [QualityModel.from_pretrained(d) for d in directories]
     first = models[0].config
     for directory, model in zip(directories[1:], models[1:], strict=True):
-        theirs, ours = (replace(c, name="", version="") for c in (model.config, first))
+        theirs, ours = (asdict(replace(c, name="", version="")) for c in (model.config, first))
         if theirs != ours:
-            differ = sorted(k for k, v in asdict(theirs).items() if asdict(ours)[k] != v)
+            differ = sorted(k for k, v in theirs.items() if ours[k] != v)
             raise ValueError(f"{directory} is not of the design of {directories[0]}: "
                              f"config fields {differ} differ; only models of one design and "
                              "heads can be averaged")
@@ -115,15 +116,15 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
               f"- the uniform average of the weights of {len(models)} models of this design "
               "(a model soup; their recipes are in their own cards):\n" + ingredients)
     return _save_calibrated(model, Path(output_dir), examples, method,
-                            {**(card_sections or {}), "Recipe": recipe})
+                            {**(card_sections or {}), "Recipe": recipe})[0]
 
 
 def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
                      sections: dict[str, str], extra_sections: dict[str, str] | None = None
-                     ) -> list[HeadCalibration]:
+                     ) -> tuple[QualityModel, list[HeadCalibration]]:
     """Save `model` to `out` in fp16, calibrate it on the `dev:calibrate` half of `examples`
     as reloaded from disk (early stopping used the other half), and save it again with its
-    calibration and model card."""
+    calibration and model card; the model as saved, and the calibration report."""
     model.save_pretrained(out, dtype=torch.float16)
     shipped = QualityModel.from_pretrained(out)
     report = fit_calibration(shipped, by_split(examples, "dev:calibrate"), method=method)
@@ -137,7 +138,7 @@ def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], me
         **(extra_sections or {}),
     }
     shipped.save_pretrained(out, card_sections=sections, dtype=torch.float16)
-    return report
+    return shipped, report
 
 
 def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
