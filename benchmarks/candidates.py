@@ -10,6 +10,7 @@ Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
+        [--heads escalation_signal --freeze-encoder]
         [--closing-consistency 1.0] [--closing-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0]
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
+from qualaudit.heads import HEAD_SPECS
 from qualaudit.model import READINGS, ModelConfig, QualityModel
 from qualaudit.training.datasets import load_examples, load_sources
 from qualaudit.training.datasets.augment import KINDS
@@ -81,9 +83,11 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
-                            teacher_weight=args.teacher_weight, progress=not args.quiet)
+                            teacher_weight=args.teacher_weight, heads=args.heads,
+                            freeze_encoder=args.freeze_encoder, progress=not args.quiet)
     command = _command()
-    summary = build(training, command=command, select=selection_metric(args.data_dir))
+    select = None if turn_heads_only(args.heads) else selection_metric(args.data_dir)
+    summary = build(training, command=command, select=select)
     return evaluate(out, args.data_dir, {  # train_s: every session of a resumed run
         "design": design(summary.training.model.config),
         "command": command, "threads": args.threads, "train_s": summary.training.seconds,
@@ -100,6 +104,13 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
     return evaluate(out, args.data_dir, {
         "design": design(made.config), "command": command,
         "threads": args.threads, "ingredients": list(args.directories)})
+
+
+def turn_heads_only(heads: list[str] | None) -> bool:
+    """Whether the named heads are all per-turn ones: their weights are then chosen on their
+    own dev loss, as the selection pairs score conversation targets only."""
+    levels = {s.target: s.level for s in HEAD_SPECS.values()}
+    return bool(heads) and all(levels.get(h) not in (None, "conversation") for h in heads)
 
 
 def _command() -> str:
@@ -284,6 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--init", default=str(ROOT / "models" / "default"))
     train.add_argument("--refit-heads", action="store_true",
                        help="new conversation heads on the --init model, trained alone")
+    train.add_argument("--heads", type=lambda v: v.split(","),
+                       help="only these targets' heads train (default: every labelled one); "
+                            "per-turn heads alone are chosen on their dev loss")
+    train.add_argument("--freeze-encoder", action="store_true", help="train the heads only")
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
     train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
