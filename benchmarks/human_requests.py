@@ -11,6 +11,12 @@ and 8: what that did, and did not do, to escalation). Three measurements:
   is in the negatives' distribution, and before it was not);
 - `pairs`: for each escalation pair of the protocol, the share of its dialogues where the
   signal is above 0.5 on some customer turn, and the AUROC of escalation;
+- `short`: one customer turn of more than five words in each STC-3 dev dialogue (drawn with a
+  fixed seed; not the last turn) cut in place to its first 1, 2 and 3 words: the share of the
+  cut turns the signal flags (> 0.5) beside the share of the same turns at full length, and
+  the mean |change| of escalation that the cut makes. A request for a human in Bitext is short
+  and most real turns are long, so a model can learn length: a name given on request is a
+  short turn (round 37);
 - `requests`: on the asks_for_human guarantee pairs (`tests/behaviour_pairs.jsonl`), the
   signal at the request turn (`a`) and at the neutral turn in its place (`b`): how many
   requests it flags (> 0.5), how many neutral turns it leaves (< 0.5).
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,13 +78,44 @@ def measure(auditor: Auditor, loaded: dict[str, list]) -> dict[str, Any]:
         escalation = np.asarray([s.escalation for s in scores])
         pairs[name] = {"n": len(rows), "fired": share(fired),
                        "escalation_auroc": auroc(escalation, labels) if rows else float("nan")}
+    short = short_turns(auditor, dev["stc3"])
     guarantee = [p for p in behaviour.load_pairs() if p["behaviour"] == "asks_for_human"]
     scores = auditor.score([t for p in guarantee for t in (p["a"], p["b"])])
     at = [(asks_at(scores[2 * i], p["turn"]), asks_at(scores[2 * i + 1], p["turn"]))
           for i, p in enumerate(guarantee)]
     requests = {"pairs": len(at), "requests_flagged": sum(a > 0.5 for a, _ in at),
                 "neutral_left": sum(b < 0.5 for _, b in at), "signal": [[a, b] for a, b in at]}
-    return {"alarms": alarms, "pairs": pairs, "requests": requests}
+    return {"alarms": alarms, "pairs": pairs, "short": short, "requests": requests}
+
+
+SHORT_WORDS = (1, 2, 3)
+
+
+def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
+    """The `short` measurement (module docstring) on these dialogues."""
+    rng = random.Random(0)
+    transcripts, cuts = [], []
+    for e in examples:
+        turns = e.transcript.scored_turns
+        long = [k for k, x in enumerate(turns[:-1]) if x.role == "customer" and len(x.text.split()) > 5]
+        if not long:
+            continue
+        at = rng.choice(long)
+        for words in (None, *SHORT_WORDS):
+            text = turns[at].text if words is None else " ".join(turns[at].text.split()[:words])
+            transcripts.append({"id": f"{e.key}/{words}", "messages": [
+                {"role": "user" if x.role == "customer" else "assistant",
+                 "content": text if k == at else x.text} for k, x in enumerate(turns)]})
+            cuts.append(at)
+    scores = auditor.score(transcripts)
+    step = len(SHORT_WORDS) + 1
+    signal = np.asarray([s.turns[at].escalation_signals["asks_for_human"]
+                         for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
+    escalation = np.asarray([s.escalation for s in scores]).reshape(-1, step)
+    return {"dialogues": len(signal), "full_above_half": share(signal[:, 0] > 0.5),
+            "cut_above_half": share(signal[:, 1:] > 0.5),
+            "escalation_mean_abs_change": float(np.abs(escalation[:, 1:] - escalation[:, :1]).mean())
+            if len(escalation) else float("nan")}
 
 
 def share(flags: np.ndarray) -> float:
@@ -96,6 +134,9 @@ def to_markdown(results: dict[str, dict[str, Any]]) -> str:
     for name in first["pairs"]:
         rows.append((f"{name}: dialogues flagged / escalation AUROC",
                      lambda r, n=name: f"{r['pairs'][n]['fired']:.2f} / {r['pairs'][n]['escalation_auroc']:.3f}"))
+    rows.append(("STC-3 dev customer turns cut to 1-3 words: flagged (at full length) / escalation mean abs. change",
+                 lambda r: f"{r['short']['cut_above_half']:.3f} ({r['short']['full_above_half']:.3f}) / "
+                           f"{r['short']['escalation_mean_abs_change']:.3f}"))
     rows.append(("guarantee pairs: requests flagged / neutral turns left",
                  lambda r: f"{r['requests']['requests_flagged']} / {r['requests']['neutral_left']} "
                            f"(of {r['requests']['pairs']})"))

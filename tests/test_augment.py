@@ -45,9 +45,11 @@ ASKS = {
 def stc3(tid: str, turns: list[tuple[str, str]], resolution: int, given: list[float],
          confirmed: list[float]) -> Example:
     t = transcript(tid, turns)
+    signals = empty_turn_labels(t, (3,))  # as the reader labels them: no customer turn asks for a person
+    signals[[k for k, x in enumerate(t.scored_turns) if x.role == "customer"], 2] = 0.0
     return Example(t, "stc3", tid, turn_labels={
         "solution_given": np.array(given, np.float32),
-        "solution_confirmed": np.array(confirmed, np.float32)},
+        "solution_confirmed": np.array(confirmed, np.float32), "escalation_signal": signals},
         labels={"resolution": np.eye(5, dtype=np.float32)[resolution],
                 "satisfaction": np.eye(5, dtype=np.float32)[resolution],
                 "escalation": np.float32(resolution < 2), "repeat_inquiry": np.float32(resolution < 2)})
@@ -166,6 +168,11 @@ def test_each_kind_is_a_valid_example_of_real_or_written_turns(data, kind):
             if SHAPES[target] == (5,):
                 assert value.sum() == pytest.approx(1.0)
         for turn in e.transcript.scored_turns:
+            if kind == "short_turn" and not set(sentences(turn.text)) <= known:  # a cut real turn
+                words = turn.text.split()
+                assert any(x.text.split()[:len(words)] == words for d in data
+                           for x in d.transcript.scored_turns), turn.text
+                continue
             assert set(sentences(turn.text)) <= known, turn.text
 
 
@@ -224,7 +231,8 @@ def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
     said = set()
     for e in examples:
         turns = e.transcript.scored_turns
-        rows = [k for k, row in enumerate(e.turn_labels["escalation_signal"]) if row[2] == 0.0]
+        # the inserted turn is the one labelled as no complaint (the bases label no complaints)
+        rows = [k for k, row in enumerate(e.turn_labels["escalation_signal"]) if row[1] == 0.0]
         assert len(rows) == 1
         k = rows[0]
         said.add(turns[k].text)
@@ -282,8 +290,8 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
         [t.text for t in e.transcript.turns] for e in second]
     assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
     counts = Counter(e.source for e in first)
-    # 45 = 2 rounds of 18 draws (the three request kinds 3 times each) + the first 9 of a
-    # third (3 human_request, 3 human_request_turn, loop, dropped, closing_removed)
+    # 45 = 2 rounds of 19 draws (the three request kinds 3 times each) + the first 7 of a
+    # third (3 human_request, 3 human_request_turn, loop)
     assert counts["augment:human_request"] == 3 * 3 and counts["augment:loop"] == 3
     assert counts["augment:written_request_turn"] == 2 * 3 and counts["augment:person_mentioned"] == 2
 
@@ -366,3 +374,22 @@ def test_mentions_are_negatives_for_asking_and_for_escalation_at_their_turn(data
         assert "satisfaction" not in e.labels
         base = next(d for d in dialogues() if d.transcript.id == e.transcript.id.split("+")[0])
         assert [t.text for k, t in enumerate(turns) if k != at] == [t.text for t in base.transcript.scored_turns]
+
+
+def test_short_turns_are_real_negatives_cut_in_place(data):
+    examples = made(data, "short_turn", n=40)
+    assert examples
+    lengths = set()
+    for e in examples:
+        base = next(d for d in dialogues() if d.transcript.id == e.transcript.id.split("+")[0])
+        assert base.source == "stc3"
+        turns, before = e.transcript.scored_turns, base.transcript.scored_turns
+        [at] = [k for k, (x, y) in enumerate(zip(turns, before, strict=True)) if x.text != y.text]
+        words = turns[at].text.split()
+        assert turns[at].role == "customer" and before[at].text.split()[:len(words)] == words
+        assert 1 <= len(words) <= 5 < len(before[at].text.split())
+        lengths.add(len(words))
+        labelled = np.argwhere(~np.isnan(e.turn_labels["escalation_signal"]))
+        assert labelled.tolist() == [[at, 2]] and e.turn_labels["escalation_signal"][at, 2] == 0.0
+        assert set(e.turn_labels) == {"escalation_signal"} and not e.labels
+    assert len(lengths) > 1

@@ -45,3 +45,26 @@ def test_alarms_pairs_and_requests(tiny_model_dir, loaded):
     (a,) = auditor.score([pair["a"]])
     assert requests["signal"][0][0] == pytest.approx(a.turns[pair["turn"]].escalation_signals["asks_for_human"])
     assert "requests flagged" in human_requests.to_markdown({"tiny": results})
+
+
+def test_short_turns_cut_one_long_customer_turn_per_dialogue(tiny_model_dir, loaded):
+    with pytest.warns(UserWarning):
+        auditor = Auditor.from_pretrained(tiny_model_dir, device="cpu")
+    dev = by_split(loaded["uss"], "dev")
+    # every dialogue opens with a customer turn of six words that is not its last
+    assert human_requests.short_turns(auditor, dev)["dialogues"] == len(dev) > 0
+    assert human_requests.short_turns(auditor, [])["dialogues"] == 0
+    # one dialogue: its opening turn is the only one to cut, at full length and to 1-3 words
+    turns = dev[0].transcript.scored_turns
+    short = human_requests.short_turns(auditor, dev[:1])
+    opening = turns[0].text.split()
+    scores = auditor.score([{"id": str(n), "messages": [
+        {"role": "user" if x.role == "customer" else "assistant",
+         "content": " ".join(opening[:n]) if k == 0 else x.text} for k, x in enumerate(turns)]}
+        for n in (len(opening), 1, 2, 3)])
+    signal = [s.turns[0].escalation_signals["asks_for_human"] for s in scores]
+    assert short["full_above_half"] == float(signal[0] > 0.5)
+    assert short["cut_above_half"] == pytest.approx(np.mean([v > 0.5 for v in signal[1:]]))
+    assert short["escalation_mean_abs_change"] == pytest.approx(
+        np.mean([abs(s.escalation - scores[0].escalation) for s in scores[1:]]), abs=1e-6)
+    assert "cut to 1-3 words" in human_requests.to_markdown({"tiny": human_requests.measure(auditor, loaded)})

@@ -24,6 +24,13 @@ itself (`written/`):
   and complaint = 0 and the escalation hazard at it = 0 (it did not make escalation needed);
   the base's conversation labels kept but satisfaction. The negatives that keep the written
   requests from teaching "a person is mentioned" instead of "a person is asked for".
+- "short_turn": a real customer turn of a training helpdesk dialogue (STC-3), one its source
+  labels as no request for a person, cut in place to its first 1-5 words: that turn's
+  asks_for_human = 0, every other label left out (the cut may change what the conversation
+  says). Bitext's requests are short and most real negatives are long, so without these a
+  model learns that a short customer turn in a helpdesk chat asks for a human: cut to 1-3
+  words, STC-3 dev turns that the full-length turn leaves quiet are flagged 16-22% of the
+  time (benchmarks/README.md, round 37), and a name given on request is such a turn.
 - "loop": the customer restates the problem in other words (paraphrases of one Bitext
   intent, or a dialogue's own customer turns) and the agent answers with the same reply
   each time, 3-5 times: escalation = 1, repeat_inquiry = 1, resolution and satisfaction at
@@ -95,11 +102,12 @@ from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
-         "written_request_turn", "person_mentioned")
+         "written_request_turn", "person_mentioned", "short_turn")
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them
 WEIGHTS = {"human_request": 3, "human_request_turn": 3, "written_request_turn": 3}
+SHORT_WORDS = (1, 5)  # a short_turn keeps this many of its turn's first words
 WRITTEN = Path(__file__).with_name("written")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
@@ -164,6 +172,7 @@ class Augmenter:
         self.names = [p for e in self.dialogues for p in _name_pairs(e)]
         self.frustrated = _frustrated_turns(examples, self.complaints)
         self.support = [e for e in self.dialogues if e.source == "stc3"]
+        self.long_negatives = [(e, k) for e in self.support for k in _long_negatives(e)]
         self.openers = _openers(self.support)
         self.written_requests = written_turns("requests")
         self.mentions = written_turns("mentions")
@@ -239,6 +248,19 @@ class Augmenter:
         labels.setdefault("escalation", empty_turn_labels(t))[at] = 0.0
         return Example(t, "augment:person_mentioned", base.group, turn_labels=labels,
                        labels=_kept(base, "resolution", "escalation", "repeat_inquiry"))
+
+    def short_turn(self, rng: random.Random) -> Example | None:
+        if not self.long_negatives:
+            return None
+        base, at = rng.choice(self.long_negatives)
+        turns = base.transcript.scored_turns
+        cut = " ".join(turns[at].text.split()[:rng.randint(*SHORT_WORDS)])
+        pairs = [(x.role, cut if k == at else x.text) for k, x in enumerate(turns)]
+        t = transcript(f"{base.transcript.id}+short{at}", pairs)
+        signals = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
+        signals[at, ASKS_FOR_HUMAN] = 0.0
+        return Example(t, "augment:short_turn", base.group,
+                       turn_labels={"escalation_signal": signals})
 
     def loop(self, rng: random.Random) -> Example | None:
         times = rng.randint(3, 5)
@@ -394,6 +416,16 @@ class Augmenter:
 def written_turns(name: str) -> list[str]:
     """The customer turns of `written/<name>.txt`, one a line (see the module docstring)."""
     return (WRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+
+
+def _long_negatives(example: Example) -> list[int]:
+    """The customer turns of `example` longer than a short_turn keeps and labelled as no
+    request for a person: the turns a short_turn cuts."""
+    signals = example.turn_labels.get("escalation_signal")
+    if signals is None:
+        return []
+    return [k for k, x in enumerate(example.transcript.scored_turns) if x.role == "customer"
+            and len(x.text.split()) > SHORT_WORDS[1] and signals[k, ASKS_FOR_HUMAN] == 0.0]
 
 
 def _is_thanks(text: str) -> bool:
