@@ -4,7 +4,7 @@ dialogue (issue 11), and what the escalation score does with it.
 The signal learned from Bitext, where every utterance is a request of some kind; until the
 USS reader labelled its user turns as negatives it fired on a large share of ordinary turns
 ("Hi.", "is it sci fi") and somewhere in most USS dialogues (benchmarks/README.md, Rounds 7
-and 8: what that did, and did not do, to escalation). Three measurements:
+and 8: what that did, and did not do, to escalation). Four measurements:
 - `alarms`: the share of customer turns of the dev split of USS and of STC-3 where the signal
   is above 0.5 (USS turns that name a person to talk to, `examples.ASKS_FOR_A_PERSON`, left out;
   STC-3's training turns are negatives since round 26, so for models trained after it STC-3

@@ -290,9 +290,10 @@ def test_make_is_deterministic_and_spreads_over_every_kind(data):
         [t.text for t in e.transcript.turns] for e in second]
     assert len(first) == 45 and {e.source for e in first} == {f"augment:{k}" for k in KINDS}
     counts = Counter(e.source for e in first)
-    # 45 = 2 rounds of 19 draws (the three request kinds 3 times each) + the first 7 of a
-    # third (3 human_request, 3 human_request_turn, loop)
-    assert counts["augment:human_request"] == 3 * 3 and counts["augment:loop"] == 3
+    # 45 = 2 rounds of 21 draws (the three request kinds and short_turn 3 times each) + the
+    # first 3 of a third (3 human_request)
+    assert counts["augment:human_request"] == 3 * 3 and counts["augment:loop"] == 2
+    assert counts["augment:short_turn"] == 2 * 3
     assert counts["augment:written_request_turn"] == 2 * 3 and counts["augment:person_mentioned"] == 2
 
 

@@ -27,10 +27,11 @@ itself (`written/`):
 - "short_turn": a real customer turn of a training helpdesk dialogue (STC-3), one its source
   labels as no request for a person, cut in place to its first 1-5 words: that turn's
   asks_for_human = 0, every other label left out (the cut may change what the conversation
-  says). Bitext's requests are short and most real negatives are long, so without these a
-  model learns that a short customer turn in a helpdesk chat asks for a human: cut to 1-3
-  words, STC-3 dev turns that the full-length turn leaves quiet are flagged 16-22% of the
-  time (benchmarks/README.md, round 37), and a name given on request is such a turn.
+  says). Bitext's requests are short and most real negatives are long, so a model can learn
+  that a short customer turn in a helpdesk chat asks for a human; a name given on request is
+  such a turn. Cut to 1-3 words, STC-3 dev customer turns are flagged 6-15% of the time
+  where the same turns at full length are flagged 0.6-7% (`benchmarks/human_requests.py`,
+  `short`; benchmarks/README.md, round 37, with what this kind did about it).
 - "loop": the customer restates the problem in other words (paraphrases of one Bitext
   intent, or a dialogue's own customer turns) and the agent answers with the same reply
   each time, 3-5 times: escalation = 1, repeat_inquiry = 1, resolution and satisfaction at
@@ -105,8 +106,9 @@ KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_remo
          "written_request_turn", "person_mentioned", "short_turn")
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
-# name, thanks and mention turns (asks_for_human = 0) do not outweigh them
-WEIGHTS = {"human_request": 3, "human_request_turn": 3, "written_request_turn": 3}
+# name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
+# times too, as the short requests they are the negatives of
+WEIGHTS = {"human_request": 3, "human_request_turn": 3, "written_request_turn": 3, "short_turn": 3}
 SHORT_WORDS = (1, 5)  # a short_turn keeps this many of its turn's first words
 WRITTEN = Path(__file__).with_name("written")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
