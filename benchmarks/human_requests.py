@@ -14,7 +14,8 @@ and 8: what that did, and did not do, to escalation). Four measurements:
 - `short`: one customer turn of more than five words in each STC-3 dev dialogue (drawn with a
   fixed seed; not the last turn) cut in place to its first 1, 2 and 3 words: the share of the
   cut turns the signal flags (> 0.5) beside the share of the same turns at full length, and
-  the mean |change| of escalation that the cut makes. A request for a human in Bitext is short
+  the mean |change| of escalation that the cut makes, at the end of the dialogue and in the
+  running estimate at the cut turn (the rest comes from the turns after it). A request for a human in Bitext is short
   and most real turns are long, so a model can learn length: a name given on request is a
   short turn (round 37);
 - `requests`: on the asks_for_human guarantee pairs (`tests/behaviour_pairs.jsonl`), the
@@ -112,10 +113,17 @@ def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
     signal = np.asarray([s.turns[at].escalation_signals["asks_for_human"]
                          for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
     escalation = np.asarray([s.escalation for s in scores]).reshape(-1, step)
+    running = np.asarray([s.turns[at].escalation_running
+                          for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
     return {"dialogues": len(signal), "full_above_half": share(signal[:, 0] > 0.5),
             "cut_above_half": share(signal[:, 1:] > 0.5),
-            "escalation_mean_abs_change": float(np.abs(escalation[:, 1:] - escalation[:, :1]).mean())
-            if len(escalation) else float("nan")}
+            "escalation_mean_abs_change": mean_abs_change(escalation),
+            "escalation_at_cut_mean_abs_change": mean_abs_change(running)}
+
+
+def mean_abs_change(values: np.ndarray) -> float:
+    """Mean |cut − full| over (dialogues, full + cuts) values; NaN for no dialogue."""
+    return float(np.abs(values[:, 1:] - values[:, :1]).mean()) if len(values) else float("nan")
 
 
 def share(flags: np.ndarray) -> float:
@@ -134,9 +142,11 @@ def to_markdown(results: dict[str, dict[str, Any]]) -> str:
     for name in first["pairs"]:
         rows.append((f"{name}: dialogues flagged / escalation AUROC",
                      lambda r, n=name: f"{r['pairs'][n]['fired']:.2f} / {r['pairs'][n]['escalation_auroc']:.3f}"))
-    rows.append(("STC-3 dev customer turns cut to 1-3 words: flagged (at full length) / escalation mean abs. change",
+    rows.append(("STC-3 dev customer turns cut to 1-3 words: flagged (at full length) / escalation "
+                 "mean abs. change at the end (at the cut turn)",
                  lambda r: f"{r['short']['cut_above_half']:.3f} ({r['short']['full_above_half']:.3f}) / "
-                           f"{r['short']['escalation_mean_abs_change']:.3f}"))
+                           f"{r['short']['escalation_mean_abs_change']:.3f} "
+                           f"({r['short']['escalation_at_cut_mean_abs_change']:.3f})"))
     rows.append(("guarantee pairs: requests flagged / neutral turns left",
                  lambda r: f"{r['requests']['requests_flagged']} / {r['requests']['neutral_left']} "
                            f"(of {r['requests']['pairs']})"))

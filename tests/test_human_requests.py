@@ -67,4 +67,7 @@ def test_short_turns_cut_one_long_customer_turn_per_dialogue(tiny_model_dir, loa
     assert short["cut_above_half"] == pytest.approx(np.mean([v > 0.5 for v in signal[1:]]))
     assert short["escalation_mean_abs_change"] == pytest.approx(
         np.mean([abs(s.escalation - scores[0].escalation) for s in scores[1:]]), abs=1e-6)
+    at_cut = [s.turns[0].escalation_running for s in scores]
+    assert short["escalation_at_cut_mean_abs_change"] == pytest.approx(
+        np.mean([abs(v - at_cut[0]) for v in at_cut[1:]]), abs=1e-6)
     assert "cut to 1-3 words" in human_requests.to_markdown({"tiny": human_requests.measure(auditor, loaded)})
