@@ -15,9 +15,9 @@ and 8: what that did, and did not do, to escalation). Four measurements:
   fixed seed; not the last turn) cut in place to its first 1, 2 and 3 words: the share of the
   cut turns the signal flags (> 0.5) beside the share of the same turns at full length, and
   the mean |change| of escalation that the cut makes, at the end of the dialogue and in the
-  running estimate at the cut turn (the rest comes from the turns after it). A request for a human in Bitext is short
-  and most real turns are long, so a model can learn length: a name given on request is a
-  short turn (round 37);
+  running estimate at the cut turn (the rest comes from the turns after it). A request for a
+  human in Bitext is short and most real turns are long, so a model can learn length: a name
+  given on request is a short turn (round 37);
 - `requests`: on the asks_for_human guarantee pairs (`tests/behaviour_pairs.jsonl`), the
   signal at the request turn (`a`) and at the neutral turn in its place (`b`): how many
   requests it flags (> 0.5), how many neutral turns it leaves (< 0.5).
