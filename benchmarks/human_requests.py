@@ -42,6 +42,7 @@ import torch
 from qualaudit import Auditor, TranscriptScore
 from qualaudit.metrics import auroc
 from qualaudit.training.datasets import by_split, load_sources
+from qualaudit.training.datasets.augment import with_turn_cut
 from qualaudit.training.datasets.examples import ASKS_FOR_A_PERSON
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -102,12 +103,9 @@ def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
         if not long:
             continue
         at = rng.choice(long)
-        for words in (None, *SHORT_WORDS):
-            text = turns[at].text if words is None else " ".join(turns[at].text.split()[:words])
-            transcripts.append({"id": f"{e.key}/{words}", "messages": [
-                {"role": "user" if x.role == "customer" else "assistant",
-                 "content": text if k == at else x.text} for k, x in enumerate(turns)]})
-            cuts.append(at)
+        transcripts += [with_turn_cut(e.transcript, at, words, f"{e.key}/{words}")
+                        for words in (None, *SHORT_WORDS)]
+        cuts += [at] * (len(SHORT_WORDS) + 1)
     scores = auditor.score(transcripts)
     step = len(SHORT_WORDS) + 1
     signal = np.asarray([s.turns[at].escalation_signals["asks_for_human"]

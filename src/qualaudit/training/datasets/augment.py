@@ -255,10 +255,7 @@ class Augmenter:
         if not self.long_negatives:
             return None
         base, at = rng.choice(self.long_negatives)
-        turns = base.transcript.scored_turns
-        cut = " ".join(turns[at].text.split()[:rng.randint(*SHORT_WORDS)])
-        pairs = [(x.role, cut if k == at else x.text) for k, x in enumerate(turns)]
-        t = transcript(f"{base.transcript.id}+short{at}", pairs)
+        t = with_turn_cut(base.transcript, at, rng.randint(*SHORT_WORDS), f"{base.transcript.id}+short{at}")
         signals = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
         signals[at, ASKS_FOR_HUMAN] = 0.0
         return Example(t, "augment:short_turn", base.group,
@@ -418,6 +415,15 @@ class Augmenter:
 def written_turns(name: str) -> list[str]:
     """The customer turns of `written/<name>.txt`, one a line (see the module docstring)."""
     return (WRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+
+
+def with_turn_cut(t: Transcript, at: int, words: int | None, tid: str) -> Transcript:
+    """`t`'s scored turns with turn `at` cut in place to its first `words` words (None: kept
+    whole), as transcript `tid`: a short_turn, and the cut that measures the shortcut
+    (benchmarks/human_requests.py)."""
+    turns = t.scored_turns
+    text = turns[at].text if words is None else " ".join(turns[at].text.split()[:words])
+    return transcript(tid, [(x.role, text if k == at else x.text) for k, x in enumerate(turns)])
 
 
 def _long_negatives(example: Example) -> list[int]:
