@@ -96,6 +96,7 @@ SHORT_WORDS = (1, 2, 3)
 def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
     """The `short` measurement (module docstring) on these dialogues."""
     rng = random.Random(0)
+    step = len(SHORT_WORDS) + 1  # the whole turn, then each cut
     transcripts, cuts = [], []
     for e in examples:
         turns = e.transcript.scored_turns
@@ -105,9 +106,8 @@ def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
         at = rng.choice(long)
         transcripts += [with_turn_cut(e.transcript, at, words, f"{e.key}/{words}")
                         for words in (None, *SHORT_WORDS)]
-        cuts += [at] * (len(SHORT_WORDS) + 1)
+        cuts += [at] * step
     scores = auditor.score(transcripts)
-    step = len(SHORT_WORDS) + 1
     signal = np.asarray([s.turns[at].escalation_signals["asks_for_human"]
                          for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
     escalation = np.asarray([s.escalation for s in scores]).reshape(-1, step)
