@@ -44,6 +44,11 @@ trained on the target's training sources (train split) and cached under local/si
     python benchmarks/quality.py --protocol --model DIR --data-dir ../shared/data
         [--pairs selection|report|all] [--no-single-task] [--single-task-targets resolution]
         [--no-tfidf] [--threads 1] [--cache-dir DIR] [--json PATH] [--markdown PATH]
+        [--closing cut]
+
+`--closing cut` scores every system on the evaluated conversations with their closing cut
+(`without_closing`; labels unchanged, training data untouched): how much of each figure is
+read from the customer's closing pleasantries rather than from the conversation.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ from qualaudit.metrics import (
 from qualaudit.model import default_encoder_path
 from qualaudit.schema import Transcript
 from qualaudit.training.datasets import Example, by_split, load_sources
+from qualaudit.training.datasets.augment import closing_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402  (benchmarks/ is not a package)
@@ -811,6 +817,17 @@ def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[
                    for e, _ in p.items(loaded.get(p.source, []))}.items())
 
 
+def without_closing(e: Example) -> Example:
+    """The example with its closing cut: while its last customer turn is a closing pleasantry
+    (`augment.closing_at`), that turn and every turn after it are dropped. Labels and key are
+    kept, so a score of the cut conversation is compared with the same label."""
+    t = e.transcript
+    while (k := closing_at(t.scored_turns)) is not None:
+        cut = t.scored_turns[k].index
+        t = dataclasses.replace(t, turns=tuple(x for x in t.turns if x.index < cut))
+    return e if t is e.transcript else dataclasses.replace(e, transcript=t)
+
+
 def fingerprint(*parts: Any) -> str:
     """sha256 of JSON-able parts (training texts and targets, recipe, eval items)."""
     digest = hashlib.sha256()
@@ -925,8 +942,12 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
                  single_task: bool = True, single_task_targets: tuple[str, ...] = MAIN_TARGETS,
                  encoder: str | None = None, cache_dir: Path = ST_CACHE, n_resamples: int = 1000,
                  seed: int = 0, c_grid: tuple[float, ...] = baselines.C_GRID,
-                 command: str | None = None) -> dict[str, Any]:
+                 closing: str = "kept", command: str | None = None) -> dict[str, Any]:
     """Evaluate the model, TF-IDF + LR and the single-task references on the protocol pairs.
+
+    `closing="cut"` evaluates every system on the dev and report conversations with their
+    closing cut (`without_closing`); training data is untouched. The single-task references'
+    cache is keyed by the texts they score, so the cut conversations get references of their own.
 
     `pairs` is "selection", "report" or "all". Single-task references are read from
     `cache_dir` when there; they are trained (slow) only for `single_task_targets` and only
@@ -941,7 +962,12 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
     started = time.perf_counter()
     timings: dict[str, float] = defaultdict(float)
     chosen = [p for p in PAIRS if pairs in ("all", p.role)]
+    if closing not in ("kept", "cut"):
+        raise ValueError(f"closing must be 'kept' or 'cut', not {closing!r}")
     loaded = load_sources(data_dir)
+    if closing == "cut":
+        loaded = {source: [e if e.split == "train" else without_closing(e) for e in examples]
+                  for source, examples in loaded.items()}
     items = {p.name: p.items(loaded.get(p.source, [])) for p in chosen}
     timings["load_s"] = time.perf_counter() - started
 
@@ -974,7 +1000,7 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
     timings["bootstrap_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - started
     results = {"benchmark": "quality-protocol", "command": command, "data_dir": str(data_dir),
-               "pairs_run": pairs, "seed": seed, "n_resamples": n_resamples,
+               "pairs_run": pairs, "closing": closing, "seed": seed, "n_resamples": n_resamples,
                "model": {"path": str(model_dir), **dataclasses.asdict(auditor.info)},
                "single_task_recipe": ST_RECIPE, "single_task": references,
                "pairs": results_pairs, "timings": dict(timings)}
@@ -1159,6 +1185,8 @@ def main(argv: list[str] | None = None) -> None:
                           help="train no single-task reference (cached ones are still used)")
     protocol.add_argument("--single-task-targets", default=",".join(MAIN_TARGETS),
                           help="the targets whose single-task reference may be trained")
+    protocol.add_argument("--closing", default="kept", choices=("kept", "cut"),
+                          help="cut the evaluated conversations' closing pleasantries first")
     protocol.add_argument("--cache-dir", default=str(ST_CACHE),
                           help="where single-task predictions are cached (git-ignored)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -1175,7 +1203,8 @@ def main(argv: list[str] | None = None) -> None:
             single_task=not args.no_single_task,
             single_task_targets=tuple(args.single_task_targets.split(",")), encoder=args.encoder,
             cache_dir=Path(args.cache_dir), n_resamples=args.n_resamples, seed=args.seed,
-            c_grid=tuple(float(c) for c in args.c_grid.split(",")), command=command)
+            c_grid=tuple(float(c) for c in args.c_grid.split(",")), closing=args.closing,
+            command=command)
         _write(results, protocol_markdown(results), args.json_path, args.markdown_path)
         return
     results = run_benchmark(

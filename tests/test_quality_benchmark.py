@@ -5,6 +5,7 @@ the whole benchmark on a tiny synthetic data dir written here in each dataset's 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import warnings
@@ -423,6 +424,54 @@ def test_protocol_end_to_end_reuses_the_single_task_cache(protocol_data_dir, tin
     assert np.isnan(second["selection_score"])  # no selection pair ran
     markdown = quality.protocol_markdown(second)
     assert "empathy/epitome/report" in markdown and "not available for: escalation" in markdown
+
+
+def test_without_closing_cuts_every_trailing_closing_and_keeps_labels_and_key():
+    t = transcript("c1", [("customer", "my router keeps dropping"), ("agent", "restart it in safe mode"),
+                          ("customer", "ok thanks"), ("agent", "anything else?"),
+                          ("customer", "no that's all, bye"), ("agent", "have a nice day")])
+    e = Example(t, "uss", "MWOZ-1", labels={"escalation": np.float32(1.0)}, info={"overall": [5]})
+    cut = quality.without_closing(e)
+    assert [x.text for x in cut.transcript.scored_turns] == ["my router keeps dropping",
+                                                            "restart it in safe mode"]
+    assert cut.key == e.key and cut.labels is e.labels and cut.info is e.info
+    # a confirmation that says something is content, not a closing; no closing: the same example
+    content = transcript("c2", [("customer", "my router keeps dropping"), ("agent", "restart it"),
+                                ("customer", "that worked, the connection is stable now")])
+    same = Example(content, "uss", "MWOZ-2")
+    assert quality.without_closing(same) is same
+
+
+def test_protocol_with_the_closing_cut_scores_cut_dev_and_report_conversations(
+        protocol_data_dir, tiny_model_dir, monkeypatch):
+    load = quality.load_sources
+
+    def with_closings(data_dir):  # every USS conversation ends with thanks and a farewell
+        loaded = load(data_dir)
+        loaded["uss"] = [dataclasses.replace(e, transcript=transcript(
+            e.transcript.id, [(x.role, x.text) for x in e.transcript.scored_turns]
+            + [("customer", "great thanks"), ("agent", "you are welcome")])) for e in loaded["uss"]]
+        return loaded
+
+    scored, trained = {}, {}
+    score = quality.score_items
+    monkeypatch.setattr(quality, "load_sources", with_closings)
+    monkeypatch.setattr(quality, "score_items",
+                        lambda auditor, items: scored.setdefault("items", items) and score(auditor, items))
+    training_set = quality.training_set
+    monkeypatch.setattr(quality, "training_set", lambda target, loaded: trained.setdefault(
+        target, loaded) and training_set(target, loaded))
+    with pytest.raises(ValueError, match="closing"):
+        quality.run_protocol(tiny_model_dir, protocol_data_dir, closing="removed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = quality.run_protocol(tiny_model_dir, protocol_data_dir, single_task=False,
+                                       n_resamples=10, closing="cut")
+    assert results["closing"] == "cut"
+    uss = [e for rows in scored["items"].values() for e, _ in rows if e.source == "uss"]
+    assert uss and all(e.transcript.scored_turns[-1].text != "you are welcome" for e in uss)
+    train = [e for e in trained["resolution"]["uss"] if e.split == "train"]
+    assert train and all(e.transcript.scored_turns[-1].text == "you are welcome" for e in train)
 
 
 def test_selection_score_is_the_mean_main_metric_of_the_selection_pairs(protocol_data_dir,
