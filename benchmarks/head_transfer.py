@@ -6,7 +6,7 @@ Two measurements on the resolution pairs of the cross-source protocol (`quality.
   (AUROC and mean P(resolved)): how far the score depends on conversation length, since STC-3,
   resolution's only training source, has short conversations and USS long ones; and each
   transcript without its closing (every trailing customer turn that is a closing pleasantry,
-  `augment.closing_at`, cut with the turns after it), then also without its last customer
+  `qualaudit.closing`, cut with the turns after it), then also without its last customer
   turn: whether the score rests on the closing, or on how the conversation ends
   (benchmarks/README.md, Round 6);
 - `heads`: the model's turn states are read once (frozen encoder and turn heads), then its
@@ -35,11 +35,11 @@ import torch.nn.functional as F
 
 from qualaudit import Auditor
 from qualaudit.batching import builder_for
+from qualaudit.closing import without_closing
 from qualaudit.heads import p_positive
 from qualaudit.model import QualityModel
 from qualaudit.schema import Transcript
 from qualaudit.training.datasets import load_sources
-from qualaudit.training.datasets.augment import closing_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (benchmarks/ is not a package)
@@ -51,15 +51,6 @@ RESOLUTION = "resolution.v1"
 def resolution_pairs(loaded) -> dict[str, list[tuple[Transcript, float]]]:
     return {p.name: [(e.transcript, y) for e, y in p.items(loaded.get(p.source, []))]
             for p in quality.PAIRS if p.target == "resolution"}
-
-
-def without_closing(t: Transcript) -> Transcript:
-    """The transcript cut before its trailing closing pleasantries (customer turns, and the
-    turns after each), keeping at least its first two turns."""
-    turns = t.turns
-    while (start := closing_at(turns)) is not None:
-        turns = turns[:start]
-    return dataclasses.replace(t, turns=turns)
 
 
 def without_last_customer_turn(t: Transcript) -> Transcript:

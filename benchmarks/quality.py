@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from qualaudit import Auditor, TranscriptScore
+from qualaudit import Auditor, TranscriptScore, closing
 from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS, p_positive
 from qualaudit.metrics import (
     auroc,
@@ -86,7 +86,6 @@ from qualaudit.metrics import (
 from qualaudit.model import default_encoder_path
 from qualaudit.schema import Transcript
 from qualaudit.training.datasets import Example, by_split, load_sources
-from qualaudit.training.datasets.augment import closing_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402  (benchmarks/ is not a package)
@@ -818,13 +817,9 @@ def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[
 
 
 def without_closing(e: Example) -> Example:
-    """The example with its closing cut: while its last customer turn is a closing pleasantry
-    (`augment.closing_at`), that turn and every turn after it are dropped. Labels and key are
-    kept, so a score of the cut conversation is compared with the same label."""
-    t = e.transcript
-    while (k := closing_at(t.scored_turns)) is not None:
-        cut = t.scored_turns[k].index
-        t = dataclasses.replace(t, turns=tuple(x for x in t.turns if x.index < cut))
+    """The example with its closing cut (`qualaudit.closing.without_closing`). Labels and key
+    are kept, so a score of the cut conversation is compared with the same label."""
+    t = closing.without_closing(e.transcript)
     return e if t is e.transcript else dataclasses.replace(e, transcript=t)
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from qualaudit.closing import is_pleasantry
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.training.datasets import Example, empty_turn_labels, transcript
 from qualaudit.training.datasets.augment import (
@@ -18,7 +19,6 @@ from qualaudit.training.datasets.augment import (
     HIGH,
     KINDS,
     Augmenter,
-    is_pleasantry,
     written_turns,
 )
 from qualaudit.training.train import TrainingArgs

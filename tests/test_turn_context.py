@@ -89,7 +89,8 @@ def test_leave_one_out_is_the_transcript_read_again_without_the_turn(context_mod
                 continue
             sub = TurnWindows(*([getattr(windows, f)[k] for k in keep]
                                 for f in ("input_ids", "token_type_ids", "is_agent")),
-                              [len(keep)], [False] * len(keep), [False] * len(keep))
+                              [len(keep)], [False] * len(keep), [False] * len(keep),
+                              [False] * len(keep))
             alone = context_model(sub, encode=lambda w, keep=keep: states[keep]).conversation_logits
             for name, value in alone.items():
                 torch.testing.assert_close(loo[name][row, t], value[0], atol=1e-5, rtol=1e-5)

@@ -10,6 +10,7 @@ from itertools import accumulate, chain
 
 import torch
 
+from .closing import closing_start
 from .schema import ROLES, Transcript
 
 
@@ -52,7 +53,8 @@ class TurnWindows:
     transcript in turn order: `turn_counts[i]` turns for transcript i, `is_agent[k]` the
     role of turn k; `turn_truncated[k]` says the turn's own tokens were cut to
     `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
-    tokenizing.
+    tokenizing; `closing[k]` that turn k is part of its transcript's closing
+    (`qualaudit.closing`).
 
     Reading turn by turn (`WindowBuilder`), window k is turn k's and its state pools the whole
     window; `spans` is empty. Reading the conversation (`ConversationBuilder`), a window is a
@@ -65,6 +67,7 @@ class TurnWindows:
     turn_counts: list[int] = field(default_factory=list)
     turn_truncated: list[bool] = field(default_factory=list)
     turn_chars_cut: list[bool] = field(default_factory=list)
+    closing: list[bool] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
@@ -157,8 +160,11 @@ class WindowBuilder:
         texts, roles = [], []
         windows = TurnWindows()
         for transcript in transcripts:
-            windows.turn_counts.append(len(transcript.scored_turns))
-            for turn in transcript.scored_turns:
+            scored = transcript.scored_turns
+            windows.turn_counts.append(len(scored))
+            start = closing_start(scored)
+            windows.closing += [k >= start for k in range(len(scored))]
+            for turn in scored:
                 windows.is_agent.append(turn.role == "agent")
                 cut = len(turn.text) > self.max_turn_chars
                 texts.append(f"{turn.role}: {self._cut(turn.text) if cut else turn.text}")
@@ -194,11 +200,17 @@ class ConversationBuilder(WindowBuilder):
     start the transcript opens with the first turn's first `max_context_tokens` tokens (the
     problem as stated) and the last `max_context_tokens` of the turn before it, so every turn
     is read with the opening and what it answers, and turns inside a chunk see each other.
-    A turn's state pools its own tokens (`TurnWindows.spans`)."""
+    A turn's state pools its own tokens (`TurnWindows.spans`).
+
+    `closing_apart` starts a new chunk at the transcript's closing: the turns before it are
+    then encoded exactly as in the transcript without it, for the heads that do not read it
+    (`ModelConfig.closing_apart`); the closing is read with the opening and the turn before."""
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
-                 chunk_tokens: int, max_turn_chars: int | None = None) -> None:
+                 chunk_tokens: int, max_turn_chars: int | None = None,
+                 closing_apart: bool = False) -> None:
         super().__init__(tokenizer, max_turn_tokens, max_context_tokens, max_turn_chars)
+        self.closing_apart = closing_apart
         t = self.template
         self.open, self.close = t.prefix, t.middle[:1] or t.suffix
         least = len(self.open) + len(self.close) + max_turn_tokens + 2 * max_context_tokens
@@ -212,19 +224,24 @@ class ConversationBuilder(WindowBuilder):
         turns = [ids[: self.max_turn_tokens] for ids in token_ids]
         first = 0
         for count in windows.turn_counts:
-            self._pack(turns[first:first + count], roles[first:first + count], windows)
+            closing = windows.closing[first:first + count]
+            apart = closing.index(True) if self.closing_apart and any(closing) else count
+            self._pack(turns[first:first + count], roles[first:first + count], windows, apart)
             first += count
         return windows
 
-    def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows) -> None:
+    def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows,
+              apart: int) -> None:
+        """Pack one transcript's turns into chunks, turn `apart` starting a chunk of its own."""
         room = self.chunk_tokens - len(self.close)
         k = 0
         while k < len(turns):
             lead = [] if k == 0 else turns[0][: self.max_context_tokens]
             if k > 1:
                 lead = lead + self._context(turns[k - 1], roles[k - 1])
-            ids = self.open + lead
-            while k < len(turns) and len(ids) + len(turns[k]) <= room:  # one always fits
+            ids, first = self.open + lead, k
+            while (k < len(turns) and len(ids) + len(turns[k]) <= room  # one always fits
+                   and (k != apart or k == first)):
                 windows.spans.append((len(windows.input_ids), len(ids), len(ids) + len(turns[k])))
                 ids = ids + turns[k]
                 k += 1
@@ -252,7 +269,8 @@ def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowB
     training and calibration alike."""
     if config.reads_conversation:
         return ConversationBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
-                                   config.chunk_tokens, max_turn_chars)
+                                   config.chunk_tokens, max_turn_chars,
+                                   closing_apart=bool(config.closing_apart))
     return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
                          max_turn_chars)
 

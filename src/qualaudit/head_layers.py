@@ -127,14 +127,24 @@ class ConversationHeads(nn.Module):
 
     Leaving a turn out of the pooling drops its softmax weight (full) or its hazard factor
     (causal); other turns keep their positions and states.
+
+    The "full" heads named in `closing_apart` pool only the turns before the transcript's
+    closing, with end positions counted from the last of them: as in the transcript without
+    its closing, whose turns give no evidence to these heads.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
-                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1) -> None:
+                 dim: int = 128, position_buckets: int = 16, dropout: float = 0.1,
+                 closing_apart: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.specs = [s for s in specs if s.level == "conversation"]
         if any(s.pooling == "causal" and s.shape != () for s in self.specs):
             raise ValueError("causal conversation heads must have one binary output")
+        full = {s.name for s in self.specs if s.pooling == "full"}
+        if not set(closing_apart) <= full:
+            raise ValueError(f"closing_apart {sorted(set(closing_apart) - full)} are not "
+                             f"conversation heads with full pooling ({sorted(full)})")
+        self.closing_apart = frozenset(closing_apart)
         self.position_buckets = position_buckets
         self.proj = nn.Linear(hidden + n_features, dim)
         self.role = nn.Embedding(2, dim)
@@ -154,20 +164,26 @@ class ConversationHeads(nn.Module):
                     self.out[s.key][-1].bias.fill_(-5.0)
 
     def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
-                mask: torch.Tensor, with_evidence: bool = False,
-                leave_one_out: bool = True) -> ConversationOutput:
-        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool.
+                mask: torch.Tensor, with_evidence: bool = False, leave_one_out: bool = True, *,
+                closing: torch.Tensor | None = None) -> ConversationOutput:
+        """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool,
+        closing (B, T) bool: the turns of each transcript's closing (None: no closing).
         `with_evidence` adds the running estimates and, unless `leave_one_out` is False (a
         caller that computes it otherwise), the leave-one-out logits."""
         B, T, _ = states.shape
-        lengths = mask.sum(1)  # (B,)
-        last = (lengths - 1).clamp(min=0)
+        last = (mask.sum(1) - 1).clamp(min=0)
         pos = torch.arange(T, device=states.device)
         start = pos.clamp(max=self.position_buckets - 1).expand(B, T)
-        end = (lengths[:, None] - 1 - pos[None]).clamp(0, self.position_buckets - 1)
         base = self.proj(torch.cat([states, features], -1).float())
         base = base + self.role(is_agent.long()) + self.start(start)
-        z_full = self.dropout(self.norm(base + self.end(end)))
+
+        def full_inputs(read: torch.Tensor) -> torch.Tensor:
+            end = (read.sum(1)[:, None] - 1 - pos[None]).clamp(0, self.position_buckets - 1)
+            return self.dropout(self.norm(base + self.end(end)))
+
+        before = mask if closing is None or not self.closing_apart else mask & ~closing
+        z_full = full_inputs(mask)
+        z_before = z_full if before is mask else full_inputs(before)
         z_causal = self.dropout(self.norm(base))
 
         logits, loo, running, hazards = {}, {}, {}, {}
@@ -186,10 +202,11 @@ class ConversationHeads(nn.Module):
                     final = log_survival[torch.arange(B), last][:, None]
                     loo[s.name] = _noisy_or_logit(final + F.softplus(hazard.double())).to(hazard.dtype)
             else:
-                scores = self.score[key](z_full).squeeze(-1)
-                pooled = _pool(z_full, scores, mask)[:, None]  # (B, 1, D)
+                z, read = (z_before, before) if s.name in self.closing_apart else (z_full, mask)
+                scores = self.score[key](z).squeeze(-1)
+                pooled = _pool(z, scores, read)[:, None]  # (B, 1, D)
                 if with_evidence and leave_one_out:  # one MLP call: equal inputs round equally
-                    pooled = torch.cat([pooled, _leave_one_out_pool(z_full, scores, mask)], 1)
+                    pooled = torch.cat([pooled, _leave_one_out_pool(z, scores, read)], 1)
                 out = self.out[key](pooled)  # (B, 1 [+ T], size)
                 logits[s.name] = out[:, 0].view(B, *s.shape)
                 if with_evidence and leave_one_out:

@@ -22,7 +22,7 @@ from .batching import TurnWindows, collate, token_budget_batches, turn_causal_ma
 from .calibration import Calibration
 from .errors import ModelLoadError
 from .head_layers import ConversationHeads, ConversationOutput, TurnContext, TurnHeads
-from .heads import DEFAULT_HEADS, HeadSpec, resolve_heads, turn_feature_size
+from .heads import DEFAULT_HEADS, HEAD_SPECS, HeadSpec, resolve_heads, turn_feature_size
 from .modelcard import render_model_card
 
 FORMAT_VERSION = 1
@@ -61,6 +61,9 @@ class ModelConfig:
     # included, changes the state of a turn before it
     reading: str = "turns"
     chunk_tokens: int = 256
+    # conversation heads ("full" pooling) that do not read the transcript's closing
+    # (`qualaudit.closing`): they pool the turns before it, encoded as without it
+    closing_apart: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -88,6 +91,10 @@ class ModelConfig:
         stray = [h for h in self.trained_heads if h not in self.heads]
         if stray:
             raise ValueError(f"trained_heads {stray} are not among the heads {self.heads}")
+        if not isinstance(self.closing_apart, list) or any(
+                h not in self.heads or HEAD_SPECS[h].pooling != "full" for h in self.closing_apart):
+            raise ValueError(f"closing_apart must list conversation heads with full pooling among "
+                             f"the heads {self.heads}, found {self.closing_apart!r}")
 
     @property
     def reads_conversation(self) -> bool:
@@ -189,7 +196,8 @@ class QualityModel(nn.Module):
         a replacement when training refits them on the final turn states."""
         return ConversationHeads(
             self.specs, self.encoder.config.hidden_size, turn_feature_size(self.specs),
-            self.config.conversation_dim, self.config.position_buckets, self.config.dropout)
+            self.config.conversation_dim, self.config.position_buckets, self.config.dropout,
+            closing_apart=tuple(self.config.closing_apart))
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -305,6 +313,7 @@ class QualityModel(nn.Module):
         """
         states = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)  # (N, H)
         is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=states.device)  # (N,)
+        closing = torch.tensor(windows.closing, dtype=torch.bool, device=states.device)  # (N,)
         counts = windows.turn_counts
         starts = [0, *accumulate(counts)]  # each transcript's first window
         if group_turns is None:
@@ -329,9 +338,10 @@ class QualityModel(nn.Module):
             safe = index.clamp(min=0)
             conversation = self.conversation_heads(
                 states[safe], features[safe], is_agent[safe] & mask, mask,
-                with_evidence=with_evidence, leave_one_out=self.turn_context is None)
+                with_evidence=with_evidence, leave_one_out=self.turn_context is None,
+                closing=closing[safe] & mask)
             if with_evidence and self.turn_context is not None:
-                conversation.leave_one_out = self._leave_one_out(encoded, is_agent, index)
+                conversation.leave_one_out = self._leave_one_out(encoded, is_agent, closing, index)
             out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
         return ModelOutput(turn_logits, is_agent, out)
 
@@ -347,8 +357,8 @@ class QualityModel(nn.Module):
             out[index[mask]] = read[mask]
         return out
 
-    def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor, index: torch.Tensor,
-                       max_turns: int = 16384) -> dict[str, torch.Tensor]:
+    def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor, closing: torch.Tensor,
+                       index: torch.Tensor, max_turns: int = 16384) -> dict[str, torch.Tensor]:
         """{head: (G, T, *shape)}: the conversation logits with turn t removed from everything
         after the encoder (turn context, turn heads, pooling): the transcript is read again
         without it, the later turns moving up one place. `encoded` are the (N, H) encoder
@@ -374,7 +384,8 @@ class QualityModel(nn.Module):
             read = self.turn_context(encoded[safe], agent, mask)
             flat = read.reshape(-1, read.shape[-1])
             features = self.turn_heads.features(self.turn_heads(flat), agent.reshape(-1))
-            logits = self.conversation_heads(read, features.view(*chunk.shape, -1), agent, mask).logits
+            logits = self.conversation_heads(read, features.view(*chunk.shape, -1), agent, mask,
+                                             closing=closing[safe] & mask).logits
             for name, value in logits.items():
                 parts.setdefault(name, []).append(value)
         out = {}

@@ -77,10 +77,7 @@ itself (`written/`):
   wrong answer need not call for a human). Escalation intents are not used: their reply is
   a handover whose outcome the two turns cannot show.
 
-A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
-closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
-one of thank / thanks / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it still
-doesn't work" has words outside the list, so it is not one.
+A closing pleasantry and a closing are as `qualaudit.closing` defines them.
 
 Conversation labels the change makes unknowable are left out; turn labels move with their
 turns. `Augmenter.make` spreads its n draws over the kinds in turn; a kind the training
@@ -92,13 +89,13 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ...closing import closing_at, is_pleasantry, last_pleasantry
 from ...heads import ESCALATION_SIGNALS, p_positive
-from ...schema import Transcript, Turn
+from ...schema import Transcript
 from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
@@ -114,13 +111,6 @@ WRITTEN = Path(__file__).with_name("written")
 BOTTOM = np.array([0.7, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
 HIGH = np.array([0.0, 0.0, 0.0, 0.5, 0.5], dtype=np.float32)
 ESCALATION_INTENTS = ("contact_human_agent", "complaint", "contact_customer_service")
-CLOSING_CUES = frozenset({"thank", "thanks", "thx", "ok", "okay", "bye", "goodbye", "cheers",
-                          "appreciate"})
-CLOSING_WORDS = CLOSING_CUES | frozenset(
-    "you u so very much a lot bunch again alright all right good great perfect awesome nice "
-    "wonderful fine it i i'm im that that's thats is was will be for your the help helpful "
-    "have day one everything no nope yes yeah got set done need needed now then oh well "
-    "and too today kind sir".split())
 COMPLAINT = ESCALATION_SIGNALS.index("complaint")
 ASKS_FOR_HUMAN = ESCALATION_SIGNALS.index("asks_for_human")
 DISSATISFIED = ESCALATION_SIGNALS.index("dissatisfied")
@@ -135,14 +125,6 @@ def checked_kinds(kinds) -> tuple[str, ...]:
     if not kinds or not set(kinds) <= set(KINDS):
         raise ValueError(f"augmentation kinds must be some of {KINDS}, found {list(kinds)}")
     return kinds
-
-
-def is_pleasantry(text: str) -> bool:
-    """Whether a customer turn only closes politely (see the module docstring): such a turn
-    carries no fact about the problem, so adding or removing it must not move resolution."""
-    words = re.findall(r"[a-z0-9']+", text.lower())
-    return ("?" not in text and 0 < len(words) <= 12 and set(words) <= CLOSING_WORDS
-            and bool(CLOSING_CUES & set(words)))
 
 
 class Augmenter:
@@ -165,7 +147,7 @@ class Augmenter:
         rated = [e for e in self.dialogues if "resolution" in e.labels]
         resolved = [e for e in rated if p_positive(e.labels["resolution"]) >= 0.5]
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
-        self.open_ended = [e for e in rated if _last_pleasantry(e.transcript.scored_turns) is None]
+        self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
                          for e in self.dialogues if (k := _closing_at(e)) is not None]
@@ -476,21 +458,8 @@ def _kept(base: Example, *targets: str) -> dict[str, np.ndarray]:
     return {k: base.labels[k] for k in targets if k in base.labels}
 
 
-def closing_at(turns: Sequence[Turn]) -> int | None:
-    """The index of the last customer turn when it is a closing pleasantry and at least a
-    customer and an agent turn come before it: where the dialogue's closing starts."""
-    last = _last_pleasantry(turns)
-    return last if last is not None and last >= 2 else None
-
-
 def _closing_at(e: Example) -> int | None:
     return closing_at(e.transcript.scored_turns)
-
-
-def _last_pleasantry(turns: Sequence[Turn]) -> int | None:
-    """The index of the last customer turn when it is a closing pleasantry."""
-    last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    return last if last is not None and is_pleasantry(turns[last].text) else None
 
 
 def _last_fix(e: Example) -> int | None:

@@ -1,0 +1,104 @@
+"""A conversation's closing (`qualaudit.closing`) and the heads that do not read it
+(`ModelConfig.closing_apart`): on tiny random models of every reading, such a head scores a
+conversation with its closing exactly as without it, every other head still reads it, every
+turn keeps its outputs, and the closing's turns give those heads no evidence."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import conversation, make_tiny_model
+from qualaudit.batching import builder_for
+from qualaudit.closing import closing_start, is_pleasantry, without_closing
+from qualaudit.errors import ModelLoadError
+from qualaudit.model import QualityModel, UntrainedModelWarning
+from qualaudit.scorer import Auditor
+from qualaudit.training.datasets import transcript
+
+BODY = (("user", "my card was charged twice for the same order"),
+        ("assistant", "sorry about that, let me check the order"),
+        ("user", "it was the blue jacket order"),
+        ("assistant", "i see two charges, one is pending and will drop off"),
+        ("user", "how long will that take"),
+        ("assistant", "usually three to five days, i can refund it now instead"),
+        ("user", "yes please refund it"),
+        ("assistant", "done, the refund is on its way"))
+CLOSINGS = ((("user", "ok thanks"),),
+            (("user", "great, thank you so much!"), ("assistant", "glad to help, have a nice day")),
+            (("user", "ok thanks"), ("assistant", "anything else?"), ("user", "no that's all, bye")))
+APART = ["resolution.v1"]
+
+
+def test_a_closing_is_every_trailing_pleasantry_and_what_follows_it():
+    turns = transcript("t", [("customer", "my router drops"), ("agent", "restart it"),
+                             ("customer", "ok thanks"), ("agent", "anything else?"),
+                             ("customer", "no that's all, bye"), ("agent", "bye")]).scored_turns
+    assert closing_start(turns) == 2
+    assert closing_start(turns[:2]) == 2  # none: the length
+    # content is not a closing, nor is a pleasantry with nothing before it to close
+    assert not is_pleasantry("thanks but it still doesn't work")
+    assert not is_pleasantry("ok thanks, what about the second invoice?")
+    assert closing_start(transcript("u", [("customer", "thanks"), ("agent", "hi")]).scored_turns) == 2
+    t = transcript("v", [("customer", "my router drops"), ("agent", "restart it"),
+                         ("customer", "that worked, the connection is stable")])
+    assert without_closing(t) is t
+
+
+@pytest.fixture(scope="module", params=["conversation", "turns", "context"])
+def pair(request, tiny_encoder_dir):
+    """(a model whose resolution does not read the closing, the same weights reading it)."""
+    config = {"conversation": {"reading": "conversation", "chunk_tokens": 100},
+              "turns": {}, "context": {"context_layers": 1}}[request.param]
+    apart = make_tiny_model(tiny_encoder_dir, seed=5, closing_apart=APART, **config)
+    reads = make_tiny_model(tiny_encoder_dir, seed=5, **config)
+    if request.param == "context":  # a new context layer is the identity: make it read
+        for model in (apart, reads):
+            torch.manual_seed(1)
+            for p in model.turn_context.parameters():
+                torch.nn.init.normal_(p, std=0.2)
+    return apart, reads
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+def test_a_head_apart_scores_the_conversation_as_without_its_closing(pair, closing):
+    apart, reads = pair
+    body, whole = conversation("b", *BODY), conversation("a", *BODY, *closing)
+    short, long = Auditor(apart, precision="fp32").score([body, whole])
+    assert long.resolution == pytest.approx(short.resolution, abs=1e-5)
+    assert long.repeat_inquiry != pytest.approx(short.repeat_inquiry, abs=1e-4)  # still read
+    assert [t.index for t in long.turns] == list(range(len(BODY) + len(closing)))
+    for t in long.turns[len(BODY):]:  # the closing keeps its per-turn outputs, gives no evidence
+        assert (t.escalation_signal if t.role == "customer" else t.empathy) is not None
+        assert all(abs(e.contribution) < 1e-6 for e in long.evidence["resolution"] if e.index == t.index)
+    control_short, control_long = Auditor(reads, precision="fp32").score([body, whole])
+    assert control_long.resolution != pytest.approx(control_short.resolution, abs=1e-4)
+
+
+def test_the_closing_starts_a_chunk_of_its_own_and_the_turns_before_read_as_without_it(tiny_encoder_dir):
+    model = make_tiny_model(tiny_encoder_dir, seed=5, closing_apart=APART, reading="conversation",
+                            chunk_tokens=100)
+    builder = builder_for(model.config, model.tokenizer)
+    as_t = lambda *pairs: transcript("x", [({"user": "customer"}.get(r, "agent"), s) for r, s in pairs])  # noqa: E731
+    body = builder.build([as_t(*BODY)])
+    whole = builder.build([as_t(*BODY, *CLOSINGS[2])])
+    assert whole.closing == [False] * len(BODY) + [True] * 3
+    assert whole.input_ids[:len(body.input_ids)] == body.input_ids
+    assert whole.spans[:len(BODY)] == body.spans
+    assert {w for w, _, _ in whole.spans[len(BODY):]} == {len(body.input_ids)}
+
+
+def test_closing_apart_is_saved_and_only_full_conversation_heads_may_be_named(tmp_path, tiny_encoder_dir):
+    model = make_tiny_model(tiny_encoder_dir, closing_apart=APART)
+    model.save_pretrained(tmp_path / "m")
+    with pytest.warns(UntrainedModelWarning):
+        assert QualityModel.from_pretrained(tmp_path / "m").config.closing_apart == APART
+    assert "closing read apart: `resolution.v1`" in (tmp_path / "m" / "README.md").read_text()
+    for bad in (["escalation.v1"], ["empathy.v1"], ["nothing"], "resolution.v1"):
+        with pytest.raises(ValueError, match="closing_apart"):
+            make_tiny_model(tiny_encoder_dir, closing_apart=bad)
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "closing_apart": ["escalation.v1"]}))
+    with pytest.raises(ModelLoadError, match="config.json: closing_apart"):
+        QualityModel.from_pretrained(tmp_path / "m")
