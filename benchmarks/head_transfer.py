@@ -85,7 +85,7 @@ def turn_states(model: QualityModel, transcripts: list[Transcript]) -> tuple[tor
     with torch.inference_mode():
         for k in range(0, len(transcripts), 32):
             windows = builder.build(transcripts[k:k + 32])
-            states = model.encode_windows(windows)
+            states = model.encode_windows(windows)[:windows.n_turns]  # the whole conversation's
             is_agent = torch.tensor(windows.is_agent, dtype=torch.bool)
             features = model.turn_heads.features(model.turn_heads(states), is_agent)
             for chunk in zip(states.split(windows.turn_counts), features.split(windows.turn_counts),

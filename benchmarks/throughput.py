@@ -268,13 +268,15 @@ def naive_scores(auditor: Auditor, transcripts: list[Transcript],
 
     def encode_in_input_order(windows: TurnWindows) -> torch.Tensor:
         n = len(windows.input_ids)
-        states = []
+        states, order = [], []
         for start in range(0, n, batch_windows):
             index = range(start, min(n, start + batch_windows))
             batch = collate(windows, index, pad_id, model.uses_token_types)
+            turns, spans = windows.turns_in(index)
             states.append(model.encode_turns(**{k: v.to(device) for k, v in batch.items()},
-                                             spans=windows.turns_in(index)[1]))
-        return torch.cat(states)  # windows in input order hold their turns in input order
+                                             spans=spans))
+            order += turns
+        return torch.cat(states)[torch.argsort(torch.tensor(order, device=device))]
 
     with torch.inference_mode():
         windows = TurnWindows.concat([auditor.builder.build([t]) for t in transcripts])

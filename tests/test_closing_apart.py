@@ -1,7 +1,8 @@
 """A conversation's closing (`qualaudit.closing`) and the heads that do not read it
 (`ModelConfig.closing_apart`): on tiny random models of every reading, such a head scores a
-conversation with its closing exactly as without it, every other head still reads it, every
-turn keeps its outputs, and the closing's turns give those heads no evidence."""
+conversation with its closing exactly as without it, every other head and every per-turn output
+is what the same weights give without `closing_apart`, and the closing's turns give those heads
+no evidence."""
 
 import json
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from conftest import conversation, make_tiny_model
-from qualaudit.batching import builder_for
+from qualaudit.batching import TurnWindows, builder_for
 from qualaudit.closing import closing_start, is_pleasantry, without_closing
 from qualaudit.errors import ModelLoadError
 from qualaudit.model import QualityModel, UntrainedModelWarning
@@ -73,19 +74,37 @@ def test_a_head_apart_scores_the_conversation_as_without_its_closing(pair, closi
         assert all(abs(e.contribution) < 1e-6 for e in long.evidence["resolution"] if e.index == t.index)
     control_short, control_long = Auditor(reads, precision="fp32").score([body, whole])
     assert control_long.resolution != pytest.approx(control_short.resolution, abs=1e-4)
+    for target in ("satisfaction", "repeat_inquiry", "escalation"):  # every other head as before
+        assert getattr(long, target) == pytest.approx(getattr(control_long, target), abs=1e-5)
+    for x, y in zip(long.turns, control_long.turns, strict=True):
+        for field in ("empathy", "solution_given", "breakdown", "solution_confirmed",
+                      "escalation_signal", "escalation_running"):
+            assert getattr(x, field) == pytest.approx(getattr(y, field), abs=1e-5)
 
 
-def test_the_closing_starts_a_chunk_of_its_own_and_the_turns_before_read_as_without_it(tiny_encoder_dir):
-    model = make_tiny_model(tiny_encoder_dir, seed=5, closing_apart=APART, reading="conversation",
-                            chunk_tokens=100)
-    builder = builder_for(model.config, model.tokenizer)
-    as_t = lambda *pairs: transcript("x", [({"user": "customer"}.get(r, "agent"), s) for r, s in pairs])  # noqa: E731
-    body = builder.build([as_t(*BODY)])
-    whole = builder.build([as_t(*BODY, *CLOSINGS[2])])
-    assert whole.closing == [False] * len(BODY) + [True] * 3
-    assert whole.input_ids[:len(body.input_ids)] == body.input_ids
-    assert whole.spans[:len(BODY)] == body.spans
-    assert {w for w, _, _ in whole.spans[len(BODY):]} == {len(body.input_ids)}
+def test_the_closing_chunk_is_read_again_cut_before_the_closing_and_nothing_else_changes(
+        tiny_encoder_dir):
+    config = {"reading": "conversation", "chunk_tokens": 100}
+    apart = make_tiny_model(tiny_encoder_dir, closing_apart=APART, **config)
+    plain = make_tiny_model(tiny_encoder_dir, **config)
+    build = {name: builder_for(m.config, m.tokenizer).build
+             for name, m in (("apart", apart), ("plain", plain))}
+    roles = {"user": "customer", "assistant": "agent"}
+    body = transcript("b", [(roles[r], t) for r, t in BODY])
+    whole = transcript("a", [(roles[r], t) for r, t in BODY + CLOSINGS[2]])
+    read, as_before = build["apart"]([whole]), build["plain"]([whole])
+    assert read.closing == [False] * len(BODY) + [True] * 3
+    # the whole conversation is read as before, plus one chunk: the body's last chunk
+    assert read.input_ids[:-1] == as_before.input_ids and read.spans == as_before.spans
+    cut = build["plain"]([body])
+    last = cut.spans[-1][0]
+    assert read.input_ids[-1] == cut.input_ids[last]
+    assert [(k, *span) for k, *span in read.reread] == [
+        (k, len(read.input_ids) - 1, *cut.spans[k][1:]) for k in range(len(BODY)) if cut.spans[k][0] == last]
+    assert read.n_states == read.n_turns + len(read.reread) > read.n_turns
+    # concatenated builds move the second readings with their turns and chunks
+    joined = TurnWindows.concat([build["apart"]([body]), read])
+    assert joined == build["apart"]([body, whole])
 
 
 def test_closing_apart_is_saved_and_only_full_conversation_heads_may_be_named(tmp_path, tiny_encoder_dir):

@@ -59,7 +59,9 @@ class TurnWindows:
     Reading turn by turn (`WindowBuilder`), window k is turn k's and its state pools the whole
     window; `spans` is empty. Reading the conversation (`ConversationBuilder`), a window is a
     chunk of consecutive turns and `spans[k]` = (window, start, end) says where turn k's own
-    tokens are in it: its state pools those."""
+    tokens are in it: its state pools those. `reread[j]` = (turn, window, start, end) reads a
+    turn a second time, in a chunk cut before its transcript's closing (`closing_apart`): its
+    state is state n_turns + j of the encoder's output (`n_states` in all)."""
 
     input_ids: list[list[int]] = field(default_factory=list)
     token_type_ids: list[list[int]] = field(default_factory=list)
@@ -69,6 +71,7 @@ class TurnWindows:
     turn_chars_cut: list[bool] = field(default_factory=list)
     closing: list[bool] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)
+    reread: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def lengths(self) -> list[int]:
@@ -79,15 +82,22 @@ class TurnWindows:
     def n_turns(self) -> int:
         return len(self.is_agent)
 
+    @property
+    def n_states(self) -> int:
+        """States the encoder computes: one per turn, then one per second reading."""
+        return self.n_turns + len(self.reread)
+
     def turns_in(self, windows: Sequence[int]) -> tuple[list[int], torch.Tensor | None]:
-        """The turns read from these windows (a batch, in its row order) and, for chunks,
-        their (M, 3) spans as (row in the batch, start, end); None: one turn per window."""
+        """The states read from these windows (a batch, in its row order: turn k, or
+        n_turns + j for `reread[j]`) and, for chunks, their (M, 3) spans as (row in the
+        batch, start, end); None: one turn per window."""
         if not self.spans:
             return list(windows), None
         row = {w: r for r, w in enumerate(windows)}
-        turns = [k for k, (w, _, _) in enumerate(self.spans) if w in row]
-        return turns, torch.tensor([(row[self.spans[k][0]], *self.spans[k][1:]) for k in turns],
-                                   dtype=torch.long).reshape(-1, 3)
+        spans = [*self.spans, *(span for _, *span in self.reread)]
+        states = [k for k, (w, _, _) in enumerate(spans) if w in row]
+        return states, torch.tensor([(row[spans[k][0]], *spans[k][1:]) for k in states],
+                                    dtype=torch.long).reshape(-1, 3)
 
     @classmethod
     def concat(cls, parts: Sequence[TurnWindows]) -> TurnWindows:
@@ -96,8 +106,11 @@ class TurnWindows:
             raise ValueError("cannot concatenate turn windows with conversation chunks")
         offsets = [0, *accumulate(len(p.input_ids) for p in parts)]
         joined = cls(*(list(chain.from_iterable(getattr(p, name) for p in parts))
-                       for name in cls.__dataclass_fields__ if name != "spans"))
+                       for name in cls.__dataclass_fields__ if name not in ("spans", "reread")))
         joined.spans = [(w + offset, a, b) for p, offset in zip(parts, offsets) for w, a, b in p.spans]
+        turns = [0, *accumulate(p.n_turns for p in parts)]
+        joined.reread = [(k + first, w + offset, a, b) for p, offset, first in zip(parts, offsets, turns)
+                         for k, w, a, b in p.reread]
         return joined
 
 
@@ -202,9 +215,9 @@ class ConversationBuilder(WindowBuilder):
     is read with the opening and what it answers, and turns inside a chunk see each other.
     A turn's state pools its own tokens (`TurnWindows.spans`).
 
-    `closing_apart` starts a new chunk at the transcript's closing: the turns before it are
-    then encoded exactly as in the transcript without it, for the heads that do not read it
-    (`ModelConfig.closing_apart`); the closing is read with the opening and the turn before."""
+    `closing_apart` adds, for a transcript whose closing shares a chunk with earlier turns, that
+    chunk cut before the closing (`TurnWindows.reread`): exactly the chunk the transcript
+    without its closing ends with, so that those turns can also be read as without it."""
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
                  chunk_tokens: int, max_turn_chars: int | None = None,
@@ -224,30 +237,39 @@ class ConversationBuilder(WindowBuilder):
         turns = [ids[: self.max_turn_tokens] for ids in token_ids]
         first = 0
         for count in windows.turn_counts:
+            self._pack(turns[first:first + count], roles[first:first + count], windows)
             closing = windows.closing[first:first + count]
-            apart = closing.index(True) if self.closing_apart and any(closing) else count
-            self._pack(turns[first:first + count], roles[first:first + count], windows, apart)
+            if self.closing_apart and any(closing):
+                self._reread_before_closing(windows, first + closing.index(True))
             first += count
         return windows
 
-    def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows,
-              apart: int) -> None:
-        """Pack one transcript's turns into chunks, turn `apart` starting a chunk of its own."""
+    def _pack(self, turns: list[list[int]], roles: list[str], windows: TurnWindows) -> None:
         room = self.chunk_tokens - len(self.close)
         k = 0
         while k < len(turns):
             lead = [] if k == 0 else turns[0][: self.max_context_tokens]
             if k > 1:
                 lead = lead + self._context(turns[k - 1], roles[k - 1])
-            ids, first = self.open + lead, k
-            while (k < len(turns) and len(ids) + len(turns[k]) <= room  # one always fits
-                   and (k != apart or k == first)):
+            ids = self.open + lead
+            while k < len(turns) and len(ids) + len(turns[k]) <= room:  # one always fits
                 windows.spans.append((len(windows.input_ids), len(ids), len(ids) + len(turns[k])))
                 ids = ids + turns[k]
                 k += 1
             ids = ids + self.close
             windows.input_ids.append(ids)
             windows.token_type_ids.append([self.template.type_a] * len(ids))
+
+    def _reread_before_closing(self, windows: TurnWindows, closing: int) -> None:
+        """Add the chunk of turn `closing` cut before it, when earlier turns share it."""
+        chunk = windows.spans[closing][0]
+        before = [k for k in range(closing) if windows.spans[k][0] == chunk]
+        if not before:
+            return
+        ids = windows.input_ids[chunk][:windows.spans[closing - 1][2]] + self.close
+        windows.reread += [(k, len(windows.input_ids), *windows.spans[k][1:]) for k in before]
+        windows.input_ids.append(ids)
+        windows.token_type_ids.append([self.template.type_a] * len(ids))
 
 
 def turn_causal_mask(attention_mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
@@ -270,7 +292,9 @@ def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowB
     if config.reads_conversation:
         return ConversationBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
                                    config.chunk_tokens, max_turn_chars,
-                                   closing_apart=bool(config.closing_apart))
+                                   # a causal reading never lets a turn see the closing
+                                   closing_apart=bool(config.closing_apart)
+                                   and config.reading == "conversation")
     return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
                          max_turn_chars)
 

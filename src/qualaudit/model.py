@@ -7,7 +7,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import files
 from itertools import accumulate
 from pathlib import Path
@@ -303,7 +303,7 @@ class QualityModel(nn.Module):
             windows: the turn windows of some transcripts (`WindowBuilder.build`).
             with_evidence: also compute each turn's leave-one-out logits and the running
                 escalation estimate (scoring needs them; training does not).
-            encode: turns the windows into (N, H) float32 turn states; default
+            encode: turns the windows into (n_states, H) float32 states; default
                 `encode_windows(windows, max_batch_tokens)`. The scorer passes its own, which
                 handles devices, pinned memory and running out of memory.
             group_turns: None runs the conversation heads on every transcript at once, padded
@@ -311,9 +311,10 @@ class QualityModel(nn.Module):
                 that many padded turns, or the longest transcript), so that one very long
                 transcript does not pad many short ones.
         """
-        states = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)  # (N, H)
-        is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=states.device)  # (N,)
-        closing = torch.tensor(windows.closing, dtype=torch.bool, device=states.device)  # (N,)
+        read = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)
+        encoded = read[:windows.n_turns]  # (N, H); then the turns read a second time
+        is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=read.device)  # (N,)
+        closing = torch.tensor(windows.closing, dtype=torch.bool, device=read.device)  # (N,)
         counts = windows.turn_counts
         starts = [0, *accumulate(counts)]  # each transcript's first window
         if group_turns is None:
@@ -326,24 +327,45 @@ class QualityModel(nn.Module):
             index = torch.full((len(rows), T), -1, dtype=torch.long)  # (G, T) window positions
             for row, i in enumerate(rows):
                 index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
-            indices.append(index.to(states.device))
-        encoded = states
-        if self.turn_context is not None:
-            states = self._in_context(states, is_agent, indices)
-        turn_logits = self.turn_heads(states)
-        features = self.turn_heads.features(turn_logits, is_agent)  # (N, F)
+            indices.append(index.to(read.device))
+        readings = [(encoded, None)]  # (encoder states, the turns that some heads leave out)
+        if self.config.closing_apart and bool(closing.any()):
+            apart = encoded  # every turn as read without its transcript's closing
+            if windows.reread:
+                apart = encoded.clone()
+                apart[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
+            readings.append((apart, closing))
+        conversations, turn_logits = [], None
+        for states, left_out in readings:
+            in_context = states if self.turn_context is None else self._in_context(states, is_agent, indices)
+            logits = self.turn_heads(in_context)
+            features = self.turn_heads.features(logits, is_agent)  # (N, F)
+            conversations.append([self._conversation(states, in_context, features, is_agent, left_out,
+                                                     index, with_evidence) for index in indices])
+            turn_logits = logits if turn_logits is None else turn_logits  # the whole conversation's
         out = []
-        for rows, index in zip(groups, indices):
-            mask = index >= 0
-            safe = index.clamp(min=0)
-            conversation = self.conversation_heads(
-                states[safe], features[safe], is_agent[safe] & mask, mask,
-                with_evidence=with_evidence, leave_one_out=self.turn_context is None,
-                closing=closing[safe] & mask)
-            if with_evidence and self.turn_context is not None:
-                conversation.leave_one_out = self._leave_one_out(encoded, is_agent, closing, index)
+        for g, rows in enumerate(groups):
+            conversation = conversations[0][g]
+            if len(conversations) > 1:  # the closing_apart heads from the reading without it
+                conversation = _with_heads(conversation, conversations[1][g], self.config.closing_apart)
             out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
         return ModelOutput(turn_logits, is_agent, out)
+
+    def _conversation(self, encoded: torch.Tensor, states: torch.Tensor, features: torch.Tensor,
+                      is_agent: torch.Tensor, closing: torch.Tensor | None, index: torch.Tensor,
+                      with_evidence: bool) -> ConversationOutput:
+        """One group's conversation outputs from one reading: `encoded` its (N, H) encoder
+        states, `states` after the turn context, `closing` (N,) the turns the `closing_apart`
+        heads leave out (None: none), `index` the group's (G, T) window positions."""
+        mask = index >= 0
+        safe = index.clamp(min=0)
+        conversation = self.conversation_heads(
+            states[safe], features[safe], is_agent[safe] & mask, mask,
+            with_evidence=with_evidence, leave_one_out=self.turn_context is None,
+            closing=None if closing is None else closing[safe] & mask)
+        if with_evidence and self.turn_context is not None:
+            conversation.leave_one_out = self._leave_one_out(encoded, is_agent, closing, index)
+        return conversation
 
     def _in_context(self, states: torch.Tensor, is_agent: torch.Tensor,
                     indices: list[torch.Tensor]) -> torch.Tensor:
@@ -357,8 +379,9 @@ class QualityModel(nn.Module):
             out[index[mask]] = read[mask]
         return out
 
-    def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor, closing: torch.Tensor,
-                       index: torch.Tensor, max_turns: int = 16384) -> dict[str, torch.Tensor]:
+    def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor,
+                       closing: torch.Tensor | None, index: torch.Tensor,
+                       max_turns: int = 16384) -> dict[str, torch.Tensor]:
         """{head: (G, T, *shape)}: the conversation logits with turn t removed from everything
         after the encoder (turn context, turn heads, pooling): the transcript is read again
         without it, the later turns moving up one place. `encoded` are the (N, H) encoder
@@ -384,8 +407,9 @@ class QualityModel(nn.Module):
             read = self.turn_context(encoded[safe], agent, mask)
             flat = read.reshape(-1, read.shape[-1])
             features = self.turn_heads.features(self.turn_heads(flat), agent.reshape(-1))
-            logits = self.conversation_heads(read, features.view(*chunk.shape, -1), agent, mask,
-                                             closing=closing[safe] & mask).logits
+            logits = self.conversation_heads(
+                read, features.view(*chunk.shape, -1), agent, mask,
+                closing=None if closing is None else closing[safe] & mask).logits
             for name, value in logits.items():
                 parts.setdefault(name, []).append(value)
         out = {}
@@ -397,8 +421,9 @@ class QualityModel(nn.Module):
         return out
 
     def encode_windows(self, windows: TurnWindows, max_batch_tokens: int = 4096) -> torch.Tensor:
-        """(N, H) float32 states of every turn, in turn order: length-sorted batches of at
-        most `max_batch_tokens` padded tokens on the model's device."""
+        """(n_states, H) float32 states of every turn in turn order, then of every second reading
+        (`TurnWindows.reread`): length-sorted batches of at most `max_batch_tokens` padded tokens
+        on the model's device."""
         device = self.device
         pad = self.tokenizer.pad_token_id or 0
         states, order = [], []
@@ -535,3 +560,12 @@ def _encoder_from_config(encoder_config: dict[str, Any], directory: Path) -> nn.
         raise ModelLoadError(f"{directory}/config.json: cannot build the {model_type} encoder "
                              f"from its settings ({type(exc).__name__}: {exc}); the file was "
                              "edited or damaged") from exc
+
+
+def _with_heads(main: ConversationOutput, other: ConversationOutput,
+                names: list[str]) -> ConversationOutput:
+    """`main` with the logits (and leave-one-out logits) of the heads `names` from `other`."""
+    def merged(a: dict[str, torch.Tensor] | None, b: dict[str, torch.Tensor] | None):
+        return None if a is None or b is None else {**a, **{n: b[n] for n in names}}
+    return replace(main, logits=merged(main.logits, other.logits),
+                   leave_one_out=merged(main.leave_one_out, other.leave_one_out))

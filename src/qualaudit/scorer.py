@@ -283,9 +283,9 @@ class Auditor:
                           self.model.config.languages)
 
     def _encode(self, windows: TurnWindows) -> torch.Tensor:
-        """(N, H) float32 turn states for every window. Batches are queued without waiting
-        for the device (pinned host memory, non-blocking copies on CUDA) and their states
-        put back in window order once, at the end."""
+        """(n_states, H) float32 states: every turn's, then every second reading's
+        (`TurnWindows.reread`). Batches are queued without waiting for the device (pinned host
+        memory, non-blocking copies on CUDA) and their states put back in order once, at the end."""
         lengths = windows.lengths
         hidden = self.model.encoder.config.hidden_size
         pad_id = self.model.tokenizer.pad_token_id or 0
@@ -315,7 +315,7 @@ class Auditor:
                 continue
             order += turns
             self.stats.padded_tokens += len(idx) * max(lengths[i] for i in idx)
-        states = torch.empty((windows.n_turns, hidden), dtype=torch.float32, device=self.device)
+        states = torch.empty((windows.n_states, hidden), dtype=torch.float32, device=self.device)
         if parts:
             where = torch.tensor(order, pin_memory=pin).to(self.device, non_blocking=True)
             states[where] = torch.cat(parts)
