@@ -59,7 +59,8 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
         f"{config.position_buckets} position buckets from the start and from the end",
         *([f"- closing read apart: {', '.join(f'`{h}`' for h in config.closing_apart)} pool "
            "only the turns before the customer's closing pleasantries (`qualaudit.closing`), "
-           "encoded as in the conversation without them; the closing starts a chunk of its own"]
+           "read as in the conversation without them (the closing's chunk is read a second "
+           "time, cut before it); every other head reads the whole conversation"]
           if config.closing_apart else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
