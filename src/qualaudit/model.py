@@ -335,21 +335,21 @@ class QualityModel(nn.Module):
                 apart = encoded.clone()
                 apart[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
             readings.append((apart, closing))
-        conversations, turn_logits = [], None
+        conversations, turn_logits = [], []  # per reading; per-turn outputs from the first
         for states, left_out in readings:
             in_context = states if self.turn_context is None else self._in_context(states, is_agent, indices)
             logits = self.turn_heads(in_context)
             features = self.turn_heads.features(logits, is_agent)  # (N, F)
             conversations.append([self._conversation(states, in_context, features, is_agent, left_out,
                                                      index, with_evidence) for index in indices])
-            turn_logits = logits if turn_logits is None else turn_logits  # the whole conversation's
+            turn_logits.append(logits)
         out = []
         for g, rows in enumerate(groups):
             conversation = conversations[0][g]
             if len(conversations) > 1:  # the closing_apart heads from the reading without it
                 conversation = _with_heads(conversation, conversations[1][g], self.config.closing_apart)
             out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
-        return ModelOutput(turn_logits, is_agent, out)
+        return ModelOutput(turn_logits[0], is_agent, out)
 
     def _conversation(self, encoded: torch.Tensor, states: torch.Tensor, features: torch.Tensor,
                       is_agent: torch.Tensor, closing: torch.Tensor | None, index: torch.Tensor,
