@@ -58,6 +58,9 @@ def decompose(model: QualityModel, a: Transcript, b: Transcript) -> dict[str, fl
 
 
 def run(model: QualityModel, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    if model.config.closing_apart:  # resolution does not read the closing by construction
+        raise ValueError(f"the model reads {model.config.closing_apart} apart from the closing: "
+                         "there is no closing effect on it to split")
     chosen = [p for p in pairs if p["behaviour"] == "closing_thanks"]
     if not chosen:
         raise ValueError("no closing_thanks pairs to measure")

@@ -85,7 +85,7 @@ def turn_states(model: QualityModel, transcripts: list[Transcript]) -> tuple[tor
     with torch.inference_mode():
         for k in range(0, len(transcripts), 32):
             windows = builder.build(transcripts[k:k + 32])
-            states = model.encode_windows(windows)[:windows.n_turns]  # the whole conversation's
+            states = model.encode_windows(windows)
             is_agent = torch.tensor(windows.is_agent, dtype=torch.bool)
             features = model.turn_heads.features(model.turn_heads(states), is_agent)
             for chunk in zip(states.split(windows.turn_counts), features.split(windows.turn_counts),
@@ -111,6 +111,9 @@ def heads(model_dir: str, loaded, pairs: dict, seeds: int, epochs: int) -> dict:
     weights ("continued") or from new ones ("new"), on STC-3 train, batch 16, AdamW lr 1e-3
     (the training recipe's head_lr), soft binary cross-entropy on P(A > 0)."""
     model = QualityModel.from_pretrained(model_dir).eval()
+    if model.config.closing_apart:  # its resolution reads other states than turn_states gives
+        raise ValueError(f"{model_dir}: reads {model.config.closing_apart} apart from the "
+                         "closing; the heads measurement reads every turn's first reading")
     train = [e for e in loaded["stc3"] if e.split == "train" and "resolution" in e.labels]
     x_train = turn_states(model, [e.transcript for e in train])
     y_train = torch.tensor(np.array([p_positive(e.labels["resolution"]) for e in train]),

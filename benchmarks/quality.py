@@ -68,7 +68,8 @@ from typing import Any
 
 import numpy as np
 
-from qualaudit import Auditor, TranscriptScore, closing
+from qualaudit import Auditor, TranscriptScore
+from qualaudit.closing import without_closing as transcript_without_closing
 from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS, p_positive
 from qualaudit.metrics import (
     auroc,
@@ -819,7 +820,7 @@ def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[
 def without_closing(e: Example) -> Example:
     """The example with its closing cut (`qualaudit.closing.without_closing`). Labels and key
     are kept, so a score of the cut conversation is compared with the same label."""
-    t = closing.without_closing(e.transcript)
+    t = transcript_without_closing(e.transcript)
     return e if t is e.transcript else dataclasses.replace(e, transcript=t)
 
 

@@ -46,3 +46,9 @@ def test_the_encoder_part_is_zero_when_reading_causally(tiny_encoder_dir, pairs,
 def test_no_closing_pairs_is_an_error(tiny_model):
     with pytest.raises(ValueError, match="closing_thanks"):
         closing_sensitivity.run(tiny_model, [{"behaviour": "loop"}])
+
+
+def test_a_model_that_reads_resolution_apart_from_the_closing_is_refused(tiny_encoder_dir, pairs):
+    model = make_tiny_model(tiny_encoder_dir, closing_apart=["resolution.v1"])
+    with pytest.raises(ValueError, match="apart from the closing"):
+        closing_sensitivity.run(model, pairs)

@@ -2,7 +2,9 @@
 closing pleasantry goes with the turns after it, a thank-you with content stays, and the
 first exchange is never cut."""
 
-from conftest import load_benchmark
+import pytest
+
+from conftest import load_benchmark, make_tiny_model
 from qualaudit.training.datasets.examples import transcript
 
 head_transfer = load_benchmark("head_transfer")
@@ -29,3 +31,9 @@ def test_without_closing_keeps_a_thank_you_with_content_and_the_first_exchange()
     assert roles_texts(head_transfer.without_last_customer_turn(content)) == roles_texts(content)[:2]
     short = transcript("s", [("agent", "Hello!"), ("customer", "Thanks, bye.")])
     assert roles_texts(head_transfer.without_closing(short)) == roles_texts(short)
+
+
+def test_the_heads_measurement_refuses_a_model_that_reads_resolution_apart(tiny_encoder_dir, tmp_path):
+    make_tiny_model(tiny_encoder_dir, closing_apart=["resolution.v1"]).save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="apart from the"):
+        head_transfer.heads(str(tmp_path / "m"), {}, {}, seeds=1, epochs=1)

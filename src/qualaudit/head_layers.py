@@ -140,11 +140,7 @@ class ConversationHeads(nn.Module):
         self.specs = [s for s in specs if s.level == "conversation"]
         if any(s.pooling == "causal" and s.shape != () for s in self.specs):
             raise ValueError("causal conversation heads must have one binary output")
-        full = {s.name for s in self.specs if s.pooling == "full"}
-        if not set(closing_apart) <= full:
-            raise ValueError(f"closing_apart {sorted(set(closing_apart) - full)} are not "
-                             f"conversation heads with full pooling ({sorted(full)})")
-        self.closing_apart = frozenset(closing_apart)
+        self.closing_apart = frozenset(closing_apart)  # checked by ModelConfig
         self.position_buckets = position_buckets
         self.proj = nn.Linear(hidden + n_features, dim)
         self.role = nn.Embedding(2, dim)

@@ -62,7 +62,9 @@ class ModelConfig:
     reading: str = "turns"
     chunk_tokens: int = 256
     # conversation heads ("full" pooling) that do not read the transcript's closing
-    # (`qualaudit.closing`): they pool the turns before it, encoded as without it
+    # (`qualaudit.closing`): they pool the turns before it, encoded as without it. A transcript
+    # over `max_turns` is cut first (`within_max_turns`), its closing among the last turns kept,
+    # so these heads then read fewer of its last turns than they would without the closing
     closing_apart: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -328,13 +330,14 @@ class QualityModel(nn.Module):
             for row, i in enumerate(rows):
                 index[row, : counts[i]] = torch.arange(starts[i], starts[i + 1])
             indices.append(index.to(read.device))
-        readings = [(encoded, None)]  # (encoder states, the turns that some heads leave out)
-        if self.config.closing_apart and bool(closing.any()):
-            apart = encoded  # every turn as read without its transcript's closing
-            if windows.reread:
-                apart = encoded.clone()
-                apart[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
-            readings.append((apart, closing))
+        # (encoder states, the turns the closing_apart heads leave out) of each reading: a
+        # second one only where some turns were encoded again without their closing
+        apart = bool(self.config.closing_apart) and any(windows.closing)
+        readings = [(encoded, closing if apart and not windows.reread else None)]
+        if apart and windows.reread:
+            without = encoded.clone()
+            without[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
+            readings.append((without, closing))
         conversations, turn_logits = [], []  # per reading; per-turn outputs from the first
         for states, left_out in readings:
             in_context = states if self.turn_context is None else self._in_context(states, is_agent, indices)
