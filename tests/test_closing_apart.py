@@ -125,7 +125,7 @@ def test_closing_apart_is_saved_and_only_full_conversation_heads_may_be_named(tm
     model.save_pretrained(tmp_path / "m")
     with pytest.warns(UntrainedModelWarning):
         assert QualityModel.from_pretrained(tmp_path / "m").config.closing_apart == APART
-    assert "closing read apart: `resolution.v1`" in (tmp_path / "m" / "README.md").read_text()
+    assert "closing read apart (`resolution.v1`)" in (tmp_path / "m" / "README.md").read_text()
     for bad in (["escalation.v1"], ["empathy.v1"], ["nothing"], "resolution.v1"):
         with pytest.raises(ValueError, match="closing_apart"):
             make_tiny_model(tiny_encoder_dir, closing_apart=bad)

@@ -57,10 +57,10 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
          if config.context_layers else "- turn context: none (a turn sees only its window)"),
         f"- conversation pooling: learned attention, {config.conversation_dim} dims, "
         f"{config.position_buckets} position buckets from the start and from the end",
-        *([f"- closing read apart: {', '.join(f'`{h}`' for h in config.closing_apart)} pool "
-           "only the turns before the customer's closing pleasantries (`qualaudit.closing`), "
-           "read as in the conversation without them (the closing's chunk is read a second "
-           "time, cut before it); every other head reads the whole conversation"]
+        *([f"- closing read apart ({', '.join(f'`{h}`' for h in config.closing_apart)}): "
+           "only the turns before the customer's closing pleasantries (`qualaudit.closing`) are "
+           "pooled, read as in the conversation without them (the closing's chunk is read a "
+           "second time, cut before it); every other head reads the whole conversation"]
           if config.closing_apart else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
