@@ -108,11 +108,10 @@ def short_turns(auditor: Auditor, examples: list) -> dict[str, Any]:
                         for words in (None, *SHORT_WORDS)]
         cuts += [at] * step
     scores = auditor.score(transcripts)
-    signal = np.asarray([s.turns[at].escalation_signals["asks_for_human"]
-                         for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
+    cut_turns = [s.turns[at] for s, at in zip(scores, cuts, strict=True)]
+    signal = np.asarray([t.escalation_signals["asks_for_human"] for t in cut_turns]).reshape(-1, step)
+    running = np.asarray([t.escalation_running for t in cut_turns]).reshape(-1, step)
     escalation = np.asarray([s.escalation for s in scores]).reshape(-1, step)
-    running = np.asarray([s.turns[at].escalation_running
-                          for s, at in zip(scores, cuts, strict=True)]).reshape(-1, step)
     return {"dialogues": len(signal), "full_above_half": share(signal[:, 0] > 0.5),
             "cut_above_half": share(signal[:, 1:] > 0.5),
             "escalation_mean_abs_change": mean_abs_change(escalation),

@@ -262,8 +262,10 @@ class ConversationBuilder(WindowBuilder):
 
     def _reread_before_closing(self, windows: TurnWindows, closing: int) -> None:
         """Add the chunk of turn `closing` cut before it, when earlier turns share it."""
-        chunk = windows.spans[closing][0]
-        before = [k for k in range(closing) if windows.spans[k][0] == chunk]
+        chunk, first = windows.spans[closing][0], closing
+        while first > 0 and windows.spans[first - 1][0] == chunk:  # a chunk's turns are consecutive
+            first -= 1
+        before = range(first, closing)
         if not before:
             return
         ids = windows.input_ids[chunk][:windows.spans[closing - 1][2]] + self.close

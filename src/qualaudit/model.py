@@ -316,7 +316,6 @@ class QualityModel(nn.Module):
         read = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)
         encoded = read[:windows.n_turns]  # (N, H); then the turns read a second time
         is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=read.device)  # (N,)
-        closing = torch.tensor(windows.closing, dtype=torch.bool, device=read.device)  # (N,)
         counts = windows.turn_counts
         starts = [0, *accumulate(counts)]  # each transcript's first window
         if group_turns is None:
@@ -333,7 +332,8 @@ class QualityModel(nn.Module):
         # (encoder states, the turns the closing_apart heads leave out) of each reading: a
         # second one only where some turns were encoded again without their closing
         apart = bool(self.config.closing_apart) and any(windows.closing)
-        readings = [(encoded, closing if apart and not windows.reread else None)]
+        closing = torch.tensor(windows.closing, dtype=torch.bool, device=read.device) if apart else None
+        readings = [(encoded, None if windows.reread else closing)]
         if apart and windows.reread:
             without = encoded.clone()
             without[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
