@@ -330,6 +330,29 @@ def test_cli_train_calibrate_evaluate_on_user_labels(tmp_path, tiny_model_dir, c
     assert "escalation" in json.dumps(data) and "escalation" in capsys.readouterr().out
 
 
+def test_heads_trained_on_a_frozen_encoder_leave_the_others_calibration_as_it_was(tmp_path, tiny_model_dir):
+    """Their scores did not change, so a calibration fitted with care (affine, other data)
+    must not be replaced by the training run's default; with the encoder trained, every
+    head's scores move and every head is fitted again."""
+    transcripts, labels = write_user_data(tmp_path, 600)  # 20+ dev:calibrate conversations
+    data = ["--transcripts", str(transcripts), "--labels", str(labels)]
+    cal = tmp_path / "cal"
+    assert main(["calibrate", str(tiny_model_dir), "-o", str(cal), *data, "--method", "affine"]) == 0
+    before = json.loads((cal / "calibration.json").read_text())["heads"]
+
+    def trained(*flags: str) -> dict:
+        out = tmp_path / "-".join(["out", *flags])
+        assert main(["train", *data, "--init", str(cal), "-o", str(out), "--heads", "escalation",
+                     "--max-epochs", "1", "--quiet", *flags]) == 0
+        return json.loads((out / "calibration.json").read_text())["heads"]
+
+    frozen = trained("--freeze-encoder")
+    assert frozen["resolution.v1"] == before["resolution.v1"]
+    assert frozen["escalation.v1"]["method"] == "temperature"  # the trained head: fitted again
+    assert "keep the calibration they came with: `" in (tmp_path / "out---freeze-encoder" / "README.md").read_text()
+    assert trained()["resolution.v1"]["method"] == "temperature"
+
+
 def test_cli_train_needs_one_label_source(tmp_path, capsys):
     assert main(["train", "-o", str(tmp_path / "x")]) == 2
     assert "give --data-dir, or --transcripts with --labels" in capsys.readouterr().err
@@ -368,6 +391,37 @@ def test_a_named_head_trains_on_the_conversations_that_label_it(tmp_path, tiny_m
     changed = {k for k, v in result.model.state_dict().items() if not torch.equal(before[k], v)}
     assert changed and all("escalation_signal_v1" in k for k in changed)
     assert 0 < result.steps <= 3  # one pass over at most 12 short conversations
+
+
+def test_a_named_head_trains_on_augmentations_made_from_sources_that_do_not_label_it(
+        tmp_path, tiny_model_dir):
+    """Two-turn answers are made from Bitext requests, which label escalation only: repeat
+    inquiry trained alone still gets them (labelled 0 or 1), and nothing else trains."""
+    examples = toy_examples(24)
+    for e in examples:
+        e.labels["repeat_inquiry"] = e.labels["escalation"]
+    requests = [("track_order", "where is my parcel", "Your parcel ships within two days."),
+                ("cancel_order", "cancel my order please", "Open Orders and choose Cancel."),
+                ("get_refund", "how do I get my money back", "Refunds go to your card in 5 days.")]
+    for k, (intent, ask, reply) in enumerate(requests * 4):
+        t = transcript(f"b{k}", [("customer", ask)])
+        examples.append(Example(t, "bitext", f"{intent}/{k}", labels={"escalation": np.float32(0.0)},
+                                info={"intent": intent, "response": reply}))
+
+    def steps(augment: float) -> int:
+        args = TrainingArgs(output_dir=str(tmp_path / f"ft{augment}"), examples=examples,
+                            init=str(tiny_model_dir), heads=["repeat_inquiry"], freeze_encoder=True,
+                            batch_tokens=200, evals=1, max_epochs=1, augment=augment,
+                            augment_kinds=("two_turn_answered",), progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedModelWarning)
+            before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
+            result = train(args)
+        changed = {k for k, v in result.model.state_dict().items() if not torch.equal(before[k], v)}
+        assert changed and all("repeat_inquiry_v1" in k for k in changed)
+        return result.steps
+
+    assert steps(1.0) > steps(0.0)
 
 
 def test_refit_heads_replaces_the_conversation_heads_and_trains_nothing_else(tmp_path, tiny_encoder_dir):

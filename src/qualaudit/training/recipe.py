@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -73,12 +73,15 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
            command: str = "", extra_sections: dict[str, str] | None = None) -> list[HeadCalibration]:
     """Save the trained model to `args.output_dir` in fp16, calibrate it on the calibration
     half of the dev split (early stopping used the other half) as reloaded from disk, and save
-    it again with calibration and model card."""
+    it again with calibration and model card. Named heads trained on a frozen encoder leave
+    every other head's scores as they were, so those keep the calibration they came with."""
+    untouched = ({s.name for s in result.model.specs if s.target not in args.heads}
+                 if args.heads is not None and args.freeze_encoder else set())
     return _save_calibrated(result.model, Path(args.output_dir), args.all_examples(), method, {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
         "Label card": label_card() if args.data_dir else "See the labels file given to `qualaudit train`.",
         "Recipe": recipe_text(args, result, command),
-    }, extra_sections)[1]
+    }, extra_sections, keep=untouched)[1]
 
 
 def soup(directories: list[str | Path], output_dir: str | Path, examples: list[Example],
@@ -120,21 +123,27 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
 
 
 def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
-                     sections: dict[str, str], extra_sections: dict[str, str] | None = None
-                     ) -> tuple[QualityModel, list[HeadCalibration]]:
+                     sections: dict[str, str], extra_sections: dict[str, str] | None = None,
+                     keep: Collection[str] = ()) -> tuple[QualityModel, list[HeadCalibration]]:
     """Save `model` to `out` in fp16, calibrate it on the `dev:calibrate` half of `examples`
     as reloaded from disk (early stopping used the other half), and save it again with its
-    calibration and model card; the model as saved, and the calibration report."""
+    calibration and model card; the model as saved, and the calibration report. The heads in
+    `keep` that have a calibration keep it."""
     model.save_pretrained(out, dtype=torch.float16)
     shipped = QualityModel.from_pretrained(out)
-    report = fit_calibration(shipped, by_split(examples, "dev:calibrate"), method=method)
+    kept = {head: shipped.calibration[head] for head in sorted(keep) if head in shipped.calibration}
+    report = [r for r in fit_calibration(shipped, by_split(examples, "dev:calibrate"), method=method)
+              if r.head not in kept]
+    shipped.calibration.update(kept)
+    note = (f" The heads this run did not change keep the calibration they came with: "
+            f"{', '.join(f'`{h}`' for h in kept)}." if kept else "")
     sections = {
         **sections,
         "Calibration": "Fitted per head on the calibration half of the dev split (no "
                        "augmentations; early stopping used the other half), on the fp16 weights "
                        "as saved. ECE is measured on the same items, against the same (soft) "
                        "labels the head was trained on; ECE on data the calibration did not see "
-                       "is in the cross-source figures:\n\n" + calibration_table(report),
+                       f"is in the cross-source figures.{note}\n\n" + calibration_table(report),
         **(extra_sections or {}),
     }
     shipped.save_pretrained(out, card_sections=sections, dtype=torch.float16)

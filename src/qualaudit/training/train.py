@@ -39,9 +39,10 @@ class TrainingArgs:
 
     `init` is an encoder ("minilm", a path or hub id: new heads) or a saved qualaudit model
     directory (fine-tuning). `heads` names the targets to train (None: every target the data
-    labels); named heads train only their own layers, on the conversations that label them, so
-    the others keep their weights (and, with `freeze_encoder`, their scores: it trains the heads
-    only, for small label sets).
+    labels); named heads train only their own layers, on the conversations and augmentations
+    that label them (augmentations drawn from every training conversation), so the others keep
+    their weights (and, with `freeze_encoder`, their scores: it trains the heads only, for small
+    label sets).
     `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
@@ -282,12 +283,19 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     wanted = ([s.target for s in model.specs if s.level == "conversation"] if args.refit_heads
               else args.heads)
     specs = _trained_specs(model, train_examples, wanted)
-    if args.heads is not None:  # named heads: only the conversations that label one of them
-        targets = {s.target for s in specs}
-        train_examples = [e for e in train_examples if targets & {*e.labels, *e.turn_labels}]
+    targets = {s.target for s in specs}
+
+    def labelled(chosen: list[Example]) -> list[Example]:
+        """Named heads train only on the conversations that label one of them."""
+        if args.heads is None:
+            return chosen
+        return [e for e in chosen if targets & {*e.labels, *e.turn_labels}]
+
     builder = window_builder(model)
-    train_items = prepare(train_examples, builder, args.max_turns)
+    train_items = prepare(labelled(train_examples), builder, args.max_turns)
     dev_items = prepare(dev_examples, builder, args.max_turns)
+    # drawn from every training conversation: a named head's augmentations can be made from a
+    # source that does not label it (two-turn answers from Bitext for repeat inquiry)
     augmenter = (Augmenter(train_examples, args.augment_kinds)
                  if args.augment or args.closing_consistency else None)
     resolution = _closing_head(specs, args)
@@ -330,7 +338,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     start = time.perf_counter() - state["seconds"]
     while state["tokens"] < args.max_train_tokens and state["epoch"] < args.max_epochs:
         rng = random.Random(args.seed * 1000 + state["epoch"])
-        items = train_items + (prepare(augmenter.make(int(args.augment * len(train_items)), rng),
+        items = train_items + (prepare(labelled(augmenter.make(int(args.augment * len(train_items)), rng)),
                                        builder, args.max_turns) if args.augment else [])
         plan = batches(items, args.batch_tokens, rng)
         pairs = _closing_pairs(augmenter, len(plan) * args.closing_pairs, rng, builder, args.max_turns
