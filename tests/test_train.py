@@ -24,6 +24,7 @@ from qualaudit.training.datasets.augment import Augmenter
 from qualaudit.training.recipe import soup
 from qualaudit.training.train import (
     TrainingArgs,
+    TrainResult,
     _splits,
     _train_mode,
     batch_loss,
@@ -381,16 +382,23 @@ def test_a_named_head_trains_on_the_conversations_that_label_it(tmp_path, tiny_m
     examples = toy_examples()
     for e in examples[12:]:
         del e.turn_labels["escalation_signal"]
-    args = TrainingArgs(output_dir=str(tmp_path / "ft"), examples=examples, init=str(tiny_model_dir),
-                        heads=["escalation_signal"], freeze_encoder=True, batch_tokens=400,
-                        evals=1, max_epochs=1, augment=0.0, progress=False)
+    result = trained_alone(TrainingArgs(
+        output_dir=str(tmp_path / "ft"), examples=examples, init=str(tiny_model_dir),
+        heads=["escalation_signal"], freeze_encoder=True, batch_tokens=400, evals=1, max_epochs=1,
+        augment=0.0, progress=False))
+    assert 0 < result.steps <= 3  # one pass over at most 12 short conversations
+
+
+def trained_alone(args: TrainingArgs) -> TrainResult:
+    """`train(args)`, checking that only the named head's own layers changed."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
+        before = QualityModel.from_pretrained(args.init).state_dict()
         result = train(args)
     changed = {k for k, v in result.model.state_dict().items() if not torch.equal(before[k], v)}
-    assert changed and all("escalation_signal_v1" in k for k in changed)
-    assert 0 < result.steps <= 3  # one pass over at most 12 short conversations
+    (head,) = args.heads
+    assert changed and all(f"{head}_v1" in k for k in changed)
+    return result
 
 
 def test_a_named_head_trains_on_augmentations_made_from_sources_that_do_not_label_it(
@@ -409,17 +417,10 @@ def test_a_named_head_trains_on_augmentations_made_from_sources_that_do_not_labe
                                 info={"intent": intent, "response": reply}))
 
     def steps(augment: float) -> int:
-        args = TrainingArgs(output_dir=str(tmp_path / f"ft{augment}"), examples=examples,
-                            init=str(tiny_model_dir), heads=["repeat_inquiry"], freeze_encoder=True,
-                            batch_tokens=200, evals=1, max_epochs=1, augment=augment,
-                            augment_kinds=("two_turn_answered",), progress=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrainedModelWarning)
-            before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
-            result = train(args)
-        changed = {k for k, v in result.model.state_dict().items() if not torch.equal(before[k], v)}
-        assert changed and all("repeat_inquiry_v1" in k for k in changed)
-        return result.steps
+        return trained_alone(TrainingArgs(
+            output_dir=str(tmp_path / f"ft{augment}"), examples=examples, init=str(tiny_model_dir),
+            heads=["repeat_inquiry"], freeze_encoder=True, batch_tokens=200, evals=1, max_epochs=1,
+            augment=augment, augment_kinds=("two_turn_answered",), progress=False)).steps
 
     assert steps(1.0) > steps(0.0)
 
