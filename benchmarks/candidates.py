@@ -84,7 +84,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             teacher_weight=args.teacher_weight, heads=args.heads,
-                            freeze_encoder=args.freeze_encoder, progress=not args.quiet)
+                            freeze_encoder=args.freeze_encoder, uss_share=args.uss_share,
+                            progress=not args.quiet)
     command = _command()
     select = None if turn_heads_only(args.heads) else selection_metric(args.data_dir)
     summary = build(training, command=command, select=select)
@@ -313,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,
                        help="the teacher's share of each label it covers")
+    train.add_argument("--uss-share", type=float, default=TrainingArgs.uss_share,
+                       help="the share of USS's training dialogues used (default %(default)s)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
     train.add_argument("--seed", type=int, default=0)

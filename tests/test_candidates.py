@@ -96,7 +96,7 @@ def test_a_turn_head_alone_trains_on_its_dev_loss_and_leaves_every_other_weight(
         warnings.simplefilter("ignore")
         candidates.main(["train", "-o", str(out), "--init", str(tiny_model_dir),
                          "--heads", "escalation_signal", "--freeze-encoder", "--max-train-tokens", "8000",
-                         "--threads", "1", "--data-dir", str(data_dir), "--quiet"])
+                         "--uss-share", "1.0", "--threads", "1", "--data-dir", str(data_dir), "--quiet"])
         before, after = (QualityModel.from_pretrained(d).state_dict() for d in (tiny_model_dir, out))
     # saved in fp16: a weight that did not train is its fp16 rounding, exactly
     changed = {k for k, v in before.items() if not torch.equal(v.half().float(), after[k].float())}
@@ -104,6 +104,7 @@ def test_a_turn_head_alone_trains_on_its_dev_loss_and_leaves_every_other_weight(
     record = json.loads((out / "results.json").read_text())
     assert record["dev"] and not any("selection" in d for d in record["dev"])  # chosen on dev loss
     assert np.isfinite(record["selection_score"])  # still evaluated on the whole protocol
+    assert "'uss_share': 1.0" in (out / "README.md").read_text()  # the recipe as run
     assert candidates.turn_heads_only(["escalation_signal", "breakdown"])
     assert not candidates.turn_heads_only(["escalation_signal", "escalation"])
     assert not candidates.turn_heads_only(None)
