@@ -78,6 +78,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
                             context_layers=args.context_layers, reading=args.reading,
+                            last_turns=args.last_turns,
                             max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
@@ -121,8 +122,9 @@ def _command() -> str:
 
 def design(config: ModelConfig) -> str:
     """The design a candidate's config says: (a) turns, (b) turns + context layers, (c)
-    the conversation read as text in chunks."""
-    return f"reading={config.reading}, context_layers={config.context_layers}"
+    the conversation read as text in chunks; and the heads that read the last turns."""
+    return (f"reading={config.reading}, context_layers={config.context_layers}"
+            + (f", last_turns={','.join(config.last_turns)}" if config.last_turns else ""))
 
 
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
@@ -302,6 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only")
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
     train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")
+    train.add_argument("--last-turns", type=lambda v: v.split(","),
+                       help="targets whose heads also read the last customer and agent turns "
+                            "(default: the --init model's)")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,

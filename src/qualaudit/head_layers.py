@@ -131,16 +131,24 @@ class ConversationHeads(nn.Module):
     The "full" heads named in `closing_apart` pool only the turns before the transcript's
     closing, with end positions counted from the last of them: as in the transcript without
     its closing, whose turns give no evidence to these heads.
+
+    The "full" heads named in `last_turns` also read the last customer turn and the last agent
+    turn they pool (z_t; zeros for a role with none), through a linear map added to the pooled
+    vector: a softmax pool blends every turn, while whether a customer will be back is read at
+    the end. The map starts at zero, so adding it to a trained model changes no score until it
+    is trained. A turn left out is left out of this read too: the turn of its role before it
+    takes its place.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
                  dim: int = 128, position_buckets: int = 16, dropout: float = 0.1,
-                 closing_apart: tuple[str, ...] = ()) -> None:
+                 closing_apart: tuple[str, ...] = (), last_turns: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.specs = [s for s in specs if s.level == "conversation"]
         if any(s.pooling == "causal" and s.shape != () for s in self.specs):
             raise ValueError("causal conversation heads must have one binary output")
         self.closing_apart = frozenset(closing_apart)  # checked by ModelConfig
+        self.last_turns = frozenset(last_turns)  # checked by ModelConfig
         self.position_buckets = position_buckets
         self.proj = nn.Linear(hidden + n_features, dim)
         self.role = nn.Embedding(2, dim)
@@ -154,10 +162,15 @@ class ConversationHeads(nn.Module):
                                    nn.GELU(), nn.Linear(dim, s.size))
             for s in self.specs
         })
+        self.last = nn.ModuleDict({s.key: nn.Linear(2 * dim, dim) for s in self.specs
+                                   if s.name in self.last_turns})
         with torch.no_grad():  # prior: escalation is rarely needed at any one turn (0.7%)
             for s in self.specs:
                 if s.pooling == "causal":
                     self.out[s.key][-1].bias.fill_(-5.0)
+            for layer in self.last.values():
+                layer.weight.zero_()
+                layer.bias.zero_()
 
     def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
                 mask: torch.Tensor, with_evidence: bool = False, leave_one_out: bool = True, *,
@@ -203,12 +216,40 @@ class ConversationHeads(nn.Module):
                 pooled = _pool(z, scores, read)[:, None]  # (B, 1, D)
                 if with_evidence and leave_one_out:  # one MLP call: equal inputs round equally
                     pooled = torch.cat([pooled, _leave_one_out_pool(z, scores, read)], 1)
+                if s.name in self.last_turns:
+                    ends = _last_turns(z, is_agent, read, with_evidence and leave_one_out)
+                    pooled = pooled + self.last[key](ends.to(pooled.dtype))
                 out = self.out[key](pooled)  # (B, 1 [+ T], size)
                 logits[s.name] = out[:, 0].view(B, *s.shape)
                 if with_evidence and leave_one_out:
                     loo[s.name] = out[:, 1:].view(B, T, *s.shape)
         return ConversationOutput(logits, loo if with_evidence else None,
                                   running if with_evidence else None, hazards)
+
+
+def _last_turns(z: torch.Tensor, is_agent: torch.Tensor, read: torch.Tensor,
+                leave_one_out: bool) -> torch.Tensor:
+    """(B, 1 [+ T], 2D): [last customer turn ; last agent turn] of the turns read (zeros for
+    a role with none), then, with `leave_one_out`, the same with turn t left out (the turn of
+    its role before it, if any, in its place)."""
+    B, T, _ = z.shape
+    rows = torch.arange(B, device=z.device)
+    pos = torch.arange(T, device=z.device).expand(B, T)
+
+    def turn(at: torch.Tensor) -> torch.Tensor:  # (B,) positions, -1: none -> (B, 1, D)
+        return (z[rows, at.clamp(min=0)] * (at >= 0)[:, None].to(z.dtype))[:, None]
+
+    full, without = [], []
+    for role in (False, True):
+        own = read & (is_agent == role)
+        last = torch.where(own, pos, -1).max(1).values
+        full.append(turn(last))
+        if leave_one_out:
+            before = torch.where(own & (pos < last[:, None]), pos, -1).max(1).values
+            is_last = (pos == last[:, None])[..., None]  # (B, T, 1): turn t is its role's last
+            without.append(torch.where(is_last, turn(before), turn(last)))
+    ends = torch.cat(full, -1)
+    return torch.cat([ends, torch.cat(without, -1)], 1) if leave_one_out else ends
 
 
 def _noisy_or_logit(log_survival: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,9 @@ class ModelConfig:
     # over `max_turns` is cut first (`within_max_turns`), its closing among the last turns kept,
     # so these heads then read fewer of its last turns than they would without the closing
     closing_apart: list[str] = field(default_factory=list)
+    # conversation heads ("full" pooling) that also read the last customer and the last agent
+    # turn they pool, beside the pooled turns (`head_layers.ConversationHeads`)
+    last_turns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -93,10 +96,12 @@ class ModelConfig:
         stray = [h for h in self.trained_heads if h not in self.heads]
         if stray:
             raise ValueError(f"trained_heads {stray} are not among the heads {self.heads}")
-        if not isinstance(self.closing_apart, list) or any(
-                h not in self.heads or HEAD_SPECS[h].pooling != "full" for h in self.closing_apart):
-            raise ValueError(f"closing_apart must list conversation heads with full pooling among "
-                             f"the heads {self.heads}, found {self.closing_apart!r}")
+        for name in ("closing_apart", "last_turns"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or any(
+                    h not in self.heads or HEAD_SPECS[h].pooling != "full" for h in value):
+                raise ValueError(f"{name} must list conversation heads with full pooling among "
+                                 f"the heads {self.heads}, found {value!r}")
 
     @property
     def reads_conversation(self) -> bool:
@@ -199,7 +204,7 @@ class QualityModel(nn.Module):
         return ConversationHeads(
             self.specs, self.encoder.config.hidden_size, turn_feature_size(self.specs),
             self.config.conversation_dim, self.config.position_buckets, self.config.dropout,
-            closing_apart=tuple(self.config.closing_apart))
+            closing_apart=tuple(self.config.closing_apart), last_turns=tuple(self.config.last_turns))
 
     # ----------------------------------------------------------------- building
     @classmethod

@@ -62,6 +62,10 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
            "pooled, read as in the conversation without them (the closing's chunk is read a "
            "second time, cut before it); every other head reads the whole conversation"]
           if config.closing_apart else []),
+        *([f"- last turns read ({', '.join(f'`{h}`' for h in config.last_turns)}): beside its "
+           "pooled turns, the head reads the last customer turn and the last agent turn it pools, "
+           "through a linear map added to the pooled vector"]
+          if config.last_turns else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
         "calibration fit and this card's recipe are `qualaudit.training` (`train`, "

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ..batching import WindowBuilder
-from ..heads import POSITIVE_FROM, HeadSpec
+from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
 from .datasets import Example, by_split, load_examples
@@ -55,7 +55,10 @@ class TrainingArgs:
     `max_turn_tokens` / `max_context_tokens` only set the window of a new model built on an
     encoder (None: `ModelConfig`'s defaults). `context_layers` (None: the init's, or none)
     sets the causal turn-context layers; on a saved model without them they are added as the
-    identity, so training starts from the saved model's scores. `reading` (None: the init's,
+    identity, so training starts from the saved model's scores. `last_turns` (None: the
+    init's, or none) names the targets whose heads also read the last customer and agent turns
+    (`ModelConfig.last_turns`); on a saved model they are added at zero, changing no score
+    until trained, and a saved model's own are kept. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
     `refit_heads` replaces a saved model's conversation heads with new ones and trains only
@@ -101,6 +104,7 @@ class TrainingArgs:
     max_context_tokens: int | None = None
     max_turns: int = 32
     context_layers: int | None = None
+    last_turns: list[str] | None = None
     reading: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -124,6 +128,9 @@ class TrainingArgs:
         if self.reading not in (None, *READINGS):
             raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
         self.augment_kinds = checked_kinds(self.augment_kinds)
+        if self.last_turns is not None and (not isinstance(self.last_turns, list) or not all(
+                isinstance(t, str) for t in self.last_turns)):
+            raise ValueError(f"last_turns must be a list of targets, found {self.last_turns!r}")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         if not 0 <= self.closing_consistency < math.inf:
@@ -424,14 +431,27 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
         model = QualityModel.from_pretrained(args.init)
         if args.reading is not None and args.reading != model.config.reading:
             model = _with_reading(model, args.reading)
+        if args.last_turns is not None:
+            model = _with_last_turns(model, _head_names(model.config.heads, args.last_turns))
         if args.context_layers is None or args.context_layers == model.config.context_layers:
             return model
         return _with_context_layers(model, args.context_layers)
     design = {k: v for k, v in (("context_layers", args.context_layers),
                                 ("reading", args.reading)) if v is not None}
+    if args.last_turns is not None:
+        design["last_turns"] = _head_names(list(DEFAULT_HEADS), args.last_turns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         return QualityModel.from_encoder(args.init, **window, **design)
+
+
+def _head_names(heads: list[str], targets: list[str]) -> list[str]:
+    """The model's head names of `targets` (as `TrainingArgs.heads` names them)."""
+    by_target = {HEAD_SPECS[h].target: h for h in heads}
+    unknown = [t for t in targets if t not in by_target]
+    if unknown:
+        raise ValueError(f"last_turns: unknown target(s) {unknown}; the model has {sorted(by_target)}")
+    return [by_target[t] for t in targets]
 
 
 def _closing_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
@@ -459,6 +479,22 @@ def _with_reading(model: QualityModel, reading: str) -> QualityModel:
     dropped, being refitted after training."""
     new = QualityModel(replace(model.config, reading=reading), model.encoder, model.tokenizer)
     new.load_state_dict(model.state_dict())
+    return new
+
+
+def _with_last_turns(model: QualityModel, heads: list[str]) -> QualityModel:
+    """The saved model with `heads` also reading the last turns, the ones it lacks added at
+    zero: its scores, and so its calibration, are unchanged."""
+    dropped = [h for h in model.config.last_turns if h not in heads]
+    if dropped:
+        raise ValueError(f"last_turns: the model's {dropped} read the last turns with trained "
+                         "weights; name them too")
+    if set(heads) == set(model.config.last_turns):
+        return model
+    config = replace(model.config, last_turns=[h for h in model.config.heads if h in heads])
+    new = QualityModel(config, model.encoder, model.tokenizer, model.calibration)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("conversation_heads.last.") for k in missing)
     return new
 
 
