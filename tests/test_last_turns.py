@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import conversation, make_tiny_model
+from conftest import conversation, load_benchmark, make_tiny_model
+from qualaudit.cli import main
 from qualaudit.errors import ModelLoadError
 from qualaudit.head_layers import ConversationHeads
 from qualaudit.heads import DEFAULT_HEADS, resolve_heads
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.scorer import Auditor
 from qualaudit.training.train import TrainingArgs, train
-from test_train import toy_examples
+from test_train import toy_examples, write_user_data
+
+candidates = load_benchmark("candidates")
 
 REPEAT = "repeat_inquiry.v1"
 
@@ -138,10 +141,24 @@ def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alo
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("repeat_inquiry_v1" in k for k in changed)
     assert all(after[k].abs().sum() > 0 for k in added)  # trained away from zero
-    for bad, message in ((["nothing"], "unknown target"), (["empathy"], "full pooling")):
-        with pytest.raises(ValueError, match=message):
-            train(args("bad", last_turns=bad))
     result.model.save_pretrained(tmp_path / "saved")
-    with pytest.raises(ValueError, match="name them too"):  # trained weights are never dropped
-        train(TrainingArgs(output_dir=str(tmp_path / "drop"), examples=examples,
-                           init=str(tmp_path / "saved"), last_turns=[], progress=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        for bad, message in ((["nothing"], "unknown target"), (["empathy"], "full pooling")):
+            with pytest.raises(ValueError, match=message):
+                train(args("bad", last_turns=bad))
+        with pytest.raises(ValueError, match="name them too"):  # trained weights are never dropped
+            train(TrainingArgs(output_dir=str(tmp_path / "drop"), examples=examples,
+                               init=str(tmp_path / "saved"), last_turns=[], progress=False))
+
+
+def test_cli_train_adds_the_read_to_the_heads_it_names(tmp_path, tiny_model_dir):
+    transcripts, labels = write_user_data(tmp_path)
+    out = tmp_path / "ours"
+    assert main(["train", "--transcripts", str(transcripts), "--labels", str(labels),
+                 "--init", str(tiny_model_dir), "-o", str(out), "--heads", "resolution",
+                 "--last-turns", "resolution", "--freeze-encoder", "--max-epochs", "1", "--quiet"]) == 0
+    with pytest.warns(UntrainedModelWarning):  # the tiny model's other heads never trained
+        config = QualityModel.from_pretrained(out).config
+    assert config.last_turns == ["resolution.v1"]
+    assert candidates.design(config).endswith(", last_turns=resolution.v1")

@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--context-layers", type=_count(0), metavar="N",
                        help="causal transformer layers over the turn states (default: the "
                             "model's own; none for a new model)")
+    train.add_argument("--last-turns", type=_names, metavar="A,B",
+                       help="targets whose heads also read the last customer and agent turns, "
+                            "e.g. repeat_inquiry (default: the model's own; none for a new model)")
     train.add_argument("--reading", choices=["turns", "conversation", "conversation_causal"],
                        help="encode each turn in its own window, or the conversation as text in "
                             "chunks, where with conversation_causal a turn reads only itself and "
@@ -511,6 +514,7 @@ def _train(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("max_train_tokens", args.max_train_tokens),
                                  ("max_epochs", args.max_epochs),
                                  ("context_layers", args.context_layers),
+                                 ("last_turns", args.last_turns),
                                  ("reading", args.reading)) if v is not None}
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,
