@@ -58,7 +58,7 @@ class TrainingArgs:
     identity, so training starts from the saved model's scores. `last_turns` (None: the
     init's, or none) names the targets whose heads also read the last customer and agent turns
     (`ModelConfig.last_turns`); on a saved model they are added at zero, changing no score
-    until trained, and a saved model's own are kept. `reading` (None: the init's,
+    until trained, and the ones it has must be named again. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
     `refit_heads` replaces a saved model's conversation heads with new ones and trains only
