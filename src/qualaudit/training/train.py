@@ -17,12 +17,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..batching import WindowBuilder
+from ..calibration import Calibration
 from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
@@ -477,9 +479,7 @@ def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: Wi
 def _with_reading(model: QualityModel, reading: str) -> QualityModel:
     """The saved model, every weight kept, reading transcripts another way; its calibration is
     dropped, being refitted after training."""
-    new = QualityModel(replace(model.config, reading=reading), model.encoder, model.tokenizer)
-    new.load_state_dict(model.state_dict())
-    return new
+    return _redesigned(model, reading=reading)
 
 
 def _with_last_turns(model: QualityModel, heads: list[str]) -> QualityModel:
@@ -491,11 +491,8 @@ def _with_last_turns(model: QualityModel, heads: list[str]) -> QualityModel:
                          "weights; name them too")
     if set(heads) == set(model.config.last_turns):
         return model
-    config = replace(model.config, last_turns=[h for h in model.config.heads if h in heads])
-    new = QualityModel(config, model.encoder, model.tokenizer, model.calibration)
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("conversation_heads.last.") for k in missing)
-    return new
+    return _redesigned(model, "conversation_heads.last.", model.calibration,
+                       last_turns=[h for h in model.config.heads if h in heads])
 
 
 def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
@@ -504,10 +501,17 @@ def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
     if model.config.context_layers:
         raise ValueError(f"the model already has {model.config.context_layers} turn-context "
                          f"layers; train it as it is (context_layers=None) or from the encoder")
-    config = replace(model.config, context_layers=layers)
-    new = QualityModel(config, model.encoder, model.tokenizer)
+    return _redesigned(model, "turn_context.", context_layers=layers)
+
+
+def _redesigned(model: QualityModel, added: str | None = None, calibration: Calibration | None = None,
+                **changes: Any) -> QualityModel:
+    """The saved model with the config fields `changes`, every weight kept; the weights whose
+    names start with `added` are new, as initialised. `calibration` goes with it (None: none,
+    refitted after training)."""
+    new = QualityModel(replace(model.config, **changes), model.encoder, model.tokenizer, calibration)
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("turn_context.") for k in missing)
+    assert not unexpected and all(added and k.startswith(added) for k in missing)
     return new
 
 
