@@ -18,7 +18,9 @@ from qualaudit.training.datasets.augment import (
     BOTTOM,
     HIGH,
     KINDS,
+    OPT_IN,
     Augmenter,
+    written_chats,
     written_turns,
 )
 from qualaudit.training.train import TrainingArgs
@@ -150,12 +152,13 @@ def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + OPT_IN)
 def test_each_kind_is_a_valid_example_of_real_or_written_turns(data, kind):
     examples = made(data, kind)
     assert examples, f"{kind} made nothing from data that has what it needs"
     known = real_sentences(data) | {s for name in WRITTEN for line in written_turns(name)
                                     for s in sentences(line)}
+    known |= {s for _, chat in written_chats("train") for text in chat.values() for s in sentences(text)}
     for e in examples:
         assert e.source == f"augment:{kind}"
         n = len(e.transcript.scored_turns)
@@ -280,6 +283,40 @@ def test_two_turn_answered_pairs_right_and_wrong_replies(data):
             assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
         assert "{{" not in reply.text
     assert seen[True] and seen[False]
+
+
+def test_written_two_turn_pairs_written_questions_with_their_answer_or_evasion(data):
+    chats = {chat["question"]: chat for _, chat in written_chats("train")}
+    held_out = {chat["question"] for _, chat in written_chats("held_out")}
+    seen = Counter()
+    for e in made(data, "written_two_turn", n=60):
+        ask, reply = e.transcript.scored_turns
+        assert ask.role == "customer" and reply.role == "agent" and ask.text not in held_out
+        answered = reply.text == chats[ask.text]["answer"]
+        assert answered or reply.text == chats[ask.text]["evasive"]
+        seen[answered] += 1
+        if answered:
+            np.testing.assert_array_equal(e.labels["resolution"], HIGH)
+            assert float(e.labels["repeat_inquiry"]) == 0.0 and float(e.labels["escalation"]) == 0.0
+        else:
+            np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
+            assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
+    assert seen[True] and seen[False]
+
+
+def test_written_chats_hold_every_third_item_out():
+    train, held_out = written_chats("train"), written_chats("held_out")
+    assert len(held_out) == 100 and len(train) == 200
+    assert not {g for g, _ in train} & {g for g, _ in held_out}
+    assert {c["domain"] for _, c in held_out} == {c["domain"] for _, c in train}
+    with pytest.raises(ValueError, match="part must be"):
+        written_chats("dev")
+
+
+def test_opt_in_kinds_are_drawn_only_when_named(data):
+    assert not set(OPT_IN) & set(KINDS)
+    assert "augment:written_two_turn" not in {e.source for e in Augmenter(data).make(60, random.Random(0))}
+    assert TrainingArgs(output_dir="unused", examples=[], augment_kinds=OPT_IN).augment_kinds == OPT_IN
 
 
 def test_make_is_deterministic_and_spreads_over_every_kind(data):

@@ -49,7 +49,8 @@ class TrainingArgs:
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
     large USS corpus; `augment` adds that share of augmented conversations per pass, of the
-    `augment_kinds` named (default every kind, `augment.KINDS`).
+    `augment_kinds` named (default every kind of `augment.KINDS`; `augment.OPT_IN`'s only when
+    named).
     A conversation over `max_turns` scored turns keeps its first and last halves, as scoring
     cuts them (`batching.within_max_turns`).
 

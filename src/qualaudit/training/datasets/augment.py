@@ -76,6 +76,15 @@ itself (`written/`):
   intent gives resolution at the bottom and repeat_inquiry = 1 (escalation left out: one
   wrong answer need not call for a human). Escalation intents are not used: their reply is
   a handover whose outcome the two turns cannot show.
+- "written_two_turn" (drawn only when named): a question from `written/faq.jsonl` with the
+  reply that answers it, labelled as a "two_turn_answered" right answer, or with the reply that
+  evades it (marketing, "it depends", a link without the answer, an apology, another topic),
+  labelled as a wrong one. An unrelated intent's reply is not what an evasive agent writes,
+  and Bitext's replies are all one bot's; the file's 300 items span 15 domains, half in a
+  human agent's wording and half in a bot's, written for this by a session that had not read
+  the repository. Every third item is held out (`written_chats("held_out")`) to measure what
+  the kind teaches (benchmarks/README.md, round 51). Not drawn by default: it needs no
+  training data, so it would put the project's chats into a user's own training.
 
 A closing pleasantry and a closing are as `qualaudit.closing` defines them.
 
@@ -86,6 +95,7 @@ data cannot make hands its draw to the next.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter, defaultdict
@@ -101,6 +111,7 @@ from .examples import Example, empty_turn_labels, transcript
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
          "written_request_turn", "person_mentioned", "short_turn")
+OPT_IN = ("written_two_turn",)  # drawn only when named (see the module docstring)
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
@@ -120,10 +131,10 @@ FRUSTRATED = re.compile(r"\b(wrong|again|already|not what|i said|told you|asked 
 
 
 def checked_kinds(kinds) -> tuple[str, ...]:
-    """`kinds` as a tuple, or a ValueError naming what is not one of KINDS."""
+    """`kinds` as a tuple, or a ValueError naming what is not one of KINDS or OPT_IN."""
     kinds = tuple(kinds)
-    if not kinds or not set(kinds) <= set(KINDS):
-        raise ValueError(f"augmentation kinds must be some of {KINDS}, found {list(kinds)}")
+    if not kinds or not set(kinds) <= {*KINDS, *OPT_IN}:
+        raise ValueError(f"augmentation kinds must be some of {KINDS + OPT_IN}, found {list(kinds)}")
     return kinds
 
 
@@ -160,6 +171,7 @@ class Augmenter:
         self.openers = _openers(self.support)
         self.written_requests = written_turns("requests")
         self.mentions = written_turns("mentions")
+        self.chats = written_chats("train")
 
     def make(self, n: int, rng: random.Random) -> list[Example]:
         makers = [getattr(self, kind) for kind in self.kinds for _ in range(WEIGHTS.get(kind, 1))]
@@ -387,16 +399,41 @@ class Augmenter:
         reply = _first_sentences(answer.info["response"], 6)
         t = transcript(f"{ask.transcript.id}+{'wrong' if wrong else 'answered'}",
                        [("customer", ask.transcript.turns[0].text), ("agent", reply)])
-        labels = ({"resolution": BOTTOM, "repeat_inquiry": np.float32(1.0)} if wrong else
-                  {"resolution": HIGH, "repeat_inquiry": np.float32(0.0),
-                   "escalation": np.float32(0.0)})
         return Example(t, "augment:two_turn_answered", ask.group,
-                       turn_labels=_moved(ask, t, [0, None]), labels=labels)
+                       turn_labels=_moved(ask, t, [0, None]), labels=_two_turn_labels(not wrong))
+
+    def written_two_turn(self, rng: random.Random) -> Example | None:
+        group, chat = rng.choice(self.chats)
+        answered = rng.random() < 0.5
+        reply = chat["answer"] if answered else chat["evasive"]
+        t = transcript(f"{group}+{'answered' if answered else 'evaded'}",
+                       [("customer", chat["question"]), ("agent", reply)])
+        return Example(t, "augment:written_two_turn", group, labels=_two_turn_labels(answered))
+
+
+def _two_turn_labels(answered: bool) -> dict[str, np.ndarray]:
+    """A question answered in one reply: resolution HIGH (the full answer, not yet confirmed)
+    and no repeat inquiry or escalation; not answered: resolution at the bottom and repeat
+    inquiry 1, escalation left out (one wrong answer need not call for a human)."""
+    if answered:
+        return {"resolution": HIGH, "repeat_inquiry": np.float32(0.0), "escalation": np.float32(0.0)}
+    return {"resolution": BOTTOM, "repeat_inquiry": np.float32(1.0)}
 
 
 def written_turns(name: str) -> list[str]:
     """The customer turns of `written/<name>.txt`, one a line (see the module docstring)."""
     return (WRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+
+
+def written_chats(part: str) -> list[tuple[str, dict[str, str]]]:
+    """`(group, {"domain", "question", "answer", "evasive"})` for the items of
+    `written/faq.jsonl` that training may draw ("train") or those held out to measure it
+    ("held_out": every third item, k % 3 == 2)."""
+    if part not in ("train", "held_out"):
+        raise ValueError(f"part must be 'train' or 'held_out', found {part!r}")
+    lines = (WRITTEN / "faq.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(f"written_faq:{k}", json.loads(line)) for k, line in enumerate(lines)
+            if (k % 3 == 2) == (part == "held_out")]
 
 
 def with_turn_cut(t: Transcript, at: int, words: int | None, tid: str) -> Transcript:
