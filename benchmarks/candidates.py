@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import behaviour  # noqa: E402  (benchmarks/ is not a package)
 import quality  # noqa: E402
 import transfer_behaviours  # noqa: E402
+import written_chats  # noqa: E402
 
 log = logging.getLogger("qualaudit.benchmarks")
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,15 +131,16 @@ def design(config: ModelConfig) -> str:
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
              tfidf: bool = False) -> dict[str, Any]:
     """The protocol (every pair; single-task references only from the cache; TF-IDF, which
-    does not depend on the model, on request), the transfer behaviour suite and the bundled
-    model's behaviour guarantees (tests/behaviour_pairs.jsonl) on the model as saved, into
-    `out` (default `model_dir/results.json`)."""
+    does not depend on the model, on request), the transfer behaviour suite, the bundled
+    model's behaviour guarantees (tests/behaviour_pairs.jsonl) and the held-out written chats
+    (`written_chats.py`) on the model as saved, into `out` (default `model_dir/results.json`)."""
     started = time.perf_counter()
     protocol = quality.run_protocol(str(model_dir), data_dir, tfidf=tfidf, single_task=False)
     auditor = Auditor.from_pretrained(str(model_dir), precision="fp32")
     suite = transfer_behaviours.run_suite(auditor)
     record = {**record, "protocol": protocol, "behaviours": suite,
               "guarantees": behaviour.check_behaviours(auditor),
+              "written_chats": written_chats.held_out_aurocs(auditor),
               "selection_score": quality.mean_main_metric(protocol, "selection"),
               "report_score": quality.mean_main_metric(protocol, "report"),
               "evaluate_s": time.perf_counter() - started}
@@ -167,6 +169,9 @@ def compare_markdown(directories: list[str]) -> str:
         row(f"behaviour {kind} (pairs passed)", [
             _passed(r["behaviours"]["behaviours"].get(kind)) for r in records.values()])
     row("closing-thanks drop", [_value(r["behaviours"].get("closing_thanks_drop")) for r in records.values()])
+    for target in ("resolution", "repeat_inquiry"):
+        row(f"held-out written chats, {target} AUROC", [
+            _value(r.get("written_chats", {}).get(target)) for r in records.values()])
     for name in behaviour.BEHAVIOURS:
         row(f"guarantee {name} (pairs passed)", [_passed(r.get("guarantees", {}).get(name))
                                                  for r in records.values()])
