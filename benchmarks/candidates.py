@@ -13,7 +13,8 @@ Usage:
         [--heads escalation_signal --freeze-encoder]
         [--closing-consistency 1.0] [--closing-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
-    python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0]
+    python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
+        [--heads resolution]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -103,7 +104,8 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     command = _command()
     made = soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
-                card_sections={"Training data": LICENCES, "Label card": label_card()})
+                card_sections={"Training data": LICENCES, "Label card": label_card()},
+                heads=args.heads)
     return evaluate(out, args.data_dir, {
         "design": design(made.config), "command": command,
         "threads": args.threads, "ingredients": list(args.directories)})
@@ -336,6 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     soup_.add_argument("directories", nargs="+", help="candidates of one design and heads")
     soup_.add_argument("-o", "--output", required=True)
     soup_.add_argument("--version", default="0.3.0")
+    soup_.add_argument("--heads", type=lambda v: v.split(","),
+                       help="the targets the candidates trained alone on a frozen encoder: only "
+                            "these are calibrated again, every other head keeps its calibration")
     soup_.add_argument("--threads", type=int, default=torch.get_num_threads())
     soup_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")

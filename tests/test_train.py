@@ -568,3 +568,16 @@ def test_a_soup_averages_the_weights_of_models_of_one_design(tmp_path, tiny_enco
     card = (tmp_path / "soup" / "README.md").read_text()
     assert "## Training data\ntoy data" in card and "uniform average of the weights of 2" in card
     assert str(dirs[0]) in card and a.weights_sha256 in card
+
+
+def test_a_soup_of_heads_trained_alone_keeps_every_other_heads_calibration(tmp_path, tiny_encoder_dir):
+    a, b = (make_tiny_model(tiny_encoder_dir, seed=s) for s in (0, 1))
+    fit_calibration(a, toy_examples(60))
+    dirs = [a.save_pretrained(tmp_path / "a"), b.save_pretrained(tmp_path / "b")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        soup(dirs, tmp_path / "soup", toy_examples(60), version="9.9.9", heads=["resolution"])
+        made, a = (QualityModel.from_pretrained(d) for d in (tmp_path / "soup", dirs[0]))
+    assert made.calibration.is_calibrated("escalation.v1")
+    assert made.calibration["escalation.v1"].to_dict() == a.calibration["escalation.v1"].to_dict()
+    assert not made.calibration.is_calibrated("resolution.v1")  # too few items to fit it again

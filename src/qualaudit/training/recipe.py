@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..calibration import Calibration
 from ..model import QualityModel
 from .calibration_job import HeadCalibration, fit_calibration
 from .datasets import Example, by_split
@@ -86,13 +87,16 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
 
 def soup(directories: list[str | Path], output_dir: str | Path, examples: list[Example],
          version: str, method: str = "temperature", command: str = "",
-         card_sections: dict[str, str] | None = None) -> QualityModel:
+         card_sections: dict[str, str] | None = None,
+         heads: Collection[str] | None = None) -> QualityModel:
     """The uniform average of the weights of saved models of one design and heads (a "model
     soup", Wortsman et al. 2022), saved and calibrated as `finish` saves a trained model.
     Fine-tunes of one initial model that differ only in seed and data order sit in one basin,
     so their average is a model too, and often better than each on data none of them trained
     on: the seed's noise averages out at no training cost. `examples` gives the calibration
-    half of the dev split, as for the ingredients; their own calibrations are dropped.
+    half of the dev split, as for the ingredients; their own calibrations are dropped, but for
+    ingredients that trained only the targets `heads` names on a frozen encoder, every other
+    head keeps the first ingredient's calibration (its weights are theirs, the same in each).
     `card_sections` (their training data, label card) join the generated recipe in the card.
     Returns the soup as saved (fp16 weights, calibrated; the calibration report is in its card)."""
     if len(directories) < 2:
@@ -110,7 +114,9 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     average = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
                for k, v in states[0].items()}
     config = replace(first, version=version)
-    model = QualityModel(config, models[0].encoder, models[0].tokenizer)
+    untouched = set() if heads is None else {s.name for s in models[0].specs if s.target not in heads}
+    kept = Calibration({h: c for h, c in models[0].calibration.items() if h in untouched})
+    model = QualityModel(config, models[0].encoder, models[0].tokenizer, kept)
     model.load_state_dict(average)
     model.eval()
     ingredients = "\n".join(f"- `{d}`: {m.config.name} {m.config.version}, weights SHA-256 "
@@ -119,7 +125,7 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
               f"- the uniform average of the weights of {len(models)} models of this design "
               "(a model soup; their recipes are in their own cards):\n" + ingredients)
     return _save_calibrated(model, Path(output_dir), examples, method,
-                            {**(card_sections or {}), "Recipe": recipe})[0]
+                            {**(card_sections or {}), "Recipe": recipe}, keep=untouched)[0]
 
 
 def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
