@@ -20,9 +20,20 @@ suite = load_benchmark("transfer_behaviours")
 SUITE_PATH = Path(suite.DEFAULT_SUITE)
 ITEMS = [json.loads(line) for line in SUITE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 OLD_PAIRS = Path(__file__).resolve().parent / "behaviour_pairs.jsonl"
+FRESH_CLOSINGS = SUITE_PATH.with_name("fresh_closings.jsonl")
 
 
 # ------------------------------------------------------------------ the suite file
+def test_fresh_closings_differ_only_in_a_last_customer_message():
+    items = suite.load_pairs(FRESH_CLOSINGS)
+    assert len(items) == 40 and sum(bool(item["thanks_drop"]) for item in items) == 20
+    assert len({item["id"] for item in items}) == 40
+    for item in items:
+        assert (item["behaviour"], item["kind"], item["target"]) == ("closing_thanks", "invariance", "resolution")
+        a, b = item["a"]["messages"], item["b"]["messages"]
+        assert a[:-1] == b and a[-1]["role"] == "user", item["id"]
+
+
 def test_every_behaviour_has_at_least_20_pairs_and_ids_are_unique():
     counts = Counter(item["behaviour"] for item in ITEMS)
     assert set(counts) == set(suite.BEHAVIOURS), counts
