@@ -20,18 +20,26 @@ suite = load_benchmark("transfer_behaviours")
 SUITE_PATH = Path(suite.DEFAULT_SUITE)
 ITEMS = [json.loads(line) for line in SUITE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 OLD_PAIRS = Path(__file__).resolve().parent / "behaviour_pairs.jsonl"
-FRESH_CLOSINGS = SUITE_PATH.with_name("fresh_closings.jsonl")
+FRESH_PAIRS = SUITE_PATH.with_name("fresh_pairs.jsonl")
 
 
 # ------------------------------------------------------------------ the suite file
-def test_fresh_closings_differ_only_in_a_last_customer_message():
-    items = suite.load_pairs(FRESH_CLOSINGS)
-    assert len(items) == 40 and sum(bool(item["thanks_drop"]) for item in items) == 20
-    assert len({item["id"] for item in items}) == 40
+def test_fresh_pairs_differ_only_in_the_last_customer_message():
+    items = suite.load_pairs(FRESH_PAIRS)
+    closings = [item for item in items if item["behaviour"] == "closing_thanks"]
+    fixes = [item for item in items if item["behaviour"] == "fix_confirmed"]
+    assert len(closings) == len(fixes) == 40 == len(items) / 2
+    assert sum(bool(item["thanks_drop"]) for item in closings) == 20
+    assert len({item["id"] for item in items}) == 80
     for item in items:
-        assert (item["behaviour"], item["kind"], item["target"]) == ("closing_thanks", "invariance", "resolution")
+        kind = {"closing_thanks": "invariance", "fix_confirmed": "directional"}[item["behaviour"]]
+        assert (item["target"], item["kind"]) == ("resolution", kind)
         a, b = item["a"]["messages"], item["b"]["messages"]
-        assert a[:-1] == b and a[-1]["role"] == "user", item["id"]
+        assert a[-1]["role"] == "user", item["id"]
+        if kind == "invariance":  # b is a without its closing
+            assert a[:-1] == b, item["id"]
+        else:  # the customer's last message differs: it worked, or it did not
+            assert a[:-1] == b[:-1] and a[-1] != b[-1] and b[-1]["role"] == "user", item["id"]
 
 
 def test_every_behaviour_has_at_least_20_pairs_and_ids_are_unique():
