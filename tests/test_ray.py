@@ -244,13 +244,16 @@ def test_resume_after_the_driver_was_killed(local_ray, tiny_model_dir, tmp_path)
            "rows_per_file=20, batch_size=8)")
     driver = subprocess.Popen([sys.executable, "-c", job], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while not list(out.glob("part-*")) and driver.poll() is None and time.monotonic() < deadline:
+    start = time.monotonic()
+    while not list(out.glob("part-*")) and driver.poll() is None and time.monotonic() < start + 180:
         time.sleep(0.05)
+    exited = driver.poll()  # None: still running when killed
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
     before = {r["id"] for p in out.glob("part-*") for r in read_scores(p)}
-    assert 0 < len(before) < len(items), "the job was not killed mid-write"
+    assert 0 < len(before) < len(items), (
+        f"the job was not killed mid-write: {len(before)} rows written, driver exit code {exited} "
+        f"before the kill, {time.monotonic() - start:.0f} s after it started")
     summary = score_files(source, out, tiny_model_dir, resume=True, precision="fp32")
     rows = [r["id"] for p in out.glob("part-*") for r in read_scores(p)]
     assert sorted(rows) == sorted(i["id"] for i in items)  # every id exactly once
