@@ -80,7 +80,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
                             context_layers=args.context_layers, reading=args.reading,
-                            last_turns=args.last_turns, last_customer_only=args.last_customer_only,
+                            last_turns=args.last_turns,
                             max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
@@ -314,9 +314,6 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--last-turns", type=lambda v: v.split(","),
                        help="targets whose heads also read the last customer and agent turns "
                             "(default: the --init model's)")
-    train.add_argument("--last-customer-only", type=lambda v: v.split(","), default=[],
-                       help="of those targets, the ones whose map reads the last customer turn "
-                            "alone (its agent half held at zero)")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,

@@ -152,31 +152,6 @@ def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alo
                                init=str(tmp_path / "saved"), last_turns=[], progress=False))
 
 
-def test_a_last_customer_only_map_keeps_its_agent_half_at_zero(tmp_path, tiny_model_dir):
-    examples = toy_examples(24)
-    for e in examples:
-        e.labels["repeat_inquiry"] = e.labels["escalation"]
-
-    def args(name: str, **kw) -> TrainingArgs:
-        return TrainingArgs(output_dir=str(tmp_path / name), examples=examples, init=str(tiny_model_dir),
-                            heads=["repeat_inquiry"], freeze_encoder=True, batch_tokens=200, evals=1,
-                            max_epochs=1, augment=0.0, progress=False, last_turns=["repeat_inquiry"], **kw)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedModelWarning)
-        weight = train(args("cust", last_customer_only=["repeat_inquiry"])).model.state_dict()[
-            "conversation_heads.last.repeat_inquiry_v1.weight"]
-        dim = weight.shape[0]
-        assert weight[:, :dim].abs().sum() > 0 and torch.equal(weight[:, dim:], torch.zeros(dim, dim))
-        both = train(args("both")).model.state_dict()["conversation_heads.last.repeat_inquiry_v1.weight"]
-        assert both[:, dim:].abs().sum() > 0  # without the option the agent half trains too
-        for bad, message in ((["empathy"], "does not read the last turns"), (["nothing"], "unknown target")):
-            with pytest.raises(ValueError, match=message):
-                train(args("bad", last_customer_only=bad))
-    with pytest.raises(ValueError, match="must be a list of targets"):
-        args("bad", last_customer_only="repeat_inquiry")
-
-
 def test_cli_train_adds_the_read_to_the_heads_it_names(tmp_path, tiny_model_dir):
     transcripts, labels = write_user_data(tmp_path)
     out = tmp_path / "ours"

@@ -61,10 +61,7 @@ class TrainingArgs:
     identity, so training starts from the saved model's scores. `last_turns` (None: the
     init's, or none) names the targets whose heads also read the last customer and agent turns
     (`ModelConfig.last_turns`); on a saved model they are added at zero, changing no score
-    until trained, and the ones it has must be named again. `last_customer_only` names some
-    of those targets whose map reads the last customer turn alone: its agent half is set to
-    zero and gets no gradient, so the saved design is unchanged (benchmarks/README.md, round
-    53). `reading` (None: the init's,
+    until trained, and the ones it has must be named again. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
     `refit_heads` replaces a saved model's conversation heads with new ones and trains only
@@ -111,7 +108,6 @@ class TrainingArgs:
     max_turns: int = 32
     context_layers: int | None = None
     last_turns: list[str] | None = None
-    last_customer_only: list[str] = field(default_factory=list)
     reading: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -138,9 +134,6 @@ class TrainingArgs:
         if self.last_turns is not None and (not isinstance(self.last_turns, list) or not all(
                 isinstance(t, str) for t in self.last_turns)):
             raise ValueError(f"last_turns must be a list of targets, found {self.last_turns!r}")
-        if not isinstance(self.last_customer_only, list) or not all(
-                isinstance(t, str) for t in self.last_customer_only):
-            raise ValueError(f"last_customer_only must be a list of targets, found {self.last_customer_only!r}")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         if not 0 <= self.closing_consistency < math.inf:
@@ -292,7 +285,6 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         model.conversation_heads = model.new_conversation_heads()
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("conversation_heads."))
-    _customer_only(model, args.last_customer_only)
     model.to(args.device)
     _train_mode(model, args)
     examples = args.all_examples()
@@ -456,28 +448,13 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
         return QualityModel.from_encoder(args.init, **window, **design)
 
 
-def _head_names(heads: list[str], targets: list[str], what: str = "last_turns") -> list[str]:
+def _head_names(heads: list[str], targets: list[str]) -> list[str]:
     """The model's head names of `targets` (as `TrainingArgs.heads` names them)."""
     by_target = {HEAD_SPECS[h].target: h for h in heads}
     unknown = [t for t in targets if t not in by_target]
     if unknown:
-        raise ValueError(f"{what}: unknown target(s) {unknown}; the model has {sorted(by_target)}")
+        raise ValueError(f"last_turns: unknown target(s) {unknown}; the model has {sorted(by_target)}")
     return [by_target[t] for t in targets]
-
-
-def _customer_only(model: QualityModel, targets: list[str]) -> None:
-    """Hold the agent half of the named targets' last-turns maps at zero, with no gradient:
-    those heads read the last customer turn alone (`TrainingArgs.last_customer_only`)."""
-    for name in _head_names(model.config.heads, targets, "last_customer_only"):
-        if name not in model.config.last_turns:
-            raise ValueError(f"last_customer_only: {name} does not read the last turns; "
-                             "name its target in last_turns too")
-        weight = model.conversation_heads.last[HEAD_SPECS[name].key].weight  # (D, 2D)
-        dim = weight.shape[0]
-        with torch.no_grad():
-            weight[:, dim:] = 0.0
-        weight.register_hook(lambda grad, dim=dim: torch.cat(
-            [grad[:, :dim], torch.zeros_like(grad[:, dim:])], 1))
 
 
 def _closing_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
