@@ -578,6 +578,8 @@ def test_a_soup_of_heads_trained_alone_keeps_every_other_heads_calibration(tmp_p
         warnings.simplefilter("ignore", UntrainedModelWarning)
         soup(dirs, tmp_path / "soup", toy_examples(60), version="9.9.9", heads=["resolution"])
         made, a = (QualityModel.from_pretrained(d) for d in (tmp_path / "soup", dirs[0]))
+        with pytest.raises(ValueError, match="unknown target"):  # a typo would keep every calibration
+            soup(dirs, tmp_path / "typo", [], version="9.9.9", heads=["resolutoin"])
     assert made.calibration.is_calibrated("escalation.v1")
     assert made.calibration["escalation.v1"].to_dict() == a.calibration["escalation.v1"].to_dict()
     assert not made.calibration.is_calibrated("resolution.v1")  # too few items to fit it again

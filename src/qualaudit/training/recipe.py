@@ -114,6 +114,10 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     average = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
                for k, v in states[0].items()}
     config = replace(first, version=version)
+    targets = {s.target for s in models[0].specs}
+    if heads is not None and not set(heads) <= targets:
+        raise ValueError(f"heads: unknown target(s) {sorted(set(heads) - targets)}; the models "
+                         f"have {sorted(targets)}")
     untouched = set() if heads is None else {s.name for s in models[0].specs if s.target not in heads}
     kept = Calibration({h: c for h, c in models[0].calibration.items() if h in untouched})
     model = QualityModel(config, models[0].encoder, models[0].tokenizer, kept)
