@@ -266,6 +266,17 @@ def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
         np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
 
 
+def assert_two_turn_labels(e: Example, answered: bool) -> None:
+    """A question answered in one reply: resolution HIGH, no repeat inquiry or escalation; not
+    answered: resolution at the bottom, repeat inquiry 1, escalation left out."""
+    if answered:
+        np.testing.assert_array_equal(e.labels["resolution"], HIGH)
+        assert float(e.labels["repeat_inquiry"]) == 0.0 and float(e.labels["escalation"]) == 0.0
+    else:
+        np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
+        assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
+
+
 def test_two_turn_answered_pairs_right_and_wrong_replies(data):
     asks = {a: intent for intent, texts in ASKS.items() for a in texts}
     seen = Counter()
@@ -275,12 +286,7 @@ def test_two_turn_answered_pairs_right_and_wrong_replies(data):
         assert intent not in ("complaint", "contact_human_agent")
         right = sentences(re.sub(r"\{\{[^}]*\}\}", "", RESPONSES[intent]))[0] in reply.text
         seen[right] += 1
-        if right:
-            np.testing.assert_array_equal(e.labels["resolution"], HIGH)
-            assert float(e.labels["repeat_inquiry"]) == 0.0 and float(e.labels["escalation"]) == 0.0
-        else:
-            np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
-            assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
+        assert_two_turn_labels(e, answered=right)
         assert "{{" not in reply.text
     assert seen[True] and seen[False]
 
@@ -295,12 +301,7 @@ def test_written_two_turn_pairs_written_questions_with_their_answer_or_evasion(d
         answered = reply.text == chats[ask.text]["answer"]
         assert answered or reply.text == chats[ask.text]["evasive"]
         seen[answered] += 1
-        if answered:
-            np.testing.assert_array_equal(e.labels["resolution"], HIGH)
-            assert float(e.labels["repeat_inquiry"]) == 0.0 and float(e.labels["escalation"]) == 0.0
-        else:
-            np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
-            assert float(e.labels["repeat_inquiry"]) == 1.0 and "escalation" not in e.labels
+        assert_two_turn_labels(e, answered=answered)
     assert seen[True] and seen[False]
 
 

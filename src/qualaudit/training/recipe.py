@@ -76,7 +76,7 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
     half of the dev split (early stopping used the other half) as reloaded from disk, and save
     it again with calibration and model card. Named heads trained on a frozen encoder leave
     every other head's scores as they were, so those keep the calibration they came with."""
-    untouched = ({s.name for s in result.model.specs if s.target not in args.heads}
+    untouched = (_other_heads(result.model, args.heads)
                  if args.heads is not None and args.freeze_encoder else set())
     return _save_calibrated(result.model, Path(args.output_dir), args.all_examples(), method, {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
@@ -118,7 +118,7 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     if heads is not None and not set(heads) <= targets:
         raise ValueError(f"heads: unknown target(s) {sorted(set(heads) - targets)}; the models "
                          f"have {sorted(targets)}")
-    untouched = set() if heads is None else {s.name for s in models[0].specs if s.target not in heads}
+    untouched = set() if heads is None else _other_heads(models[0], heads)
     kept = Calibration({h: c for h, c in models[0].calibration.items() if h in untouched})
     model = QualityModel(config, models[0].encoder, models[0].tokenizer, kept)
     model.load_state_dict(average)
@@ -130,6 +130,12 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
               "(a model soup; their recipes are in their own cards):\n" + ingredients)
     return _save_calibrated(model, Path(output_dir), examples, method,
                             {**(card_sections or {}), "Recipe": recipe}, keep=untouched)[0]
+
+
+def _other_heads(model: QualityModel, targets: Collection[str]) -> set[str]:
+    """The names of the model's heads whose target is not among `targets`: the heads a run
+    that trains only those targets on a frozen encoder leaves as they were."""
+    return {s.name for s in model.specs if s.target not in targets}
 
 
 def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
