@@ -10,7 +10,7 @@ Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
-        [--heads escalation_signal --freeze-encoder]
+        [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--closing-consistency 1.0] [--closing-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
@@ -80,7 +80,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output)
     training = TrainingArgs(output_dir=str(out), data_dir=args.data_dir, init=args.init,
                             context_layers=args.context_layers, reading=args.reading,
-                            last_turns=args.last_turns,
+                            last_turns=args.last_turns, echo=args.echo,
                             max_train_tokens=args.max_train_tokens, evals=args.evals,
                             augment=args.augment, seed=args.seed, version=args.version,
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
@@ -125,9 +125,10 @@ def _command() -> str:
 
 def design(config: ModelConfig) -> str:
     """The design a candidate's config says: (a) turns, (b) turns + context layers, (c)
-    the conversation read as text in chunks; and the heads that read the last turns."""
+    the conversation read as text in chunks; and the heads that read the last turns or the echo."""
     return (f"reading={config.reading}, context_layers={config.context_layers}"
-            + (f", last_turns={','.join(config.last_turns)}" if config.last_turns else ""))
+            + (f", last_turns={','.join(config.last_turns)}" if config.last_turns else "")
+            + (f", echo={','.join(config.echo)}" if config.echo else ""))
 
 
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
@@ -314,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--last-turns", type=lambda v: v.split(","),
                        help="targets whose heads also read the last customer and agent turns "
                             "(default: the --init model's)")
+    train.add_argument("--echo", type=lambda v: v.split(","),
+                       help="per-turn targets whose heads also read how much their turn repeats "
+                            "an earlier one (default: the --init model's)")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,

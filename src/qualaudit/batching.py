@@ -11,6 +11,7 @@ from itertools import accumulate, chain
 import torch
 
 from .closing import closing_start
+from .echo import echoes
 from .schema import ROLES, Transcript
 
 
@@ -54,7 +55,8 @@ class TurnWindows:
     role of turn k; `turn_truncated[k]` says the turn's own tokens were cut to
     `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
     tokenizing; `closing[k]` that turn k is part of its transcript's closing
-    (`qualaudit.closing`).
+    (`qualaudit.closing`); `echo[k]` how much turn k repeats an earlier turn of its role
+    (`qualaudit.echo`).
 
     Reading turn by turn (`WindowBuilder`), window k is turn k's and its state pools the whole
     window; `spans` is empty. Reading the conversation (`ConversationBuilder`), a window is a
@@ -70,6 +72,7 @@ class TurnWindows:
     turn_truncated: list[bool] = field(default_factory=list)
     turn_chars_cut: list[bool] = field(default_factory=list)
     closing: list[bool] = field(default_factory=list)
+    echo: list[float] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)
     reread: list[tuple[int, int, int, int]] = field(default_factory=list)
 
@@ -177,6 +180,7 @@ class WindowBuilder:
             windows.turn_counts.append(len(scored))
             start = closing_start(scored)
             windows.closing += [k >= start for k in range(len(scored))]
+            windows.echo += echoes([(turn.role, turn.text) for turn in scored])
             for turn in scored:
                 windows.is_agent.append(turn.role == "agent")
                 cut = len(turn.text) > self.max_turn_chars

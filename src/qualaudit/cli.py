@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--last-turns", type=_names, metavar="A,B",
                        help="targets whose heads also read the last customer and agent turns, "
                             "e.g. repeat_inquiry (default: the model's own; none for a new model)")
+    train.add_argument("--echo", type=_names, metavar="A,B",
+                       help="per-turn targets whose heads also read how much their turn repeats "
+                            "an earlier one of its role, e.g. breakdown (default: the model's own; "
+                            "none for a new model)")
     train.add_argument("--reading", choices=["turns", "conversation", "conversation_causal"],
                        help="encode each turn in its own window, or the conversation as text in "
                             "chunks, where with conversation_causal a turn reads only itself and "
@@ -515,6 +519,7 @@ def _train(args: argparse.Namespace) -> int:
                                  ("max_epochs", args.max_epochs),
                                  ("context_layers", args.context_layers),
                                  ("last_turns", args.last_turns),
+                                 ("echo", args.echo),
                                  ("reading", args.reading)) if v is not None}
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .echo import BANDS, band
 from .heads import HeadSpec
 
 
@@ -70,19 +71,43 @@ class _ContextLayer(nn.Module):
 
 
 class TurnHeads(nn.Module):
-    """One linear head per turn-level spec over the turn state."""
+    """One linear head per turn-level spec over the turn state.
 
-    def __init__(self, specs: list[HeadSpec], hidden: int, dropout: float = 0.1) -> None:
+    The heads named in `echo` also add a learned vector for the band of their turn's echo
+    (`qualaudit.echo`: how much it repeats an earlier turn of its role), zero for the lowest
+    band and, for the others, zero at the start, so that adding them to a trained model
+    changes no score until they are trained."""
+
+    def __init__(self, specs: list[HeadSpec], hidden: int, dropout: float = 0.1,
+                 echo: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.specs = [s for s in specs if s.level != "conversation"]
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({s.key: nn.Linear(hidden, s.size) for s in self.specs})
+        self.echo = nn.ModuleDict({s.key: nn.Embedding(len(BANDS) + 1, s.size, padding_idx=0)
+                                   for s in self.specs if s.name in echo})  # checked by ModelConfig
+        for table in self.echo.values():
+            nn.init.zeros_(table.weight)
 
     def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """states (N, H) -> {spec name: logits (N, *spec.shape)}, for every turn (the caller
         keeps the rows whose role matches the head)."""
         x = self.dropout(states)
         return {s.name: self.heads[s.key](x).view(-1, *s.shape) for s in self.specs}
+
+    def with_echo(self, logits: dict[str, torch.Tensor], echo: list[float]) -> dict[str, torch.Tensor]:
+        """`logits` with the echo heads' band vectors added; `echo` is one value per row."""
+        rows = len(next(iter(logits.values())))
+        if len(echo) != rows:
+            raise ValueError(f"{len(echo)} echo values for {rows} turns: build the windows with "
+                             "batching.WindowBuilder, which reads them")
+        bands = torch.tensor([band(e) for e in echo], dtype=torch.long,
+                             device=next(iter(logits.values())).device)
+        out = dict(logits)
+        for s in self.specs:
+            if s.key in self.echo:
+                out[s.name] = logits[s.name] + self.echo[s.key](bands).view(-1, *s.shape).to(logits[s.name].dtype)
+        return out
 
     def features(self, logits: dict[str, torch.Tensor], is_agent: torch.Tensor) -> torch.Tensor:
         """Turn-head logits as conversation inputs, zeroed where the head's role does not

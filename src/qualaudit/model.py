@@ -69,6 +69,9 @@ class ModelConfig:
     # conversation heads ("full" pooling) that also read the last customer and the last agent
     # turn they pool, beside the pooled turns (`head_layers.ConversationHeads`)
     last_turns: list[str] = field(default_factory=list)
+    # turn heads that also read how much their turn repeats an earlier one of its role
+    # (`qualaudit.echo`); the conversation heads read these heads' logits without it
+    echo: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -102,6 +105,10 @@ class ModelConfig:
                     h not in self.heads or HEAD_SPECS[h].pooling != "full" for h in value):
                 raise ValueError(f"{name} must list conversation heads with full pooling among "
                                  f"the heads {self.heads}, found {value!r}")
+        if not isinstance(self.echo, list) or any(
+                h not in self.heads or HEAD_SPECS[h].level == "conversation" for h in self.echo):
+            raise ValueError(f"echo must list turn heads among the heads {self.heads}, "
+                             f"found {self.echo!r}")
 
     @property
     def reads_conversation(self) -> bool:
@@ -186,7 +193,7 @@ class QualityModel(nn.Module):
         self.calibration = calibration if calibration is not None else Calibration()
         self.turn_context = (TurnContext(hidden, config.context_layers, config.position_buckets,
                                          config.dropout) if config.context_layers else None)
-        self.turn_heads = TurnHeads(self.specs, hidden, config.dropout)
+        self.turn_heads = TurnHeads(self.specs, hidden, config.dropout, echo=tuple(config.echo))
         self.conversation_heads = self.new_conversation_heads()
         _check_calibration(self.calibration, self.specs)
         limit = getattr(encoder.config, "max_position_embeddings", None)
@@ -351,6 +358,8 @@ class QualityModel(nn.Module):
             conversations.append([self._conversation(states, in_context, features, is_agent, left_out,
                                                      index, with_evidence) for index in indices])
             turn_logits.append(logits)
+        if self.turn_heads.echo:
+            turn_logits[0] = self.turn_heads.with_echo(turn_logits[0], windows.echo)
         out = []
         for g, rows in enumerate(groups):
             conversation = conversations[0][g]

@@ -61,7 +61,9 @@ class TrainingArgs:
     identity, so training starts from the saved model's scores. `last_turns` (None: the
     init's, or none) names the targets whose heads also read the last customer and agent turns
     (`ModelConfig.last_turns`); on a saved model they are added at zero, changing no score
-    until trained, and the ones it has must be named again. `reading` (None: the init's,
+    until trained, and the ones it has must be named again. `echo` (None: the init's, or none)
+    names the per-turn targets whose heads also read how much their turn repeats an earlier one
+    (`ModelConfig.echo`), added at zero and named again alike. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
     `refit_heads` replaces a saved model's conversation heads with new ones and trains only
@@ -108,6 +110,7 @@ class TrainingArgs:
     max_turns: int = 32
     context_layers: int | None = None
     last_turns: list[str] | None = None
+    echo: list[str] | None = None
     reading: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -131,9 +134,10 @@ class TrainingArgs:
         if self.reading not in (None, *READINGS):
             raise ValueError(f"reading must be one of {READINGS}, found {self.reading!r}")
         self.augment_kinds = checked_kinds(self.augment_kinds)
-        if self.last_turns is not None and (not isinstance(self.last_turns, list) or not all(
-                isinstance(t, str) for t in self.last_turns)):
-            raise ValueError(f"last_turns must be a list of targets, found {self.last_turns!r}")
+        for name in ("last_turns", "echo"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
+                raise ValueError(f"{name} must be a list of targets, found {value!r}")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         if not 0 <= self.closing_consistency < math.inf:
@@ -434,26 +438,28 @@ def _initial_model(args: TrainingArgs) -> QualityModel:
         model = QualityModel.from_pretrained(args.init)
         if args.reading is not None and args.reading != model.config.reading:
             model = _with_reading(model, args.reading)
-        if args.last_turns is not None:
-            model = _with_last_turns(model, _head_names(model.config.heads, args.last_turns))
+        for read in ADDED_READS:
+            if getattr(args, read) is not None:
+                model = _with_read(model, read, _head_names(model.config.heads, getattr(args, read), read))
         if args.context_layers is None or args.context_layers == model.config.context_layers:
             return model
         return _with_context_layers(model, args.context_layers)
     design = {k: v for k, v in (("context_layers", args.context_layers),
                                 ("reading", args.reading)) if v is not None}
-    if args.last_turns is not None:
-        design["last_turns"] = _head_names(list(DEFAULT_HEADS), args.last_turns)
+    for read in ADDED_READS:
+        if getattr(args, read) is not None:
+            design[read] = _head_names(list(DEFAULT_HEADS), getattr(args, read), read)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         return QualityModel.from_encoder(args.init, **window, **design)
 
 
-def _head_names(heads: list[str], targets: list[str]) -> list[str]:
+def _head_names(heads: list[str], targets: list[str], option: str) -> list[str]:
     """The model's head names of `targets` (as `TrainingArgs.heads` names them)."""
     by_target = {HEAD_SPECS[h].target: h for h in heads}
     unknown = [t for t in targets if t not in by_target]
     if unknown:
-        raise ValueError(f"last_turns: unknown target(s) {unknown}; the model has {sorted(by_target)}")
+        raise ValueError(f"{option}: unknown target(s) {unknown}; the model has {sorted(by_target)}")
     return [by_target[t] for t in targets]
 
 
@@ -483,17 +489,21 @@ def _with_reading(model: QualityModel, reading: str) -> QualityModel:
     return _redesigned(model, reading=reading)
 
 
-def _with_last_turns(model: QualityModel, heads: list[str]) -> QualityModel:
-    """The saved model with `heads` also reading the last turns, the ones it lacks added at
-    zero: its scores, and so its calibration, are unchanged."""
-    dropped = [h for h in model.config.last_turns if h not in heads]
+# the reads a saved model's heads can be given at zero: config field -> the weights they add
+ADDED_READS = {"last_turns": "conversation_heads.last.", "echo": "turn_heads.echo."}
+
+
+def _with_read(model: QualityModel, read: str, heads: list[str]) -> QualityModel:
+    """The saved model with `heads` given the `read` (an `ADDED_READS` field), the ones it
+    lacks added at zero: its scores, and so its calibration, are unchanged."""
+    has = getattr(model.config, read)
+    dropped = [h for h in has if h not in heads]
     if dropped:
-        raise ValueError(f"last_turns: the model's {dropped} read the last turns with trained "
-                         "weights; name them too")
-    if set(heads) == set(model.config.last_turns):
+        raise ValueError(f"{read}: the model's {dropped} have it with trained weights; name them too")
+    if set(heads) == set(has):
         return model
-    return _redesigned(model, "conversation_heads.last.", model.calibration,
-                       last_turns=[h for h in model.config.heads if h in heads])
+    return _redesigned(model, ADDED_READS[read], model.calibration,
+                       **{read: [h for h in model.config.heads if h in heads]})
 
 
 def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
