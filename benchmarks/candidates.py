@@ -11,6 +11,7 @@ Usage:
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
+        [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
@@ -87,7 +88,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             teacher_weight=args.teacher_weight, heads=args.heads,
-                            freeze_encoder=args.freeze_encoder, uss_share=args.uss_share,
+                            freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
+                            head_lr=args.head_lr, uss_share=args.uss_share,
                             progress=not args.quiet)
     command = _command()
     select = None if turn_heads_only(args.heads) else selection_metric(args.data_dir)
@@ -310,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="only these targets' heads train (default: every labelled one); "
                             "per-turn heads alone are chosen on their dev loss")
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only")
+    train.add_argument("--reads-only", action="store_true",
+                       help="with --freeze-encoder: train only the added reads (--last-turns, --echo)")
+    train.add_argument("--head-lr", type=float, default=TrainingArgs.head_lr)
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
     train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")
     train.add_argument("--last-turns", type=lambda v: v.split(","),

@@ -2,7 +2,7 @@
 turn heads that read it (`ModelConfig.echo`): the echo is read from the words, the read starts
 at zero (a trained model keeps its scores), moves only the turn outputs of the heads it names,
 never the conversation scores, and training adds it to a saved model and trains it with its
-head alone."""
+head alone, or alone (`reads_only`)."""
 
 import warnings
 
@@ -137,6 +137,26 @@ def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alo
         with pytest.raises(ValueError, match="name them too"):  # trained weights are never dropped
             train(TrainingArgs(output_dir=str(tmp_path / "drop"), examples=examples,
                                init=str(tmp_path / "saved"), echo=[], progress=False))
+
+
+def test_reads_only_trains_the_read_and_nothing_else(tmp_path, tiny_model_dir):
+    def args(name: str, **kw) -> TrainingArgs:
+        kw.setdefault("echo", ["breakdown"])
+        return TrainingArgs(output_dir=str(tmp_path / name), examples=loops(24), init=str(tiny_model_dir),
+                            heads=["breakdown"], batch_tokens=200, evals=1, max_epochs=2, augment=0.0,
+                            head_lr=5e-2, progress=False, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
+        after = train(args("ft", freeze_encoder=True, reads_only=True)).model.state_dict()
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        assert not changed  # breakdown's own map included
+        assert after["turn_heads.echo.breakdown_v1.weight"][3].item() > 0
+        with pytest.raises(ValueError, match="set freeze_encoder"):
+            args("loose", reads_only=True)
+        with pytest.raises(ValueError, match="no added read"):
+            train(args("none", freeze_encoder=True, reads_only=True, echo=None))
 
 
 def test_cli_train_adds_the_read_to_the_heads_it_names(tmp_path, tiny_model_dir):

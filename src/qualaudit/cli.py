@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--heads", type=_names, metavar="A,B",
                        help="targets to train, e.g. resolution,escalation (default: every labelled one)")
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only (small label sets)")
+    train.add_argument("--reads-only", action="store_true",
+                       help="with --freeze-encoder: train only what --last-turns / --echo add, "
+                            "every other weight kept")
     train.add_argument("--refit-heads", action="store_true",
                        help="replace the --init model's conversation heads with new ones and train "
                             "only them, every other weight frozen (they transfer better)")
@@ -524,6 +527,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         training = TrainingArgs(output_dir=args.output, init=init, **source,
                                 heads=args.heads, freeze_encoder=args.freeze_encoder,
+                                reads_only=args.reads_only,
                                 refit_heads=args.refit_heads,
                                 seed=args.seed, device=args.device, progress=not args.quiet,
                                 **options)

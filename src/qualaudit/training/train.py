@@ -44,7 +44,9 @@ class TrainingArgs:
     labels); named heads train only their own layers, on the conversations and augmentations
     that label them (augmentations drawn from every training conversation), so the others keep
     their weights (and, with `freeze_encoder`, their scores: it trains the heads only, for small
-    label sets).
+    label sets). `reads_only` (with `freeze_encoder`) trains only what the added reads
+    (`ADDED_READS`) of the named heads add, every other weight frozen, the heads' own maps
+    included: a read learned without moving any score it does not touch.
     `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
@@ -88,6 +90,7 @@ class TrainingArgs:
     heads: list[str] | None = None
     sources: list[str] | None = None
     freeze_encoder: bool = False
+    reads_only: bool = False
     refit_heads: bool = False
     max_train_tokens: int = 2_200_000
     max_epochs: int = 4
@@ -138,6 +141,9 @@ class TrainingArgs:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
                 raise ValueError(f"{name} must be a list of targets, found {value!r}")
+        if self.reads_only and (not self.freeze_encoder or self.refit_heads):
+            raise ValueError("reads_only trains the added reads on a frozen encoder: set "
+                             "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         if not 0 <= self.closing_consistency < math.inf:
@@ -324,7 +330,11 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         for p in model.encoder.parameters():
             p.requires_grad_(False)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
-             and (args.heads is None or any(f".{s.key}." in n for s in specs))]
+             and (args.heads is None or any(f".{s.key}." in n for s in specs))
+             and (not args.reads_only or n.startswith(tuple(ADDED_READS.values())))]
+    if args.reads_only and not heads:
+        raise ValueError(f"reads_only: the heads trained here have no added read "
+                         f"({', '.join(ADDED_READS)}); name them with those options")
     groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": args.lr},
               {"params": heads, "lr": args.head_lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
