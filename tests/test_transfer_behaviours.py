@@ -24,14 +24,14 @@ FRESH_PAIRS = SUITE_PATH.with_name("fresh_pairs.jsonl")
 
 
 # ------------------------------------------------------------------ the suite file
-def test_fresh_pairs_differ_only_in_the_last_customer_message():
+def test_fresh_closing_and_fix_pairs_differ_only_in_the_last_customer_message():
     items = suite.load_pairs(FRESH_PAIRS)
     closings = [item for item in items if item["behaviour"] == "closing_thanks"]
     fixes = [item for item in items if item["behaviour"] == "fix_confirmed"]
-    assert len(closings) == len(fixes) == 40 == len(items) / 2
+    assert len(closings) == len(fixes) == 40
     assert sum(bool(item["thanks_drop"]) for item in closings) == 20
-    assert len({item["id"] for item in items}) == 80
-    for item in items:
+    assert len({item["id"] for item in items}) == len(items) == 110
+    for item in closings + fixes:
         kind = {"closing_thanks": "invariance", "fix_confirmed": "directional"}[item["behaviour"]]
         assert (item["target"], item["kind"]) == ("resolution", kind)
         a, b = item["a"]["messages"], item["b"]["messages"]
@@ -40,6 +40,18 @@ def test_fresh_pairs_differ_only_in_the_last_customer_message():
             assert a[:-1] == b, item["id"]
         else:  # the customer's last message differs: it worked, or it did not
             assert a[:-1] == b[:-1] and a[-1] != b[-1] and b[-1]["role"] == "user", item["id"]
+
+
+def test_fresh_repeated_answers_share_their_opening_and_repeat_at_turns_3_and_5():
+    items = [item for item in suite.load_pairs(FRESH_PAIRS) if item["behaviour"] == "repeated_answer"]
+    assert len(items) == 30
+    for item in items:
+        assert item["target"] == ["escalation", "turns[3].breakdown", "turns[5].breakdown"]
+        assert item["expect"] == ["a>b"] * 3 and item["kind"] == "directional"
+        a, b = item["a"]["messages"], item["b"]["messages"]
+        assert len(a) == 7 and len(b) in (6, 7) and a[:3] == b[:3], item["id"]
+        assert [m["role"] for m in a] == ["user", "assistant"] * 3 + ["user"], item["id"]
+        assert a[3] != b[3] and a[5] != b[5], item["id"]
 
 
 def test_every_behaviour_has_at_least_20_pairs_and_ids_are_unique():
