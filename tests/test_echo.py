@@ -5,6 +5,7 @@ never the conversation scores, and training adds it to a saved model and trains 
 head alone, or alone (`reads_only`)."""
 
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -47,11 +48,13 @@ def test_bands_start_at_a_quarter():
 
 
 @pytest.mark.parametrize("reading", ["turns", "conversation"])
-def test_windows_carry_each_scored_turns_echo(tiny_model, reading):
+def test_windows_carry_each_scored_turns_echo_for_a_model_that_reads_it(tiny_model, reading):
     chats = [transcript("a", LOOP), transcript("b", [("customer", "hi"), ("customer", "hi")])]
-    config = ModelConfig(**{**tiny_model.config.__dict__, "reading": reading})
+    config = ModelConfig(**{**tiny_model.config.__dict__, "reading": reading, "echo": [BREAKDOWN]})
     windows = builder_for(config, tiny_model.tokenizer).build(chats)
     assert windows.echo == [*echoes(LOOP), 0.0, 1.0]
+    # a model that does not read it is not given it
+    assert builder_for(replace(config, echo=[]), tiny_model.tokenizer).build(chats).echo == []
 
 
 def test_only_turn_heads_read_the_echo(tiny_model):

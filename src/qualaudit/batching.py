@@ -56,7 +56,7 @@ class TurnWindows:
     `max_turn_tokens`, `turn_chars_cut[k]` that its text was cut to `max_turn_chars` before
     tokenizing; `closing[k]` that turn k is part of its transcript's closing
     (`qualaudit.closing`); `echo[k]` how much turn k repeats an earlier turn of its role
-    (`qualaudit.echo`).
+    (`qualaudit.echo`; empty unless the builder was asked for it).
 
     Reading turn by turn (`WindowBuilder`), window k is turn k's and its state pools the whole
     window; `spans` is empty. Reading the conversation (`ConversationBuilder`), a window is a
@@ -145,11 +145,15 @@ class WindowBuilder:
     A turn longer than `max_turn_chars` characters (default `default_max_turn_chars`) is cut
     before it is tokenized, so that a megabyte pasted into a chat costs no more than a long
     turn: its first three quarters and last quarter of `max_turn_chars` are kept (the start
-    feeds the turn's own window, the end the next turn's context)."""
+    feeds the turn's own window, the end the next turn's context).
+
+    With `echo`, the windows also carry each turn's echo (`TurnWindows.echo`), for a model
+    whose turn heads read it (`ModelConfig.echo`); otherwise it is left empty, unread."""
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
-                 max_turn_chars: int | None = None) -> None:
+                 max_turn_chars: int | None = None, echo: bool = False) -> None:
         self.tokenizer = tokenizer
+        self.echo = echo
         self.template = PairTemplate.from_tokenizer(tokenizer)
         self.max_turn_tokens = max_turn_tokens
         self.max_context_tokens = max_context_tokens
@@ -180,7 +184,8 @@ class WindowBuilder:
             windows.turn_counts.append(len(scored))
             start = closing_start(scored)
             windows.closing += [k >= start for k in range(len(scored))]
-            windows.echo += echoes([(turn.role, turn.text) for turn in scored])
+            if self.echo:
+                windows.echo += echoes([(turn.role, turn.text) for turn in scored])
             for turn in scored:
                 windows.is_agent.append(turn.role == "agent")
                 cut = len(turn.text) > self.max_turn_chars
@@ -225,8 +230,8 @@ class ConversationBuilder(WindowBuilder):
 
     def __init__(self, tokenizer, max_turn_tokens: int, max_context_tokens: int,
                  chunk_tokens: int, max_turn_chars: int | None = None,
-                 closing_apart: bool = False) -> None:
-        super().__init__(tokenizer, max_turn_tokens, max_context_tokens, max_turn_chars)
+                 closing_apart: bool = False, echo: bool = False) -> None:
+        super().__init__(tokenizer, max_turn_tokens, max_context_tokens, max_turn_chars, echo)
         self.closing_apart = closing_apart
         t = self.template
         self.open, self.close = t.prefix, t.middle[:1] or t.suffix
@@ -300,9 +305,9 @@ def builder_for(config, tokenizer, max_turn_chars: int | None = None) -> WindowB
                                    config.chunk_tokens, max_turn_chars,
                                    # a causal reading never lets a turn see the closing
                                    closing_apart=bool(config.closing_apart)
-                                   and config.reading == "conversation")
+                                   and config.reading == "conversation", echo=bool(config.echo))
     return WindowBuilder(tokenizer, config.max_turn_tokens, config.max_context_tokens,
-                         max_turn_chars)
+                         max_turn_chars, echo=bool(config.echo))
 
 
 def default_max_turn_chars(max_turn_tokens: int) -> int:

@@ -1,10 +1,10 @@
 """How much a turn repeats an earlier turn of its role: its "echo".
 
 A bot that gives the same answer again, reworded, while the customer restates the problem is
-the plainest loop in support, and a turn state cannot show it: the encoder reads a turn
-with only the turns its window holds, and a linear head over that state did not learn the
-repetition from labelled loops (benchmarks/README.md, round 54). So the echo is read from
-the words themselves, on the input side with the windows, and the turn heads that
+the plainest loop in support. The encoder sees the earlier turns a window holds, but a linear
+head over the turn state did not learn the repetition from labelled loops (benchmarks/README.md,
+rounds 54-56). So the echo is read from the words themselves, on the input side with the
+windows (`batching.WindowBuilder`, for a model that reads it), and the turn heads that
 `ModelConfig.echo` names add a learned vector for its band.
 
 echo_t = the largest Jaccard similarity between turn t's content words (lower-cased words

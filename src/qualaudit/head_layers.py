@@ -97,12 +97,11 @@ class TurnHeads(nn.Module):
 
     def with_echo(self, logits: dict[str, torch.Tensor], echo: list[float]) -> dict[str, torch.Tensor]:
         """`logits` with the echo heads' band vectors added; `echo` is one value per row."""
-        rows = len(next(iter(logits.values())))
-        if len(echo) != rows:
-            raise ValueError(f"{len(echo)} echo values for {rows} turns: build the windows with "
-                             "batching.WindowBuilder, which reads them")
-        bands = torch.tensor([band(e) for e in echo], dtype=torch.long,
-                             device=next(iter(logits.values())).device)
+        first = next(iter(logits.values()))
+        if len(echo) != len(first):
+            raise ValueError(f"{len(echo)} echo values for {len(first)} turns: build the windows "
+                             "with batching.builder_for(config), which reads them for this model")
+        bands = torch.tensor([band(e) for e in echo], dtype=torch.long, device=first.device)
         out = dict(logits)
         for s in self.specs:
             if s.key in self.echo:
