@@ -24,13 +24,19 @@ FRESH_PAIRS = SUITE_PATH.with_name("fresh_pairs.jsonl")
 
 
 # ------------------------------------------------------------------ the suite file
+def fresh(behaviour: str) -> list[dict]:
+    items = [item for item in suite.load_pairs(FRESH_PAIRS) if item["behaviour"] == behaviour]
+    assert len(items) == 30, behaviour  # each behaviour added after round 53
+    return items
+
+
 def test_fresh_closing_and_fix_pairs_differ_only_in_the_last_customer_message():
     items = suite.load_pairs(FRESH_PAIRS)
     closings = [item for item in items if item["behaviour"] == "closing_thanks"]
     fixes = [item for item in items if item["behaviour"] == "fix_confirmed"]
     assert len(closings) == len(fixes) == 40
     assert sum(bool(item["thanks_drop"]) for item in closings) == 20
-    assert len({item["id"] for item in items}) == len(items) == 110
+    assert len({item["id"] for item in items}) == len(items) == 200
     for item in closings + fixes:
         kind = {"closing_thanks": "invariance", "fix_confirmed": "directional"}[item["behaviour"]]
         assert (item["target"], item["kind"]) == ("resolution", kind)
@@ -43,15 +49,39 @@ def test_fresh_closing_and_fix_pairs_differ_only_in_the_last_customer_message():
 
 
 def test_fresh_repeated_answers_share_their_opening_and_repeat_at_turns_3_and_5():
-    items = [item for item in suite.load_pairs(FRESH_PAIRS) if item["behaviour"] == "repeated_answer"]
-    assert len(items) == 30
-    for item in items:
+    for item in fresh("repeated_answer"):
         assert item["target"] == ["escalation", "turns[3].breakdown", "turns[5].breakdown"]
         assert item["expect"] == ["a>b"] * 3 and item["kind"] == "directional"
         a, b = item["a"]["messages"], item["b"]["messages"]
         assert len(a) == 7 and len(b) in (6, 7) and a[:3] == b[:3], item["id"]
         assert [m["role"] for m in a] == ["user", "assistant"] * 3 + ["user"], item["id"]
         assert a[3] != b[3] and a[5] != b[5], item["id"]
+
+
+def test_fresh_names_pairs_differ_only_in_the_customers_second_turn():
+    for item in fresh("names_and_thanks"):
+        assert (item["kind"], item["target"]) == ("invariance", ["escalation", "turns[2].asks_for_human"])
+        a, b = item["a"]["messages"], item["b"]["messages"]
+        assert [m["role"] for m in a] == [m["role"] for m in b] == ["user", "assistant"] * 2, item["id"]
+        assert [k for k in range(4) if a[k] != b[k]] == [2], item["id"]
+
+
+def test_fresh_silent_endings_differ_only_in_the_agents_last_turn():
+    for item in fresh("silent_ending"):
+        assert (item["kind"], item["target"], item["expect"]) == ("directional", "resolution", "a>b")
+        a, b = item["a"]["messages"], item["b"]["messages"]
+        assert len(a) == len(b) in (2, 4) and a[-1]["role"] == b[-1]["role"] == "assistant", item["id"]
+        assert a[:-1] == b[:-1] and a[-1] != b[-1], item["id"]
+
+
+def test_fresh_parity_twins_share_every_customer_turn_and_reword_every_agent_turn():
+    for item in fresh("style_parity"):
+        assert item["kind"] == "parity" and len(item["target"]) == 5
+        assert (item["a"]["agent_type"], item["b"]["agent_type"]) == ("ai", "human")
+        a, b = item["a"]["messages"], item["b"]["messages"]
+        assert [m["role"] for m in a] == [m["role"] for m in b], item["id"]
+        for x, y in zip(a, b, strict=True):
+            assert (x == y) == (x["role"] == "user"), item["id"]
 
 
 def test_every_behaviour_has_at_least_20_pairs_and_ids_are_unique():
