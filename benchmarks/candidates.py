@@ -12,7 +12,7 @@ Usage:
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
-        [--closing-consistency 1.0] [--closing-pairs 4]
+        [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
         [--heads resolution]
@@ -87,6 +87,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             refit_heads=args.refit_heads, augment_kinds=args.augment_kinds,
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
+                            style_consistency=args.style_consistency, style_pairs=args.style_pairs,
                             teacher_weight=args.teacher_weight, heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
                             head_lr=args.head_lr, uss_share=args.uss_share,
@@ -331,6 +332,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks a dialogue to resolve alike with and "
                             "without a closing pleasantry (default 0: none)")
     train.add_argument("--closing-pairs", type=int, default=4, help="closing pairs a step")
+    train.add_argument("--style-consistency", type=float, default=0.0,
+                       help="weight of the loss that asks the trained conversation heads to score "
+                            "written bot/human style twins alike")
+    train.add_argument("--style-pairs", type=int, default=4, help="style twins a step")
     train.add_argument("--teacher-labels", type=lambda v: tuple(v.split(",")), default=(),
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,

@@ -20,6 +20,7 @@ from qualaudit.training.datasets.augment import (
     KINDS,
     OPT_IN,
     Augmenter,
+    style_twins,
     written_chats,
     written_turns,
 )
@@ -312,6 +313,21 @@ def test_written_chats_hold_every_third_item_out():
     assert {c["domain"] for _, c in held_out} == {c["domain"] for _, c in train}
     with pytest.raises(ValueError, match="part must be"):
         written_chats("dev")
+
+
+def test_style_twins_share_the_customers_turns_and_hold_every_third_out():
+    train_twins, held_out = style_twins("train"), style_twins("held_out")
+    assert len(held_out) == 40 and len(train_twins) == 80
+    assert not {bot.group for bot, _ in train_twins} & {bot.group for bot, _ in held_out}
+    for bot, human in train_twins + held_out:
+        assert (bot.transcript.agent_type, human.transcript.agent_type) == ("ai", "human")
+        a, b = bot.transcript.scored_turns, human.transcript.scored_turns
+        assert [t.role for t in a] == [t.role for t in b] and a[0].role == "customer"
+        for x, y in zip(a, b, strict=True):
+            assert (x.text == y.text) == (x.role == "customer"), bot.transcript.id
+        assert not bot.labels and not bot.turn_labels  # the loss reads them, no label does
+    with pytest.raises(ValueError, match="part must be"):
+        style_twins("dev")
 
 
 def test_opt_in_kinds_are_drawn_only_when_named(data):

@@ -20,7 +20,7 @@ from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
-from qualaudit.training.datasets.augment import Augmenter
+from qualaudit.training.datasets.augment import Augmenter, style_twins
 from qualaudit.training.recipe import soup
 from qualaudit.training.train import (
     TrainingArgs,
@@ -28,7 +28,7 @@ from qualaudit.training.train import (
     _splits,
     _train_mode,
     batch_loss,
-    closing_loss,
+    consistency_loss,
     label_balance,
     taught,
     train,
@@ -505,6 +505,31 @@ def shortcut_dialogues(n: int = 60, seed: int = 0) -> list[Example]:
     return out
 
 
+def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
+    def trained(weight: float) -> QualityModel:
+        return train(TrainingArgs(
+            output_dir=str(tmp_path / str(weight)), examples=toy_examples(), init=tiny_encoder_dir,
+            batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
+            max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False,
+            style_consistency=weight, style_pairs=4)).model
+
+    gaps = {}
+    for weight in (0.0, 5.0):
+        model = trained(weight)
+        made = prepare([e for twin in style_twins("held_out") for e in twin], window_builder(model), None)
+        heads = [s for s in model.specs if s.target in ("escalation", "resolution")]  # the toy's
+        with torch.no_grad():
+            gaps[weight] = float(consistency_loss(model, list(zip(made[0::2], made[1::2])), heads))
+    assert gaps[5.0] < 0.5 * gaps[0.0], gaps  # the twins it never saw score closer
+
+
+def test_style_consistency_needs_a_conversation_head(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="style_consistency trains conversation heads"):
+        train(TrainingArgs(output_dir=str(tmp_path / "x"), examples=toy_examples(8), init=str(tiny_model_dir),
+                           heads=["escalation_signal"], freeze_encoder=True, style_consistency=1.0,
+                           progress=False))
+
+
 def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder_dir):
     def trained(weight: float) -> QualityModel:
         return train(TrainingArgs(
@@ -522,7 +547,7 @@ def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder
         made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
         resolution = next(s for s in model.specs if s.target == "resolution")
         with torch.no_grad():
-            gaps[weight] = float(closing_loss(model, list(zip(made[0::2], made[1::2])), resolution))
+            gaps[weight] = float(consistency_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
         z, y = labelled_logits(model, shortcut_dialogues(40, seed=2))[resolution.name]
         separation[weight] = auroc(p_positive(torch.from_numpy(z).softmax(-1).numpy()), p_positive(y))
     assert gaps[5.0] < 0.2 * gaps[0.0], gaps  # a closing moves resolution far less

@@ -29,7 +29,7 @@ from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec
 from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
 from .datasets import Example, by_split, load_examples
-from .datasets.augment import KINDS, Augmenter, checked_kinds
+from .datasets.augment import KINDS, Augmenter, checked_kinds, style_twins
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
@@ -74,9 +74,14 @@ class TrainingArgs:
     "Candidate designs", Round 3). It trains every conversation head the model has.
     `closing_consistency` > 0 adds, at every step, `closing_pairs` dialogues each read with
     and without a closing pleasantry (`Augmenter.closing_pair`) and that weight times the
-    squared difference of their log-odds of resolution (`closing_loss`): shared labels
+    squared difference of their log-odds of resolution (`consistency_loss`): shared labels
     balance a closing only on average, a pair compares the two readings themselves
     (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`.
+    `style_consistency` > 0 does the same for the agent's wording: `style_pairs` written twins
+    a step (`augment.style_twins`, the same conversation with the agent in a templated bot's
+    wording and in a human agent's), and that weight times the squared difference of every
+    trained conversation head's log-odds between the two (benchmarks/README.md, Round 57):
+    reports compare AI and human agents on these scores.
     `teacher_labels` names JSON files of another model's probabilities on training
     conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
@@ -106,6 +111,8 @@ class TrainingArgs:
     augment_kinds: tuple[str, ...] = KINDS
     closing_consistency: float = 0.0
     closing_pairs: int = 4
+    style_consistency: float = 0.0
+    style_pairs: int = 4
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
     max_turn_tokens: int | None = None
@@ -127,7 +134,8 @@ class TrainingArgs:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
-                     "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs"):
+                     "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs",
+                     "style_pairs"):
             value = getattr(self, name)
             if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
@@ -146,8 +154,9 @@ class TrainingArgs:
                              "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
-        if not 0 <= self.closing_consistency < math.inf:
-            raise ValueError(f"closing_consistency must be >= 0, found {self.closing_consistency!r}")
+        for name in ("closing_consistency", "style_consistency"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -251,14 +260,21 @@ def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared])
     return F.binary_cross_entropy_with_logits(hazards.float()[labelled], target[labelled])
 
 
-def closing_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
-                 spec: HeadSpec) -> torch.Tensor:
-    """Mean squared difference of log P(resolved) / P(not resolved) (`heads.p_positive`)
-    between each dialogue read with its closing pleasantry and without it."""
-    output = forward(model, [p for pair in pairs for p in pair])
-    logp = F.log_softmax(output.conversation_logits[spec.name].float(), -1)
-    odds = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
-    return (odds[0::2] - odds[1::2]).pow(2).mean()
+def consistency_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
+                     specs: list[HeadSpec]) -> torch.Tensor:
+    """Mean squared difference, over the pairs and the conversation heads `specs`, of each
+    head's log-odds (a binary head's logit; a 5-level head's log P(level > 0) / P(level <= 0),
+    `heads.p_positive`) between the two readings of each pair: a dialogue with its closing
+    pleasantry and without it, or the same conversation in a bot's and a human agent's words."""
+    logits = forward(model, [p for pair in pairs for p in pair]).conversation_logits
+    parts = []
+    for spec in specs:
+        value = logits[spec.name].float()
+        if spec.kind == "categorical":
+            logp = F.log_softmax(value, -1)
+            value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
+        parts.append((value[0::2] - value[1::2]).pow(2).mean())
+    return torch.stack(parts).mean()
 
 
 @torch.no_grad()
@@ -319,6 +335,9 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     augmenter = (Augmenter(train_examples, args.augment_kinds)
                  if args.augment or args.closing_consistency else None)
     resolution = _closing_head(specs, args)
+    styled = [s for s in specs if s.level == "conversation"] if args.style_consistency else []
+    if args.style_consistency and not styled:
+        raise ValueError("style_consistency trains conversation heads, and this run trains none")
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
@@ -367,14 +386,16 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         plan = batches(items, args.batch_tokens, rng)
         pairs = _closing_pairs(augmenter, len(plan) * args.closing_pairs, rng, builder, args.max_turns
                                ) if resolution else []
+        twins = _style_pairs(len(plan) * args.style_pairs, rng, builder, args.max_turns) if styled else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance)
             n = sum(p.tokens for p in batch)
-            at = state["in_epoch"] * args.closing_pairs
-            step_pairs = pairs[at:at + args.closing_pairs]
-            if step_pairs:
-                loss = loss + args.closing_consistency * closing_loss(model, step_pairs, resolution)
-                n += sum(p.tokens for pair in step_pairs for p in pair)
+            for weight, heads, drawn, per_step in ((args.closing_consistency, [resolution], pairs, args.closing_pairs),
+                                                  (args.style_consistency, styled, twins, args.style_pairs)):
+                step_pairs = drawn[state["in_epoch"] * per_step:(state["in_epoch"] + 1) * per_step]
+                if step_pairs:
+                    loss = loss + weight * consistency_loss(model, step_pairs, heads)
+                    n += sum(p.tokens for pair in step_pairs for p in pair)
             if loss.requires_grad:  # else no item of the batch labels a trained head
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -490,6 +511,14 @@ def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: Wi
         raise ValueError("closing_consistency needs rated dialogues (STC-3) to make closing pairs "
                          "from; the training data has none with or without a closing")
     made = prepare([e for pair in pairs for e in pair], builder, max_turns)
+    return list(zip(made[0::2], made[1::2]))
+
+
+def _style_pairs(n: int, rng: random.Random, builder: WindowBuilder,
+                 max_turns: int) -> list[tuple[Prepared, Prepared]]:
+    """`n` training twins drawn at random (`augment.style_twins`), each (bot, human), prepared."""
+    twins = style_twins("train")
+    made = prepare([e for _ in range(n) for e in rng.choice(twins)], builder, max_turns)
     return list(zip(made[0::2], made[1::2]))
 
 

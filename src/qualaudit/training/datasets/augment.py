@@ -428,12 +428,32 @@ def written_turns(name: str) -> list[str]:
 def written_chats(part: str) -> list[tuple[str, dict[str, str]]]:
     """`(group, {"domain", "question", "answer", "evasive"})` for the items of
     `written/faq.jsonl` that training may draw ("train") or those held out to measure it
-    ("held_out": every third item, k % 3 == 2)."""
+    ("held_out")."""
+    return _written_items("faq", part)
+
+
+def style_twins(part: str) -> list[tuple[Example, Example]]:
+    """The twins of `written/style_twins.jsonl` that training may draw ("train") or those held
+    out to measure it ("held_out"): one conversation with the agent in a templated bot's
+    wording and in a human agent's, the customer's turns and the content the same, written for
+    this by a session that had not read the repository. Unlabelled: the training loss that
+    asks a head to score the two alike reads them (`TrainingArgs.style_consistency`)."""
+    twins = []
+    for group, item in _written_items("style_twins", part):
+        twins.append(tuple(Example(transcript(f"{item['id']}/{style}", [(t["role"], t["text"]) for t in item[style]],
+                                              agent_type=agent_type), "written_style", group)
+                           for style, agent_type in (("bot", "ai"), ("human", "human"))))
+    return twins
+
+
+def _written_items(name: str, part: str) -> list[tuple[str, dict]]:
+    """`(group, item)` for the lines of `written/<name>.jsonl` in `part`: "held_out" is every
+    third line (k % 3 == 2), never trained on; "train" the others."""
     if part not in ("train", "held_out"):
         raise ValueError(f"part must be 'train' or 'held_out', found {part!r}")
-    lines = (WRITTEN / "faq.jsonl").read_text(encoding="utf-8").splitlines()
-    return [(f"written_faq:{k}", json.loads(line)) for k, line in enumerate(lines)
-            if (k % 3 == 2) == (part == "held_out")]
+    lines = (WRITTEN / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(f"written_{name}:{k}", json.loads(line))
+            for k, line in enumerate(lines) if (k % 3 == 2) == (part == "held_out")]
 
 
 def with_turn_cut(t: Transcript, at: int, words: int | None, tid: str) -> Transcript:
