@@ -18,6 +18,7 @@ from qualaudit.model import ModelConfig, QualityModel, UntrainedModelWarning
 from qualaudit.scorer import Auditor
 from qualaudit.training.datasets.examples import Example, empty_turn_labels, transcript
 from qualaudit.training.train import TrainingArgs, train
+from test_last_turns import trained_from
 from test_train import write_user_data
 
 candidates = load_benchmark("candidates")
@@ -117,20 +118,14 @@ def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alo
                             heads=["breakdown"], freeze_encoder=True, batch_tokens=200, evals=1,
                             max_epochs=2, augment=0.0, head_lr=5e-2, progress=False, **kw)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedModelWarning)
-        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
-        result = train(args("ft", echo=["breakdown"]))
-    assert result.model.config.echo == [BREAKDOWN]
-    after = result.model.state_dict()
-    added = {k for k in after if k not in before}
+    model, after, added, changed = trained_from(tiny_model_dir, args("ft", echo=["breakdown"]))
+    assert model.config.echo == [BREAKDOWN]
     assert added == {"turn_heads.echo.breakdown_v1.weight"}
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("breakdown_v1" in k for k in changed)
     table = after["turn_heads.echo.breakdown_v1.weight"]
     assert torch.equal(table[0], torch.zeros_like(table[0]))  # the lowest band adds nothing
     assert table[3].item() > 0  # an exact repeat learned to raise breakdown
-    result.model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "saved")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         with pytest.raises(ValueError, match="echo must list turn heads"):
@@ -149,13 +144,11 @@ def test_reads_only_trains_the_read_and_nothing_else(tmp_path, tiny_model_dir):
                             heads=["breakdown"], batch_tokens=200, evals=1, max_epochs=2, augment=0.0,
                             head_lr=5e-2, progress=False, **kw)
 
+    _, after, _, changed = trained_from(tiny_model_dir, args("ft", freeze_encoder=True, reads_only=True))
+    assert not changed  # breakdown's own map included
+    assert after["turn_heads.echo.breakdown_v1.weight"][3].item() > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
-        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
-        after = train(args("ft", freeze_encoder=True, reads_only=True)).model.state_dict()
-        changed = {k for k in before if not torch.equal(before[k], after[k])}
-        assert not changed  # breakdown's own map included
-        assert after["turn_heads.echo.breakdown_v1.weight"][3].item() > 0
         with pytest.raises(ValueError, match="set freeze_encoder"):
             args("loose", reads_only=True)
         with pytest.raises(ValueError, match="no added read"):

@@ -118,6 +118,18 @@ def test_last_turns_is_saved_and_only_full_conversation_heads_may_be_named(tmp_p
         QualityModel.from_pretrained(tmp_path / "m")
 
 
+def trained_from(init, args: TrainingArgs) -> tuple[QualityModel, dict, set[str], set[str]]:
+    """Train `args` from the saved model `init`: the model, its weights, the names of the
+    weights it added, and of those it changed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        before = QualityModel.from_pretrained(init).state_dict()
+        model = train(args).model
+    after = model.state_dict()
+    return (model, after, {k for k in after if k not in before},
+            {k for k in before if not torch.equal(before[k], after[k])})
+
+
 def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alone(
         tmp_path, tiny_model_dir):
     examples = toy_examples(24)
@@ -129,19 +141,13 @@ def test_training_adds_the_read_to_a_saved_model_and_trains_it_with_its_head_alo
                             heads=["repeat_inquiry"], freeze_encoder=True, batch_tokens=200, evals=1,
                             max_epochs=1, augment=0.0, progress=False, **kw)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedModelWarning)
-        before = QualityModel.from_pretrained(tiny_model_dir).state_dict()
-        result = train(args("ft", last_turns=["repeat_inquiry"]))
-    assert result.model.config.last_turns == [REPEAT]
-    after = result.model.state_dict()
-    added = {k for k in after if k not in before}
+    model, after, added, changed = trained_from(tiny_model_dir, args("ft", last_turns=["repeat_inquiry"]))
+    assert model.config.last_turns == [REPEAT]
     assert added == {"conversation_heads.last.repeat_inquiry_v1.weight",
                      "conversation_heads.last.repeat_inquiry_v1.bias"}
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("repeat_inquiry_v1" in k for k in changed)
     assert all(after[k].abs().sum() > 0 for k in added)  # trained away from zero
-    result.model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "saved")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         for bad, message in ((["nothing"], "unknown target"), (["empathy"], "full pooling")):

@@ -505,17 +505,19 @@ def shortcut_dialogues(n: int = 60, seed: int = 0) -> list[Example]:
     return out
 
 
-def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
-    def trained(weight: float) -> QualityModel:
-        return train(TrainingArgs(
-            output_dir=str(tmp_path / str(weight)), examples=toy_examples(), init=tiny_encoder_dir,
-            batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
-            max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False,
-            style_consistency=weight, style_pairs=4)).model
+def consistency_trained(tmp_path, encoder: str, examples: list[Example], **loss) -> QualityModel:
+    """A tiny model trained from `encoder` on `examples` with one consistency loss's arguments."""
+    return train(TrainingArgs(
+        output_dir=str(tmp_path / "_".join(f"{k}{v}" for k, v in loss.items())), examples=examples,
+        init=encoder, batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
+        max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False, **loss)).model
 
+
+def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
     gaps = {}
     for weight in (0.0, 5.0):
-        model = trained(weight)
+        model = consistency_trained(tmp_path, tiny_encoder_dir, toy_examples(),
+                                    style_consistency=weight, style_pairs=4)
         made = prepare([e for twin in style_twins("held_out") for e in twin], window_builder(model), None)
         heads = [s for s in model.specs if s.target in ("escalation", "resolution")]  # the toy's
         with torch.no_grad():
@@ -531,19 +533,14 @@ def test_style_consistency_needs_a_conversation_head(tmp_path, tiny_model_dir):
 
 
 def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder_dir):
-    def trained(weight: float) -> QualityModel:
-        return train(TrainingArgs(
-            output_dir=str(tmp_path / str(weight)), examples=shortcut_dialogues(), init=tiny_encoder_dir,
-            batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
-            max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False,
-            closing_consistency=weight, closing_pairs=4)).model
 
     aug = Augmenter(shortcut_dialogues(40, seed=1))
     rng = random.Random(0)
     pairs = [aug.closing_pair(rng) for _ in range(40)]
     gaps, separation = {}, {}
     for weight in (0.0, 5.0):
-        model = trained(weight)
+        model = consistency_trained(tmp_path, tiny_encoder_dir, shortcut_dialogues(),
+                                    closing_consistency=weight, closing_pairs=4)
         made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
         resolution = next(s for s in model.specs if s.target == "resolution")
         with torch.no_grad():

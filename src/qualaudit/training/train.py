@@ -338,6 +338,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     styled = [s for s in specs if s.level == "conversation"] if args.style_consistency else []
     if args.style_consistency and not styled:
         raise ValueError("style_consistency trains conversation heads, and this run trains none")
+    prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
     balance = label_balance(train_items, specs)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
@@ -386,7 +387,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         plan = batches(items, args.batch_tokens, rng)
         pairs = _closing_pairs(augmenter, len(plan) * args.closing_pairs, rng, builder, args.max_turns
                                ) if resolution else []
-        twins = _style_pairs(len(plan) * args.style_pairs, rng, builder, args.max_turns) if styled else []
+        twins = [rng.choice(prepared_twins) for _ in range(len(plan) * args.style_pairs)] if styled else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance)
             n = sum(p.tokens for p in batch)
@@ -514,11 +515,9 @@ def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: Wi
     return list(zip(made[0::2], made[1::2]))
 
 
-def _style_pairs(n: int, rng: random.Random, builder: WindowBuilder,
-                 max_turns: int) -> list[tuple[Prepared, Prepared]]:
-    """`n` training twins drawn at random (`augment.style_twins`), each (bot, human), prepared."""
-    twins = style_twins("train")
-    made = prepare([e for _ in range(n) for e in rng.choice(twins)], builder, max_turns)
+def _prepared_twins(builder: WindowBuilder, max_turns: int) -> list[tuple[Prepared, Prepared]]:
+    """The training twins (`augment.style_twins`), each (bot, human), prepared once for the run."""
+    made = prepare([e for twin in style_twins("train") for e in twin], builder, max_turns)
     return list(zip(made[0::2], made[1::2]))
 
 
