@@ -93,7 +93,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             head_lr=args.head_lr, uss_share=args.uss_share,
                             progress=not args.quiet)
     command = _command()
-    select = None if turn_heads_only(args.heads) else selection_metric(args.data_dir)
+    select = None if unscored_by_selection(args.heads) else selection_metric(args.data_dir)
     summary = build(training, command=command, select=select)
     return evaluate(out, args.data_dir, {  # train_s: every session of a resumed run
         "design": design(summary.training.model.config),
@@ -114,11 +114,15 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads, "ingredients": list(args.directories)})
 
 
-def turn_heads_only(heads: list[str] | None) -> bool:
-    """Whether the named heads are all per-turn ones: their weights are then chosen on their
-    own dev loss, as the selection pairs score conversation targets only."""
+def unscored_by_selection(heads: list[str] | None) -> bool:
+    """Whether no selection pair can choose the named heads' weights: per-turn heads (the pairs
+    score conversation targets only) and conversation targets no selection pair scores
+    (satisfaction). Their weights are then chosen on their own dev loss, not on a selection
+    score that stays the same at every evaluation."""
     levels = {s.target: s.level for s in HEAD_SPECS.values()}
-    return bool(heads) and all(levels.get(h) not in (None, "conversation") for h in heads)
+    scored = {p.target for p in quality.PAIRS if p.role == "selection"}
+    return bool(heads) and all(
+        h in levels and (levels[h] != "conversation" or h not in scored) for h in heads)
 
 
 def _command() -> str:

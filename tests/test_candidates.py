@@ -105,6 +105,9 @@ def test_a_turn_head_alone_trains_on_its_dev_loss_and_leaves_every_other_weight(
     assert record["dev"] and not any("selection" in d for d in record["dev"])  # chosen on dev loss
     assert np.isfinite(record["selection_score"])  # still evaluated on the whole protocol
     assert "'uss_share': 1.0" in (out / "README.md").read_text()  # the recipe as run
-    assert candidates.turn_heads_only(["escalation_signal", "breakdown"])
-    assert not candidates.turn_heads_only(["escalation_signal", "escalation"])
-    assert not candidates.turn_heads_only(None)
+    assert candidates.unscored_by_selection(["escalation_signal", "breakdown"])
+    assert candidates.unscored_by_selection(["satisfaction"])
+    assert candidates.unscored_by_selection(["satisfaction", "breakdown"])
+    assert not candidates.unscored_by_selection(["escalation_signal", "escalation"])
+    assert not candidates.unscored_by_selection(["satisfaction", "resolution"])
+    assert not candidates.unscored_by_selection(None)
