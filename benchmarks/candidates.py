@@ -15,7 +15,7 @@ Usage:
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
-        [--heads resolution]
+        [--heads resolution] [--onto models/default]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -108,10 +108,10 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
     command = _command()
     made = soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
                 card_sections={"Training data": LICENCES, "Label card": label_card()},
-                heads=args.heads)
+                heads=args.heads, onto=args.onto)
     return evaluate(out, args.data_dir, {
         "design": design(made.config), "command": command,
-        "threads": args.threads, "ingredients": list(args.directories)})
+        "threads": args.threads, "ingredients": list(args.directories), "onto": args.onto})
 
 
 def unscored_by_selection(heads: list[str] | None) -> bool:
@@ -359,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     soup_.add_argument("--heads", type=lambda v: v.split(","),
                        help="the targets the candidates trained alone on a frozen encoder: only "
                             "these are calibrated again, every other head keeps its calibration")
+    soup_.add_argument("--onto", help="with --heads: a saved model of the design that takes the "
+                                      "average of those heads' layers, every other weight its own")
     soup_.add_argument("--threads", type=int, default=torch.get_num_threads())
     soup_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")

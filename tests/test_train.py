@@ -605,3 +605,32 @@ def test_a_soup_of_heads_trained_alone_keeps_every_other_heads_calibration(tmp_p
     assert made.calibration.is_calibrated("escalation.v1")
     assert made.calibration["escalation.v1"].to_dict() == a.calibration["escalation.v1"].to_dict()
     assert not made.calibration.is_calibrated("resolution.v1")  # too few items to fit it again
+
+
+def test_a_soup_onto_another_model_replaces_only_the_named_heads(tmp_path, tiny_encoder_dir):
+    a, b, later = (make_tiny_model(tiny_encoder_dir, seed=s) for s in (0, 1, 2))
+    fit_calibration(later, toy_examples(60))
+    dirs = [a.save_pretrained(tmp_path / "a"), b.save_pretrained(tmp_path / "b")]
+    onto = later.save_pretrained(tmp_path / "later")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        soup(dirs, tmp_path / "soup", toy_examples(60), version="9.9.9", heads=["resolution"],
+             onto=onto)
+        with pytest.raises(ValueError, match="name them"):
+            soup(dirs, tmp_path / "x", [], version="9.9.9", onto=onto)
+        other = make_tiny_model(tiny_encoder_dir, seed=3, context_layers=1)
+        with pytest.raises(ValueError, match=r"not of the design .*context_layers"):
+            soup(dirs, tmp_path / "x", [], "1", heads=["resolution"],
+                 onto=other.save_pretrained(tmp_path / "other"))
+        made, a, b, later = (QualityModel.from_pretrained(d)
+                             for d in (tmp_path / "soup", *dirs, onto))
+    theirs, base = (a.state_dict(), b.state_dict()), later.state_dict()
+    moved = [k for k in base if ".resolution_v1." in k]
+    assert moved and len(moved) < len(base)
+    for name, tensor in made.state_dict().items():
+        expected = (theirs[0][name] + theirs[1][name]) / 2 if name in moved else base[name]
+        torch.testing.assert_close(tensor, expected, atol=2e-3, rtol=2e-3)  # saved in fp16
+    assert all(not torch.allclose(base[k], made.state_dict()[k], atol=0.01) for k in moved
+               if base[k].is_floating_point() and base[k].numel() > 1)
+    assert made.calibration["escalation.v1"].to_dict() == later.calibration["escalation.v1"].to_dict()
+    assert "in `" + str(onto) + "`" in (tmp_path / "soup" / "README.md").read_text()

@@ -88,7 +88,8 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
 def soup(directories: list[str | Path], output_dir: str | Path, examples: list[Example],
          version: str, method: str = "temperature", command: str = "",
          card_sections: dict[str, str] | None = None,
-         heads: Collection[str] | None = None) -> QualityModel:
+         heads: Collection[str] | None = None,
+         onto: str | Path | None = None) -> QualityModel:
     """The uniform average of the weights of saved models of one design and heads (a "model
     soup", Wortsman et al. 2022), saved and calibrated as `finish` saves a trained model.
     Fine-tunes of one initial model that differ only in seed and data order sit in one basin,
@@ -97,13 +98,22 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     half of the dev split, as for the ingredients; their own calibrations are dropped, but for
     ingredients that trained only the targets `heads` names on a frozen encoder, every other
     head keeps the first ingredient's calibration (its weights are theirs, the same in each).
+    `onto` (with `heads`) puts only the average of those heads' own layers into another saved
+    model of the design, with its calibration for every other head: the seeds of one head,
+    trained from an earlier model, averaged into a later one that differs only in other heads.
     `card_sections` (their training data, label card) join the generated recipe in the card.
     Returns the soup as saved (fp16 weights, calibrated; the calibration report is in its card)."""
     if len(directories) < 2:
         raise ValueError(f"a soup needs at least two models, found {len(directories)}")
+    if onto is not None and not heads:
+        raise ValueError("onto puts the average of the named heads into another model: name them")
     models = [QualityModel.from_pretrained(d) for d in directories]
     first = models[0].config
-    for directory, model in zip(directories[1:], models[1:], strict=True):
+    others = [*zip(directories[1:], models[1:], strict=True)]
+    base = models[0] if onto is None else QualityModel.from_pretrained(onto)
+    if onto is not None:
+        others.append((onto, base))
+    for directory, model in others:
         theirs, ours = (asdict(replace(c, name="", version="")) for c in (model.config, first))
         if theirs != ours:
             differ = sorted(k for k, v in theirs.items() if ours[k] != v)
@@ -113,20 +123,28 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     states = [m.state_dict() for m in models]
     average = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
                for k, v in states[0].items()}
-    config = replace(first, version=version)
     targets = {s.target for s in models[0].specs}
     if heads is not None and not set(heads) <= targets:
         raise ValueError(f"heads: unknown target(s) {sorted(set(heads) - targets)}; the models "
                          f"have {sorted(targets)}")
-    untouched = set() if heads is None else _other_heads(models[0], heads)
-    kept = Calibration({h: c for h, c in models[0].calibration.items() if h in untouched})
-    model = QualityModel(config, models[0].encoder, models[0].tokenizer, kept)
+    if onto is not None:
+        keys = [f".{s.key}." for s in base.specs if s.target in heads]
+        average = {k: average[k] if any(key in k for key in keys) else v
+                   for k, v in base.state_dict().items()}
+    config = replace(base.config, version=version)
+    untouched = set() if heads is None else _other_heads(base, heads)
+    kept = Calibration({h: c for h, c in base.calibration.items() if h in untouched})
+    model = QualityModel(config, base.encoder, base.tokenizer, kept)
     model.load_state_dict(average)
     model.eval()
     ingredients = "\n".join(f"- `{d}`: {m.config.name} {m.config.version}, weights SHA-256 "
                             f"`{m.weights_sha256}`" for d, m in zip(directories, models, strict=True))
+    averaged = (f"the layers of {', '.join(sorted(heads))} in `{onto}` ({base.config.name} "
+                f"{base.config.version}, weights SHA-256 `{base.weights_sha256}`) replaced by "
+                "the uniform average of theirs in" if onto is not None else
+                "the uniform average of the weights of")
     recipe = (f"- command: `{command or 'qualaudit.training.recipe.soup'}`\n"
-              f"- the uniform average of the weights of {len(models)} models of this design "
+              f"- {averaged} {len(models)} models of this design "
               "(a model soup; their recipes are in their own cards):\n" + ingredients)
     return _save_calibrated(model, Path(output_dir), examples, method,
                             {**(card_sections or {}), "Recipe": recipe}, keep=untouched)[0]
