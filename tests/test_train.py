@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from qualaudit.training.batches import prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter, style_twins
-from qualaudit.training.recipe import soup
+from qualaudit.training.recipe import recipe_text, soup
 from qualaudit.training.train import (
     TrainingArgs,
     TrainResult,
@@ -138,6 +139,12 @@ def test_a_selection_metric_chooses_the_weights_kept(tmp_path, tiny_encoder_dir)
     assert result.best_step == result.dev_losses[0]["step"]  # the first eval rated highest
     assert result.model.config.context_layers == 1
     assert [d["selection"] for d in result.dev_losses] == [0.9, 0.1, 0.2, 0.3, 0.4, 0.5][:len(seen)]
+    args = tiny_args(tmp_path, tiny_encoder_dir, context_layers=1)
+    kept = f"weights kept at step {result.best_step} (the highest selection metric)"
+    assert kept in recipe_text(args, result, "")
+    unselected = replace(result, dev_losses=[{k: v for k, v in d.items() if k != "selection"}
+                                             for d in result.dev_losses])
+    assert "(the lowest dev loss)" in recipe_text(args, unselected, "")
     with pytest.raises(ValueError, match="finite"):
         train(tiny_args(tmp_path / "nan", tiny_encoder_dir), lambda model: float("nan"))
 

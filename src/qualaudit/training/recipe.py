@@ -191,7 +191,8 @@ def recipe_text(args: TrainingArgs, result: TrainResult, command: str) -> str:
     return "\n".join([
         f"- command: `{command or 'qualaudit train'}`",
         f"- {result.steps} steps, {result.train_tokens:,} training tokens, "
-        f"{result.seconds / 60:.1f} min on {machine}; best dev loss at step {result.best_step}",
+        f"{result.seconds / 60:.1f} min on {machine}; weights kept at step {result.best_step} "
+        f"({'the highest selection metric' if selected else 'the lowest dev loss'})",
         f"- settings: `{settings}`",
         "- losses: one per head, averaged over the items its sources label (masked); soft "
         "targets (annotator shares and distributions); class imbalance by pos_weight = "
