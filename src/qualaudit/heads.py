@@ -54,6 +54,10 @@ class HeadSpec:
         """The head's name as a module key (torch's ModuleDict keys cannot contain dots)."""
         return self.name.replace(".", "_")
 
+    def owns(self, parameter: str) -> bool:
+        """Whether a model parameter (a `state_dict` name) belongs to this head's own layers."""
+        return f".{self.key}." in parameter
+
 
 HEAD_SPECS: dict[str, HeadSpec] = {
     s.name: s

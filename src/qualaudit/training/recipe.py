@@ -120,17 +120,15 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
             raise ValueError(f"{directory} is not of the design of {directories[0]}: "
                              f"config fields {differ} differ; only models of one design and "
                              "heads can be averaged")
-    states = [m.state_dict() for m in models]
-    average = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
-               for k, v in states[0].items()}
     targets = {s.target for s in models[0].specs}
     if heads is not None and not set(heads) <= targets:
         raise ValueError(f"heads: unknown target(s) {sorted(set(heads) - targets)}; the models "
                          f"have {sorted(targets)}")
-    if onto is not None:
-        keys = [f".{s.key}." for s in base.specs if s.target in heads]
-        average = {k: average[k] if any(key in k for key in keys) else v
-                   for k, v in base.state_dict().items()}
+    averaged_heads = [s for s in base.specs if onto is not None and s.target in heads]
+    states = [m.state_dict() for m in models]
+    average = {k: sum(s[k].float() for s in states) / len(states)
+               if v.is_floating_point() and (onto is None or any(h.owns(k) for h in averaged_heads))
+               else v for k, v in base.state_dict().items()}
     config = replace(base.config, version=version)
     untouched = set() if heads is None else _other_heads(base, heads)
     kept = Calibration({h: c for h, c in base.calibration.items() if h in untouched})

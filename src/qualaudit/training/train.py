@@ -350,7 +350,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         for p in model.encoder.parameters():
             p.requires_grad_(False)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
-             and (args.heads is None or any(f".{s.key}." in n for s in specs))
+             and (args.heads is None or any(s.owns(n) for s in specs))
              and (not args.reads_only or n.startswith(tuple(ADDED_READS.values())))]
     if args.reads_only and not heads:
         raise ValueError(f"reads_only: the heads trained here have no added read "
