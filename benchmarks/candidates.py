@@ -13,7 +13,7 @@ Usage:
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
-        [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5]
+        [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
         [--heads resolution] [--onto models/default]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
@@ -88,7 +88,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
-                            teacher_weight=args.teacher_weight, heads=args.heads,
+                            teacher_weight=args.teacher_weight, anchor=args.anchor, heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
                             head_lr=args.head_lr, uss_share=args.uss_share,
                             progress=not args.quiet)
@@ -344,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,
                        help="the teacher's share of each label it covers")
+    train.add_argument("--anchor", type=float, default=0.0,
+                       help="weight of the loss that keeps every trained head's outputs near the "
+                            "--init model's (default 0: none)")
     train.add_argument("--uss-share", type=float, default=TrainingArgs.uss_share,
                        help="the share of USS's training dialogues used (default %(default)s)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")

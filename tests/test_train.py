@@ -18,7 +18,7 @@ from qualaudit.cli import main
 from qualaudit.heads import p_positive
 from qualaudit.metrics import auroc
 from qualaudit.model import QualityModel, UntrainedModelWarning
-from qualaudit.training.batches import prepare, window_builder
+from qualaudit.training.batches import forward, prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter, style_twins
@@ -28,6 +28,7 @@ from qualaudit.training.train import (
     TrainResult,
     _splits,
     _train_mode,
+    anchor_loss,
     batch_loss,
     consistency_loss,
     label_balance,
@@ -537,6 +538,37 @@ def test_style_consistency_needs_a_conversation_head(tmp_path, tiny_model_dir):
         train(TrainingArgs(output_dir=str(tmp_path / "x"), examples=toy_examples(8), init=str(tiny_model_dir),
                            heads=["escalation_signal"], freeze_encoder=True, style_consistency=1.0,
                            progress=False))
+
+
+def flipped(examples: list[Example]) -> list[Example]:
+    """`examples` with every label turned around: what a run that forgets would learn."""
+    return [replace(e, labels={"escalation": 1 - e.labels["escalation"],
+                               "resolution": e.labels["resolution"][::-1].copy()},
+                    turn_labels={"escalation_signal": 1 - e.turn_labels["escalation_signal"]})
+            for e in examples]
+
+
+def test_the_anchor_keeps_a_trained_models_outputs_where_new_labels_would_move_them(tmp_path, tiny_encoder_dir):
+    initial = train(tiny_args(tmp_path / "first", tiny_encoder_dir, max_train_tokens=8000)).model
+    initial_dir = str(initial.save_pretrained(tmp_path / "initial"))
+    items = prepare(toy_examples(20, seed=3), window_builder(initial), None)
+    with torch.no_grad():
+        before = forward(initial, items)
+    drift = {}
+    for weight in (0.0, 20.0):
+        args = replace(tiny_args(tmp_path / f"w{weight}", initial_dir), examples=flipped(toy_examples()),
+                       anchor=weight, max_turn_tokens=None, max_context_tokens=None)
+        model = train(args).model
+        with torch.no_grad():
+            drift[weight] = float(anchor_loss(forward(model, items), before, model.specs))
+    assert drift[20.0] < 0.5 * drift[0.0], drift
+
+
+def test_the_anchor_needs_a_trained_model(tmp_path, tiny_encoder_dir):
+    with pytest.raises(ValueError, match="anchor keeps a trained model's outputs"):
+        train(tiny_args(tmp_path, tiny_encoder_dir, anchor=1.0))
+    with pytest.raises(ValueError, match="anchor must be >= 0"):
+        tiny_args(tmp_path, tiny_encoder_dir, anchor=-1.0)
 
 
 def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder_dir):

@@ -8,6 +8,7 @@ the items that carry its label (masked), with soft targets where annotators disa
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -86,6 +87,10 @@ class TrainingArgs:
     conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
     teacher's + (1 - `teacher_weight`) x its own (distillation; benchmarks/README.md, Round 14).
+    `anchor` > 0 (a saved model as `init`) adds that weight times how far every trained head's
+    outputs move from the initial model's on the same batch (`anchor_loss`; "Learning without
+    Forgetting", Li & Hoiem 2016): a run that adds a loss for one behaviour (the style twins)
+    keeps what the initial model learned in rounds a new run would undo (Round 68).
     """
 
     output_dir: str
@@ -115,6 +120,7 @@ class TrainingArgs:
     style_pairs: int = 4
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
+    anchor: float = 0.0
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -154,7 +160,7 @@ class TrainingArgs:
                              "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
-        for name in ("closing_consistency", "style_consistency"):
+        for name in ("closing_consistency", "style_consistency", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         for name in ("lr", "head_lr"):
@@ -227,8 +233,10 @@ def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dic
     return out
 
 
-def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec],
-               balance: dict) -> tuple[torch.Tensor, dict[str, float]]:
+def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec], balance: dict,
+               anchor: tuple[QualityModel, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The sum of the heads' losses on their labels, plus `anchor`'s weight times its model's
+    `anchor_loss` when given; the parts by target ("anchor" for the latter)."""
     output = forward(model, batch)
     turn_logits, conv_logits = output.turn_logits, output.conversation_logits
     labels = stack_labels(batch, specs)
@@ -244,7 +252,37 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         if loss is not None:
             total = total + loss
             parts[s.target] = float(loss.detach())
+    if anchor is not None:
+        fixed, weight = anchor
+        with torch.no_grad():
+            kept = forward(fixed, batch)
+        drift = anchor_loss(output, kept, specs)
+        total = total + weight * drift
+        parts["anchor"] = float(drift.detach())
     return total, parts
+
+
+def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec]) -> torch.Tensor:
+    """Sum over `specs` of the mean KL divergence of the fixed model's outputs from these, on
+    every turn of the head's role and every conversation, labelled or not (0 where equal)."""
+    parts = []
+    for s in specs:
+        if s.level == "conversation":
+            new, old = output.conversation_logits[s.name], fixed.conversation_logits[s.name]
+        else:
+            rows = output.is_agent if s.level == "agent_turn" else ~output.is_agent
+            new, old = output.turn_logits[s.name][rows], fixed.turn_logits[s.name][rows]
+        if not new.numel():
+            continue
+        new, old = new.float(), old.float()
+        if s.binary:
+            p = torch.sigmoid(old)
+            parts.append(F.binary_cross_entropy_with_logits(new, p)
+                          - F.binary_cross_entropy_with_logits(old, p))
+        else:
+            parts.append(F.kl_div(F.log_softmax(new, -1), F.log_softmax(old, -1), log_target=True,
+                                  reduction="none").sum(-1).mean())
+    return torch.stack(parts).sum() if parts else torch.zeros((), device=output.is_agent.device)
 
 
 def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared]) -> torch.Tensor | None:
@@ -305,6 +343,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = _initial_model(args)
+    anchored = _anchor(model, args)
     if args.refit_heads:
         if not model.config.trained_heads:
             raise ValueError(f"refit_heads refits the heads of a trained model; {args.init} is not one")
@@ -389,7 +428,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                                ) if resolution else []
         twins = [rng.choice(prepared_twins) for _ in range(len(plan) * args.style_pairs)] if styled else []
         for batch in plan[state["in_epoch"]:]:
-            loss, parts = batch_loss(model, batch, specs, balance)
+            loss, parts = batch_loss(model, batch, specs, balance, anchored)
             n = sum(p.tokens for p in batch)
             for weight, heads, drawn, per_step in ((args.closing_consistency, [resolution], pairs, args.closing_pairs),
                                                   (args.style_consistency, styled, twins, args.style_pairs)):
@@ -441,6 +480,17 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     model.config.name, model.config.version = args.name, args.version
     return TrainResult(model, state["step"], state["tokens"], state["seconds"], state["best_step"],
                        state["dev"])
+
+
+def _anchor(model: QualityModel, args: TrainingArgs) -> tuple[QualityModel, float] | None:
+    """A frozen copy of the initial model and its weight, for `anchor_loss`; None without one."""
+    if not args.anchor:
+        return None
+    if not model.config.trained_heads:
+        raise ValueError(f"anchor keeps a trained model's outputs; {args.init} has no trained heads")
+    fixed = copy.deepcopy(model).to(args.device).eval()
+    fixed.requires_grad_(False)
+    return fixed, args.anchor
 
 
 def _train_mode(model: QualityModel, args: TrainingArgs) -> None:
