@@ -560,8 +560,24 @@ def test_the_anchor_keeps_a_trained_models_outputs_where_new_labels_would_move_t
                        anchor=weight, max_turn_tokens=None, max_context_tokens=None)
         model = train(args).model
         with torch.no_grad():
-            drift[weight] = float(anchor_loss(forward(model, items), before, model.specs))
+            drift[weight] = float(anchor_loss(forward(model, items), before, model.specs,
+                                              torch.ones(len(items), dtype=torch.bool), [p.turns for p in items]))
     assert drift[20.0] < 0.5 * drift[0.0], drift
+
+
+def test_the_anchor_reads_the_sources_conversations_not_the_augmentations(tiny_model, tiny_encoder_dir):
+    items = prepare(toy_examples(6), window_builder(tiny_model), None)
+    augmented = [replace(p, example=replace(p.example, source="augment:loop")) for p in items]
+    specs = list(tiny_model.specs)
+    moved = make_tiny_model(tiny_encoder_dir, seed=1)  # other weights: other outputs
+    _, parts = batch_loss(moved, augmented, specs, {}, (tiny_model, 1.0))
+    assert "anchor" not in parts  # nothing from the sources: nothing to keep
+    mixed = items[:3] + augmented[3:]
+    _, parts = batch_loss(moved, mixed, specs, {}, (tiny_model, 1.0))
+    with torch.no_grad():
+        alone = anchor_loss(forward(moved, items[:3]), forward(tiny_model, items[:3]), specs,
+                            torch.ones(3, dtype=torch.bool), [p.turns for p in items[:3]])
+    assert parts["anchor"] == pytest.approx(float(alone), rel=1e-4)  # the augmented three left out
 
 
 def test_the_anchor_needs_a_trained_model(tmp_path, tiny_encoder_dir):

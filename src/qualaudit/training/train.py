@@ -88,9 +88,10 @@ class TrainingArgs:
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
     teacher's + (1 - `teacher_weight`) x its own (distillation; benchmarks/README.md, Round 14).
     `anchor` > 0 (a saved model as `init`) adds that weight times how far every trained head's
-    outputs move from the initial model's on the same batch (`anchor_loss`; "Learning without
-    Forgetting", Li & Hoiem 2016): a run that adds a loss for one behaviour (the style twins)
-    keeps what the initial model learned in rounds a new run would undo (Round 68).
+    outputs move from the initial model's on the batch's conversations from the sources
+    (`anchor_loss`; "Learning without Forgetting", Li & Hoiem 2016): a run that teaches a
+    behaviour (augmentations, the style twins) keeps what the initial model learned from the
+    sources in rounds a new run would undo (benchmarks/README.md, Rounds 68-70).
     """
 
     output_dir: str
@@ -252,26 +253,33 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         if loss is not None:
             total = total + loss
             parts[s.target] = float(loss.detach())
-    if anchor is not None:
+    sourced = [not p.example.source.startswith("augment:") for p in batch]
+    if anchor is not None and any(sourced):
         fixed, weight = anchor
         with torch.no_grad():
-            kept = forward(fixed, batch)
-        drift = anchor_loss(output, kept, specs)
+            kept = forward(fixed, [p for p, own in zip(batch, sourced) if own])
+        drift = anchor_loss(output, kept, specs, torch.tensor(sourced), [p.turns for p in batch])
         total = total + weight * drift
         parts["anchor"] = float(drift.detach())
     return total, parts
 
 
-def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec]) -> torch.Tensor:
+def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec],
+                read: torch.Tensor, turns: list[int]) -> torch.Tensor:
     """Sum over `specs` of the mean KL divergence of the fixed model's outputs from these, on
-    every turn of the head's role and every conversation, labelled or not (0 where equal)."""
+    every turn of the head's role and every conversation the fixed model read (`read`, one
+    bool per conversation of `output`, `turns` its turn windows), labelled or not (0 where
+    equal). The augmentations are left out: their labels are what a run teaches."""
+    read = read.to(output.is_agent.device)
+    windows = torch.repeat_interleave(read, torch.tensor(turns, device=read.device))
     parts = []
     for s in specs:
         if s.level == "conversation":
-            new, old = output.conversation_logits[s.name], fixed.conversation_logits[s.name]
+            new, old = output.conversation_logits[s.name][read], fixed.conversation_logits[s.name]
         else:
-            rows = output.is_agent if s.level == "agent_turn" else ~output.is_agent
-            new, old = output.turn_logits[s.name][rows], fixed.turn_logits[s.name][rows]
+            role = output.is_agent if s.level == "agent_turn" else ~output.is_agent
+            new = output.turn_logits[s.name][windows & role]
+            old = fixed.turn_logits[s.name][role[windows]]
         if not new.numel():
             continue
         new, old = new.float(), old.float()
