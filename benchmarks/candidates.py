@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--teacher-weight", type=float, default=0.5,
                        help="the teacher's share of each label it covers")
     train.add_argument("--anchor", type=float, default=0.0,
-                       help="weight of the loss that keeps every trained head's outputs near the "
-                            "--init model's (default 0: none)")
+                       help="weight of the loss that keeps every trained head's outputs on the "
+                            "sources' conversations near the --init model's (default 0: none)")
     train.add_argument("--uss-share", type=float, default=TrainingArgs.uss_share,
                        help="the share of USS's training dialogues used (default %(default)s)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")

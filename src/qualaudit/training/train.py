@@ -253,8 +253,8 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         if loss is not None:
             total = total + loss
             parts[s.target] = float(loss.detach())
-    sourced = [not p.example.source.startswith("augment:") for p in batch]
-    if anchor is not None and any(sourced):
+    sourced = [not p.example.source.startswith("augment:") for p in batch] if anchor else []
+    if any(sourced):
         fixed, weight = anchor
         with torch.no_grad():
             kept = forward(fixed, [p for p, own in zip(batch, sourced) if own])
