@@ -253,7 +253,7 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
         if loss is not None:
             total = total + loss
             parts[s.target] = float(loss.detach())
-    sourced = [not p.example.source.startswith("augment:") for p in batch] if anchor else []
+    sourced = [not p.example.augmented for p in batch] if anchor else []
     if any(sourced):
         fixed, weight = anchor
         with torch.no_grad():
@@ -272,25 +272,27 @@ def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec],
     equal). The augmentations are left out: their labels are what a run teaches."""
     read = read.to(output.is_agent.device)
     windows = torch.repeat_interleave(read, torch.tensor(turns, device=read.device))
+    conversations, kept = output.conversation_logits, fixed.conversation_logits  # merged once
     parts = []
     for s in specs:
         if s.level == "conversation":
-            new, old = output.conversation_logits[s.name][read], fixed.conversation_logits[s.name]
+            new, old = conversations[s.name][read], kept[s.name]
         else:
             role = output.is_agent if s.level == "agent_turn" else ~output.is_agent
             new = output.turn_logits[s.name][windows & role]
             old = fixed.turn_logits[s.name][role[windows]]
-        if not new.numel():
-            continue
-        new, old = new.float(), old.float()
-        if s.binary:
-            p = torch.sigmoid(old)
-            parts.append(F.binary_cross_entropy_with_logits(new, p)
-                          - F.binary_cross_entropy_with_logits(old, p))
-        else:
-            parts.append(F.kl_div(F.log_softmax(new, -1), F.log_softmax(old, -1), log_target=True,
+        if new.numel():
+            parts.append(F.kl_div(_log_probs(s, new), _log_probs(s, old), log_target=True,
                                   reduction="none").sum(-1).mean())
     return torch.stack(parts).sum() if parts else torch.zeros((), device=output.is_agent.device)
+
+
+def _log_probs(spec: HeadSpec, logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the head's classes (a binary head's two: no, yes) on the last axis."""
+    logits = logits.float()
+    if spec.binary:
+        return torch.stack([F.logsigmoid(-logits), F.logsigmoid(logits)], -1)
+    return F.log_softmax(logits, -1)
 
 
 def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared]) -> torch.Tensor | None:

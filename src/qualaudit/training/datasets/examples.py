@@ -50,6 +50,11 @@ from customer support weighs less).
         """"source/transcript id": how benchmark results and teacher labels name an example."""
         return f"{self.source}/{self.transcript.id}"
 
+    @property
+    def augmented(self) -> bool:
+        """Made by `augment.Augmenter` (its source is "augment:<kind>"), not read from a dataset."""
+        return self.source.startswith("augment:")
+
 
 def split_of(source: str, group: str) -> Split:
     """The fixed split of a group: the same on every machine and in every run."""
