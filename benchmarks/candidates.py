@@ -14,6 +14,7 @@ Usage:
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
+        [--anchor-target repeat_inquiry=50]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
         [--heads resolution] [--onto models/default]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
@@ -76,6 +77,15 @@ def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[Qualit
     return select
 
 
+def _target_weight(value: str) -> tuple[str, float]:
+    """`--anchor-target`'s TARGET=W."""
+    target, _, weight = value.partition("=")
+    try:
+        return target, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TARGET=WEIGHT, found {value!r}") from None
+
+
 def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
@@ -88,7 +98,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
-                            teacher_weight=args.teacher_weight, anchor=args.anchor, heads=args.heads,
+                            teacher_weight=args.teacher_weight, anchor=args.anchor,
+                            anchor_targets=dict(args.anchor_target), heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
                             head_lr=args.head_lr, uss_share=args.uss_share,
                             progress=not args.quiet)
@@ -347,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--anchor", type=float, default=0.0,
                        help="weight of the loss that keeps every trained head's outputs on the "
                             "sources' conversations near the --init model's (default 0: none)")
+    train.add_argument("--anchor-target", type=_target_weight, action="append", default=[],
+                       metavar="TARGET=W", help="a target's heads anchored at W in place of "
+                                                "--anchor (repeatable)")
     train.add_argument("--uss-share", type=float, default=TrainingArgs.uss_share,
                        help="the share of USS's training dialogues used (default %(default)s)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")

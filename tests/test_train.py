@@ -15,7 +15,7 @@ import torch
 from conftest import make_tiny_model
 from qualaudit.batching import TurnWindows
 from qualaudit.cli import main
-from qualaudit.heads import p_positive
+from qualaudit.heads import HEAD_SPECS, p_positive
 from qualaudit.metrics import auroc
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import forward, prepare, window_builder
@@ -26,6 +26,7 @@ from qualaudit.training.recipe import recipe_text, soup
 from qualaudit.training.train import (
     TrainingArgs,
     TrainResult,
+    _anchor,
     _splits,
     _train_mode,
     anchor_loss,
@@ -570,14 +571,43 @@ def test_the_anchor_reads_the_sources_conversations_not_the_augmentations(tiny_m
     augmented = [replace(p, example=replace(p.example, source="augment:loop")) for p in items]
     specs = list(tiny_model.specs)
     moved = make_tiny_model(tiny_encoder_dir, seed=1)  # other weights: other outputs
-    _, parts = batch_loss(moved, augmented, specs, {}, (tiny_model, 1.0))
+    ones = {s.name: 1.0 for s in specs}
+    _, parts = batch_loss(moved, augmented, specs, {}, (tiny_model, ones))
     assert "anchor" not in parts  # nothing from the sources: nothing to keep
     mixed = items[:3] + augmented[3:]
-    _, parts = batch_loss(moved, mixed, specs, {}, (tiny_model, 1.0))
+    _, parts = batch_loss(moved, mixed, specs, {}, (tiny_model, ones))
     with torch.no_grad():
         alone = anchor_loss(forward(moved, items[:3]), forward(tiny_model, items[:3]), specs,
                             torch.ones(3, dtype=torch.bool), [p.turns for p in items[:3]])
     assert parts["anchor"] == pytest.approx(float(alone), rel=1e-4)  # the augmented three left out
+
+
+def test_a_targets_anchor_weighs_its_own_heads_only(tiny_model, tiny_encoder_dir):
+    items = prepare(toy_examples(6), window_builder(tiny_model), None)
+    specs = list(tiny_model.specs)
+    moved = make_tiny_model(tiny_encoder_dir, seed=1)
+    with torch.no_grad():
+        new, old = forward(moved, items), forward(tiny_model, items)
+    read, turns = torch.ones(len(items), dtype=torch.bool), [p.turns for p in items]
+    alone = {s.name: float(anchor_loss(new, old, [s], read, turns)) for s in specs}
+    resolution = next(s.name for s in specs if s.target == "resolution")
+    assert alone[resolution] > 0
+    weighted = anchor_loss(new, old, specs, read, turns, {resolution: 10.0})  # the others at 0
+    assert float(weighted) == pytest.approx(10 * alone[resolution], rel=1e-4)
+
+
+def test_anchor_targets_override_the_anchor_by_target(tmp_path, tiny_encoder_dir):
+    model = make_tiny_model(tiny_encoder_dir)
+    model.config.trained_heads = list(model.config.heads)
+    args = tiny_args(tmp_path, tiny_encoder_dir, anchor=2.0, anchor_targets={"resolution": 50.0})
+    weights = {HEAD_SPECS[name].target: w for name, w in _anchor(model, args)[1].items()}
+    assert weights.pop("resolution") == 50.0 and set(weights.values()) == {2.0}
+    assert _anchor(model, tiny_args(tmp_path, tiny_encoder_dir, anchor_targets={"resolution": 5.0}))
+    assert _anchor(model, tiny_args(tmp_path, tiny_encoder_dir, anchor_targets={"resolution": 0.0})) is None
+    with pytest.raises(ValueError, match="'resolve' is not a target"):
+        tiny_args(tmp_path, tiny_encoder_dir, anchor_targets={"resolve": 1.0})
+    with pytest.raises(ValueError, match="resolution's weight must be >= 0"):
+        tiny_args(tmp_path, tiny_encoder_dir, anchor_targets={"resolution": -1.0})
 
 
 def test_the_anchor_needs_a_trained_model(tmp_path, tiny_encoder_dir):

@@ -92,6 +92,10 @@ class TrainingArgs:
     (`anchor_loss`; "Learning without Forgetting", Li & Hoiem 2016): a run that teaches a
     behaviour (augmentations, the style twins) keeps what the initial model learned from the
     sources in rounds a new run would undo (benchmarks/README.md, Rounds 68-70).
+    `anchor_targets` ({target: weight}) gives the heads of a target their own weight in place
+    of `anchor`: a source whose stand-in labels conflict with a behaviour taught (repeat
+    inquiry's "open end" against two-turn answers) held firmly, the others left freer to learn
+    (benchmarks/README.md, Round 76).
     """
 
     output_dir: str
@@ -122,6 +126,7 @@ class TrainingArgs:
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
     anchor: float = 0.0
+    anchor_targets: dict[str, float] = field(default_factory=dict)
     max_turn_tokens: int | None = None
     max_context_tokens: int | None = None
     max_turns: int = 32
@@ -164,6 +169,12 @@ class TrainingArgs:
         for name in ("closing_consistency", "style_consistency", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
+        targets = {s.target for s in HEAD_SPECS.values()}
+        for target, weight in self.anchor_targets.items():
+            if target not in targets:
+                raise ValueError(f"anchor_targets: {target!r} is not a target; known: {sorted(targets)}")
+            if not 0 <= weight < math.inf:
+                raise ValueError(f"anchor_targets: {target}'s weight must be >= 0, found {weight!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, found {getattr(self, name)!r}")
@@ -235,9 +246,9 @@ def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dic
 
 
 def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec], balance: dict,
-               anchor: tuple[QualityModel, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The sum of the heads' losses on their labels, plus `anchor`'s weight times its model's
-    `anchor_loss` when given; the parts by target ("anchor" for the latter)."""
+               anchor: tuple[QualityModel, dict[str, float]] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The sum of the heads' losses on their labels, plus its model's `anchor_loss` with
+    `anchor`'s weights (by head name) when given; the parts by target ("anchor" for the latter)."""
     output = forward(model, batch)
     turn_logits, conv_logits = output.turn_logits, output.conversation_logits
     labels = stack_labels(batch, specs)
@@ -255,26 +266,30 @@ def batch_loss(model: QualityModel, batch: list[Prepared], specs: list[HeadSpec]
             parts[s.target] = float(loss.detach())
     sourced = [not p.example.augmented for p in batch] if anchor else []
     if any(sourced):
-        fixed, weight = anchor
+        fixed, weights = anchor
         with torch.no_grad():
             kept = forward(fixed, [p for p, own in zip(batch, sourced) if own])
-        drift = anchor_loss(output, kept, specs, torch.tensor(sourced), [p.turns for p in batch])
-        total = total + weight * drift
+        drift = anchor_loss(output, kept, specs, torch.tensor(sourced), [p.turns for p in batch], weights)
+        total = total + drift
         parts["anchor"] = float(drift.detach())
     return total, parts
 
 
 def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec],
-                read: torch.Tensor, turns: list[int]) -> torch.Tensor:
+                read: torch.Tensor, turns: list[int], weights: dict[str, float] | None = None) -> torch.Tensor:
     """Sum over `specs` of the mean KL divergence of the fixed model's outputs from these, on
     every turn of the head's role and every conversation the fixed model read (`read`, one
     bool per conversation of `output`, `turns` its turn windows), labelled or not (0 where
-    equal). The augmentations are left out: their labels are what a run teaches."""
+    equal), each times its head's weight in `weights` (by head name; 1 without them, a head
+    at 0 left out). The augmentations are left out: their labels are what a run teaches."""
     read = read.to(output.is_agent.device)
     windows = torch.repeat_interleave(read, torch.tensor(turns, device=read.device))
     conversations, kept = output.conversation_logits, fixed.conversation_logits  # merged once
     parts = []
     for s in specs:
+        weight = 1.0 if weights is None else weights.get(s.name, 0.0)
+        if not weight:
+            continue
         if s.level == "conversation":
             new, old = conversations[s.name][read], kept[s.name]
         else:
@@ -282,8 +297,8 @@ def anchor_loss(output: ModelOutput, fixed: ModelOutput, specs: list[HeadSpec],
             new = output.turn_logits[s.name][windows & role]
             old = fixed.turn_logits[s.name][role[windows]]
         if new.numel():
-            parts.append(F.kl_div(_log_probs(s, new), _log_probs(s, old), log_target=True,
-                                  reduction="none").sum(-1).mean())
+            parts.append(weight * F.kl_div(_log_probs(s, new), _log_probs(s, old), log_target=True,
+                                           reduction="none").sum(-1).mean())
     return torch.stack(parts).sum() if parts else torch.zeros((), device=output.is_agent.device)
 
 
@@ -492,15 +507,17 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                        state["dev"])
 
 
-def _anchor(model: QualityModel, args: TrainingArgs) -> tuple[QualityModel, float] | None:
-    """A frozen copy of the initial model and its weight, for `anchor_loss`; None without one."""
-    if not args.anchor:
+def _anchor(model: QualityModel, args: TrainingArgs) -> tuple[QualityModel, dict[str, float]] | None:
+    """A frozen copy of the initial model and each head's weight, for `anchor_loss`; None
+    when every weight is 0."""
+    weights = {s.name: args.anchor_targets.get(s.target, args.anchor) for s in model.specs}
+    if not any(weights.values()):
         return None
     if not model.config.trained_heads:
         raise ValueError(f"anchor keeps a trained model's outputs; {args.init} has no trained heads")
     fixed = copy.deepcopy(model).to(args.device).eval()
     fixed.requires_grad_(False)
-    return fixed, args.anchor
+    return fixed, weights
 
 
 def _train_mode(model: QualityModel, args: TrainingArgs) -> None:
