@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from qualaudit import Auditor
+from qualaudit.cli import _assignments
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.model import READINGS, ModelConfig, QualityModel
 from qualaudit.training.datasets import load_examples, load_sources
@@ -77,15 +78,6 @@ def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[Qualit
     return select
 
 
-def _target_weight(value: str) -> tuple[str, float]:
-    """`--anchor-target`'s TARGET=W."""
-    target, _, weight = value.partition("=")
-    try:
-        return target, float(weight)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TARGET=WEIGHT, found {value!r}") from None
-
-
 def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
@@ -99,7 +91,8 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
                             teacher_weight=args.teacher_weight, anchor=args.anchor,
-                            anchor_targets=dict(args.anchor_target), heads=args.heads,
+                            anchor_targets=dict(p for given in args.anchor_target for p in given),
+                            heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
                             head_lr=args.head_lr, uss_share=args.uss_share,
                             progress=not args.quiet)
@@ -358,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--anchor", type=float, default=0.0,
                        help="weight of the loss that keeps every trained head's outputs on the "
                             "sources' conversations near the --init model's (default 0: none)")
-    train.add_argument("--anchor-target", type=_target_weight, action="append", default=[],
+    train.add_argument("--anchor-target", type=_assignments, action="append", default=[],
                        metavar="TARGET=W", help="a target's heads anchored at W in place of "
                                                 "--anchor (repeatable)")
     train.add_argument("--uss-share", type=float, default=TrainingArgs.uss_share,
