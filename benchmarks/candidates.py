@@ -14,7 +14,7 @@ Usage:
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
-        [--anchor-target repeat_inquiry=50]
+        [--anchor-target repeat_inquiry=50] [--device cuda]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
         [--heads resolution] [--onto models/default]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
@@ -95,7 +95,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
                             head_lr=args.head_lr, uss_share=args.uss_share,
-                            progress=not args.quiet)
+                            device=args.device, progress=not args.quiet)
     command = _command()
     select = None if unscored_by_selection(args.heads) else selection_metric(args.data_dir)
     summary = build(training, command=command, select=select)
@@ -358,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="the share of USS's training dialogues used (default %(default)s)")
     train.add_argument("--evals", type=int, default=4, help="selection evaluations in the run")
     train.add_argument("--threads", type=int, default=torch.get_num_threads())
+    train.add_argument("--device", default="cpu", help="where the model trains (cuda on a GPU); "
+                                                        "the evaluation after it runs on the CPU")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     train.add_argument("--version", default="0.3.0")
