@@ -403,7 +403,8 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     if args.style_consistency and not styled:
         raise ValueError("style_consistency trains conversation heads, and this run trains none")
     prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
-    balance = label_balance(train_items, specs)
+    balance = {name: {k: v.to(args.device) for k, v in weights.items()}
+               for name, weights in label_balance(train_items, specs).items()}
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
     est_steps = math.ceil(budget / args.batch_tokens)
