@@ -566,6 +566,19 @@ def test_the_anchor_keeps_a_trained_models_outputs_where_new_labels_would_move_t
     assert drift[20.0] < 0.5 * drift[0.0], drift
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (never in CI)")
+def test_training_runs_on_cuda_with_the_anchor_and_the_style_loss(tmp_path, tiny_encoder_dir):
+    """Every loss's tensors live on the model's device: the class-balance weights once stayed
+    on the CPU and stopped the first GPU run at its first step (benchmarks/README.md, round 81)."""
+    initial = train(tiny_args(tmp_path / "first", tiny_encoder_dir)).model
+    initial_dir = str(initial.save_pretrained(tmp_path / "initial"))
+    args = replace(tiny_args(tmp_path / "cuda", initial_dir), device="cuda", anchor=1.0,
+                   style_consistency=1.0, max_turn_tokens=None, max_context_tokens=None)
+    result = train(args)
+    assert result.steps > 0 and result.model.device.type == "cuda"
+    assert all(np.isfinite(d["total"]) for d in result.dev_losses)
+
+
 def test_the_anchor_reads_the_sources_conversations_not_the_augmentations(tiny_model, tiny_encoder_dir):
     items = prepare(toy_examples(6), window_builder(tiny_model), None)
     augmented = [replace(p, example=replace(p.example, source="augment:loop")) for p in items]
