@@ -222,9 +222,11 @@ def head_loss(spec: HeadSpec, logits: torch.Tensor, target: torch.Tensor, weight
     return (loss * item_weight).sum() / item_weight.sum()
 
 
-def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dict[str, torch.Tensor]]:
-    """Class-imbalance weights from the training labels: pos_weight = sqrt(neg/pos) for binary
-    heads (capped at 10), class weights ~ 1/sqrt(frequency) for empathy levels."""
+def label_balance(items: list[Prepared], specs: list[HeadSpec],
+                  device: str | torch.device = "cpu") -> dict[str, dict[str, torch.Tensor]]:
+    """Class-imbalance weights from the training labels, on `device` (the model's): pos_weight
+    = sqrt(neg/pos) for binary heads (capped at 10), class weights ~ 1/sqrt(frequency) for
+    empathy levels."""
     out = {}
     stacked = stack_labels(items, specs)
     for s in specs:
@@ -236,12 +238,12 @@ def label_balance(items: list[Prepared], specs: list[HeadSpec]) -> dict[str, dic
             t = target.reshape(-1, s.size)
             pos = (t * w).sum(0) / w.sum(0).clamp(min=1)
             out[s.name] = {"pos_weight": torch.sqrt((1 - pos) / pos.clamp(min=1e-3)).clamp(1, 10)
-                           .reshape(s.shape)}
+                           .reshape(s.shape).to(device)}
         else:
             w = weight[..., 0].reshape(-1, *s.shape[:-1], 1)
             freq = (target * w).sum(0) / w.sum(0).clamp(min=1)
             cw = freq.clamp(min=1e-3).rsqrt()
-            out[s.name] = {"class_weight": cw / (cw * freq).sum(-1, keepdim=True)}
+            out[s.name] = {"class_weight": (cw / (cw * freq).sum(-1, keepdim=True)).to(device)}
     return out
 
 
@@ -403,8 +405,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     if args.style_consistency and not styled:
         raise ValueError("style_consistency trains conversation heads, and this run trains none")
     prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
-    balance = {name: {k: v.to(args.device) for k, v in weights.items()}
-               for name, weights in label_balance(train_items, specs).items()}
+    balance = label_balance(train_items, specs, args.device)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
     est_steps = math.ceil(budget / args.batch_tokens)
