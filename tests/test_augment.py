@@ -34,6 +34,13 @@ RESPONSES = {
     "get_invoice": "Your invoice is in {{Account Section}}. Download it as a PDF.",
     "complaint": "I am sorry about this. I will file the complaint now.",
     "contact_human_agent": "I will connect you with an agent.",
+    # one reply per ask, each worded otherwise: what "reworded_loop" draws its answers from
+    "cancel_order": ["I can cancel it for you. Open {{Online Order Interaction}} and choose Cancel.",
+                     "Sure, orders can be cancelled under My Orders. Pick the order and press Cancel.",
+                     "Cancelling is quick. Go to your orders page and select Cancel Order.",
+                     "No problem. In your account, find the order and click the Cancel button.",
+                     "You can cancel from the order history. Choose the order, then Cancel.",
+                     "Happy to help with that. The Cancel option is next to each open order."],
 }
 ASKS = {
     "track_order": ["where is my parcel", "track my order please", "has my package shipped",
@@ -42,7 +49,14 @@ ASKS = {
     "get_invoice": ["i need my invoice", "send me the bill for march"],
     "complaint": ["this is the third time your courier lost my parcel, I am furious"],
     "contact_human_agent": ["let me speak to a person"],
+    "cancel_order": ["cancel my order", "i want to cancel the purchase", "how do i cancel an order",
+                     "please cancel what i bought", "stop my order", "i no longer want my order"],
 }
+
+
+def responses(intent: str) -> list[str]:
+    reply = RESPONSES[intent]
+    return [reply] if isinstance(reply, str) else reply
 
 
 def stc3(tid: str, turns: list[tuple[str, str]], resolution: int, given: list[float],
@@ -76,7 +90,7 @@ def bitext() -> list[Example]:
             signals[0, 2] = float(intent == "contact_human_agent")
             out.append(Example(t, "bitext", f"{intent}/{i}", turn_labels={"escalation_signal": signals},
                                labels={"escalation": np.float32(intent in ("complaint", "contact_human_agent"))},
-                               info={"intent": intent, "response": RESPONSES[intent]}))
+                               info={"intent": intent, "response": responses(intent)[i % len(responses(intent))]}))
     return out
 
 
@@ -267,6 +281,34 @@ def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
         np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
 
 
+def test_reworded_loop_answers_one_request_in_other_words_each_time(data):
+    replies = {sentences(re.sub(r"\{\{[^}]*\}\}", "", r))[0]: intent
+               for intent in ASKS for r in responses(intent)}
+    asks = {a: intent for intent, texts in ASKS.items() for a in texts}
+    endings = Counter()
+    for e in made(data, "reworded_loop", n=150):
+        turns = e.transcript.scored_turns
+        agents = [k for k, t in enumerate(turns) if t.role == "agent"]
+        assert 3 <= len(agents) <= 5 and turns[0].role == "customer"
+        answers = [turns[k].text for k in agents]
+        assert len(set(answers)) == len(answers), "worded otherwise each time"
+        intents = {asks[t.text] for t in turns[:agents[-1]] if t.role == "customer"}
+        intents |= {replies[sentences(a)[0]] for a in answers}
+        assert len(intents) == 1 and intents <= set(RESPONSES), "one request, its intent's replies"
+        for k in agents:  # no answer is the reply to the ask before it
+            ask = turns[k - 1].text
+            assert sentences(turns[k].text)[0] != sentences(re.sub(r"\{\{[^}]*\}\}", "", responses(
+                asks[ask])[ASKS[asks[ask]].index(ask) % len(responses(asks[ask]))]))[0]
+        breakdown = e.turn_labels["breakdown"]
+        assert np.isnan(breakdown[agents[0]]) and np.all(breakdown[agents[1:]] == 1.0)
+        endings[turns[-1].role] += 1
+        if turns[-1].role == "customer":  # a real frustrated turn with its source's signals
+            assert np.nanmax(e.turn_labels["escalation_signal"][-1][:2]) == 1.0
+        assert float(e.labels["escalation"]) == 1.0 and float(e.labels["repeat_inquiry"]) == 1.0
+        np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
+    assert endings["agent"] and endings["customer"]
+
+
 def assert_two_turn_labels(e: Example, answered: bool) -> None:
     """A question answered in one reply: resolution HIGH, no repeat inquiry or escalation; not
     answered: resolution at the bottom, repeat inquiry 1, escalation left out."""
@@ -285,7 +327,7 @@ def test_two_turn_answered_pairs_right_and_wrong_replies(data):
         ask, reply = e.transcript.scored_turns
         intent = asks[ask.text]
         assert intent not in ("complaint", "contact_human_agent")
-        right = sentences(re.sub(r"\{\{[^}]*\}\}", "", RESPONSES[intent]))[0] in reply.text
+        right = any(sentences(re.sub(r"\{\{[^}]*\}\}", "", r))[0] in reply.text for r in responses(intent))
         seen[right] += 1
         assert_two_turn_labels(e, answered=right)
         assert "{{" not in reply.text

@@ -76,6 +76,15 @@ itself (`written/`):
   intent gives resolution at the bottom and repeat_inquiry = 1 (escalation left out: one
   wrong answer need not call for a human). Escalation intents are not used: their reply is
   a handover whose outcome the two turns cannot show.
+- "reworded_loop" (drawn only when named): a "loop" whose agent says the same thing in other
+  words each time: the customer restates one Bitext request and each answer is the start of
+  another member's reply to that intent (the dataset's own rewordings of one answer, none of
+  them the reply to the ask before it), 3-5 times; half end on the agent's last answer, half
+  on a real frustrated customer turn (as "repeated_answer"). Labels as "repeated_answer":
+  escalation = 1, repeat_inquiry = 1, resolution and satisfaction at the bottom, breakdown = 1
+  on the 2nd and later answers. "loop" and "repeated_answer" repeat one reply near-verbatim,
+  so a model can learn that a loop is a string match; an agent who rewords the same non-answer
+  is stuck all the same (benchmarks/README.md, round 84).
 - "written_two_turn" (drawn only when named): a question from `written/faq.jsonl` with the
   reply that answers it, labelled as a "two_turn_answered" right answer, or with the reply that
   evades it (marketing, "it depends", a link without the answer, an apology, another topic),
@@ -111,7 +120,7 @@ from .examples import Example, empty_turn_labels, transcript
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
          "written_request_turn", "person_mentioned", "short_turn")
-OPT_IN = ("written_two_turn",)  # drawn only when named (see the module docstring)
+OPT_IN = ("written_two_turn", "reworded_loop")  # drawn only when named (see the module docstring)
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
@@ -385,6 +394,33 @@ class Augmenter:
         signals[-1] = last_signals
         return Example(t, "augment:repeated_answer", group,
                        turn_labels={"breakdown": breakdown, "escalation_signal": signals},
+                       labels={"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
+                               "resolution": BOTTOM, "satisfaction": BOTTOM})
+
+    def reworded_loop(self, rng: random.Random) -> Example | None:
+        if not self.intents:
+            return None
+        times = rng.randint(3, 5)
+        members = list(rng.choice(self.intents))
+        rng.shuffle(members)
+        asking, others = members[:times], members[times:]
+        answers = list(dict.fromkeys(_first_sentences(m.info["response"], rng.randint(1, 2)) for m in others))
+        if len(answers) < times:
+            return None
+        asks = [m.transcript.turns[0].text for m in asking]
+        pairs = [p for ask, answer in zip(asks, answers[:times]) for p in (("customer", ask), ("agent", answer))]
+        signals = None
+        if self.frustrated and rng.random() < 0.5:
+            last, signals = rng.choice(self.frustrated)
+            pairs.append(("customer", last))
+        t = transcript(f"bitext+reworded{rng.randrange(10**9)}", pairs)
+        breakdown = empty_turn_labels(t)
+        breakdown[[k for k, x in enumerate(t.scored_turns) if x.role == "agent"][1:]] = 1.0
+        turn_labels = {"breakdown": breakdown}
+        if signals is not None:
+            turn_labels["escalation_signal"] = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
+            turn_labels["escalation_signal"][-1] = signals
+        return Example(t, "augment:reworded_loop", asking[0].group, turn_labels=turn_labels,
                        labels={"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
                                "resolution": BOTTOM, "satisfaction": BOTTOM})
 
