@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,
-                       help="comma-separated augmentation kinds (default: every kind but written_two_turn)")
+                       help="comma-separated augmentation kinds (default: every kind but the opt-in ones, written_two_turn and reworded_loop)")
     train.add_argument("--closing-consistency", type=float, default=0.0,
                        help="weight of the loss that asks a dialogue to resolve alike with and "
                             "without a closing pleasantry (default 0: none)")
