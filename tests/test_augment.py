@@ -281,6 +281,13 @@ def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
         np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
 
 
+def first_sentence_of_reply_to(ask: str) -> str:
+    """The first sentence of the fixture's own reply to a Bitext ask, placeholders removed."""
+    intent = next(i for i, texts in ASKS.items() if ask in texts)
+    replies = responses(intent)
+    return sentences(re.sub(r"\{\{[^}]*\}\}", "", replies[ASKS[intent].index(ask) % len(replies)]))[0]
+
+
 def test_reworded_loop_answers_one_request_in_other_words_each_time(data):
     replies = {sentences(re.sub(r"\{\{[^}]*\}\}", "", r))[0]: intent
                for intent in ASKS for r in responses(intent)}
@@ -296,9 +303,7 @@ def test_reworded_loop_answers_one_request_in_other_words_each_time(data):
         intents |= {replies[sentences(a)[0]] for a in answers}
         assert len(intents) == 1 and intents <= set(RESPONSES), "one request, its intent's replies"
         for k in agents:  # no answer is the reply to the ask before it
-            ask = turns[k - 1].text
-            assert sentences(turns[k].text)[0] != sentences(re.sub(r"\{\{[^}]*\}\}", "", responses(
-                asks[ask])[ASKS[asks[ask]].index(ask) % len(responses(asks[ask]))]))[0]
+            assert sentences(turns[k].text)[0] != first_sentence_of_reply_to(turns[k - 1].text)
         breakdown = e.turn_labels["breakdown"]
         assert np.isnan(breakdown[agents[0]]) and np.all(breakdown[agents[1:]] == 1.0)
         endings[turns[-1].role] += 1

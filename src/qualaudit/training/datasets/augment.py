@@ -78,8 +78,8 @@ itself (`written/`):
   a handover whose outcome the two turns cannot show.
 - "reworded_loop" (drawn only when named): a "loop" whose agent says the same thing in other
   words each time: the customer restates one Bitext request and each answer is the start of
-  another member's reply to that intent (the dataset's own rewordings of one answer, none of
-  them the reply to the ask before it), 3-5 times; half end on the agent's last answer, half
+  the reply to another request of that intent (the dataset's own rewordings of one answer,
+  drawn from requests the customer does not make), 3-5 times; half end on the agent's last answer, half
   on a real frustrated customer turn (as "repeated_answer"). Labels as "repeated_answer":
   escalation = 1, repeat_inquiry = 1, resolution and satisfaction at the bottom, breakdown = 1
   on the 2nd and later answers. "loop" and "repeated_answer" repeat one reply near-verbatim,
