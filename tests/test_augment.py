@@ -281,16 +281,20 @@ def test_repeated_answer_labels_breakdown_from_the_second_repeat(data):
         np.testing.assert_array_equal(e.labels["resolution"], BOTTOM)
 
 
+def first_sentence(reply: str) -> str:
+    """A Bitext reply's first sentence, its {{placeholders}} removed."""
+    return sentences(re.sub(r"\{\{[^}]*\}\}", "", reply))[0]
+
+
 def first_sentence_of_reply_to(ask: str) -> str:
-    """The first sentence of the fixture's own reply to a Bitext ask, placeholders removed."""
+    """The first sentence of the fixture's own reply to a Bitext ask."""
     intent = next(i for i, texts in ASKS.items() if ask in texts)
     replies = responses(intent)
-    return sentences(re.sub(r"\{\{[^}]*\}\}", "", replies[ASKS[intent].index(ask) % len(replies)]))[0]
+    return first_sentence(replies[ASKS[intent].index(ask) % len(replies)])
 
 
 def test_reworded_loop_answers_one_request_in_other_words_each_time(data):
-    replies = {sentences(re.sub(r"\{\{[^}]*\}\}", "", r))[0]: intent
-               for intent in ASKS for r in responses(intent)}
+    replies = {first_sentence(r): intent for intent in ASKS for r in responses(intent)}
     asks = {a: intent for intent, texts in ASKS.items() for a in texts}
     endings = Counter()
     for e in made(data, "reworded_loop", n=150):
@@ -332,7 +336,7 @@ def test_two_turn_answered_pairs_right_and_wrong_replies(data):
         ask, reply = e.transcript.scored_turns
         intent = asks[ask.text]
         assert intent not in ("complaint", "contact_human_agent")
-        right = any(sentences(re.sub(r"\{\{[^}]*\}\}", "", r))[0] in reply.text for r in responses(intent))
+        right = any(first_sentence(r) in reply.text for r in responses(intent))
         seen[right] += 1
         assert_two_turn_labels(e, answered=right)
         assert "{{" not in reply.text

@@ -286,9 +286,7 @@ class Augmenter:
                                                        ("agent", reply))]
             base_id, group = base.transcript.id, base.group
         t = transcript(f"{base_id}+loop{rng.randrange(10**9)}", prefix + pairs)
-        return Example(t, "augment:loop", group, labels={
-            "escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
-            "resolution": BOTTOM, "satisfaction": BOTTOM})
+        return Example(t, "augment:loop", group, labels=_stuck_labels())
 
     def dropped(self, rng: random.Random) -> Example | None:
         if not self.dialogues:
@@ -388,14 +386,8 @@ class Augmenter:
         last, last_signals = rng.choice(self.frustrated)
         pairs = [p for ask, answer in zip(asks, answers) for p in (("customer", ask), ("agent", answer))]
         t = transcript(f"{base_id}+repeated{rng.randrange(10**9)}", [*pairs, ("customer", last)])
-        breakdown = empty_turn_labels(t)
-        breakdown[[k for k, x in enumerate(t.scored_turns) if x.role == "agent"][1:]] = 1.0
-        signals = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
-        signals[-1] = last_signals
         return Example(t, "augment:repeated_answer", group,
-                       turn_labels={"breakdown": breakdown, "escalation_signal": signals},
-                       labels={"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
-                               "resolution": BOTTOM, "satisfaction": BOTTOM})
+                       turn_labels=_repeated_turn_labels(t, last_signals), labels=_stuck_labels())
 
     def reworded_loop(self, rng: random.Random) -> Example | None:
         if not self.intents:
@@ -414,15 +406,8 @@ class Augmenter:
             last, signals = rng.choice(self.frustrated)
             pairs.append(("customer", last))
         t = transcript(f"bitext+reworded{rng.randrange(10**9)}", pairs)
-        breakdown = empty_turn_labels(t)
-        breakdown[[k for k, x in enumerate(t.scored_turns) if x.role == "agent"][1:]] = 1.0
-        turn_labels = {"breakdown": breakdown}
-        if signals is not None:
-            turn_labels["escalation_signal"] = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
-            turn_labels["escalation_signal"][-1] = signals
-        return Example(t, "augment:reworded_loop", asking[0].group, turn_labels=turn_labels,
-                       labels={"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
-                               "resolution": BOTTOM, "satisfaction": BOTTOM})
+        return Example(t, "augment:reworded_loop", asking[0].group,
+                       turn_labels=_repeated_turn_labels(t, signals), labels=_stuck_labels())
 
     def two_turn_answered(self, rng: random.Random) -> Example | None:
         if not self.answerable:
@@ -445,6 +430,25 @@ class Augmenter:
         t = transcript(f"{group}+{'answered' if answered else 'evaded'}",
                        [("customer", chat["question"]), ("agent", reply)])
         return Example(t, "augment:written_two_turn", group, labels=_two_turn_labels(answered))
+
+
+def _stuck_labels() -> dict[str, np.ndarray]:
+    """A conversation stuck in a loop: escalation and repeat inquiry needed, resolution and
+    satisfaction at the bottom of the scale."""
+    return {"escalation": np.float32(1.0), "repeat_inquiry": np.float32(1.0),
+            "resolution": BOTTOM, "satisfaction": BOTTOM}
+
+
+def _repeated_turn_labels(t: Transcript, last_signals: np.ndarray | None) -> dict[str, np.ndarray]:
+    """breakdown = 1 on every agent answer after the first (the first unlabelled), and, when the
+    last turn is a real frustrated customer turn, its source's escalation signals there."""
+    breakdown = empty_turn_labels(t)
+    breakdown[[k for k, x in enumerate(t.scored_turns) if x.role == "agent"][1:]] = 1.0
+    labels = {"breakdown": breakdown}
+    if last_signals is not None:
+        labels["escalation_signal"] = empty_turn_labels(t, (len(ESCALATION_SIGNALS),))
+        labels["escalation_signal"][-1] = last_signals
+    return labels
 
 
 def _two_turn_labels(answered: bool) -> dict[str, np.ndarray]:
