@@ -265,11 +265,13 @@ def below_guarantees(record: dict[str, Any]) -> list[str]:
 
 
 def card_sections(card: str) -> dict[str, str]:
-    """A model card's `## ` sections by title."""
+    """A model card's `## ` sections by title; a title given twice (a model recalibrated
+    twice) keeps both bodies, in order."""
     sections: dict[str, str] = {}
     for block in card.split("\n## ")[1:]:
         title, _, body = block.partition("\n")
-        sections[title.strip()] = body.strip()
+        title = title.strip()
+        sections[title] = "\n\n".join(filter(None, (sections.get(title), body.strip())))
     return sections
 
 
@@ -277,7 +279,7 @@ def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any]
          extra: dict[str, str]) -> Path:
     """The candidate as the bundled model: its weights, calibration and tokenizer in
     `target`, with a card that leads with transfer, keeps the candidate's data, recipe and
-    calibration sections, takes hand-written `extra` sections, and keeps the previous
+    calibration sections (with `qualaudit calibrate`'s record, when it was recalibrated), takes hand-written `extra` sections, and keeps the previous
     version's figures under "History". Refuses a candidate below the behaviour guarantees:
     CI would fail on it."""
     if below := below_guarantees(new):
@@ -288,11 +290,13 @@ def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any]
     version = old["protocol"]["model"]["version"]
     history = [f"### {version}"] + [
         f"#### {title}\n{previous[title]}" for title in
-        ("Recipe", "Calibration", "Metrics (report split)", "Behaviour tests") if title in previous]
+        ("Recipe", "Calibration", "Recalibrated", "Metrics (report split)", "Behaviour tests")
+        if title in previous]
     if "History" in previous:
         history.append(previous["History"])
     sections = {"Transfer": transfer_section(new, old),
                 **{k: built[k] for k in ("Training data", "Label card", "Recipe", "Calibration")},
+                **{k: built[k] for k in ("Recalibrated",) if k in built},
                 **extra, "History": "\n\n".join(history)}
     model = QualityModel.from_pretrained(candidate)
     for stale in target.iterdir():

@@ -78,8 +78,11 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
         r["pass_rate"] = 1.0
     record["guarantees"]["closing_thanks"]["pass_rate"] = 0.0  # measured, not guaranteed
     (out / "results.json").write_text(json.dumps(record))
+    with (out / "README.md").open("a") as f:  # what `qualaudit calibrate` appends, twice
+        f.write("\n## Recalibrated\nfirst refit\n\n## Recalibrated\nsecond refit\n")
     candidates.main(ship)
     card = (bundled / "README.md").read_text()
+    assert "## Recalibrated\nfirst refit\n\nsecond refit\n" in card  # the refits are kept
     assert card.index("## Transfer") < card.index("## Architecture") < card.index("## Limits")
     assert "## History" in card and "#### Metrics (report split)\nold figures" in card
     assert "(selection " in card  # the recipe line says the weights were chosen on selection
