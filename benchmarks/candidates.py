@@ -279,9 +279,9 @@ def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any]
          extra: dict[str, str]) -> Path:
     """The candidate as the bundled model: its weights, calibration and tokenizer in
     `target`, with a card that leads with transfer, keeps the candidate's data, recipe and
-    calibration sections (with `qualaudit calibrate`'s record, when it was recalibrated), takes hand-written `extra` sections, and keeps the previous
-    version's figures under "History". Refuses a candidate below the behaviour guarantees:
-    CI would fail on it."""
+    calibration sections (with `qualaudit calibrate`'s record when it was recalibrated),
+    takes hand-written `extra` sections, and keeps the previous version's figures under
+    "History". Refuses a candidate below the behaviour guarantees: CI would fail on it."""
     if below := below_guarantees(new):
         raise ValueError(f"{candidate}: below the {behaviour.MIN_PASS_RATE:.0%} behaviour "
                          f"guarantee on {', '.join(below)}; not shipped")
