@@ -204,11 +204,12 @@ def transfer_section(new: dict[str, Any], old: dict[str, Any]) -> str:
         "Measured with `python benchmarks/candidates.py evaluate` (the cross-source protocol of "
         "`benchmarks/quality.py --protocol`, and `benchmarks/transfer_behaviours.py`), fp32, on "
         "this project's 2-core CPU. Selection pairs (dev split) chose the design and the "
-        "weights; report pairs (report split) were never used to choose anything. Cross-source: "
-        "the head never trained on that source's labels for that target; in-source stand-ins "
-        "where no cross-source labels exist (repeat inquiry has no real labels in public data; "
-        "empathy is only in EPITOME): the held-out split of the one source, plus the behaviour "
-        "suite. Intervals: 95% paired bootstrap over transcripts.", "",
+        "weights; report pairs (report split) never chose between weights or designs, and only "
+        "gated shipping (a candidate ships if their mean is at least the previous model's). "
+        "Cross-source: the head never trained on that source's labels for that target; in-source "
+        "stand-ins where no cross-source labels exist (repeat inquiry has no real labels in public "
+        "data; empathy is only in EPITOME): the held-out split of the one source, plus the "
+        "behaviour suite. Intervals: 95% paired bootstrap over transcripts.", "",
         f"| pair | role | kind | label | n | {version} | this model | TF-IDF | single-task FT "
         "| this − single-task |", "|---|---|---|---|---:|---|---|---|---|---|"]
     for name, p in pairs.items():
