@@ -244,6 +244,20 @@ def test_silent_fix_ends_on_the_fix(data):
         assert not {"satisfaction", "repeat_inquiry"} & set(e.labels)
 
 
+def test_fix_unresolved_ends_on_an_unresolved_customers_last_word_after_the_fix(data):
+    examples = made(data, "fix_unresolved")
+    assert examples
+    for e in examples:
+        turns = e.transcript.scored_turns
+        assert [x.role for x in turns[-2:]] == ["agent", "customer"]
+        assert e.turn_labels["solution_given"][-2] >= 0.5  # the fix, as silent_fix ends on it
+        # "open" is the one dialogue rated unresolved whose last customer turn answers the agent
+        # and is no pleasantry ("open_thanks" ends on one)
+        assert turns[-1].text == "I sent it yesterday and nobody replied."
+        assert e.turn_labels["solution_confirmed"][-1] == 0.0
+        assert set(e.labels) == {"resolution"} and e.labels["resolution"][0] == 1.0
+
+
 def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
     examples = made(data, "name_or_thanks", n=60)
     said = set()

@@ -85,6 +85,15 @@ itself (`written/`):
   on the 2nd and later answers. "loop" and "repeated_answer" repeat one reply near-verbatim,
   so a model can learn that a loop is a string match; an agent who rewords the same non-answer
   is stuck all the same (benchmarks/README.md, round 84).
+- "fix_unresolved" (drawn only when named): "silent_fix"'s counterpart. A resolved STC-3
+  dialogue cut right after its last agent turn that gives the solution, as there, and followed
+  by the last customer turn of an STC-3 dialogue its annotators rated unresolved (one that
+  answers an agent turn, neither a confirmation nor a pleasantry): the customer's last word
+  after a fix is that the problem is still open. Resolution is that dialogue's; every other
+  conversation label is left out, and the turn keeps its own turn labels. With "silent_fix"
+  alone a model can learn that a concrete fix resolves whatever the customer answers. The
+  turn answered another agent, so what it teaches is what the customer's last word says,
+  not how it fits the fix (benchmarks/README.md, round 90).
 - "written_two_turn" (drawn only when named): a question from `written/faq.jsonl` with the
   reply that answers it, labelled as a "two_turn_answered" right answer, or with the reply that
   evades it (marketing, "it depends", a link without the answer, an apology, another topic),
@@ -120,7 +129,7 @@ from .examples import Example, empty_turn_labels, transcript
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
          "written_request_turn", "person_mentioned", "short_turn")
-OPT_IN = ("written_two_turn", "reworded_loop")  # drawn only when named (see the module docstring)
+OPT_IN = ("written_two_turn", "reworded_loop", "fix_unresolved")  # drawn only when named (see the module docstring)
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
@@ -169,6 +178,8 @@ class Augmenter:
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
         self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
+        self.open_words = [(e, k) for e in rated if e.source == "stc3"
+                           and p_positive(e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
                          for e in self.dialogues if (k := _closing_at(e)) is not None]
         self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
@@ -340,6 +351,21 @@ class Augmenter:
             return None
         base, fix = rng.choice(self.fixes)
         return _prefix(base, fix + 1, "silent", "silent_fix", _kept(base, "resolution", "escalation"))
+
+    def fix_unresolved(self, rng: random.Random) -> Example | None:
+        if not (self.fixes and self.open_words):
+            return None
+        base, fix = rng.choice(self.fixes)
+        source, at = rng.choice(self.open_words)
+        pairs = [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]]
+        t = transcript(f"{base.transcript.id}+open{rng.randrange(10**9)}",
+                       [*pairs, ("customer", source.transcript.scored_turns[at].text)])
+        labels = _moved(base, t, list(range(fix + 1)) + [None])
+        for target, values in source.turn_labels.items():
+            labels.setdefault(target, np.full((len(pairs) + 1, *values.shape[1:]), np.nan,
+                                              dtype=np.float32))[-1] = values[at]
+        return Example(t, "augment:fix_unresolved", base.group, turn_labels=labels,
+                       labels={"resolution": source.labels["resolution"]})
 
     def name_or_thanks(self, rng: random.Random) -> Example | None:
         name = bool(self.names and self.support) and (not self.thanks or rng.random() < 1 / 3)
@@ -567,6 +593,17 @@ def _last_fix(e: Example) -> int | None:
         return None
     fixes = [k for k, x in enumerate(turns[:-1]) if x.role == "agent" and given[k] >= 0.5]
     return fixes[-1] if fixes and any(x.role == "customer" for x in turns[fixes[-1]:]) else None
+
+
+def _last_word(e: Example) -> int | None:
+    """The last customer turn, when it answers an agent turn and neither confirms a solution
+    nor is a pleasantry."""
+    turns = e.transcript.scored_turns
+    confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
+    last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
+    if not last or turns[last - 1].role != "agent" or confirmed[last] >= 0.5:
+        return None
+    return None if is_pleasantry(turns[last].text) else last
 
 
 def _name_pairs(e: Example) -> list[tuple[str, str]]:
