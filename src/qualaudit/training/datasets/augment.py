@@ -129,7 +129,8 @@ from .examples import Example, empty_turn_labels, transcript
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
          "written_request_turn", "person_mentioned", "short_turn")
-OPT_IN = ("written_two_turn", "reworded_loop", "fix_unresolved")  # drawn only when named (see the module docstring)
+# drawn only when named (see the module docstring)
+OPT_IN = ("written_two_turn", "reworded_loop", "fix_unresolved")
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
@@ -178,8 +179,8 @@ class Augmenter:
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
         self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
-        self.open_words = [(e, k) for e in rated if e.source == "stc3"
-                           and p_positive(e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
+        self.open_words = [(e, k) for e in rated if e.source == "stc3" and p_positive(
+            e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
                          for e in self.dialogues if (k := _closing_at(e)) is not None]
         self.thanks = [t.text for e in self.dialogues for t in e.transcript.scored_turns
@@ -601,6 +602,7 @@ def _last_word(e: Example) -> int | None:
     turns = e.transcript.scored_turns
     confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
+    # `not last`: no customer turn, or the opening one, which answers no agent
     if not last or turns[last - 1].role != "agent" or confirmed[last] >= 0.5:
         return None
     return None if is_pleasantry(turns[last].text) else last
