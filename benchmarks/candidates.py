@@ -13,6 +13,7 @@ Usage:
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
+        [--reply-contrast 1.0] [--reply-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
         [--anchor-target repeat_inquiry=50] [--device cuda]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
@@ -42,7 +43,7 @@ from qualaudit.cli import _assignments
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.model import READINGS, ModelConfig, QualityModel
 from qualaudit.training.datasets import load_examples, load_sources
-from qualaudit.training.datasets.augment import KINDS
+from qualaudit.training.datasets.augment import KINDS, OPT_IN
 from qualaudit.training.recipe import LICENCES, build, label_card, soup
 from qualaudit.training.train import TrainingArgs
 
@@ -90,6 +91,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
+                            reply_contrast=args.reply_contrast, reply_pairs=args.reply_pairs,
                             teacher_weight=args.teacher_weight, anchor=args.anchor,
                             anchor_targets=dict(p for given in args.anchor_target for p in given),
                             heads=args.heads,
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,
-                       help="comma-separated augmentation kinds (default: every kind but the opt-in ones, written_two_turn and reworded_loop)")
+                       help=f"comma-separated augmentation kinds (default: every kind but the opt-in ones, {', '.join(OPT_IN)})")
     train.add_argument("--closing-consistency", type=float, default=0.0,
                        help="weight of the loss that asks a dialogue to resolve alike with and "
                             "without a closing pleasantry (default 0: none)")
@@ -349,6 +351,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks the trained conversation heads to score "
                             "written bot/human style twins alike")
     train.add_argument("--style-pairs", type=int, default=4, help="style twins a step")
+    train.add_argument("--reply-contrast", type=float, default=0.0,
+                       help="weight of the loss that asks resolution to rank a fix the customer "
+                            "confirms above the same fix answered with the problem open (default 0: none)")
+    train.add_argument("--reply-pairs", type=int, default=4, help="reply pairs a step")
     train.add_argument("--teacher-labels", type=lambda v: tuple(v.split(",")), default=(),
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,

@@ -258,6 +258,22 @@ def test_fix_unresolved_ends_on_an_unresolved_customers_last_word_after_the_fix(
         assert set(e.labels) == {"resolution"} and e.labels["resolution"][0] == 1.0
 
 
+def test_reply_pair_is_one_answer_confirmed_in_words_and_answered_openly(data):
+    aug, rng = Augmenter(data), random.Random(0)
+    confirmations = Counter()
+    for _ in range(30):
+        confirmed, opened = aug.reply_pair(rng)
+        turns, other = confirmed.transcript.scored_turns, opened.transcript.scored_turns
+        assert [t.text for t in turns[:-1]] == [t.text for t in other[:-1]]  # the same answer
+        assert turns[-2].role == "agent"
+        assert turns[-1].role == "customer" and confirmed.turn_labels["solution_confirmed"][-1] == 1.0
+        confirmations[turns[-1].text] += 1
+        assert other[-1].text == "I sent it yesterday and nobody replied."
+        assert confirmed.labels["resolution"][3:].sum() == 1.0 and opened.labels["resolution"][0] == 1.0
+    # "fixed"'s confirmation is a pleasantry ("Thank you so much!"): never drawn
+    assert set(confirmations) == {"It works now.", "Found it and changed it."}
+
+
 def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
     examples = made(data, "name_or_thanks", n=60)
     said = set()

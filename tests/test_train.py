@@ -32,6 +32,7 @@ from qualaudit.training.train import (
     anchor_loss,
     batch_loss,
     consistency_loss,
+    contrast_loss,
     label_balance,
     taught,
     train,
@@ -514,12 +515,59 @@ def shortcut_dialogues(n: int = 60, seed: int = 0) -> list[Example]:
     return out
 
 
-def consistency_trained(tmp_path, encoder: str, examples: list[Example], **loss) -> QualityModel:
-    """A tiny model trained from `encoder` on `examples` with one consistency loss's arguments."""
+def consistency_trained(tmp_path, encoder: str, examples: list[Example], tokens: int = 12000,
+                        **loss) -> QualityModel:
+    """A tiny model trained from `encoder` on `examples` with one pair loss's arguments."""
     return train(TrainingArgs(
         output_dir=str(tmp_path / "_".join(f"{k}{v}" for k, v in loss.items())), examples=examples,
-        init=encoder, batch_tokens=400, evals=1, max_train_tokens=12000, max_turn_tokens=32,
+        init=encoder, batch_tokens=400, evals=1, max_train_tokens=tokens, max_turn_tokens=32,
         max_context_tokens=16, lr=1e-3, head_lr=1e-2, augment=0.0, progress=False, **loss)).model
+
+
+def fix_replies(n: int = 60, seed: int = 0) -> list[Example]:
+    """STC-3-like dialogues, each a fix and the customer's reply, resolved exactly when a closing
+    thank-you follows; the reply confirms the fix or says it is still open at random, so the
+    labels alone teach the thank-you and nothing of the reply."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        resolved, confirms = i % 2 == 0, rng.random() < 0.5
+        turns = [("customer", "my card was charged twice"), ("agent", "refund sent, it shows tomorrow"),
+                 ("customer", rng.choice(["yes i see the refund now", "it shows on my statement now"]
+                                         if confirms else ["still nothing on my statement", "no refund yet"]))]
+        turns += [("customer", "ok thank you")] if resolved else []
+        t = transcript(f"f{i}", turns)
+        nan = [np.nan] * (len(turns) - 3)
+        out.append(Example(t, "stc3", t.id, turn_labels={
+            "solution_given": np.array([np.nan, 1.0, np.nan, *nan], np.float32),
+            "solution_confirmed": np.array([0.0, np.nan, float(confirms), *nan], np.float32)},
+            labels={"resolution": np.eye(5, dtype=np.float32)[3 if resolved else 1]}))
+    return out
+
+
+def test_reply_contrast_ranks_a_confirmed_fix_above_an_open_one(tmp_path, tiny_encoder_dir):
+    aug, rng = Augmenter(fix_replies(40, seed=1)), random.Random(0)
+    pairs = [aug.reply_pair(rng) for _ in range(40)]
+    hinge = {}
+    for weight in (0.0, 5.0):
+        model = consistency_trained(tmp_path, tiny_encoder_dir, fix_replies(), tokens=30000,
+                                    reply_contrast=weight, reply_pairs=4)
+        made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
+        resolution = next(s for s in model.specs if s.target == "resolution")
+        with torch.no_grad():
+            hinge[weight] = float(contrast_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
+    assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply unread
+
+
+def test_reply_contrast_needs_fixes_and_the_resolution_head(tmp_path, tiny_encoder_dir):
+    with pytest.raises(ValueError, match="reply_contrast must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, reply_contrast=-1.0)
+    with pytest.raises(ValueError, match="reply_pairs must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, reply_pairs=0)
+    with pytest.raises(ValueError, match="reply_contrast needs rated dialogues"):  # toy dialogues are not STC-3
+        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, reply_contrast=1.0))
+    with pytest.raises(ValueError, match="reply_contrast trains the resolution head"):
+        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, reply_contrast=1.0, heads=["escalation"]))
 
 
 def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):

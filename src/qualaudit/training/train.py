@@ -34,6 +34,9 @@ from .datasets.augment import KINDS, Augmenter, checked_kinds, style_twins
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
+# the log-odds of resolution a confirmed fix is asked to stay above the same fix answered with the
+# problem still open (`contrast_loss`): 1.0 is 0.50 against 0.27 around the middle
+REPLY_MARGIN = 1.0
 
 
 @dataclass
@@ -83,6 +86,12 @@ class TrainingArgs:
     wording and in a human agent's), and that weight times the squared difference of every
     trained conversation head's log-odds between the two (benchmarks/README.md, Round 57):
     reports compare AI and human agents on these scores.
+    `reply_contrast` > 0 adds `reply_pairs` agent answers a step, each answered two ways
+    (`Augmenter.reply_pair`: the customer's own confirmation, and an unresolved customer's last
+    word), and that weight times a hinge on how far resolution's log-odds of the confirmed one
+    stay below the other's plus REPLY_MARGIN (`contrast_loss`). Without it the closing drop and
+    the "that fixed it" rise move together: a model learns to ignore the closing thanks by
+    ignoring the customer's last word (benchmarks/README.md, round 93).
     `teacher_labels` names JSON files of another model's probabilities on training
     conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
@@ -123,6 +132,8 @@ class TrainingArgs:
     closing_pairs: int = 4
     style_consistency: float = 0.0
     style_pairs: int = 4
+    reply_contrast: float = 0.0
+    reply_pairs: int = 4
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
     anchor: float = 0.0
@@ -147,7 +158,7 @@ class TrainingArgs:
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
                      "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs",
-                     "style_pairs"):
+                     "style_pairs", "reply_pairs"):
             value = getattr(self, name)
             if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
@@ -166,7 +177,7 @@ class TrainingArgs:
                              "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
-        for name in ("closing_consistency", "style_consistency", "anchor"):
+        for name in ("closing_consistency", "style_consistency", "reply_contrast", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         targets = {s.target for s in HEAD_SPECS.values()}
@@ -328,18 +339,32 @@ def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared])
 def consistency_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
                      specs: list[HeadSpec]) -> torch.Tensor:
     """Mean squared difference, over the pairs and the conversation heads `specs`, of each
-    head's log-odds (a binary head's logit; a 5-level head's log P(level > 0) / P(level <= 0),
-    `heads.p_positive`) between the two readings of each pair: a dialogue with its closing
+    head's log-odds between the two readings of each pair: a dialogue with its closing
     pleasantry and without it, or the same conversation in a bot's and a human agent's words."""
+    return torch.stack([gap.pow(2).mean() for gap in _pair_gaps(model, pairs, specs)]).mean()
+
+
+def contrast_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
+                  specs: list[HeadSpec]) -> torch.Tensor:
+    """Mean hinge, over the pairs and the conversation heads `specs`, on how far each pair's
+    first reading's log-odds stay below its second's plus REPLY_MARGIN: a fix the customer
+    confirms against the same fix answered with the problem still open."""
+    return torch.stack([F.relu(REPLY_MARGIN - gap).mean() for gap in _pair_gaps(model, pairs, specs)]).mean()
+
+
+def _pair_gaps(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
+               specs: list[HeadSpec]) -> list[torch.Tensor]:
+    """Per head of `specs`, each pair's first reading's log-odds minus its second's (a binary
+    head's logit; a 5-level head's log P(level > 0) / P(level <= 0), `heads.p_positive`)."""
     logits = forward(model, [p for pair in pairs for p in pair]).conversation_logits
-    parts = []
+    gaps = []
     for spec in specs:
         value = logits[spec.name].float()
         if spec.kind == "categorical":
             logp = F.log_softmax(value, -1)
             value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
-        parts.append((value[0::2] - value[1::2]).pow(2).mean())
-    return torch.stack(parts).mean()
+        gaps.append(value[0::2] - value[1::2])
+    return gaps
 
 
 @torch.no_grad()
@@ -399,8 +424,8 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     # drawn from every training conversation: a named head's augmentations can be made from a
     # source that does not label it (two-turn answers from Bitext for repeat inquiry)
     augmenter = (Augmenter(train_examples, args.augment_kinds)
-                 if args.augment or args.closing_consistency else None)
-    resolution = _closing_head(specs, args)
+                 if args.augment or args.closing_consistency or args.reply_contrast else None)
+    resolution = _resolution_head(specs, args)
     styled = [s for s in specs if s.level == "conversation"] if args.style_consistency else []
     if args.style_consistency and not styled:
         raise ValueError("style_consistency trains conversation heads, and this run trains none")
@@ -451,17 +476,21 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         items = train_items + (prepare(labelled(augmenter.make(int(args.augment * len(train_items)), rng)),
                                        builder, args.max_turns) if args.augment else [])
         plan = batches(items, args.batch_tokens, rng)
-        pairs = _closing_pairs(augmenter, len(plan) * args.closing_pairs, rng, builder, args.max_turns
-                               ) if resolution else []
+        pairs = _drawn_pairs(augmenter.closing_pair, len(plan) * args.closing_pairs, rng, builder, args.max_turns,
+                             "closing_consistency") if args.closing_consistency else []
         twins = [rng.choice(prepared_twins) for _ in range(len(plan) * args.style_pairs)] if styled else []
+        replies = _drawn_pairs(augmenter.reply_pair, len(plan) * args.reply_pairs, rng, builder, args.max_turns,
+                               "reply_contrast") if args.reply_contrast else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance, anchored)
             n = sum(p.tokens for p in batch)
-            for weight, heads, drawn, per_step in ((args.closing_consistency, [resolution], pairs, args.closing_pairs),
-                                                  (args.style_consistency, styled, twins, args.style_pairs)):
+            for weight, heads, drawn, per_step, pair_loss in (
+                    (args.closing_consistency, [resolution], pairs, args.closing_pairs, consistency_loss),
+                    (args.style_consistency, styled, twins, args.style_pairs, consistency_loss),
+                    (args.reply_contrast, [resolution], replies, args.reply_pairs, contrast_loss)):
                 step_pairs = drawn[state["in_epoch"] * per_step:(state["in_epoch"] + 1) * per_step]
                 if step_pairs:
-                    loss = loss + weight * consistency_loss(model, step_pairs, heads)
+                    loss = loss + weight * pair_loss(model, step_pairs, heads)
                     n += sum(p.tokens for pair in step_pairs for p in pair)
             if loss.requires_grad:  # else no item of the batch labels a trained head
                 optimizer.zero_grad(set_to_none=True)
@@ -574,22 +603,30 @@ def _head_names(heads: list[str], targets: list[str], option: str) -> list[str]:
     return [by_target[t] for t in targets]
 
 
-def _closing_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
-    """The resolution head the closing pairs train, when `closing_consistency` asks for them."""
-    if not args.closing_consistency:
+def _resolution_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
+    """The resolution head the closing and reply pairs train, when an option asks for them."""
+    asking = [name for name in ("closing_consistency", "reply_contrast") if getattr(args, name)]
+    if not asking:
         return None
     head = next((s for s in specs if s.target == "resolution"), None)
     if head is None:
-        raise ValueError("closing_consistency trains the resolution head, which this run does not train")
+        raise ValueError(f"{asking[0]} trains the resolution head, which this run does not train")
     return head
 
 
-def _closing_pairs(augmenter: Augmenter, n: int, rng: random.Random, builder: WindowBuilder,
-                   max_turns: int) -> list[tuple[Prepared, Prepared]]:
-    pairs = [pair for _ in range(n) if (pair := augmenter.closing_pair(rng)) is not None]
+# what each pair loss needs the training data to hold
+PAIRS_NEED = {"closing_consistency": "dialogues with or without a closing",
+              "reply_contrast": "resolved dialogues whose customer confirms a fix in words, and "
+                                "unresolved ones whose customer has a last word"}
+
+
+def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None], n: int,
+                 rng: random.Random, builder: WindowBuilder, max_turns: int,
+                 option: str) -> list[tuple[Prepared, Prepared]]:
+    pairs = [pair for _ in range(n) if (pair := draw(rng)) is not None]
     if not pairs:
-        raise ValueError("closing_consistency needs rated dialogues (STC-3) to make closing pairs "
-                         "from; the training data has none with or without a closing")
+        raise ValueError(f"{option} needs rated dialogues (STC-3) to make its pairs from; the "
+                         f"training data has no {PAIRS_NEED[option]}")
     made = prepare([e for pair in pairs for e in pair], builder, max_turns)
     return list(zip(made[0::2], made[1::2]))
 

@@ -179,6 +179,8 @@ class Augmenter:
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
         self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
+        self.confirmations = [(e, k) for e in resolved for k in range(len(e.transcript.scored_turns))
+                              if _confirms(e, k)]
         self.open_words = [(e, k) for e in rated if e.source == "stc3" and p_positive(
             e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
@@ -356,7 +358,23 @@ class Augmenter:
     def fix_unresolved(self, rng: random.Random) -> Example | None:
         if not (self.fixes and self.open_words):
             return None
-        base, fix = rng.choice(self.fixes)
+        return self._answered_openly(*rng.choice(self.fixes), rng)
+
+    def reply_pair(self, rng: random.Random) -> tuple[Example, Example] | None:
+        """One agent turn answered two ways: a resolved dialogue cut after the customer's reply
+        that confirms it solved the problem (in words, not a pleasantry), and the same dialogue
+        with an unresolved dialogue's last word in place of that reply (as `fix_unresolved`);
+        the confirmed one first. For the training loss that asks resolution to rank the two
+        (`TrainingArgs.reply_contrast`)."""
+        if not (self.confirmations and self.open_words):
+            return None
+        base, reply = rng.choice(self.confirmations)
+        return (_prefix(base, reply + 1, "confirmed", "fix_confirmed", _kept(base, "resolution")),
+                self._answered_openly(base, reply - 1, rng))
+
+    def _answered_openly(self, base: Example, fix: int, rng: random.Random) -> Example:
+        """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
+        customer word, labelled with that dialogue's resolution."""
         source, at = rng.choice(self.open_words)
         pairs = [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]]
         t = transcript(f"{base.transcript.id}+open{rng.randrange(10**9)}",
@@ -594,6 +612,15 @@ def _last_fix(e: Example) -> int | None:
         return None
     fixes = [k for k, x in enumerate(turns[:-1]) if x.role == "agent" and given[k] >= 0.5]
     return fixes[-1] if fixes and any(x.role == "customer" for x in turns[fixes[-1]:]) else None
+
+
+def _confirms(e: Example, k: int) -> bool:
+    """Turn k is the customer's answer to an agent turn, and confirms the solution in words,
+    not with a pleasantry."""
+    turns = e.transcript.scored_turns
+    confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
+    return (k > 0 and turns[k].role == "customer" and turns[k - 1].role == "agent"
+            and confirmed[k] >= 0.5 and not is_pleasantry(turns[k].text))
 
 
 def _last_word(e: Example) -> int | None:
