@@ -559,17 +559,6 @@ def test_reply_contrast_ranks_a_confirmed_fix_above_an_open_one(tmp_path, tiny_e
     assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply unread
 
 
-def test_reply_contrast_needs_fixes_and_the_resolution_head(tmp_path, tiny_encoder_dir):
-    with pytest.raises(ValueError, match="reply_contrast must be"):
-        tiny_args(tmp_path, tiny_encoder_dir, reply_contrast=-1.0)
-    with pytest.raises(ValueError, match="reply_pairs must be"):
-        tiny_args(tmp_path, tiny_encoder_dir, reply_pairs=0)
-    with pytest.raises(ValueError, match="reply_contrast needs rated dialogues"):  # toy dialogues are not STC-3
-        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, reply_contrast=1.0))
-    with pytest.raises(ValueError, match="reply_contrast trains the resolution head"):
-        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, reply_contrast=1.0, heads=["escalation"]))
-
-
 def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
     gaps = {}
     for weight in (0.0, 5.0):
@@ -697,15 +686,18 @@ def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder
     assert separation[5.0] > 0.9, separation  # and what resolves it still counts
 
 
-def test_closing_consistency_needs_dialogues_and_the_resolution_head(tmp_path, tiny_encoder_dir):
-    with pytest.raises(ValueError, match="closing_consistency must be"):
-        tiny_args(tmp_path, tiny_encoder_dir, closing_consistency=-1.0)
-    with pytest.raises(ValueError, match="closing_pairs must be"):
-        tiny_args(tmp_path, tiny_encoder_dir, closing_pairs=0)
-    with pytest.raises(ValueError, match="needs rated dialogues"):  # toy dialogues are not STC-3
-        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, closing_consistency=1.0))
-    with pytest.raises(ValueError, match="trains the resolution head"):
-        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, closing_consistency=1.0, heads=["escalation"]))
+@pytest.mark.parametrize("weight, per_step", [("closing_consistency", "closing_pairs"),
+                                              ("reply_contrast", "reply_pairs")])
+def test_a_resolution_pair_loss_needs_dialogues_and_the_resolution_head(tmp_path, tiny_encoder_dir,
+                                                                         weight, per_step):
+    with pytest.raises(ValueError, match=f"{weight} must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, **{weight: -1.0})
+    with pytest.raises(ValueError, match=f"{per_step} must be"):
+        tiny_args(tmp_path, tiny_encoder_dir, **{per_step: 0})
+    with pytest.raises(ValueError, match=f"{weight} needs rated dialogues"):  # toy dialogues are not STC-3
+        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, **{weight: 1.0}))
+    with pytest.raises(ValueError, match=f"{weight} trains the resolution head"):
+        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, **{weight: 1.0}, heads=["escalation"]))
 
 
 def test_a_soup_averages_the_weights_of_models_of_one_design(tmp_path, tiny_encoder_dir):
