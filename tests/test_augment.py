@@ -109,7 +109,7 @@ def dialogues() -> list[Example]:
               3, [NAN, 0.0, NAN, 0.8, NAN, NAN], [0.0, NAN, 0.0, NAN, 1.0, 0.0]),
         stc3("fixed3", [("customer", "How do I change my delivery address?"),
                         ("agent", "Open Settings, then Addresses, and edit the default one."),
-                        ("customer", "Found it and changed it.")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
+                        ("customer", "Found it and changed it. Thanks a lot!")], 4, [NAN, 0.9, NAN], [0.0, NAN, 1.0]),
         stc3("open_thanks", [("customer", "My parcel never arrived."),
                              ("agent", "Sorry for the trouble. We cannot trace it yet."),
                              ("customer", "Okay, thank you.")], 0, [NAN, 0.0, NAN], [0.0, NAN, 0.0]),
@@ -270,7 +270,8 @@ def test_reply_pair_is_one_answer_confirmed_in_words_and_answered_openly(data):
         confirmations[turns[-1].text] += 1
         assert other[-1].text == "I sent it yesterday and nobody replied."
         assert confirmed.labels["resolution"][3:].sum() == 1.0 and opened.labels["resolution"][0] == 1.0
-    # "fixed"'s confirmation is a pleasantry ("Thank you so much!"): never drawn
+    # "fixed"'s confirmation is a pleasantry ("Thank you so much!"): never drawn; "fixed3"'s
+    # loses its sentence of thanks, which an open word rarely has
     assert set(confirmations) == {"It works now.", "Found it and changed it."}
 
 

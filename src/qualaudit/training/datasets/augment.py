@@ -121,7 +121,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...closing import closing_at, is_pleasantry, last_pleasantry
+from ...closing import CLOSING_CUES, closing_at, is_pleasantry, last_pleasantry
 from ...heads import ESCALATION_SIGNALS, p_positive
 from ...schema import Transcript
 from .examples import Example, empty_turn_labels, transcript
@@ -179,8 +179,8 @@ class Augmenter:
         self.closing_ended = [e for e in rated if _closing_at(e) is not None]
         self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
-        self.confirmations = [(e, k) for e in resolved for k in range(len(e.transcript.scored_turns))
-                              if _confirms(e, k)]
+        self.confirmations = [(e, k, said) for e in resolved for k in range(len(e.transcript.scored_turns))
+                              if _confirms(e, k) and (said := _unthanked(e.transcript.scored_turns[k].text))]
         self.open_words = [(e, k) for e in rated if e.source == "stc3" and p_positive(
             e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
@@ -362,15 +362,19 @@ class Augmenter:
 
     def reply_pair(self, rng: random.Random) -> tuple[Example, Example] | None:
         """One agent turn answered two ways: a resolved dialogue cut after the customer's reply
-        that confirms it solved the problem (in words, not a pleasantry), and the same dialogue
-        with an unresolved dialogue's last word in place of that reply (as `fix_unresolved`);
-        the confirmed one first. For the training loss that asks resolution to rank the two
+        that confirms it solved the problem (in words, its sentences of thanks taken out, so that
+        the ranking pays for the confirmation and not for a thanks), and the same dialogue with
+        an unresolved dialogue's last word in place of that reply (as `fix_unresolved`); the
+        confirmed one first. For the training loss that asks resolution to rank the two
         (`TrainingArgs.reply_contrast`)."""
         if not (self.confirmations and self.open_words):
             return None
-        base, reply = rng.choice(self.confirmations)
-        return (_prefix(base, reply + 1, "confirmed", "fix_confirmed", _kept(base, "resolution")),
-                self._answered_openly(base, reply - 1, rng))
+        base, reply, said = rng.choice(self.confirmations)
+        pairs = [(x.role, x.text) for x in base.transcript.scored_turns[:reply]]
+        t = transcript(f"{base.transcript.id}+confirmed", [*pairs, ("customer", said)])
+        confirmed = Example(t, "augment:fix_confirmed", base.group, labels=_kept(base, "resolution"),
+                            turn_labels=_moved(base, t, list(range(reply + 1))))
+        return confirmed, self._answered_openly(base, reply - 1, rng)
 
     def _answered_openly(self, base: Example, fix: int, rng: random.Random) -> Example:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
@@ -621,6 +625,14 @@ def _confirms(e: Example, k: int) -> bool:
     confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
     return (k > 0 and turns[k].role == "customer" and turns[k - 1].role == "agent"
             and confirmed[k] >= 0.5 and not is_pleasantry(turns[k].text))
+
+
+def _unthanked(text: str) -> str:
+    """The text without its sentences that only thank or say goodbye ("It works now. Thank
+    you!" -> "It works now."); "It is OK now." stays, "ok" being no thanks."""
+    thanks = CLOSING_CUES - {"ok", "okay"}
+    return " ".join(s for s in _sentences(text) if not (
+        is_pleasantry(s) and thanks & set(re.findall(r"[a-z']+", s.lower()))))
 
 
 def _last_word(e: Example) -> int | None:
