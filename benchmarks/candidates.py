@@ -13,7 +13,7 @@ Usage:
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
-        [--reply-contrast 1.0] [--reply-pairs 4]
+        [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
         [--anchor-target repeat_inquiry=50] [--device cuda]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
@@ -92,6 +92,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
                             reply_contrast=args.reply_contrast, reply_pairs=args.reply_pairs,
+                            loop_contrast=args.loop_contrast, loop_pairs=args.loop_pairs,
                             teacher_weight=args.teacher_weight, anchor=args.anchor,
                             anchor_targets=dict(p for given in args.anchor_target for p in given),
                             heads=args.heads,
@@ -355,6 +356,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks resolution to rank a fix the customer "
                             "confirms above the same fix answered with the problem open (default 0: none)")
     train.add_argument("--reply-pairs", type=int, default=4, help="reply pairs a step")
+    train.add_argument("--loop-contrast", type=float, default=0.0,
+                       help="weight of the loss that asks breakdown to rank an agent answer that repeats "
+                            "the one before above the dialogue's own new answer (default 0: none)")
+    train.add_argument("--loop-pairs", type=int, default=4, help="loop pairs a step")
     train.add_argument("--teacher-labels", type=lambda v: tuple(v.split(",")), default=(),
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from qualaudit.closing import is_pleasantry
+from qualaudit.echo import BANDS, echoes
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.training.datasets import Example, empty_turn_labels, transcript
 from qualaudit.training.datasets.augment import (
@@ -273,6 +274,20 @@ def test_reply_pair_is_one_answer_confirmed_in_words_and_answered_openly(data):
     # "fixed"'s confirmation is a pleasantry ("Thank you so much!"): never drawn; "fixed3"'s
     # loses its sentence of thanks, which an open word rarely has
     assert set(confirmations) == {"It works now.", "Found it and changed it."}
+
+
+def test_loop_pair_is_one_agent_turn_looped_and_answered_anew(data):
+    aug, rng = Augmenter(data), random.Random(0)
+    for _ in range(20):
+        looped, answered = aug.loop_pair(rng)
+        turns, other = looped.transcript.scored_turns, answered.transcript.scored_turns
+        assert [t.text for t in turns[:-1]] == [t.text for t in other[:-1]]  # the same dialogue so far
+        assert turns[-1].role == other[-1].role == "agent" and turns[-2].role == "customer"
+        # "fixed2"'s second answer is the fixture's one new answer after a customer's new turn
+        # ("fixed"'s follows a thank-you, "booking" is no helpdesk dialogue)
+        assert other[-1].text == "Please install version 2.3, it fixes the crash."
+        assert echoes([(t.role, t.text) for t in turns])[-1] >= BANDS[1]  # the loop repeats the answer before
+        assert not looped.labels and not answered.labels  # ranked by the loss, never labelled
 
 
 def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):

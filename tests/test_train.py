@@ -545,18 +545,46 @@ def fix_replies(n: int = 60, seed: int = 0) -> list[Example]:
     return out
 
 
-def test_reply_contrast_ranks_a_confirmed_fix_above_an_open_one(tmp_path, tiny_encoder_dir):
-    aug, rng = Augmenter(fix_replies(40, seed=1)), random.Random(0)
-    pairs = [aug.reply_pair(rng) for _ in range(40)]
+ANSWERS = ["restart the modem and wait two minutes", "check the cable behind the television",
+           "your invoice shows a credit from march", "the courier collects parcels before noon",
+           "reset the password from the login page", "update the banking app to version five"]
+
+
+def loops(n: int = 60, seed: int = 0) -> list[Example]:
+    """Helpdesk dialogues whose last agent turn repeats the answer before it or gives a new one,
+    labelled breakdown exactly when it says "unfortunately", at random: the labels alone teach
+    the word and nothing of the repetition."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        first, new = rng.sample(ANSWERS, 2)
+        broken = rng.random() < 0.5
+        last = rng.choice([first, new])
+        turns = [("customer", "my service stopped working"), ("agent", first),
+                 ("customer", rng.choice(["that did not help", "what else can i try"])),
+                 ("agent", f"unfortunately {last}" if broken else last)]
+        t = transcript(f"l{i}", turns)
+        out.append(Example(t, "stc3", t.id, turn_labels={
+            "breakdown": np.array([np.nan, 0.0, np.nan, float(broken)], np.float32)}))
+    return out
+
+
+@pytest.mark.parametrize("data, draw, loss, target", [(fix_replies, "reply_pair", "reply_contrast", "resolution"),
+                                                      (loops, "loop_pair", "loop_contrast", "breakdown")])
+def test_a_contrast_loss_ranks_a_pairs_first_reading_above_its_second(tmp_path, tiny_encoder_dir,
+                                                                     data, draw, loss, target):
+    """A confirmed fix above an open one; a looped answer above a new one."""
+    aug, rng = Augmenter(data(40, seed=1)), random.Random(0)
+    pairs = [getattr(aug, draw)(rng) for _ in range(40)]
     hinge = {}
     for weight in (0.0, 5.0):
-        model = consistency_trained(tmp_path, tiny_encoder_dir, fix_replies(), tokens=30000,
-                                    reply_contrast=weight, reply_pairs=4)
+        model = consistency_trained(tmp_path, tiny_encoder_dir, data(), tokens=30000,
+                                    **{loss: weight, loss.replace("contrast", "pairs"): 4})
         made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
-        resolution = next(s for s in model.specs if s.target == "resolution")
+        head = next(s for s in model.specs if s.target == target)
         with torch.no_grad():
-            hinge[weight] = float(contrast_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
-    assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply unread
+            hinge[weight] = float(contrast_loss(model, list(zip(made[0::2], made[1::2])), [head]))
+    assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply or the repetition unread
 
 
 def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
@@ -686,17 +714,19 @@ def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder
     assert separation[5.0] > 0.9, separation  # and what resolves it still counts
 
 
-@pytest.mark.parametrize("weight, per_step", [("closing_consistency", "closing_pairs"),
-                                              ("reply_contrast", "reply_pairs")])
-def test_a_resolution_pair_loss_needs_dialogues_and_the_resolution_head(tmp_path, tiny_encoder_dir,
-                                                                         weight, per_step):
+@pytest.mark.parametrize("weight, per_step, head", [("closing_consistency", "closing_pairs", "resolution"),
+                                                    ("reply_contrast", "reply_pairs", "resolution"),
+                                                    ("loop_contrast", "loop_pairs", "breakdown")])
+def test_a_pair_loss_needs_dialogues_and_its_head(tmp_path, tiny_encoder_dir, weight, per_step, head):
     with pytest.raises(ValueError, match=f"{weight} must be"):
         tiny_args(tmp_path, tiny_encoder_dir, **{weight: -1.0})
     with pytest.raises(ValueError, match=f"{per_step} must be"):
         tiny_args(tmp_path, tiny_encoder_dir, **{per_step: 0})
-    with pytest.raises(ValueError, match=f"{weight} needs rated dialogues"):  # toy dialogues are not STC-3
-        train(tiny_args(tmp_path / "toy", tiny_encoder_dir, **{weight: 1.0}))
-    with pytest.raises(ValueError, match=f"{weight} trains the resolution head"):
+    toy = [replace(e, turn_labels={**e.turn_labels, "breakdown": np.array([np.nan, 0.0, np.nan], np.float32)})
+           for e in toy_examples()]  # the toy labels resolution; breakdown too, here
+    with pytest.raises(ValueError, match=f"{weight} needs STC-3 dialogues"):  # toy dialogues are not STC-3
+        train(replace(tiny_args(tmp_path / "toy", tiny_encoder_dir, **{weight: 1.0}), examples=toy))
+    with pytest.raises(ValueError, match=f"{weight} trains the {head} head"):
         train(tiny_args(tmp_path / "esc", tiny_encoder_dir, **{weight: 1.0}, heads=["escalation"]))
 
 

@@ -34,9 +34,10 @@ from .datasets.augment import KINDS, Augmenter, checked_kinds, style_twins
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
-# the log-odds of resolution a confirmed fix is asked to stay above the same fix answered with the
-# problem still open (`contrast_loss`): 1.0 is 0.50 against 0.27 around the middle
-REPLY_MARGIN = 1.0
+# the log-odds a pair's first reading is asked to stay above its second's (`contrast_loss`): a
+# confirmed fix's resolution above the open one's, a looped answer's breakdown above a new one's;
+# 1.0 is 0.50 against 0.27 around the middle
+CONTRAST_MARGIN = 1.0
 
 
 @dataclass
@@ -89,9 +90,15 @@ class TrainingArgs:
     `reply_contrast` > 0 adds `reply_pairs` agent answers a step, each answered two ways
     (`Augmenter.reply_pair`: the customer's own confirmation, and an unresolved customer's last
     word), and that weight times a hinge on how far resolution's log-odds of the confirmed one
-    stay below the other's plus REPLY_MARGIN (`contrast_loss`). Without it the closing drop and
-    the "that fixed it" rise move together: a model learns to ignore the closing thanks by
+    stay below the other's plus CONTRAST_MARGIN (`contrast_loss`). Without it the closing drop
+    and the "that fixed it" rise move together: a model learns to ignore the closing thanks by
     ignoring the customer's last word (benchmarks/README.md, round 93).
+    `loop_contrast` > 0 does the same for breakdown: `loop_pairs` agent turns a step, each
+    given as a near-duplicate of the agent's answer before and as the helpdesk dialogue's own
+    new answer (`Augmenter.loop_pair`), and a hinge on the last turn's breakdown log-odds. The
+    loop augmentations label repeated answers as breakdowns, but only against other dialogues'
+    turns, and half of the suite's repeated answers moved breakdown by less than 0.05
+    (benchmarks/README.md, round 96).
     `teacher_labels` names JSON files of another model's probabilities on training
     conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
@@ -134,6 +141,8 @@ class TrainingArgs:
     style_pairs: int = 4
     reply_contrast: float = 0.0
     reply_pairs: int = 4
+    loop_contrast: float = 0.0
+    loop_pairs: int = 4
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
     anchor: float = 0.0
@@ -158,7 +167,7 @@ class TrainingArgs:
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
                      "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs",
-                     "style_pairs", "reply_pairs"):
+                     "style_pairs", "reply_pairs", "loop_pairs"):
             value = getattr(self, name)
             if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
@@ -177,7 +186,7 @@ class TrainingArgs:
                              "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
-        for name in ("closing_consistency", "style_consistency", "reply_contrast", "anchor"):
+        for name in ("closing_consistency", "style_consistency", "reply_contrast", "loop_contrast", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         targets = {s.target for s in HEAD_SPECS.values()}
@@ -346,20 +355,24 @@ def consistency_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]]
 
 def contrast_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
                   specs: list[HeadSpec]) -> torch.Tensor:
-    """Mean hinge, over the pairs and the conversation heads `specs`, on how far each pair's
-    first reading's log-odds stay below its second's plus REPLY_MARGIN: a fix the customer
-    confirms against the same fix answered with the problem still open."""
-    return torch.stack([F.relu(REPLY_MARGIN - gap).mean() for gap in _pair_gaps(model, pairs, specs)]).mean()
+    """Mean hinge, over the pairs and the heads `specs`, on how far each pair's first reading's
+    log-odds stay below its second's plus CONTRAST_MARGIN: a fix the customer confirms against
+    the same fix answered with the problem still open, an answer looped against a new one."""
+    return torch.stack([F.relu(CONTRAST_MARGIN - gap).mean() for gap in _pair_gaps(model, pairs, specs)]).mean()
 
 
 def _pair_gaps(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
                specs: list[HeadSpec]) -> list[torch.Tensor]:
     """Per head of `specs`, each pair's first reading's log-odds minus its second's (a binary
-    head's logit; a 5-level head's log P(level > 0) / P(level <= 0), `heads.p_positive`)."""
-    logits = forward(model, [p for pair in pairs for p in pair]).conversation_logits
+    head's logit; a 5-level head's log P(level > 0) / P(level <= 0), `heads.p_positive`); a
+    turn head's at each reading's last turn."""
+    readings = [p for pair in pairs for p in pair]
+    output = forward(model, readings)
+    last = torch.tensor([p.turns for p in readings]).cumsum(0) - 1
     gaps = []
     for spec in specs:
-        value = logits[spec.name].float()
+        value = (output.conversation_logits[spec.name] if spec.level == "conversation"
+                 else output.turn_logits[spec.name][last.to(output.is_agent.device)]).float()
         if spec.kind == "categorical":
             logp = F.log_softmax(value, -1)
             value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
@@ -423,9 +436,10 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     dev_items = prepare(dev_examples, builder, args.max_turns)
     # drawn from every training conversation: a named head's augmentations can be made from a
     # source that does not label it (two-turn answers from Bitext for repeat inquiry)
-    augmenter = (Augmenter(train_examples, args.augment_kinds)
-                 if args.augment or args.closing_consistency or args.reply_contrast else None)
-    resolution = _resolution_head(specs, args)
+    augmenter = (Augmenter(train_examples, args.augment_kinds) if args.augment or args.closing_consistency
+                 or args.reply_contrast or args.loop_contrast else None)
+    resolution = _pairs_head(specs, args, "resolution", ("closing_consistency", "reply_contrast"))
+    breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
     styled = [s for s in specs if s.level == "conversation"] if args.style_consistency else []
     if args.style_consistency and not styled:
         raise ValueError("style_consistency trains conversation heads, and this run trains none")
@@ -481,13 +495,16 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         twins = [rng.choice(prepared_twins) for _ in range(len(plan) * args.style_pairs)] if styled else []
         replies = _drawn_pairs(augmenter.reply_pair, len(plan) * args.reply_pairs, rng, builder, args.max_turns,
                                "reply_contrast") if args.reply_contrast else []
+        loops = _drawn_pairs(augmenter.loop_pair, len(plan) * args.loop_pairs, rng, builder, args.max_turns,
+                             "loop_contrast") if args.loop_contrast else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance, anchored)
             n = sum(p.tokens for p in batch)
             for weight, heads, drawn, per_step, pair_loss in (
                     (args.closing_consistency, [resolution], pairs, args.closing_pairs, consistency_loss),
                     (args.style_consistency, styled, twins, args.style_pairs, consistency_loss),
-                    (args.reply_contrast, [resolution], replies, args.reply_pairs, contrast_loss)):
+                    (args.reply_contrast, [resolution], replies, args.reply_pairs, contrast_loss),
+                    (args.loop_contrast, [breakdown], loops, args.loop_pairs, contrast_loss)):
                 step_pairs = drawn[state["in_epoch"] * per_step:(state["in_epoch"] + 1) * per_step]
                 if step_pairs:
                     loss = loss + weight * pair_loss(model, step_pairs, heads)
@@ -603,21 +620,22 @@ def _head_names(heads: list[str], targets: list[str], option: str) -> list[str]:
     return [by_target[t] for t in targets]
 
 
-def _resolution_head(specs: list[HeadSpec], args: TrainingArgs) -> HeadSpec | None:
-    """The resolution head the closing and reply pairs train, when an option asks for them."""
-    asking = [name for name in ("closing_consistency", "reply_contrast") if getattr(args, name)]
+def _pairs_head(specs: list[HeadSpec], args: TrainingArgs, target: str, options: tuple[str, ...]) -> HeadSpec | None:
+    """The head of `target` that the pair losses `options` train, when one of them is asked for."""
+    asking = [name for name in options if getattr(args, name)]
     if not asking:
         return None
-    head = next((s for s in specs if s.target == "resolution"), None)
+    head = next((s for s in specs if s.target == target), None)
     if head is None:
-        raise ValueError(f"{asking[0]} trains the resolution head, which this run does not train")
+        raise ValueError(f"{asking[0]} trains the {target} head, which this run does not train")
     return head
 
 
 # what each pair loss needs the training data to hold
 PAIRS_NEED = {"closing_consistency": "dialogues with or without a closing",
               "reply_contrast": "resolved dialogues whose customer confirms a fix in words, and "
-                                "unresolved ones whose customer has a last word"}
+                                "unresolved ones whose customer has a last word",
+              "loop_contrast": "helpdesk dialogues with a new agent answer after a customer turn"}
 
 
 def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None], n: int,
@@ -625,7 +643,7 @@ def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None]
                  option: str) -> list[tuple[Prepared, Prepared]]:
     pairs = [pair for _ in range(n) if (pair := draw(rng)) is not None]
     if not pairs:
-        raise ValueError(f"{option} needs rated dialogues (STC-3) to make its pairs from; the "
+        raise ValueError(f"{option} needs STC-3 dialogues to make its pairs from; the "
                          f"training data has no {PAIRS_NEED[option]}")
     made = prepare([e for pair in pairs for e in pair], builder, max_turns)
     return list(zip(made[0::2], made[1::2]))

@@ -122,6 +122,7 @@ from pathlib import Path
 import numpy as np
 
 from ...closing import CLOSING_CUES, closing_at, is_pleasantry, last_pleasantry
+from ...echo import BANDS, content_words, echoes
 from ...heads import ESCALATION_SIGNALS, p_positive
 from ...schema import Transcript
 from .examples import Example, empty_turn_labels, transcript
@@ -192,6 +193,7 @@ class Augmenter:
         self.support = [e for e in self.dialogues if e.source == "stc3"]
         self.long_negatives = [(e, k) for e in self.support for k in _long_negatives(e)]
         self.openers = _openers(self.support)
+        self.answers = [(e, k) for e in self.support for k in _fresh_answers(e)]
         self.written_requests = written_turns("requests")
         self.mentions = written_turns("mentions")
         self.chats = written_chats("train")
@@ -375,6 +377,22 @@ class Augmenter:
         confirmed = Example(t, "augment:fix_confirmed", base.group, labels=_kept(base, "resolution"),
                             turn_labels=_moved(base, t, list(range(reply + 1))))
         return confirmed, self._answered_openly(base, reply - 1, rng)
+
+    def loop_pair(self, rng: random.Random) -> tuple[Example, Example] | None:
+        """One agent turn given two ways after the customer spoke again: as a near-duplicate of
+        the agent's answer before (`_varied`, a loop) and as the helpdesk dialogue's own new
+        answer; the loop first, both ending there. For the training loss that asks breakdown to
+        rank the two (`TrainingArgs.loop_contrast`)."""
+        if not self.answers:
+            return None
+        base, k = rng.choice(self.answers)
+        turns = base.transcript.scored_turns
+        pairs = [(x.role, x.text) for x in turns[:k]]
+        before = next(x.text for x in reversed(turns[:k]) if x.role == "agent")
+        looped = transcript(f"{base.transcript.id}+looped{rng.randrange(10**9)}",
+                            [*pairs, ("agent", _varied(before, self.openers, rng))])
+        return (Example(looped, "augment:loop_answer", base.group),
+                _prefix(base, k + 1, f"answered{k}", "new_answer", {}))
 
     def _answered_openly(self, base: Example, fix: int, rng: random.Random) -> Example:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
@@ -625,6 +643,19 @@ def _confirms(e: Example, k: int) -> bool:
     confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
     return (k > 0 and turns[k].role == "customer" and turns[k - 1].role == "agent"
             and confirmed[k] >= 0.5 and not is_pleasantry(turns[k].text))
+
+
+def _fresh_answers(e: Example) -> list[int]:
+    """The agent turns that answer a customer's new turn (no pleasantry) after an earlier agent
+    answer, and repeat no earlier agent turn (echo below the first band): the new answers a
+    loop could have been. Both answers say something (4 content words or more)."""
+    turns = e.transcript.scored_turns
+    echo = echoes([(x.role, x.text) for x in turns])
+    said = [len(content_words(x.text)) >= 4 for x in turns]
+    return [k for k, x in enumerate(turns) if x.role == "agent" and said[k] and echo[k] < BANDS[0]
+            and turns[k - 1].role == "customer" and not is_pleasantry(turns[k - 1].text)
+            and (j := next((j for j in range(k - 2, -1, -1) if turns[j].role == "agent"), None)) is not None
+            and said[j]]
 
 
 def _unthanked(text: str) -> str:
