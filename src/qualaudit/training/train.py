@@ -368,11 +368,12 @@ def _pair_gaps(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
     turn head's at each reading's last turn."""
     readings = [p for pair in pairs for p in pair]
     output = forward(model, readings)
-    last = torch.tensor([p.turns for p in readings]).cumsum(0) - 1
+    last = (torch.tensor([p.turns for p in readings]).cumsum(0) - 1).to(output.is_agent.device)
+    conversations = output.conversation_logits  # merged once, not per head
     gaps = []
     for spec in specs:
-        value = (output.conversation_logits[spec.name] if spec.level == "conversation"
-                 else output.turn_logits[spec.name][last.to(output.is_agent.device)]).float()
+        value = (conversations[spec.name] if spec.level == "conversation"
+                 else output.turn_logits[spec.name][last]).float()
         if spec.kind == "categorical":
             logp = F.log_softmax(value, -1)
             value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)

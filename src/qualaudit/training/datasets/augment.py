@@ -372,8 +372,7 @@ class Augmenter:
         if not (self.confirmations and self.open_words):
             return None
         base, reply, said = rng.choice(self.confirmations)
-        pairs = [(x.role, x.text) for x in base.transcript.scored_turns[:reply]]
-        t = transcript(f"{base.transcript.id}+confirmed", [*pairs, ("customer", said)])
+        t = _then(base, reply, "confirmed", ("customer", said))
         confirmed = Example(t, "augment:fix_confirmed", base.group, labels=_kept(base, "resolution"),
                             turn_labels=_moved(base, t, list(range(reply + 1))))
         return confirmed, self._answered_openly(base, reply - 1, rng)
@@ -386,11 +385,8 @@ class Augmenter:
         if not self.answers:
             return None
         base, k = rng.choice(self.answers)
-        turns = base.transcript.scored_turns
-        pairs = [(x.role, x.text) for x in turns[:k]]
-        before = next(x.text for x in reversed(turns[:k]) if x.role == "agent")
-        looped = transcript(f"{base.transcript.id}+looped{rng.randrange(10**9)}",
-                            [*pairs, ("agent", _varied(before, self.openers, rng))])
+        before = next(x.text for x in reversed(base.transcript.scored_turns[:k]) if x.role == "agent")
+        looped = _then(base, k, f"looped{rng.randrange(10**9)}", ("agent", _varied(before, self.openers, rng)))
         return (Example(looped, "augment:loop_answer", base.group),
                 _prefix(base, k + 1, f"answered{k}", "new_answer", {}))
 
@@ -398,12 +394,10 @@ class Augmenter:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
         customer word, labelled with that dialogue's resolution."""
         source, at = rng.choice(self.open_words)
-        pairs = [(x.role, x.text) for x in base.transcript.scored_turns[:fix + 1]]
-        t = transcript(f"{base.transcript.id}+open{rng.randrange(10**9)}",
-                       [*pairs, ("customer", source.transcript.scored_turns[at].text)])
+        t = _then(base, fix + 1, f"open{rng.randrange(10**9)}", ("customer", source.transcript.scored_turns[at].text))
         labels = _moved(base, t, list(range(fix + 1)) + [None])
         for target, values in source.turn_labels.items():
-            labels.setdefault(target, np.full((len(pairs) + 1, *values.shape[1:]), np.nan,
+            labels.setdefault(target, np.full((fix + 2, *values.shape[1:]), np.nan,
                                               dtype=np.float32))[-1] = values[at]
         return Example(t, "augment:fix_unresolved", base.group, turn_labels=labels,
                        labels={"resolution": source.labels["resolution"]})
@@ -602,6 +596,12 @@ def _not_asking(base: Example, at: int, block: list[tuple[str, str]], tag: str
     signals = labels.setdefault("escalation_signal", empty_turn_labels(t, (3,)))
     signals[at + len(block) - 1, [COMPLAINT, ASKS_FOR_HUMAN]] = 0.0
     return t, labels
+
+
+def _then(base: Example, end: int, suffix: str, turn: tuple[str, str]) -> Transcript:
+    """The base dialogue's first `end` scored turns, then `turn` (role, text)."""
+    return transcript(f"{base.transcript.id}+{suffix}",
+                      [*((x.role, x.text) for x in base.transcript.scored_turns[:end]), turn])
 
 
 def _prefix(base: Example, end: int, suffix: str, kind: str, labels: dict[str, np.ndarray]) -> Example:
