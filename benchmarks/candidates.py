@@ -4,7 +4,8 @@ the report pairs and the transfer behaviour suite.
 
 `train` builds one candidate (resumable: run it again after an interruption) and writes
 `results.json` beside the model; `soup` makes one from the average of trained candidates'
-weights (`recipe.soup`) and evaluates it the same way; `compare` puts candidates side by side.
+weights (`recipe.soup`) and evaluates it the same way; `compare` puts candidates side by side;
+`judge` applies the ship rule to one against the bundled model's evaluation.
 
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
@@ -22,6 +23,7 @@ Usage:
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
         [--to models/default] [--section Limits=FILE ...]
+    python benchmarks/candidates.py judge local/cal/b1 --base local/base10
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,7 @@ import written_chats  # noqa: E402
 
 log = logging.getLogger("qualaudit.benchmarks")
 ROOT = Path(__file__).resolve().parents[1]
+RESOLUTION_ECE = "stc3/A/ece_positive"  # the ship rule's: resolution is P(level > 0) of STC-3's A
 
 
 def selection_metric(data_dir: str, precision: str = "auto") -> Callable[[QualityModel], float]:
@@ -268,6 +272,70 @@ def below_guarantees(record: dict[str, Any]) -> list[str]:
             if name in behaviour.GUARANTEED and r["pass_rate"] < behaviour.MIN_PASS_RATE]
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One part of the ship rule: whether the candidate meets it and the figures it read."""
+    name: str
+    met: bool
+    figures: str
+
+
+def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str, Any],
+                    base_fit: dict[str, Any]) -> list[Condition]:
+    """Round 90's ship rule (benchmarks/README.md), a candidate against the bundled model:
+    `new`, `base` are `evaluate` records, `*_fit` `quality.py --split report` results (the fit
+    checks and resolution's ECE). It lives here, not beside the runs, so that every round
+    judges alike after a stop's scratch files are gone."""
+    conditions = [Condition("report score at least the bundled model's",
+                            new["report_score"] >= base["report_score"],
+                            f"{new['report_score']:.4f} against {base['report_score']:.4f}")]
+    for target in quality.MAIN_TARGETS:
+        diffs = [p.get("diff_single_task") for p in new["protocol"]["pairs"].values() if p["target"] == target]
+        known = [d for d in diffs if d is not None and not np.isnan(d)]
+        mean = float(np.mean(known)) if known and len(known) == len(diffs) else None
+        conditions.append(Condition(f"{target}: mean above its single-task reference", bool(mean and mean > 0),
+                                    "no cached reference" if mean is None else f"{mean:+.4f}"))
+    suite, suite_base = new["behaviours"], base["behaviours"]
+    passed = {k: r["passed"] for k, r in suite["behaviours"].items()}
+    passed_base = {k: r["passed"] for k, r in suite_base["behaviours"].items()}
+    conditions += [
+        Condition("suite pairs at least the bundled model's", sum(passed.values()) >= sum(passed_base.values()),
+                  f"{sum(passed.values())} against {sum(passed_base.values())}"),
+        _no_more_than_one_below("suite", passed, passed_base),
+        Condition(f"closing drop at most {transfer_behaviours.MARGIN}, fix rise at least {transfer_behaviours.MARGIN}",
+                  abs(suite["closing_thanks_drop"]) <= transfer_behaviours.MARGIN
+                  and suite["fix_confirmed_rise"] >= transfer_behaviours.MARGIN,
+                  f"{suite['closing_thanks_drop']:.3f} / {suite['fix_confirmed_rise']:.3f}")]
+    twins, twins_base = (s["behaviours"]["style_parity"]["targets"] for s in (suite, suite_base))
+    closer = [t for t, r in twins.items() if r["mean_abs_delta"] <= twins_base[t]["mean_abs_delta"]]
+    conditions.append(Condition("twins no further apart on at least 3 of 5 targets", len(closer) >= 3,
+                                f"{len(closer)}: {', '.join(closer) or 'none'}"))
+    checks, checks_base = (sum(c["status"].startswith("pass") for c in f["checks"]) for f in (new_fit, base_fit))
+    ece = new_fit["metrics"][RESOLUTION_ECE]
+    conditions += [
+        Condition("fit checks at least the bundled model's", checks >= checks_base,
+                  f"{checks} against {checks_base} of {len(new_fit['checks'])}"),
+        Condition(f"resolution's ECE on STC-3's report split at most {quality.ECE_TARGET}",
+                  ece["model"] <= quality.ECE_TARGET,
+                  f"{ece['model']:.3f} [{ece['model_ci'][0]:.3f}, {ece['model_ci'][1]:.3f}]")]
+    held = {k: r["passed"] for k, r in new["guarantees"].items()}
+    held_base = {k: r["passed"] for k, r in base["guarantees"].items()}
+    below = below_guarantees(new)
+    return conditions + [
+        Condition("guarantee pairs at least the bundled model's", sum(held.values()) >= sum(held_base.values()),
+                  f"{sum(held.values())} against {sum(held_base.values())}"),
+        _no_more_than_one_below("guarantees", held, held_base),
+        Condition(f"every guaranteed behaviour at {behaviour.MIN_PASS_RATE:.0%} or more (CI)", not below,
+                  ", ".join(f"{k} {new['guarantees'][k]['passed']}/{new['guarantees'][k]['pairs']}"
+                            for k in below) or "all")]
+
+
+def _no_more_than_one_below(what: str, passed: dict[str, int], base: dict[str, int]) -> Condition:
+    below = {k: (v, base[k]) for k, v in passed.items() if v < base[k] - 1}
+    return Condition(f"{what}: no behaviour more than one pair below the bundled model's", not below,
+                     ", ".join(f"{k} {v} against {b}" for k, (v, b) in below.items()) or "none")
+
+
 def card_sections(card: str) -> dict[str, str]:
     """A model card's `## ` sections by title; a title given twice (a model recalibrated
     twice) keeps both bodies, in order."""
@@ -402,6 +470,10 @@ def main(argv: list[str] | None = None) -> None:
     ship_.add_argument("--previous", required=True, help="results JSON of the model it replaces")
     ship_.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
                        help="a hand-written card section (limits, reproducing)")
+    judge = sub.add_parser("judge", help="the ship rule: a candidate against the bundled model's "
+                                         "evaluation; exits 1 unless every condition is met")
+    judge.add_argument("candidate", help="directory with results.json and quality.json")
+    judge.add_argument("--base", required=True, help="the same for the bundled model")
     compare = sub.add_parser("compare", help="candidates side by side")
     compare.add_argument("directories", nargs="+")
     compare.add_argument("--markdown", help="also write the table here")
@@ -423,6 +495,14 @@ def main(argv: list[str] | None = None) -> None:
         ship(candidate, Path(args.to), json.loads((candidate / "results.json").read_text()),
              json.loads(Path(args.previous).read_text()), extra)
         print(f"shipped {candidate} to {args.to}")
+    elif args.command == "judge":
+        new, base = ([json.loads((Path(d) / f).read_text()) for f in ("results.json", "quality.json")]
+                     for d in (args.candidate, args.base))
+        conditions = ship_conditions(new[0], base[0], new[1], base[1])
+        for c in conditions:
+            print(f"{'met ' if c.met else 'MISS'}  {c.name}: {c.figures}")
+        if not all(c.met for c in conditions):
+            raise SystemExit(1)
     else:
         table = compare_markdown(args.directories)
         print(table)

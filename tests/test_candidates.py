@@ -114,3 +114,69 @@ def test_a_turn_head_alone_trains_on_its_dev_loss_and_leaves_every_other_weight(
     assert not candidates.unscored_by_selection(["escalation_signal", "escalation"])
     assert not candidates.unscored_by_selection(["satisfaction", "resolution"])
     assert not candidates.unscored_by_selection(None)
+
+
+def _judged(report=0.757, diffs=(0.01, 0.02), suite=None, drop=0.04, rise=0.2, twins=0.05,
+            guarantees=None, checks=18, ece=0.044):
+    """A candidate's evaluation and fit results with only what the ship rule reads."""
+    suite = suite or dict.fromkeys(candidates.transfer_behaviours.BEHAVIOURS, 15)
+    guarantees = guarantees or dict.fromkeys(candidates.behaviour.BEHAVIOURS, 13)
+    twins = twins if isinstance(twins, dict) else dict.fromkeys(
+        ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation"), twins)
+    pairs = {f"{t}/{i}": {"target": t, "diff_single_task": d}
+             for t in candidates.quality.MAIN_TARGETS for i, d in enumerate(diffs)}
+    behaviours = {k: {"passed": v, "pairs": 20} for k, v in suite.items()}
+    behaviours["style_parity"]["targets"] = {t: {"mean_abs_delta": v} for t, v in twins.items()}
+    record = {"report_score": report, "protocol": {"pairs": pairs},
+              "behaviours": {"behaviours": behaviours, "closing_thanks_drop": drop, "fix_confirmed_rise": rise},
+              "guarantees": {k: {"passed": v, "pairs": 14, "pass_rate": v / 14} for k, v in guarantees.items()}}
+    fit = {"checks": [{"status": "pass"}] * checks + [{"status": "fail"}] * (30 - checks),
+           "metrics": {candidates.RESOLUTION_ECE: {"model": ece, "model_ci": [ece - 0.01, ece + 0.03]}}}
+    return record, fit
+
+
+def _missed(new, base):
+    return [c.name for c in candidates.ship_conditions(new[0], base[0], new[1], base[1]) if not c.met]
+
+
+def test_the_ship_rule_names_each_condition_a_candidate_misses(tmp_path, capsys):
+    base = _judged()
+    assert _missed(_judged(), base) == []  # the bundled model's own figures meet the rule
+    assert _missed(_judged(report=0.7569), base) == ["report score at least the bundled model's"]
+    assert _missed(_judged(diffs=(0.01, -0.01)), base) == [
+        f"{t}: mean above its single-task reference" for t in candidates.quality.MAIN_TARGETS]
+    uncached = _judged()
+    next(iter(uncached[0]["protocol"]["pairs"].values()))["diff_single_task"] = None
+    assert _missed(uncached, base) == ["resolution: mean above its single-task reference"]
+    one_below = dict.fromkeys(candidates.transfer_behaviours.BEHAVIOURS, 15) | {"silent_ending": 14}
+    assert _missed(_judged(suite=one_below | {"repeated_answer": 16}), base) == []
+    assert _missed(_judged(suite=one_below), base) == ["suite pairs at least the bundled model's"]
+    two_below = one_below | {"silent_ending": 13, "repeated_answer": 20}
+    assert _missed(_judged(suite=two_below), base) == [
+        "suite: no behaviour more than one pair below the bundled model's"]
+    assert _missed(_judged(drop=-0.051), base) == ["closing drop at most 0.05, fix rise at least 0.05"]
+    assert _missed(_judged(rise=0.049), base) == ["closing drop at most 0.05, fix rise at least 0.05"]
+    twins = {"resolution": 0.04, "satisfaction": 0.04, "empathy": 0.06, "repeat_inquiry": 0.06,
+             "escalation": 0.06}
+    assert _missed(_judged(twins=twins), base) == ["twins no further apart on at least 3 of 5 targets"]
+    assert _missed(_judged(twins=twins | {"escalation": 0.05}), base) == []
+    assert _missed(_judged(checks=17, ece=0.051), base) == [
+        "fit checks at least the bundled model's", "resolution's ECE on STC-3's report split at most 0.05"]
+    twelve = dict.fromkeys(candidates.behaviour.BEHAVIOURS, 12)
+    asks = twelve | {"asks_for_human": 11, "loop": 13}  # one below, as many in all: CI's bar alone
+    assert _missed(_judged(guarantees=asks), _judged(guarantees=twelve)) == [
+        "every guaranteed behaviour at 80% or more (CI)"]
+    assert _missed(_judged(guarantees=twelve | {"closing_thanks": 10, "empathy": 13}), _judged(guarantees=twelve)) == [
+        "guarantee pairs at least the bundled model's",
+        "guarantees: no behaviour more than one pair below the bundled model's"]
+
+    for name, (record, fit) in {"base": base, "cand": _judged(report=0.75)}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(record))
+        (tmp_path / name / "quality.json").write_text(json.dumps(fit))
+    candidates.main(["judge", str(tmp_path / "base"), "--base", str(tmp_path / "base")])
+    assert "MISS" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        candidates.main(["judge", str(tmp_path / "cand"), "--base", str(tmp_path / "base")])
+    assert stopped.value.code == 1
+    assert "MISS  report score at least the bundled model's: 0.7500 against 0.7570" in capsys.readouterr().out
