@@ -293,7 +293,7 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
         diffs = [p.get("diff_single_task") for p in new["protocol"]["pairs"].values() if p["target"] == target]
         known = [d for d in diffs if d is not None and not np.isnan(d)]
         mean = float(np.mean(known)) if known and len(known) == len(diffs) else None
-        conditions.append(Condition(f"{target}: mean above its single-task reference", bool(mean and mean > 0),
+        conditions.append(Condition(f"{target}: mean above its single-task reference", mean is not None and mean > 0,
                                     "no cached reference" if mean is None else f"{mean:+.4f}"))
     suite, suite_base = new["behaviours"], base["behaviours"]
     passed = {k: r["passed"] for k, r in suite["behaviours"].items()}
