@@ -326,8 +326,7 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
                   f"{sum(held.values())} against {sum(held_base.values())}"),
         _no_more_than_one_below("guarantees", held, held_base),
         Condition(f"every guaranteed behaviour at {behaviour.MIN_PASS_RATE:.0%} or more (CI)", not below,
-                  ", ".join(f"{k} {new['guarantees'][k]['passed']}/{new['guarantees'][k]['pairs']}"
-                            for k in below) or "all")]
+                  ", ".join(f"{k} {_passed(new['guarantees'][k])}" for k in below) or "all")]
 
 
 def _no_more_than_one_below(what: str, passed: dict[str, int], base: dict[str, int]) -> Condition:

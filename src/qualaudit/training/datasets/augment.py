@@ -372,7 +372,7 @@ class Augmenter:
         if not (self.confirmations and self.open_words):
             return None
         base, reply, said = rng.choice(self.confirmations)
-        t = _then(base, reply, "confirmed", ("customer", said))
+        t = _cut(base, reply, "confirmed", ("customer", said))
         confirmed = Example(t, "augment:fix_confirmed", base.group, labels=_kept(base, "resolution"),
                             turn_labels=_moved(base, t, list(range(reply + 1))))
         return confirmed, self._answered_openly(base, reply - 1, rng)
@@ -386,7 +386,7 @@ class Augmenter:
             return None
         base, k = rng.choice(self.answers)
         before = next(x.text for x in reversed(base.transcript.scored_turns[:k]) if x.role == "agent")
-        looped = _then(base, k, f"looped{rng.randrange(10**9)}", ("agent", _varied(before, self.openers, rng)))
+        looped = _cut(base, k, f"looped{rng.randrange(10**9)}", ("agent", _varied(before, self.openers, rng)))
         return (Example(looped, "augment:loop_answer", base.group),
                 _prefix(base, k + 1, f"answered{k}", "new_answer", {}))
 
@@ -394,7 +394,7 @@ class Augmenter:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
         customer word, labelled with that dialogue's resolution."""
         source, at = rng.choice(self.open_words)
-        t = _then(base, fix + 1, f"open{rng.randrange(10**9)}", ("customer", source.transcript.scored_turns[at].text))
+        t = _cut(base, fix + 1, f"open{rng.randrange(10**9)}", ("customer", source.transcript.scored_turns[at].text))
         labels = _moved(base, t, list(range(fix + 1)) + [None])
         for target, values in source.turn_labels.items():
             labels.setdefault(target, np.full((fix + 2, *values.shape[1:]), np.nan,
@@ -598,16 +598,15 @@ def _not_asking(base: Example, at: int, block: list[tuple[str, str]], tag: str
     return t, labels
 
 
-def _then(base: Example, end: int, suffix: str, turn: tuple[str, str]) -> Transcript:
-    """The base dialogue's first `end` scored turns, then `turn` (role, text)."""
+def _cut(base: Example, end: int, suffix: str, *after: tuple[str, str]) -> Transcript:
+    """The base dialogue's first `end` scored turns, then the `after` turns (role, text)."""
     return transcript(f"{base.transcript.id}+{suffix}",
-                      [*((x.role, x.text) for x in base.transcript.scored_turns[:end]), turn])
+                      [*((x.role, x.text) for x in base.transcript.scored_turns[:end]), *after])
 
 
 def _prefix(base: Example, end: int, suffix: str, kind: str, labels: dict[str, np.ndarray]) -> Example:
     """The base dialogue cut to its first `end` scored turns, its turn labels moved along."""
-    t = transcript(f"{base.transcript.id}+{suffix}",
-                   [(x.role, x.text) for x in base.transcript.scored_turns[:end]])
+    t = _cut(base, end, suffix)
     return Example(t, f"augment:{kind}", base.group, turn_labels=_moved(base, t, list(range(end))),
                    labels=labels)
 
