@@ -13,7 +13,7 @@ Usage:
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
-        [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
+        [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4] [--style-empathy]
         [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
         [--anchor-target repeat_inquiry=50] [--device cuda]
@@ -95,6 +95,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
+                            style_empathy=args.style_empathy,
                             reply_contrast=args.reply_contrast, reply_pairs=args.reply_pairs,
                             loop_contrast=args.loop_contrast, loop_pairs=args.loop_pairs,
                             teacher_weight=args.teacher_weight, anchor=args.anchor,
@@ -419,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks the trained conversation heads to score "
                             "written bot/human style twins alike")
     train.add_argument("--style-pairs", type=int, default=4, help="style twins a step")
+    train.add_argument("--style-empathy", action="store_true",
+                       help="the style loss also asks empathy (the row's mean over agent turns) "
+                            "to score the twins alike")
     train.add_argument("--reply-contrast", type=float, default=0.0,
                        help="weight of the loss that asks resolution to rank a fix the customer "
                             "confirms above the same fix answered with the problem open (default 0: none)")

@@ -15,7 +15,7 @@ import torch
 from conftest import make_tiny_model
 from qualaudit.batching import TurnWindows
 from qualaudit.cli import main
-from qualaudit.heads import HEAD_SPECS, p_positive
+from qualaudit.heads import HEAD_SPECS, empathy_score, p_positive
 from qualaudit.metrics import auroc
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import forward, prepare, window_builder
@@ -27,6 +27,7 @@ from qualaudit.training.train import (
     TrainingArgs,
     TrainResult,
     _anchor,
+    _row_empathy,
     _splits,
     _train_mode,
     anchor_loss,
@@ -599,11 +600,54 @@ def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twi
     assert gaps[5.0] < 0.5 * gaps[0.0], gaps  # the twins it never saw score closer
 
 
+def empathic(n: int = 60) -> list[Example]:
+    """Toy conversations whose agent turn is empathic (every mechanism at level 2) exactly
+    when it says it understands: what a templated bot says more than a human agent does."""
+    out = []
+    for i, e in enumerate(toy_examples(n)):
+        warm = i % 3 == 0
+        turns = [(t.role, ("i understand how frustrating this is, " if warm else "") + t.text
+                  if t.role == "agent" else t.text) for t in e.transcript.scored_turns]
+        levels = np.full((len(turns), 3, 3), np.nan, np.float32)
+        levels[1] = np.eye(3, dtype=np.float32)[2 if warm else 0]
+        out.append(replace(e, transcript=transcript(e.transcript.id, turns),
+                           turn_labels={**e.turn_labels, "empathy": levels}))
+    return out
+
+
+def test_style_empathy_narrows_the_row_empathy_of_held_out_twins(tmp_path, tiny_encoder_dir):
+    """Empathy is an agent-turn head: the style loss reaches it only when asked, and then the
+    twins' row empathy (the mean over agent turns) comes closer."""
+    twins = [e for twin in style_twins("held_out") for e in twin]
+    gaps = {}
+    for asked in (False, True):
+        model = consistency_trained(tmp_path, tiny_encoder_dir, empathic(), tokens=40000,
+                                    style_consistency=50.0, style_pairs=4, style_empathy=asked)
+        made = prepare(twins, window_builder(model), None)
+        empathy = next(s for s in model.specs if s.target == "empathy")
+        with torch.no_grad():
+            gaps[asked] = float(consistency_loss(model, list(zip(made[0::2], made[1::2])), [empathy]))
+    assert gaps[True] < 0.5 * gaps[False], gaps
+
+
+def test_row_empathy_is_the_mean_over_agent_turns_the_row_reports():
+    logits = torch.randn(5, 3, 3)
+    is_agent = torch.tensor([False, True, True, False, True])
+    got = _row_empathy(logits, is_agent, torch.tensor([3, 2]))
+    scores = empathy_score(torch.softmax(logits, -1).numpy())
+    assert np.allclose(got.numpy(), [scores[[1, 2]].mean(), scores[4]], atol=1e-6)
+
+
 def test_style_consistency_needs_a_conversation_head(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="style_consistency trains conversation heads"):
         train(TrainingArgs(output_dir=str(tmp_path / "x"), examples=toy_examples(8), init=str(tiny_model_dir),
                            heads=["escalation_signal"], freeze_encoder=True, style_consistency=1.0,
                            progress=False))
+    with pytest.raises(ValueError, match="style_empathy holds the empathy head alike"):
+        train(TrainingArgs(output_dir=str(tmp_path / "y"), examples=toy_examples(8), init=str(tiny_model_dir),
+                           style_consistency=1.0, style_empathy=True, progress=False))
+    with pytest.raises(ValueError, match="set style_consistency > 0"):
+        TrainingArgs(output_dir=str(tmp_path / "z"), examples=[], style_empathy=True)
 
 
 def flipped(examples: list[Example]) -> list[Example]:

@@ -86,7 +86,10 @@ class TrainingArgs:
     a step (`augment.style_twins`, the same conversation with the agent in a templated bot's
     wording and in a human agent's), and that weight times the squared difference of every
     trained conversation head's log-odds between the two (benchmarks/README.md, Round 57):
-    reports compare AI and human agents on these scores.
+    reports compare AI and human agents on these scores. `style_empathy` adds the empathy head
+    to those, read as the row reports it (the mean over agent turns): empathy is an agent-turn
+    head, and the twins' empathy alone kept most of them apart (benchmarks/README.md, after
+    round 99).
     `reply_contrast` > 0 adds `reply_pairs` agent answers a step, each answered two ways
     (`Augmenter.reply_pair`: the customer's own confirmation, and an unresolved customer's last
     word), and that weight times a hinge on how far resolution's log-odds of the confirmed one
@@ -139,6 +142,7 @@ class TrainingArgs:
     closing_pairs: int = 4
     style_consistency: float = 0.0
     style_pairs: int = 4
+    style_empathy: bool = False
     reply_contrast: float = 0.0
     reply_pairs: int = 4
     loop_contrast: float = 0.0
@@ -189,6 +193,9 @@ class TrainingArgs:
         for name in ("closing_consistency", "style_consistency", "reply_contrast", "loop_contrast", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
+        if self.style_empathy and not self.style_consistency:
+            raise ValueError("style_empathy adds the empathy head to style_consistency's; set "
+                             "style_consistency > 0")
         targets = {s.target for s in HEAD_SPECS.values()}
         for target, weight in self.anchor_targets.items():
             if target not in targets:
@@ -347,7 +354,7 @@ def turn_hazard_loss(spec: HeadSpec, output: ModelOutput, batch: list[Prepared])
 
 def consistency_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
                      specs: list[HeadSpec]) -> torch.Tensor:
-    """Mean squared difference, over the pairs and the conversation heads `specs`, of each
+    """Mean squared difference, over the pairs and the heads `specs`, of each
     head's log-odds between the two readings of each pair: a dialogue with its closing
     pleasantry and without it, or the same conversation in a bot's and a human agent's words."""
     return torch.stack([gap.pow(2).mean() for gap in _pair_gaps(model, pairs, specs)]).mean()
@@ -363,22 +370,45 @@ def contrast_loss(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
 
 def _pair_gaps(model: QualityModel, pairs: list[tuple[Prepared, Prepared]],
                specs: list[HeadSpec]) -> list[torch.Tensor]:
-    """Per head of `specs`, each pair's first reading's log-odds minus its second's (a binary
-    head's logit; a 5-level head's log P(level > 0) / P(level <= 0), `heads.p_positive`); a
-    turn head's at each reading's last turn."""
+    """Per head of `specs`, each pair's first reading's log-odds minus its second's
+    (`_log_odds`)."""
     readings = [p for pair in pairs for p in pair]
     output = forward(model, readings)
-    last = (torch.tensor([p.turns for p in readings]).cumsum(0) - 1).to(output.is_agent.device)
+    turns = torch.tensor([p.turns for p in readings], device=output.is_agent.device)
     conversations = output.conversation_logits  # merged once, not per head
     gaps = []
     for spec in specs:
-        value = (conversations[spec.name] if spec.level == "conversation"
-                 else output.turn_logits[spec.name][last]).float()
-        if spec.kind == "categorical":
-            logp = F.log_softmax(value, -1)
-            value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
+        value = _log_odds(spec, output, conversations, turns)
         gaps.append(value[0::2] - value[1::2])
     return gaps
+
+
+def _log_odds(spec: HeadSpec, output: ModelOutput, conversations: dict[str, torch.Tensor],
+              turns: torch.Tensor) -> torch.Tensor:
+    """Each reading's log-odds of `spec`: a binary head's logit, a 5-level head's
+    log P(level > 0) / P(level <= 0) (`heads.p_positive`); a turn head's at the reading's last
+    turn, but empathy's of its row score (`_row_empathy`)."""
+    if spec.target == "empathy":
+        score = _row_empathy(output.turn_logits[spec.name], output.is_agent, turns).clamp(1e-4, 1 - 1e-4)
+        return score.log() - (-score).log1p()
+    value = (conversations[spec.name] if spec.level == "conversation"
+             else output.turn_logits[spec.name][turns.cumsum(0) - 1]).float()
+    if spec.kind == "categorical":
+        logp = F.log_softmax(value, -1)
+        value = logp[:, POSITIVE_FROM:].logsumexp(-1) - logp[:, :POSITIVE_FROM].logsumexp(-1)
+    return value
+
+
+def _row_empathy(logits: torch.Tensor, is_agent: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Each reading's empathy as its row reports it (`outputs.assemble`), before calibration:
+    the mean over its agent turns of `heads.empathy_score`, from a turn head's logits (windows, mechanisms,
+    levels) and each reading's number of windows, `turns`; 0 for a reading with no agent turn."""
+    levels = F.softmax(logits.float(), -1) @ torch.arange(3.0, device=logits.device)
+    score = levels.sum(-1) / (2.0 * levels.shape[-1])
+    reading = torch.repeat_interleave(torch.arange(len(turns), device=logits.device), turns)
+    agent = is_agent.float()
+    sums = torch.zeros(len(turns), device=logits.device).index_add(0, reading, score * agent)
+    return sums / torch.zeros_like(sums).index_add(0, reading, agent).clamp(min=1.0)
 
 
 @torch.no_grad()
@@ -441,9 +471,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                  or args.reply_contrast or args.loop_contrast else None)
     resolution = _pairs_head(specs, args, "resolution", ("closing_consistency", "reply_contrast"))
     breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
-    styled = [s for s in specs if s.level == "conversation"] if args.style_consistency else []
-    if args.style_consistency and not styled:
-        raise ValueError("style_consistency trains conversation heads, and this run trains none")
+    styled = _styled_heads(specs, args)
     prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
     balance = label_balance(train_items, specs, args.device)
     epoch_tokens = sum(p.tokens for p in train_items)
@@ -630,6 +658,22 @@ def _pairs_head(specs: list[HeadSpec], args: TrainingArgs, target: str, options:
     if head is None:
         raise ValueError(f"{asking[0]} trains the {target} head, which this run does not train")
     return head
+
+
+def _styled_heads(specs: list[HeadSpec], args: TrainingArgs) -> list[HeadSpec]:
+    """The heads `style_consistency` holds alike on the twins: every trained conversation head,
+    and with `style_empathy` the empathy head."""
+    if not args.style_consistency:
+        return []
+    styled = [s for s in specs if s.level == "conversation"]
+    if not styled:
+        raise ValueError("style_consistency trains conversation heads, and this run trains none")
+    if args.style_empathy:
+        empathy = next((s for s in specs if s.target == "empathy"), None)
+        if empathy is None:
+            raise ValueError("style_empathy holds the empathy head alike, and this run does not train it")
+        styled.append(empathy)
+    return styled
 
 
 # what each pair loss needs the training data to hold
