@@ -401,10 +401,11 @@ def _log_odds(spec: HeadSpec, output: ModelOutput, conversations: dict[str, torc
 
 def _row_empathy(logits: torch.Tensor, is_agent: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Each reading's empathy as its row reports it (`outputs.assemble`), before calibration:
-    the mean over its agent turns of `heads.empathy_score`, from a turn head's logits (windows, mechanisms,
-    levels) and each reading's number of windows, `turns`; 0 for a reading with no agent turn."""
+    the mean over its agent turns of `heads.empathy_score`, from the head's logits (windows,
+    mechanisms, levels) and each reading's number of windows, `turns`; 0 for a reading with no
+    agent turn."""
     levels = F.softmax(logits.float(), -1) @ torch.arange(3.0, device=logits.device)
-    score = levels.sum(-1) / (2.0 * levels.shape[-1])
+    score = levels.sum(-1) / 6.0  # as heads.empathy_score: 3 mechanisms, each at most level 2
     reading = torch.repeat_interleave(torch.arange(len(turns), device=logits.device), turns)
     agent = is_agent.float()
     sums = torch.zeros(len(turns), device=logits.device).index_add(0, reading, score * agent)
