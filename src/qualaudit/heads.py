@@ -89,8 +89,9 @@ def p_positive(dist: np.ndarray) -> np.ndarray:
 
 def empathy_score(levels: np.ndarray) -> np.ndarray:
     """(..., 3 mechanisms, 3 levels) probabilities -> the expected levels summed over the
-    mechanisms, divided by their maximum 6: a graded score in [0, 1]."""
-    return (levels @ np.arange(3.0)).sum(-1) / 6.0
+    mechanisms, divided by their maximum 6: a graded score in [0, 1]. Written with indexing
+    only, so that a torch tensor gives a tensor (training's style loss reads the row's score)."""
+    return (levels[..., 1] + 2.0 * levels[..., 2]).sum(-1) / 6.0
 
 
 def resolve_heads(names: list[str] | tuple[str, ...]) -> list[HeadSpec]:

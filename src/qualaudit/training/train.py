@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ..batching import WindowBuilder
 from ..calibration import Calibration
-from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec
+from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec, empathy_score
 from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
 from .datasets import Example, by_split, load_examples
@@ -404,8 +404,7 @@ def _row_empathy(logits: torch.Tensor, is_agent: torch.Tensor, turns: torch.Tens
     the mean over its agent turns of `heads.empathy_score`, from the head's logits (windows,
     mechanisms, levels) and each reading's number of windows, `turns`; 0 for a reading with no
     agent turn."""
-    levels = F.softmax(logits.float(), -1) @ torch.arange(3.0, device=logits.device)
-    score = levels.sum(-1) / 6.0  # as heads.empathy_score: 3 mechanisms, each at most level 2
+    score = empathy_score(F.softmax(logits.float(), -1))
     reading = torch.repeat_interleave(torch.arange(len(turns), device=logits.device), turns)
     agent = is_agent.float()
     sums = torch.zeros(len(turns), device=logits.device).index_add(0, reading, score * agent)
