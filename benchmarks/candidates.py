@@ -15,6 +15,7 @@ Usage:
         [--reads-only] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4] [--style-empathy]
         [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
+        [--request-contrast 1.0] [--request-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
         [--anchor-target repeat_inquiry=50] [--device cuda]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
@@ -98,6 +99,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             style_empathy=args.style_empathy,
                             reply_contrast=args.reply_contrast, reply_pairs=args.reply_pairs,
                             loop_contrast=args.loop_contrast, loop_pairs=args.loop_pairs,
+                            request_contrast=args.request_contrast, request_pairs=args.request_pairs,
                             teacher_weight=args.teacher_weight, anchor=args.anchor,
                             anchor_targets=dict(p for given in args.anchor_target for p in given),
                             heads=args.heads,
@@ -431,6 +433,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks breakdown to rank an agent answer that repeats "
                             "the one before above the dialogue's own new answer (default 0: none)")
     train.add_argument("--loop-pairs", type=int, default=4, help="loop pairs a step")
+    train.add_argument("--request-contrast", type=float, default=0.0,
+                       help="weight of the loss that asks escalation to rank a written request for a human "
+                            "above a turn that asks for no one, in the same place of a dialogue (default 0: none)")
+    train.add_argument("--request-pairs", type=int, default=4, help="request pairs a step")
     train.add_argument("--teacher-labels", type=lambda v: tuple(v.split(",")), default=(),
                        help="teacher label files (benchmarks/teachers.py), comma-separated")
     train.add_argument("--teacher-weight", type=float, default=0.5,

@@ -290,6 +290,32 @@ def test_loop_pair_is_one_agent_turn_looped_and_answered_anew(data):
         assert not looped.labels and not answered.labels  # ranked by the loss, never labelled
 
 
+def test_request_pair_is_one_customer_turn_asking_for_a_person_or_not(data):
+    asking = stc3("asking", [("customer", "I was billed twice this month."),
+                             ("agent", "Please send us your account number."),
+                             ("customer", "Let me talk to your manager.")], 0, [NAN, 0.0, NAN], [0.0, NAN, 0.0])
+    asking.turn_labels["escalation_signal"][2, 2] = 1.0  # its source says this turn asks for a person
+    aug, rng = Augmenter([*data, asking]), random.Random(0)
+    requests, mentions = set(written_turns("requests")), set(written_turns("mentions"))
+    bases = [[(t.role, t.text) for t in e.transcript.scored_turns] for e in data if e.source in ("stc3", "uss")]
+    neutral = Counter()
+    drawn = [pair for _ in range(80) if (pair := aug.request_pair(rng)) is not None]
+    assert len(drawn) > 60  # None only when "asking" is drawn: its one slot asks already
+    for request, other in drawn:
+        a, b = ([(t.role, t.text) for t in e.transcript.scored_turns] for e in (request, other))
+        k = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        assert a[:k] == b[:k] and a[k + 1:] == b[k + 1:] and a[k][0] == b[k][0] == "customer"
+        assert a[k][1] in requests and b[k][1] != "Let me talk to your manager."
+        assert a[k - 1][0] == "agent"
+        # after it, the dialogue's next turn when the agent's, else nothing
+        assert any(d[:k] == a[:k] and a[k + 1:] == [x for x in d[k + 1:k + 2] if x[0] == "agent"] for d in bases)
+        neutral["mention" if b[k][1] in mentions else "real"] += 1
+        if b[k][1] not in mentions:  # the dialogue's own turn: b is a real dialogue's start
+            assert any(d[:k + 1] == b[:k + 1] for d in bases), b
+        assert not (request.labels or request.turn_labels or other.labels or other.turn_labels)
+    assert neutral["mention"] > 15 and neutral["real"] > 15, neutral
+
+
 def test_names_and_thanks_are_explicit_negatives_for_escalation_signals(data):
     examples = made(data, "name_or_thanks", n=60)
     said = set()

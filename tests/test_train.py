@@ -570,11 +570,29 @@ def loops(n: int = 60, seed: int = 0) -> list[Example]:
     return out
 
 
+def unasked(n: int = 60, seed: int = 0) -> list[Example]:
+    """Helpdesk dialogues in which no customer asks for a person, needing escalation exactly
+    when the customer says "again" at the start, at random: the labels alone teach the word and
+    nothing of a request."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        again = rng.random() < 0.5
+        turns = [("customer", "my service stopped working" + (" again" if again else "")),
+                 ("agent", rng.choice(ANSWERS)), ("customer", rng.choice(["that did not help", "what else"])),
+                 ("agent", rng.choice(ANSWERS))]
+        t = transcript(f"u{i}", turns)
+        out.append(Example(t, "stc3", t.id, labels={"escalation": np.float32(again)}))
+    return out
+
+
 @pytest.mark.parametrize("data, draw, loss, target", [(fix_replies, "reply_pair", "reply_contrast", "resolution"),
-                                                      (loops, "loop_pair", "loop_contrast", "breakdown")])
+                                                      (loops, "loop_pair", "loop_contrast", "breakdown"),
+                                                      (unasked, "request_pair", "request_contrast", "escalation")])
 def test_a_contrast_loss_ranks_a_pairs_first_reading_above_its_second(tmp_path, tiny_encoder_dir,
                                                                      data, draw, loss, target):
-    """A confirmed fix above an open one; a looped answer above a new one."""
+    """A confirmed fix above an open one; a looped answer above a new one; a request for a
+    person above a turn that asks for no one."""
     aug, rng = Augmenter(data(40, seed=1)), random.Random(0)
     pairs = [getattr(aug, draw)(rng) for _ in range(40)]
     hinge = {}
@@ -585,7 +603,7 @@ def test_a_contrast_loss_ranks_a_pairs_first_reading_above_its_second(tmp_path, 
         head = next(s for s in model.specs if s.target == target)
         with torch.no_grad():
             hinge[weight] = float(contrast_loss(model, list(zip(made[0::2], made[1::2])), [head]))
-    assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply or the repetition unread
+    assert hinge[5.0] < 0.5 * hinge[0.0], hinge  # the labels alone leave the reply, the repetition or the request unread
 
 
 def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twins(tmp_path, tiny_encoder_dir):
@@ -758,20 +776,22 @@ def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder
     assert separation[5.0] > 0.9, separation  # and what resolves it still counts
 
 
-@pytest.mark.parametrize("weight, per_step, head", [("closing_consistency", "closing_pairs", "resolution"),
-                                                    ("reply_contrast", "reply_pairs", "resolution"),
-                                                    ("loop_contrast", "loop_pairs", "breakdown")])
-def test_a_pair_loss_needs_dialogues_and_its_head(tmp_path, tiny_encoder_dir, weight, per_step, head):
+@pytest.mark.parametrize("weight, per_step, head, other", [
+    ("closing_consistency", "closing_pairs", "resolution", "escalation"),
+    ("reply_contrast", "reply_pairs", "resolution", "escalation"),
+    ("loop_contrast", "loop_pairs", "breakdown", "escalation"),
+    ("request_contrast", "request_pairs", "escalation", "resolution")])
+def test_a_pair_loss_needs_dialogues_and_its_head(tmp_path, tiny_encoder_dir, weight, per_step, head, other):
     with pytest.raises(ValueError, match=f"{weight} must be"):
         tiny_args(tmp_path, tiny_encoder_dir, **{weight: -1.0})
     with pytest.raises(ValueError, match=f"{per_step} must be"):
         tiny_args(tmp_path, tiny_encoder_dir, **{per_step: 0})
     toy = [replace(e, turn_labels={**e.turn_labels, "breakdown": np.array([np.nan, 0.0, np.nan], np.float32)})
            for e in toy_examples()]  # the toy labels resolution; breakdown too, here
-    with pytest.raises(ValueError, match=f"{weight} needs STC-3 dialogues"):  # toy dialogues are not STC-3
+    with pytest.raises(ValueError, match=f"{weight} makes its pairs from STC-3"):  # toy dialogues are not
         train(replace(tiny_args(tmp_path / "toy", tiny_encoder_dir, **{weight: 1.0}), examples=toy))
     with pytest.raises(ValueError, match=f"{weight} trains the {head} head"):
-        train(tiny_args(tmp_path / "esc", tiny_encoder_dir, **{weight: 1.0}, heads=["escalation"]))
+        train(tiny_args(tmp_path / "other", tiny_encoder_dir, **{weight: 1.0}, heads=[other]))
 
 
 def test_a_soup_averages_the_weights_of_models_of_one_design(tmp_path, tiny_encoder_dir):

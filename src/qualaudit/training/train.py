@@ -35,8 +35,8 @@ from .datasets.augment import KINDS, Augmenter, checked_kinds, style_twins
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
 # the log-odds a pair's first reading is asked to stay above its second's (`contrast_loss`): a
-# confirmed fix's resolution above the open one's, a looped answer's breakdown above a new one's;
-# 1.0 is 0.50 against 0.27 around the middle
+# confirmed fix's resolution above the open one's, a looped answer's breakdown above a new one's,
+# a request's escalation above a turn's that asks for no one; 1.0 is 0.50 against 0.27 around the middle
 CONTRAST_MARGIN = 1.0
 
 
@@ -102,6 +102,12 @@ class TrainingArgs:
     loop augmentations label repeated answers as breakdowns, but only against other dialogues'
     turns, and half of the suite's repeated answers moved breakdown by less than 0.05
     (benchmarks/README.md, round 96).
+    `request_contrast` > 0 does the same for escalation: `request_pairs` customer turns a step,
+    each a written request for a human and a turn that asks for no one, in the same place of
+    a real dialogue (`Augmenter.request_pair`), and a hinge on the conversation's escalation
+    log-odds. The request augmentations label the request turn, but the fine-tunes from
+    0.10.0 let a request's escalation fall under 0.5 in 16 of 18 runs (benchmarks/README.md,
+    round 102).
     `teacher_labels` names JSON files of another model's probabilities on training
     conversations ({target: {"labels": {`Example.key`: class probabilities}}},
     `benchmarks/teachers.py`); a conversation label they cover becomes `teacher_weight` x the
@@ -147,6 +153,8 @@ class TrainingArgs:
     reply_pairs: int = 4
     loop_contrast: float = 0.0
     loop_pairs: int = 4
+    request_contrast: float = 0.0
+    request_pairs: int = 4
     teacher_labels: tuple[str, ...] = ()
     teacher_weight: float = 0.5
     anchor: float = 0.0
@@ -171,7 +179,7 @@ class TrainingArgs:
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory")
         for name in ("max_train_tokens", "max_epochs", "batch_tokens", "evals", "dev_per_source",
                      "max_turn_tokens", "max_context_tokens", "max_turns", "context_layers", "closing_pairs",
-                     "style_pairs", "reply_pairs", "loop_pairs"):
+                     "style_pairs", "reply_pairs", "loop_pairs", "request_pairs"):
             value = getattr(self, name)
             if value is None and name in ("max_turn_tokens", "max_context_tokens", "context_layers"):
                 continue
@@ -190,7 +198,8 @@ class TrainingArgs:
                              "freeze_encoder, not refit_heads")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
-        for name in ("closing_consistency", "style_consistency", "reply_contrast", "loop_contrast", "anchor"):
+        for name in ("closing_consistency", "style_consistency", "reply_contrast", "loop_contrast",
+                     "request_contrast", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         if self.style_empathy and not self.style_consistency:
@@ -468,9 +477,10 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     # drawn from every training conversation: a named head's augmentations can be made from a
     # source that does not label it (two-turn answers from Bitext for repeat inquiry)
     augmenter = (Augmenter(train_examples, args.augment_kinds) if args.augment or args.closing_consistency
-                 or args.reply_contrast or args.loop_contrast else None)
+                 or args.reply_contrast or args.loop_contrast or args.request_contrast else None)
     resolution = _pairs_head(specs, args, "resolution", ("closing_consistency", "reply_contrast"))
     breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
+    escalation = _pairs_head(specs, args, "escalation", ("request_contrast",))
     styled = _styled_heads(specs, args)
     prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
     balance = label_balance(train_items, specs, args.device)
@@ -526,6 +536,8 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                                "reply_contrast") if args.reply_contrast else []
         loops = _drawn_pairs(augmenter.loop_pair, len(plan) * args.loop_pairs, rng, builder, args.max_turns,
                              "loop_contrast") if args.loop_contrast else []
+        requests = _drawn_pairs(augmenter.request_pair, len(plan) * args.request_pairs, rng, builder,
+                                args.max_turns, "request_contrast") if args.request_contrast else []
         for batch in plan[state["in_epoch"]:]:
             loss, parts = batch_loss(model, batch, specs, balance, anchored)
             n = sum(p.tokens for p in batch)
@@ -533,7 +545,8 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
                     (args.closing_consistency, [resolution], pairs, args.closing_pairs, consistency_loss),
                     (args.style_consistency, styled, twins, args.style_pairs, consistency_loss),
                     (args.reply_contrast, [resolution], replies, args.reply_pairs, contrast_loss),
-                    (args.loop_contrast, [breakdown], loops, args.loop_pairs, contrast_loss)):
+                    (args.loop_contrast, [breakdown], loops, args.loop_pairs, contrast_loss),
+                    (args.request_contrast, [escalation], requests, args.request_pairs, contrast_loss)):
                 step_pairs = drawn[state["in_epoch"] * per_step:(state["in_epoch"] + 1) * per_step]
                 if step_pairs:
                     loss = loss + weight * pair_loss(model, step_pairs, heads)
@@ -677,10 +690,11 @@ def _styled_heads(specs: list[HeadSpec], args: TrainingArgs) -> list[HeadSpec]:
 
 
 # what each pair loss needs the training data to hold
-PAIRS_NEED = {"closing_consistency": "dialogues with or without a closing",
-              "reply_contrast": "resolved dialogues whose customer confirms a fix in words, and "
-                                "unresolved ones whose customer has a last word",
-              "loop_contrast": "helpdesk dialogues with a new agent answer after a customer turn"}
+PAIRS_NEED = {"closing_consistency": "STC-3 dialogues with or without a closing",
+              "reply_contrast": "STC-3 dialogues: resolved ones whose customer confirms a fix in words, "
+                                "and unresolved ones whose customer has a last word",
+              "loop_contrast": "STC-3 dialogues with a new agent answer after a customer turn",
+              "request_contrast": "STC-3 or USS dialogues with a customer turn after an agent turn"}
 
 
 def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None], n: int,
@@ -688,8 +702,8 @@ def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None]
                  option: str) -> list[tuple[Prepared, Prepared]]:
     pairs = [pair for _ in range(n) if (pair := draw(rng)) is not None]
     if not pairs:
-        raise ValueError(f"{option} needs STC-3 dialogues to make its pairs from; the "
-                         f"training data has no {PAIRS_NEED[option]}")
+        raise ValueError(f"{option} makes its pairs from {PAIRS_NEED[option]}, and the "
+                         "training data has none")
     made = prepare([e for pair in pairs for e in pair], builder, max_turns)
     return list(zip(made[0::2], made[1::2]))
 

@@ -390,6 +390,30 @@ class Augmenter:
         return (Example(looped, "augment:loop_answer", base.group),
                 _prefix(base, k + 1, f"answered{k}", "new_answer", {}))
 
+    def request_pair(self, rng: random.Random) -> tuple[Example, Example] | None:
+        """One customer turn after an agent turn said two ways: as a written request for a
+        human (`written/requests.txt`) and as the dialogue's own turn there (one its source does
+        not label as a request) or, half the time, a written mention of a person
+        (`written/mentions.txt`); each followed by the dialogue's next agent turn when there is
+        one; the request first. For the training loss that asks escalation to rank the two
+        (`TrainingArgs.request_contrast`)."""
+        if not (self.written_requests and self.mentions and self.dialogues):
+            return None
+        base = rng.choice(self.dialogues)
+        turns = base.transcript.scored_turns
+        signals = base.turn_labels.get("escalation_signal")
+        slots = [k for k in range(1, len(turns)) if turns[k].role == "customer" and turns[k - 1].role == "agent"
+                 and (signals is None or signals[k, ASKS_FOR_HUMAN] != 1.0)]
+        if not slots:
+            return None
+        at = rng.choice(slots)
+        tail = [("agent", turns[at + 1].text)] if at + 1 < len(turns) and turns[at + 1].role == "agent" else []
+        neutral = rng.choice(self.mentions) if rng.random() < 0.5 else turns[at].text
+        tag = rng.randrange(10**9)
+        return tuple(Example(_cut(base, at, f"{kind}{tag}", ("customer", said), *tail),
+                             f"augment:{kind}", base.group)
+                     for kind, said in (("request", rng.choice(self.written_requests)), ("neutral", neutral)))
+
     def _answered_openly(self, base: Example, fix: int, rng: random.Random) -> Example:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
         customer word, labelled with that dialogue's resolution."""
