@@ -476,8 +476,8 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     dev_items = prepare(dev_examples, builder, args.max_turns)
     # drawn from every training conversation: a named head's augmentations can be made from a
     # source that does not label it (two-turn answers from Bitext for repeat inquiry)
-    augmenter = (Augmenter(train_examples, args.augment_kinds) if args.augment or args.closing_consistency
-                 or args.reply_contrast or args.loop_contrast or args.request_contrast else None)
+    augmenter = (Augmenter(train_examples, args.augment_kinds)
+                 if args.augment or any(getattr(args, name) for name in PAIRS_NEED) else None)
     resolution = _pairs_head(specs, args, "resolution", ("closing_consistency", "reply_contrast"))
     breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
     escalation = _pairs_head(specs, args, "escalation", ("request_contrast",))
@@ -689,7 +689,7 @@ def _styled_heads(specs: list[HeadSpec], args: TrainingArgs) -> list[HeadSpec]:
     return styled
 
 
-# what each pair loss needs the training data to hold
+# the pair losses whose pairs the Augmenter draws, and what each needs the training data to hold
 PAIRS_NEED = {"closing_consistency": "STC-3 dialogues with or without a closing",
               "reply_contrast": "STC-3 dialogues: resolved ones whose customer confirms a fix in words, "
                                 "and unresolved ones whose customer has a last word",

@@ -410,9 +410,9 @@ class Augmenter:
         tail = [("agent", turns[at + 1].text)] if at + 1 < len(turns) and turns[at + 1].role == "agent" else []
         neutral = rng.choice(self.mentions) if rng.random() < 0.5 else turns[at].text
         tag = rng.randrange(10**9)
-        return tuple(Example(_cut(base, at, f"{kind}{tag}", ("customer", said), *tail),
-                             f"augment:{kind}", base.group)
-                     for kind, said in (("request", rng.choice(self.written_requests)), ("neutral", neutral)))
+        request = rng.choice(self.written_requests)
+        return (Example(_cut(base, at, f"request{tag}", ("customer", request), *tail), "augment:request", base.group),
+                Example(_cut(base, at, f"neutral{tag}", ("customer", neutral), *tail), "augment:neutral", base.group))
 
     def _answered_openly(self, base: Example, fix: int, rng: random.Random) -> Example:
         """`base` cut after its agent turn `fix` and followed by an unresolved dialogue's last
