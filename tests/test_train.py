@@ -22,7 +22,7 @@ from qualaudit.training.batches import forward, prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
 from qualaudit.training.datasets.augment import Augmenter, style_twins
-from qualaudit.training.recipe import recipe_text, soup
+from qualaudit.training.recipe import build, recipe_text, soup
 from qualaudit.training.train import (
     TrainingArgs,
     TrainResult,
@@ -363,6 +363,24 @@ def test_heads_trained_on_a_frozen_encoder_leave_the_others_calibration_as_it_wa
     assert frozen["escalation.v1"]["method"] == "temperature"  # the trained head: fitted again
     assert "keep the calibration they came with: `" in (tmp_path / "out---freeze-encoder" / "README.md").read_text()
     assert trained()["resolution.v1"]["method"] == "temperature"
+
+
+def test_a_turn_head_trained_alone_refits_the_conversation_heads_that_read_it(tmp_path, tiny_encoder_dir):
+    """Every conversation head reads the turn heads' logits (`TurnHeads.features`), so training
+    a turn head on a frozen encoder moves their scores too: the calibration they came with no
+    longer fits them, while the other turn heads keep theirs."""
+    model = make_tiny_model(tiny_encoder_dir)
+    fit_calibration(model, toy_examples(600), method="affine")
+    init = model.save_pretrained(tmp_path / "init")
+    args = TrainingArgs(output_dir=str(tmp_path / "out"), examples=toy_examples(600), init=str(init),
+                        heads=["escalation_signal"], freeze_encoder=True, max_train_tokens=4000,
+                        batch_tokens=400, evals=1, head_lr=1e-2, augment=0.0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        build(args)
+    before, after = (QualityModel.from_pretrained(d).calibration for d in (init, args.output_dir))
+    assert before["resolution.v1"].method == "affine"
+    assert after["resolution.v1"].method == after["escalation.v1"].method == "temperature"
 
 
 def test_cli_train_needs_one_label_source(tmp_path, capsys):

@@ -75,8 +75,9 @@ def finish(result: TrainResult, args: TrainingArgs, method: str = "temperature",
     """Save the trained model to `args.output_dir` in fp16, calibrate it on the calibration
     half of the dev split (early stopping used the other half) as reloaded from disk, and save
     it again with calibration and model card. Named heads trained on a frozen encoder leave
-    every other head's scores as they were, so those keep the calibration they came with."""
-    untouched = (_other_heads(result.model, args.heads)
+    the scores of the heads `_other_heads` names as they were, so those keep the calibration
+    they came with."""
+    untouched = (_other_heads(result.model, args.heads, args.reads_only)
                  if args.heads is not None and args.freeze_encoder else set())
     return _save_calibrated(result.model, Path(args.output_dir), args.all_examples(), method, {
         "Training data": LICENCES if args.data_dir else "The user's own labelled transcripts.",
@@ -148,10 +149,14 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
                             {**(card_sections or {}), "Recipe": recipe}, keep=untouched)[0]
 
 
-def _other_heads(model: QualityModel, targets: Collection[str]) -> set[str]:
-    """The names of the model's heads whose target is not among `targets`: the heads a run
-    that trains only those targets on a frozen encoder leaves as they were."""
-    return {s.name for s in model.specs if s.target not in targets}
+def _other_heads(model: QualityModel, targets: Collection[str], reads_only: bool = False) -> set[str]:
+    """The names of the heads that a run training only `targets` on a frozen encoder leaves as
+    they were: the other targets' heads, less the conversation heads when a trained target is a
+    per-turn head, whose logits every conversation head reads (`TurnHeads.features`). The
+    reads that `reads_only` trains are added after those logits are read."""
+    feeds = not reads_only and any(s.level != "conversation" for s in model.specs if s.target in targets)
+    return {s.name for s in model.specs
+            if s.target not in targets and not (feeds and s.level == "conversation")}
 
 
 def _save_calibrated(model: QualityModel, out: Path, examples: list[Example], method: str,
