@@ -129,14 +129,13 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def unscored_by_selection(heads: list[str] | None) -> bool:
-    """Whether no selection pair can choose the named heads' weights: per-turn heads (the pairs
-    score conversation targets only) and conversation targets no selection pair scores
-    (satisfaction). Their weights are then chosen on their own dev loss, not on a selection
-    score that stays the same at every evaluation."""
-    levels = {s.target: s.level for s in HEAD_SPECS.values()}
+    """Whether no selection pair scores the named targets: the per-turn heads but empathy (whose
+    turn scores make the row's empathy, which the empathy pairs read) and satisfaction. Their
+    weights are then chosen on their own dev loss, not on a selection score that moves only
+    through what the other heads read of them."""
+    targets = {s.target for s in HEAD_SPECS.values()}
     scored = {p.target for p in quality.PAIRS if p.role == "selection"}
-    return bool(heads) and all(
-        h in levels and (levels[h] != "conversation" or h not in scored) for h in heads)
+    return bool(heads) and all(h in targets and h not in scored for h in heads)
 
 
 def _command() -> str:
@@ -397,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="new conversation heads on the --init model, trained alone")
     train.add_argument("--heads", type=lambda v: v.split(","),
                        help="only these targets' heads train (default: every labelled one); "
-                            "per-turn heads alone are chosen on their dev loss")
+                            "heads that no selection pair scores (per-turn heads but empathy, "
+                            "satisfaction) are chosen on their dev loss")
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only")
     train.add_argument("--reads-only", action="store_true",
                        help="with --freeze-encoder: train only the added reads (--last-turns, --echo)")

@@ -113,6 +113,7 @@ def test_a_turn_head_alone_trains_on_its_dev_loss_and_leaves_every_other_weight(
     assert candidates.unscored_by_selection(["satisfaction", "breakdown"])
     assert not candidates.unscored_by_selection(["escalation_signal", "escalation"])
     assert not candidates.unscored_by_selection(["satisfaction", "resolution"])
+    assert not candidates.unscored_by_selection(["empathy"])  # the row's empathy is its turns'
     assert not candidates.unscored_by_selection(None)
 
 
