@@ -463,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     soup_.add_argument("--version", default="0.3.0")
     soup_.add_argument("--heads", type=lambda v: v.split(","),
                        help="the targets the candidates trained alone on a frozen encoder: only "
-                            "these are calibrated again, every other head keeps its calibration")
+                            "these (and, for a per-turn head, the conversation heads that read it) "
+                            "are calibrated again, every other head keeps its calibration")
     soup_.add_argument("--onto", help="with --heads: a saved model of the design that takes the "
                                       "average of those heads' layers, every other weight its own")
     soup_.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -368,7 +368,7 @@ def test_heads_trained_on_a_frozen_encoder_leave_the_others_calibration_as_it_wa
 def test_a_turn_head_trained_alone_refits_the_conversation_heads_that_read_it(tmp_path, tiny_encoder_dir):
     """Every conversation head reads the turn heads' logits (`TurnHeads.features`), so training
     a turn head on a frozen encoder moves their scores too: the calibration they came with no
-    longer fits them, while the other turn heads keep theirs."""
+    longer fits them."""
     model = make_tiny_model(tiny_encoder_dir)
     fit_calibration(model, toy_examples(600), method="affine")
     init = model.save_pretrained(tmp_path / "init")

@@ -97,10 +97,11 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     so their average is a model too, and often better than each on data none of them trained
     on: the seed's noise averages out at no training cost. `examples` gives the calibration
     half of the dev split, as for the ingredients; their own calibrations are dropped, but for
-    ingredients that trained only the targets `heads` names on a frozen encoder, every other
-    head keeps the first ingredient's calibration (its weights are theirs, the same in each).
-    `onto` (with `heads`) puts only the average of those heads' own layers into another saved
-    model of the design, with its calibration for every other head: the seeds of one head,
+    ingredients that trained only the targets `heads` names on a frozen encoder, every head
+    whose scores that leaves as they were (`_other_heads`) keeps the first ingredient's
+    calibration (its weights are theirs, the same in each). `onto` (with `heads`) puts only the
+    average of those heads' own layers into another saved model of the design, with its
+    calibration for those same heads: the seeds of one head,
     trained from an earlier model, averaged into a later one that differs only in other heads.
     `card_sections` (their training data, label card) join the generated recipe in the card.
     Returns the soup as saved (fp16 weights, calibrated; the calibration report is in its card)."""
