@@ -97,9 +97,9 @@ def soup(directories: list[str | Path], output_dir: str | Path, examples: list[E
     so their average is a model too, and often better than each on data none of them trained
     on: the seed's noise averages out at no training cost. `examples` gives the calibration
     half of the dev split, as for the ingredients; their own calibrations are dropped, but for
-    ingredients that trained only the targets `heads` names on a frozen encoder, every head
-    whose scores that leaves as they were (`_other_heads`) keeps the first ingredient's
-    calibration (its weights are theirs, the same in each). `onto` (with `heads`) puts only the
+    ingredients that trained only the targets `heads` names on a frozen encoder, the heads whose
+    scores that training left as they were (`_other_heads`) keep the first ingredient's
+    calibration (their weights are the same in each). `onto` (with `heads`) puts only the
     average of those heads' own layers into another saved model of the design, with its
     calibration for those same heads: the seeds of one head,
     trained from an earlier model, averaged into a later one that differs only in other heads.
