@@ -416,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
                        help=f"comma-separated augmentation kinds (default: every kind but the opt-in ones, {', '.join(OPT_IN)})")
     train.add_argument("--closing-consistency", type=float, default=0.0,
                        help="weight of the loss that asks a dialogue to resolve alike with and "
-                            "without a closing pleasantry (default 0: none)")
+                            "without a closing pleasantry (default 0: none); moot for a resolution "
+                            "head read before the closing (closing_apart)")
     train.add_argument("--closing-pairs", type=int, default=4, help="closing pairs a step")
     train.add_argument("--style-consistency", type=float, default=0.0,
                        help="weight of the loss that asks the trained conversation heads to score "

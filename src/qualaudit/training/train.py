@@ -81,7 +81,10 @@ class TrainingArgs:
     and without a closing pleasantry (`Augmenter.closing_pair`) and that weight times the
     squared difference of their log-odds of resolution (`consistency_loss`): shared labels
     balance a closing only on average, a pair compares the two readings themselves
-    (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`.
+    (benchmarks/README.md, Round 5). Their tokens count in `max_train_tokens`. A resolution
+    head in `closing_apart` never reads those closings, so its two readings differ only by
+    dropout: the loss then holds resolution steady under dropout and no more (a warning says
+    so; benchmarks/README.md, after round 115).
     `style_consistency` > 0 does the same for the agent's wording: `style_pairs` written twins
     a step (`augment.style_twins`, the same conversation with the agent in a templated bot's
     wording and in a human agent's), and that weight times the squared difference of every
@@ -479,6 +482,10 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     augmenter = (Augmenter(train_examples, args.augment_kinds)
                  if args.augment or any(getattr(args, name) for name in PAIRS_NEED) else None)
     resolution = _pairs_head(specs, args, "resolution", ("closing_consistency", "reply_contrast"))
+    if args.closing_consistency and resolution.name in model.config.closing_apart:
+        log.warning("closing_consistency: %s reads before the closing (closing_apart), so a closing "
+                    "pair's two readings differ only by dropout; the loss cannot teach it to ignore "
+                    "closings", resolution.name)
     breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
     escalation = _pairs_head(specs, args, "escalation", ("request_contrast",))
     styled = _styled_heads(specs, args)
