@@ -775,6 +775,14 @@ def test_the_anchor_needs_a_trained_model(tmp_path, tiny_encoder_dir):
         tiny_args(tmp_path, tiny_encoder_dir, anchor=-1.0)
 
 
+def closing_gap(model: QualityModel, pairs: list[tuple[Example, Example]]) -> float:
+    """`consistency_loss` of resolution over closing pairs: how far a closing moves it."""
+    made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
+    resolution = next(s for s in model.specs if s.target == "resolution")
+    with torch.no_grad():
+        return float(consistency_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
+
+
 def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder_dir):
 
     aug = Augmenter(shortcut_dialogues(40, seed=1))
@@ -784,11 +792,8 @@ def test_closing_consistency_narrows_what_a_closing_moves(tmp_path, tiny_encoder
     for weight in (0.0, 5.0):
         model = consistency_trained(tmp_path, tiny_encoder_dir, shortcut_dialogues(),
                                     closing_consistency=weight, closing_pairs=4)
-        made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
-        resolution = next(s for s in model.specs if s.target == "resolution")
-        with torch.no_grad():
-            gaps[weight] = float(consistency_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
-        z, y = labelled_logits(model, shortcut_dialogues(40, seed=2))[resolution.name]
+        gaps[weight] = closing_gap(model, pairs)
+        z, y = labelled_logits(model, shortcut_dialogues(40, seed=2))["resolution.v1"]
         separation[weight] = auroc(p_positive(torch.from_numpy(z).softmax(-1).numpy()), p_positive(y))
     assert gaps[5.0] < 0.2 * gaps[0.0], gaps  # a closing moves resolution far less
     assert separation[5.0] > 0.9, separation  # and what resolves it still counts
@@ -803,10 +808,7 @@ def test_closing_pairs_say_when_resolution_never_reads_the_closing(tmp_path, tin
     gaps = {}
     for apart in ([], ["resolution.v1"]):  # the same weights, read with the closing and without
         model = make_tiny_model(tiny_encoder_dir, closing_apart=apart)
-        made = prepare([e for pair in pairs for e in pair], window_builder(model), None)
-        resolution = next(s for s in model.specs if s.target == "resolution")
-        with torch.no_grad():
-            gaps[bool(apart)] = float(consistency_loss(model, list(zip(made[0::2], made[1::2])), [resolution]))
+        gaps[bool(apart)] = closing_gap(model, pairs)
     assert gaps[False] > 1e-6 and gaps[True] < 1e-10, gaps
     saved = model.save_pretrained(tmp_path / "apart")
     with caplog.at_level("WARNING", logger="qualaudit.train"), warnings.catch_warnings():
