@@ -3,11 +3,10 @@ turn after them. Such a turn carries no fact about the problem, so the heads a m
 `ModelConfig.closing_apart` never read it, and the training augmentations add and remove
 closings to teach the other heads the same.
 
-A closing pleasantry is a customer turn of at most 20 words, no question mark, made only of
-closing words (thanks, ok, bye, great, that's all, have a nice day, thanks for your
-assistance, ...) and holding at least one of thank / thanks / thx / ok / okay / bye / goodbye /
-cheers / appreciate: "thanks but it still doesn't work" has words outside the list, so it is
-not one, nor is "that fixed it, thanks". English only.
+A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
+closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
+one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
+still doesn't work" has words outside the list, so it is not one. English only.
 """
 
 from __future__ import annotations
@@ -24,21 +23,13 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "you u so very much a lot bunch again alright all right good great perfect awesome nice "
     "wonderful fine it i i'm im that that's thats is was will be for your the help helpful "
     "have day one everything no nope yes yeah got set done need needed now then oh well "
-    "and too today kind sir".split()) | frozenset(
-    # words of the training sources' (USS, STC-3) closing thanks that the list above missed,
-    # kept where they state no problem, fix, request or negation, and a few by analogy
-    # (goodnight, morning, afternoon, weekend, grateful, many, appreciated)
-    "to of me my with at about also this these just really quite sure been you've i'll that'll "
-    "am are were would should do else anything anyway anyways think hope care take "
-    "suggestions suggestion information info recommendations ideas assistance helping patience "
-    "time night goodnight evening morning afternoon weekend sounds enough cool excellent happy "
-    "thankful grateful definitely many appreciated".split())
+    "and too today kind sir".split())
 
 
 def is_pleasantry(text: str) -> bool:
     """Whether a customer turn only closes politely (see the module docstring)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
-    return ("?" not in text and 0 < len(words) <= 20 and set(words) <= CLOSING_WORDS
+    return ("?" not in text and 0 < len(words) <= 12 and set(words) <= CLOSING_WORDS
             and bool(CLOSING_CUES & set(words)))
 
 
