@@ -6,7 +6,8 @@ closings to teach the other heads the same.
 A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
 closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
 one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
-still doesn't work" has words outside the list, so it is not one. English only.
+still doesn't work" has words outside the list, so it is not one. A capitalised name that
+ends a thanks or goodbye counts as a closing word ("Got it, thank you Marco!"). English only.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "and too today kind sir".split())
 
 
+# a name the customer thanks or greets, ending its phrase: "thank you Marco!", "bye, Sarah."
+_ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye|much|a lot|again),?\s+"
+                        r"([A-Z][a-z]+)(?=\s*(?:[,.!]|$))")
+
+
 def is_pleasantry(text: str) -> bool:
     """Whether a customer turn only closes politely (see the module docstring)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
-    return ("?" not in text and 0 < len(words) <= 12 and set(words) <= CLOSING_WORDS
+    named = {name.lower() for name in _ADDRESSED.findall(text)}
+    return ("?" not in text and 0 < len(words) <= 12 and set(words) - named <= CLOSING_WORDS
             and bool(CLOSING_CUES & set(words)))
 
 
