@@ -46,6 +46,23 @@ def test_a_closing_is_every_trailing_pleasantry_and_what_follows_it():
     assert without_closing(t) is t
 
 
+def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
+    opening = [("customer", "my parcel never arrived"), ("agent", "Hi, I'm Marco. A new one ships today.")]
+
+    def start(last: str, agent: list[tuple[str, str]] = opening) -> int:
+        return closing_start(transcript("n", [*agent, ("customer", last)]).scored_turns)
+
+    assert start("Got it, thank you Marco!") == start("Thanks so much, Marco. Bye!") == 2
+    # a name the agent never used, a capitalised word that is no name, more than a thanks: read
+    for last in ("Got it, thank you Sarah!", "ok thanks, Human!", "Thanks, Useless!",
+                 "Thanks Marco, but it failed again.", "thanks again Marco, Windows still crashes"):
+        assert start(last) == 3, last
+    # the name must come before the thanks, from an agent turn
+    assert start("Great, thanks Priya!", [*opening, ("customer", "by noon?"), ("agent", "Priya here, yes")]) == 4
+    assert start("Great, thanks Priya!", [("customer", "Hi, Priya here"), *opening[1:]]) == 3
+    assert not is_pleasantry("Great, thanks Priya!")  # no turns, no name to thank
+
+
 DESIGNS = {"conversation": {"reading": "conversation", "chunk_tokens": 100},
            "causal": {"reading": "conversation_causal", "chunk_tokens": 100},
            "turns": {},

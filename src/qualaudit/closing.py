@@ -6,15 +6,17 @@ closings to teach the other heads the same.
 A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
 closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
 one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
-still doesn't work" has words outside the list, so it is not one. A capitalised name that
-ends a thanks or goodbye counts as a closing word ("Got it, thank you Marco!"). English only.
+still doesn't work" has words outside the list, so it is not one. The agent's name, thanked
+or greeted, counts as a closing word ("Got it, thank you Marco!") when an agent turn before it
+has the name capitalised ("Hi, I'm Marco"): a capitalised word the agent never wrote ("ok
+thanks, Human!") may be a request or a complaint. English only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .schema import Transcript, Turn
 
@@ -27,23 +29,33 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "and too today kind sir".split())
 
 
-# a name the customer thanks or greets, ending its phrase: "thank you Marco!", "bye, Sarah."
-_ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye|much|a lot|again),?\s+"
-                        r"([A-Z][a-z]+)(?=\s*(?:[,.!]|$))")
+# a capitalised word the customer thanks or greets, ending its phrase: "thank you Marco!",
+# "thanks so much, Priya.", "bye Sarah"
+_ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
+                        r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)(?=\s*(?:[,.!]|$))")
+_CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
 
 
-def is_pleasantry(text: str) -> bool:
-    """Whether a customer turn only closes politely (see the module docstring)."""
+def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
+    """Whether a customer turn only closes politely (see the module docstring); `names`: the
+    lower-cased names it may thank or greet (`agent_names`)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
-    named = {name.lower() for name in _ADDRESSED.findall(text)}
+    named = {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
     return ("?" not in text and 0 < len(words) <= 12 and set(words) - named <= CLOSING_WORDS
             and bool(CLOSING_CUES & set(words)))
+
+
+def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
+    """The capitalised words of the agent turns, lower-cased: where a name the customer thanks
+    must come from (a turn's `speaker` is often the export's role label, so it is not read)."""
+    return frozenset(w.lower() for x in turns if x.role == "agent" for w in _CAPITALISED.findall(x.text))
 
 
 def last_pleasantry(turns: Sequence[Turn]) -> int | None:
     """The index of the last customer turn when it is a closing pleasantry."""
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    return last if last is not None and is_pleasantry(turns[last].text) else None
+    return (last if last is not None and is_pleasantry(turns[last].text, agent_names(turns[:last]))
+            else None)
 
 
 def closing_at(turns: Sequence[Turn]) -> int | None:
