@@ -163,7 +163,7 @@ def test_closing_pleasantries_are_detected(text):
 @pytest.mark.parametrize("text", ["thanks but it still doesn't work", "OK, can you check again?",
                                   "Thank you. I also need a taxi to the station.", "No.", "Yes.",
                                   "Thanks, order 12345 never arrived", "It is OK now, but unstable.",
-                                  "Thanks for nothing"])
+                                  "Thanks for nothing", "thanks Dropbox sync"])
 def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 

@@ -60,7 +60,11 @@ def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
     # the name must come before the thanks, from an agent turn
     assert start("Great, thanks Priya!", [*opening, ("customer", "by noon?"), ("agent", "Priya here, yes")]) == 4
     assert start("Great, thanks Priya!", [("customer", "Hi, Priya here"), *opening[1:]]) == 3
-    assert not is_pleasantry("Great, thanks Priya!")  # no turns, no name to thank
+    later = transcript("l", [*opening, ("customer", "Got it, thank you Sarah!"), ("agent", "Sarah here, bye")])
+    assert closing_start(later.scored_turns) == 4
+    assert is_pleasantry("Great, thanks Priya!", {"priya"}) and not is_pleasantry("Great, thanks Priya!")
+    # trailing closings are read back one by one, each with the agent turns before it
+    assert start("bye Marco", [*opening, ("customer", "thanks Marco!"), ("agent", "Anything else?")]) == 2
 
 
 DESIGNS = {"conversation": {"reading": "conversation", "chunk_tokens": 100},

@@ -7,9 +7,11 @@ A closing pleasantry is a customer turn of at most 12 words, no question mark, m
 closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
 one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
 still doesn't work" has words outside the list, so it is not one. The agent's name, thanked
-or greeted, counts as a closing word ("Got it, thank you Marco!") when an agent turn before it
-has the name capitalised ("Hi, I'm Marco"): a capitalised word the agent never wrote ("ok
-thanks, Human!") may be a request or a complaint. English only.
+or greeted at the end of a phrase, counts as a closing word ("Got it, thank you Marco!") when
+an agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised word of
+the agent's counts, a name or not): a capitalised word the agent never wrote ("ok thanks,
+Human!") may be a request or a complaint. A name with more words after it in its phrase
+("thanks Marco have a nice day") is not taken. English only.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
 def last_pleasantry(turns: Sequence[Turn]) -> int | None:
     """The index of the last customer turn when it is a closing pleasantry."""
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    return (last if last is not None and is_pleasantry(turns[last].text, agent_names(turns[:last]))
-            else None)
+    if last is None:
+        return None
+    text = turns[last].text
+    names = agent_names(turns[:last]) if _ADDRESSED.search(text) else frozenset()
+    return last if is_pleasantry(text, names) else None
 
 
 def closing_at(turns: Sequence[Turn]) -> int | None:
