@@ -49,8 +49,8 @@ def test_a_closing_is_every_trailing_pleasantry_and_what_follows_it():
 def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
     opening = [("customer", "my parcel never arrived"), ("agent", "Hi, I'm Marco. A new one ships today.")]
 
-    def start(last: str, agent: list[tuple[str, str]] = opening) -> int:
-        return closing_start(transcript("n", [*agent, ("customer", last)]).scored_turns)
+    def start(last: str, before: list[tuple[str, str]] = opening) -> int:
+        return closing_start(transcript("n", [*before, ("customer", last)]).scored_turns)
 
     assert start("Got it, thank you Marco!") == start("Thanks so much, Marco. Bye!") == 2
     # a name the agent never used, a capitalised word that is no name, more than a thanks: read
