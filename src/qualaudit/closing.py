@@ -42,9 +42,11 @@ def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
     """Whether a customer turn only closes politely (see the module docstring); `names`: the
     lower-cased names it may thank or greet (`agent_names`)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
-    named = {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
-    return ("?" not in text and 0 < len(words) <= 12 and set(words) - named <= CLOSING_WORDS
-            and bool(CLOSING_CUES & set(words)))
+    said = set(words)
+    if "?" in text or not 0 < len(words) <= 12 or not CLOSING_CUES & said:
+        return False
+    rest = said - CLOSING_WORDS
+    return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
 
 
 def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
