@@ -53,9 +53,11 @@ def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
         return closing_start(transcript("n", [*before, ("customer", last)]).scored_turns)
 
     assert start("Got it, thank you Marco!") == start("Thanks so much, Marco. Bye!") == 2
+    assert start("thanks Marco have a nice day") == start("ok thanks Marco bye") == 2
     # a name the agent never used, a capitalised word that is no name, more than a thanks: read
     for last in ("Got it, thank you Sarah!", "ok thanks, Human!", "Thanks, Useless!",
-                 "Thanks Marco, but it failed again.", "thanks again Marco, Windows still crashes"):
+                 "Thanks Marco, but it failed again.", "thanks again Marco, Windows still crashes",
+                 "thanks Marco sent the wrong one", "thanks Marco Windows crashed", "thank u marco"):
         assert start(last) == 3, last
     # the name must come before the thanks, from an agent turn
     assert start("Great, thanks Priya!", [*opening, ("customer", "by noon?"), ("agent", "Priya here, yes")]) == 4

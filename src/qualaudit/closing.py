@@ -7,11 +7,13 @@ A closing pleasantry is a customer turn of at most 12 words, no question mark, m
 closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
 one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
 still doesn't work" has words outside the list, so it is not one. The agent's name, thanked
-or greeted at the end of a phrase, counts as a closing word ("Got it, thank you Marco!") when
-an agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised word of
-the agent's counts, a name or not): a capitalised word the agent never wrote ("ok thanks,
-Human!") may be a request or a complaint. A name with more words after it in its phrase
-("thanks Marco have a nice day") is not taken. English only.
+or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts as a closing
+word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised
+word of the agent's counts, a name or not): a capitalised word the agent never wrote ("ok
+thanks, Human!") may be a request or a complaint, and the words after a name are read as any
+others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank u marco") is
+not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a closing.
+English only.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "and too today kind sir".split())
 
 
-# a capitalised word the customer thanks or greets, ending its phrase: "thank you Marco!",
-# "thanks so much, Priya.", "bye Sarah"
+# a capitalised word the customer thanks or greets, then punctuation, a lower-case word or the end:
+# "thank you Marco!", "thanks Marco have a nice day", "thanks so much, Priya.", "bye Sarah"
 _ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
-                        r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)(?=\s*(?:[,.!]|$))")
+                        r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)"
+                        r"(?=\s*(?:[,.!]|$)|\s+[a-z])")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
 
 
