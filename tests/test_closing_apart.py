@@ -11,7 +11,7 @@ import torch
 
 from conftest import conversation, make_tiny_model
 from qualaudit.batching import TurnWindows, builder_for
-from qualaudit.closing import closing_start, is_pleasantry, without_closing
+from qualaudit.closing import closing_start, is_pleasantry, pleasantry_at, without_closing
 from qualaudit.errors import ModelLoadError
 from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.scorer import Auditor
@@ -65,6 +65,10 @@ def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
     later = transcript("l", [*opening, ("customer", "Got it, thank you Sarah!"), ("agent", "Sarah here, bye")])
     assert closing_start(later.scored_turns) == 4
     assert is_pleasantry("Great, thanks Priya!", {"priya"}) and not is_pleasantry("Great, thanks Priya!")
+    # a turn anywhere in the conversation is read the same way (the augmentations' reading)
+    mid = transcript("m", [*opening, ("customer", "thanks Marco!"), ("agent", "Anything else?"),
+                           ("customer", "thanks Sarah!"), ("agent", "Sarah here.")]).scored_turns
+    assert pleasantry_at(mid, 2) and not pleasantry_at(mid, 4) and not pleasantry_at(mid, 0)
     # trailing closings are read back one by one, each with the agent turns before it
     assert start("bye Marco", [*opening, ("customer", "thanks Marco!"), ("agent", "Anything else?")]) == 2
 

@@ -58,14 +58,17 @@ def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
     return frozenset(w.lower() for x in turns if x.role == "agent" for w in _CAPITALISED.findall(x.text))
 
 
+def pleasantry_at(turns: Sequence[Turn], k: int) -> bool:
+    """Whether turn k of a conversation only closes politely, thanking by name only the names
+    the agent turns before it wrote."""
+    text = turns[k].text
+    return is_pleasantry(text, agent_names(turns[:k]) if _ADDRESSED.search(text) else ())
+
+
 def last_pleasantry(turns: Sequence[Turn]) -> int | None:
     """The index of the last customer turn when it is a closing pleasantry."""
     last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    if last is None:
-        return None
-    text = turns[last].text
-    names = agent_names(turns[:last]) if _ADDRESSED.search(text) else frozenset()
-    return last if is_pleasantry(text, names) else None
+    return last if last is not None and pleasantry_at(turns, last) else None
 
 
 def closing_at(turns: Sequence[Turn]) -> int | None:

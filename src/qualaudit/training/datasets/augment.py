@@ -121,7 +121,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...closing import CLOSING_CUES, closing_at, is_pleasantry, last_pleasantry
+from ...closing import CLOSING_CUES, closing_at, is_pleasantry, last_pleasantry, pleasantry_at
 from ...echo import BANDS, content_words, echoes
 from ...heads import ESCALATION_SIGNALS, p_positive
 from ...schema import Transcript
@@ -460,7 +460,7 @@ class Augmenter:
             turns = base.transcript.scored_turns
             confirmed = base.turn_labels.get("solution_confirmed", empty_turn_labels(base.transcript))
             customers = [x.text for k, x in enumerate(turns) if x.role == "customer"
-                         and not confirmed[k] >= 0.5 and not is_pleasantry(x.text)]
+                         and not confirmed[k] >= 0.5 and not pleasantry_at(turns, k)]
             agents = [x.text for x in turns if x.role == "agent"]
             if not (customers and agents):
                 return None
@@ -665,7 +665,7 @@ def _confirms(e: Example, k: int) -> bool:
     turns = e.transcript.scored_turns
     confirmed = e.turn_labels.get("solution_confirmed", empty_turn_labels(e.transcript))
     return (k > 0 and turns[k].role == "customer" and turns[k - 1].role == "agent"
-            and confirmed[k] >= 0.5 and not is_pleasantry(turns[k].text))
+            and confirmed[k] >= 0.5 and not pleasantry_at(turns, k))
 
 
 def _fresh_answers(e: Example) -> list[int]:
@@ -676,7 +676,7 @@ def _fresh_answers(e: Example) -> list[int]:
     echo = echoes([(x.role, x.text) for x in turns])
     said = [len(content_words(x.text)) >= 4 for x in turns]
     return [k for k, x in enumerate(turns) if x.role == "agent" and said[k] and echo[k] < BANDS[0]
-            and turns[k - 1].role == "customer" and not is_pleasantry(turns[k - 1].text)
+            and turns[k - 1].role == "customer" and not pleasantry_at(turns, k - 1)
             and (j := next((j for j in range(k - 2, -1, -1) if turns[j].role == "agent"), None)) is not None
             and said[j]]
 
@@ -698,7 +698,7 @@ def _last_word(e: Example) -> int | None:
     # `not last`: no customer turn, or the opening one, which answers no agent
     if not last or turns[last - 1].role != "agent" or confirmed[last] >= 0.5:
         return None
-    return None if is_pleasantry(turns[last].text) else last
+    return None if pleasantry_at(turns, last) else last
 
 
 def _name_pairs(e: Example) -> list[tuple[str, str]]:
