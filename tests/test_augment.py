@@ -21,6 +21,9 @@ from qualaudit.training.datasets.augment import (
     KINDS,
     OPT_IN,
     Augmenter,
+    _confirms,
+    _last_word,
+    _unthanked,
     style_twins,
     written_chats,
     written_turns,
@@ -541,6 +544,23 @@ def test_written_requests_are_labelled_at_their_turn_like_bitexts(data):
         assert list(labelled) == [k for k in range(at + 1) if turns[k].role == "customer"]
         signals = e.turn_labels["escalation_signal"][at]
         assert signals[2] == 1.0 and signals[1] == 0.0 and np.isnan(signals[0])
+
+
+def test_the_augmentations_read_a_thanks_to_the_agents_name_as_the_closing_does():
+    def dialogue(agent: str, last: str, confirmed: float) -> Example:
+        return stc3("n", [("customer", "My invoice is wrong."), ("agent", agent), ("customer", last)],
+                    4, [NAN, 0.9, NAN], [0.0, NAN, confirmed])
+
+    named, unnamed = "Hi, I'm Marco. I corrected it.", "I corrected it."
+    # a last word after the fix, a confirmation in words, a confirmation without its thanks
+    assert _last_word(dialogue(named, "Thanks Marco!", 0.0)) is None
+    assert _last_word(dialogue(unnamed, "Thanks Marco!", 0.0)) == 2
+    assert not _confirms(dialogue(named, "Thanks Marco!", 1.0), 2)
+    assert _confirms(dialogue(unnamed, "Thanks Marco!", 1.0), 2)
+    said = dialogue(named, "It is right now. Thanks Marco!", 1.0).transcript.scored_turns
+    assert _unthanked(said, 2) == "It is right now."
+    said = dialogue(unnamed, "It is right now. Thanks Marco!", 1.0).transcript.scored_turns
+    assert _unthanked(said, 2) == "It is right now. Thanks Marco!"
 
 
 def test_polite_requests_are_written_requests_with_a_real_thanks_labelled_as_the_request(data):

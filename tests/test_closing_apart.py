@@ -54,10 +54,11 @@ def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
 
     assert start("Got it, thank you Marco!") == start("Thanks so much, Marco. Bye!") == 2
     assert start("thanks Marco have a nice day") == start("ok thanks Marco bye") == 2
+    assert start("Thanks Marco I'm all set") == 2
     # a name the agent never used, a capitalised word that is no name, more than a thanks: read
     for last in ("Got it, thank you Sarah!", "ok thanks, Human!", "Thanks, Useless!",
                  "Thanks Marco, but it failed again.", "thanks again Marco, Windows still crashes",
-                 "thanks Marco sent the wrong one", "thanks Marco Windows crashed", "thank u marco"):
+                 "thanks Marco sent the wrong one", "thanks Marco Windows crashed", "thank you marco"):
         assert start(last) == 3, last
     # the name must come before the thanks, from an agent turn
     assert start("Great, thanks Priya!", [*opening, ("customer", "by noon?"), ("agent", "Priya here, yes")]) == 4
@@ -68,7 +69,9 @@ def test_the_agents_name_in_a_thanks_closes_only_when_the_agent_used_it():
     # a turn anywhere in the conversation is read the same way (the augmentations' reading)
     mid = transcript("m", [*opening, ("customer", "thanks Marco!"), ("agent", "Anything else?"),
                            ("customer", "thanks Sarah!"), ("agent", "Sarah here.")]).scored_turns
-    assert pleasantry_at(mid, 2) and not pleasantry_at(mid, 4) and not pleasantry_at(mid, 0)
+    assert pleasantry_at(mid, 2) and not pleasantry_at(mid, 4)
+    first = transcript("f", [("customer", "thanks Marco!"), ("agent", "Marco here, bye")]).scored_turns
+    assert not pleasantry_at(first, 0)
     # trailing closings are read back one by one, each with the agent turns before it
     assert start("bye Marco", [*opening, ("customer", "thanks Marco!"), ("agent", "Anything else?")]) == 2
 

@@ -11,8 +11,8 @@ or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts 
 word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised
 word of the agent's counts, a name or not): a capitalised word the agent never wrote ("ok
 thanks, Human!") may be a request or a complaint, and the words after a name are read as any
-others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank u marco") is
-not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a closing.
+others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank you marco")
+is not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a closing.
 English only.
 """
 
@@ -33,11 +33,11 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "and too today kind sir".split())
 
 
-# a capitalised word the customer thanks or greets, then punctuation, a lower-case word or the end:
-# "thank you Marco!", "thanks Marco have a nice day", "thanks so much, Priya.", "bye Sarah"
+# a capitalised word the customer thanks or greets, then punctuation, a lower-case word, "I" or
+# the end: "thank you Marco!", "thanks Marco have a nice day", "thanks so much, Priya.", "bye Sarah"
 _ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
                         r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)"
-                        r"(?=\s*(?:[,.!]|$)|\s+[a-z])")
+                        r"(?=\s*(?:[,.!]|$)|\s+(?:[a-z]|I\b))")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
 
 

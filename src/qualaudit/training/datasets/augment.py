@@ -122,14 +122,22 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ...closing import CLOSING_CUES, closing_at, is_pleasantry, last_pleasantry, pleasantry_at
+from ...closing import (
+    CLOSING_CUES,
+    agent_names,
+    closing_at,
+    is_pleasantry,
+    last_pleasantry,
+    pleasantry_at,
+)
 from ...echo import BANDS, content_words, echoes
 from ...heads import ESCALATION_SIGNALS, p_positive
-from ...schema import Transcript
+from ...schema import Transcript, Turn
 from .examples import Example, empty_turn_labels, transcript
 
 KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_removed",
@@ -186,7 +194,7 @@ class Augmenter:
         self.open_ended = [e for e in rated if last_pleasantry(e.transcript.scored_turns) is None]
         self.fixes = [(e, k) for e in resolved if (k := _last_fix(e)) is not None]
         self.confirmations = [(e, k, said) for e in resolved for k in range(len(e.transcript.scored_turns))
-                              if _confirms(e, k) and (said := _unthanked(e.transcript.scored_turns[k].text))]
+                              if _confirms(e, k) and (said := _unthanked(e.transcript.scored_turns, k))]
         self.open_words = [(e, k) for e in rated if e.source == "stc3" and p_positive(
             e.labels["resolution"]) < 0.5 and (k := _last_word(e)) is not None]
         self.closings = [(e.group, [(x.role, x.text) for x in e.transcript.scored_turns[k:]])
@@ -224,8 +232,10 @@ class Augmenter:
 
     def human_request(self, rng: random.Random, at_turn: bool = False, written: bool = False,
                       polite: bool = False) -> Example | None:
+        """The request kinds: `at_turn` labels the turns instead of the conversation, `written`
+        draws the request from `written/requests.txt`, `polite` (with both) joins a thank-you."""
         if not self.dialogues or not (self.written_requests if written else
-                                      self.requests or self.complaints) or polite and not self.thanks:
+                                      self.requests or self.complaints) or (polite and not self.thanks):
             return None
         base = rng.choice(self.dialogues)
         complaint = not written and bool(self.complaints) and rng.random() < 0.3
@@ -687,17 +697,19 @@ def _fresh_answers(e: Example) -> list[int]:
     echo = echoes([(x.role, x.text) for x in turns])
     said = [len(content_words(x.text)) >= 4 for x in turns]
     return [k for k, x in enumerate(turns) if x.role == "agent" and said[k] and echo[k] < BANDS[0]
-            and turns[k - 1].role == "customer" and not pleasantry_at(turns, k - 1)
+            and k > 0 and turns[k - 1].role == "customer" and not pleasantry_at(turns, k - 1)
             and (j := next((j for j in range(k - 2, -1, -1) if turns[j].role == "agent"), None)) is not None
             and said[j]]
 
 
-def _unthanked(text: str) -> str:
-    """The text without its sentences that only thank or say goodbye ("It works now. Thank
-    you!" -> "It works now."); "It is OK now." stays, "ok" being no thanks."""
+def _unthanked(turns: Sequence[Turn], k: int) -> str:
+    """Turn k's text without its sentences that only thank or say goodbye ("It works now. Thank
+    you Marco!" -> "It works now.", the agent's name read as in a closing); "It is OK now."
+    stays, "ok" being no thanks."""
     thanks = CLOSING_CUES - {"ok", "okay"}
-    return " ".join(s for s in _sentences(text) if not (
-        is_pleasantry(s) and thanks & set(re.findall(r"[a-z']+", s.lower()))))
+    names = agent_names(turns[:k])
+    return " ".join(s for s in _sentences(turns[k].text) if not (
+        is_pleasantry(s, names) and thanks & set(re.findall(r"[a-z']+", s.lower()))))
 
 
 def _last_word(e: Example) -> int | None:
