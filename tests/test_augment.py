@@ -178,7 +178,6 @@ def test_each_kind_is_a_valid_example_of_real_or_written_turns(data, kind):
     known = real_sentences(data) | {s for name in WRITTEN for line in written_turns(name)
                                     for s in sentences(line)}
     known |= {s for _, chat in written_chats("train") for text in chat.values() for s in sentences(text)}
-    real_turns = {x.text for d in data for x in d.transcript.scored_turns}
     for e in examples:
         assert e.source == f"augment:{kind}"
         n = len(e.transcript.scored_turns)
@@ -191,10 +190,6 @@ def test_each_kind_is_a_valid_example_of_real_or_written_turns(data, kind):
             if SHAPES[target] == (5,):
                 assert value.sum() == pytest.approx(1.0)
         for turn in e.transcript.scored_turns:
-            if kind == "polite_request" and not set(sentences(turn.text)) <= known:  # two joined
-                assert any(turn.text in (f"{a} {b}", f"{b} {a}") for a in written_turns("requests")
-                           for b in real_turns), turn.text
-                continue
             if kind == "short_turn" and not set(sentences(turn.text)) <= known:  # a cut real turn
                 words = turn.text.split()
                 assert any(x.text.split()[:len(words)] == words for d in data
@@ -561,26 +556,6 @@ def test_the_augmentations_read_a_thanks_to_the_agents_name_as_the_closing_does(
     assert _unthanked(said, 2) == "It is right now."
     said = dialogue(unnamed, "It is right now. Thanks Marco!", 1.0).transcript.scored_turns
     assert _unthanked(said, 2) == "It is right now. Thanks Marco!"
-
-
-def test_polite_requests_are_written_requests_with_a_real_thanks_labelled_as_the_request(data):
-    requests = written_turns("requests")
-    said = {x.text for d in dialogues() for x in d.transcript.scored_turns if x.role == "customer"}
-    examples = made(data, "polite_request", n=40)
-    orders = set()
-    for e in examples:
-        turns = e.transcript.scored_turns
-        [at] = [k for k, x in enumerate(turns) if any(r in x.text for r in requests)]
-        request = max((r for r in requests if r in turns[at].text), key=len)
-        polite = turns[at].text.replace(request, "").strip()
-        assert polite in said and "thank" in polite.lower(), turns[at].text
-        orders.add(turns[at].text.startswith(request))
-        assert e.transcript.id.split("+")[1].startswith("request")
-        assert e.turn_labels["escalation"][at] == 1.0 and "escalation" not in e.labels
-        signals = e.turn_labels["escalation_signal"][at]
-        assert signals[2] == 1.0 and signals[1] == 0.0 and np.isnan(signals[0])
-    assert len(examples) == 40 and orders == {True, False}
-    assert {e.source for e in examples} == {"augment:polite_request"}
 
 
 def test_mentions_are_negatives_for_asking_and_for_escalation_at_their_turn(data):

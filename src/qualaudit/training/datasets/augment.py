@@ -18,11 +18,6 @@ itself (`written/`):
   requests worded otherwise ("is there an actual person there?", a request inside a message
   about the problem). The lines were written for this by a session that had not read the
   behaviour pairs (tests/behaviour_pairs.jsonl, benchmarks/transfer_behaviours.jsonl).
-- "polite_request" (drawn only when named): "written_request_turn" with a real thank-you turn
-  of the training dialogues (as "name_or_thanks" draws) before or after the request ("Thank
-  you so much. Can I talk to a real person?"), labelled as the request alone. "name_or_thanks"
-  teaches that a thank-you asks for no one; without this a model can learn that a thanks
-  lowers a request too, where politeness should leave it as it was.
 - "person_mentioned": a customer turn from `written/mentions.txt`, one that mentions an
   agent, a person, a call or a name without asking for a human ("the technician came
   yesterday"), is inserted after an agent turn, never as the last turn: its asks_for_human
@@ -144,7 +139,7 @@ KINDS = ("human_request", "human_request_turn", "loop", "dropped", "closing_remo
          "closing_added", "silent_fix", "name_or_thanks", "repeated_answer", "two_turn_answered",
          "written_request_turn", "person_mentioned", "short_turn")
 # drawn only when named (see the module docstring)
-OPT_IN = ("written_two_turn", "reworded_loop", "fix_unresolved", "polite_request")
+OPT_IN = ("written_two_turn", "reworded_loop", "fix_unresolved")
 # draws per round of KINDS: human requests (either labelling, Bitext's or written) three times,
 # so that they stay about as common among the augmentations as before the later kinds, and the
 # name, thanks and mention turns (asks_for_human = 0) do not outweigh them; short turns three
@@ -230,20 +225,15 @@ class Augmenter:
         asks = [m.transcript.turns[0].text for m in rng.sample(members, min(times, len(members)))]
         return asks, _first_sentences(members[0].info["response"], rng.randint(*sentences)), members[0].group
 
-    def human_request(self, rng: random.Random, at_turn: bool = False, written: bool = False,
-                      polite: bool = False) -> Example | None:
-        """The request kinds: `at_turn` labels the turns instead of the conversation, `written`
-        draws the request from `written/requests.txt`, `polite` (with both) joins a thank-you."""
+    def human_request(self, rng: random.Random, at_turn: bool = False, written: bool = False
+                      ) -> Example | None:
         if not self.dialogues or not (self.written_requests if written else
-                                      self.requests or self.complaints) or (polite and not self.thanks):
+                                      self.requests or self.complaints):
             return None
         base = rng.choice(self.dialogues)
         complaint = not written and bool(self.complaints) and rng.random() < 0.3
         request = (rng.choice(self.written_requests) if written else
                    rng.choice(self.complaints if complaint else self.requests).transcript.turns[0].text)
-        if polite:
-            thanks = rng.choice(self.thanks)
-            request = f"{thanks} {request}" if rng.random() < 0.5 else f"{request} {thanks}"
         turns = list(base.transcript.scored_turns)
         # after an agent turn (or at the start), then at most one more agent turn
         slots = [k + 1 for k, t in enumerate(turns) if t.role == "agent"] or [0]
@@ -263,7 +253,7 @@ class Augmenter:
             labels["escalation"] = empty_turn_labels(t)
             labels["escalation"][[k for k in range(at) if turns[k].role == "customer"]] = 0.0
             labels["escalation"][at] = 1.0
-            kind = "polite_request" if polite else "written_request_turn" if written else "human_request_turn"
+            kind = "written_request_turn" if written else "human_request_turn"
             return Example(t, f"augment:{kind}", base.group, turn_labels=labels)
         return Example(t, "augment:human_request", base.group, turn_labels=labels,
                        labels={"escalation": np.float32(1.0)})
@@ -273,9 +263,6 @@ class Augmenter:
 
     def written_request_turn(self, rng: random.Random) -> Example | None:
         return self.human_request(rng, at_turn=True, written=True)
-
-    def polite_request(self, rng: random.Random) -> Example | None:
-        return self.human_request(rng, at_turn=True, written=True, polite=True)
 
     def person_mentioned(self, rng: random.Random) -> Example | None:
         if not (self.mentions and self.dialogues):
