@@ -158,7 +158,8 @@ def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Exa
 
 
 @pytest.mark.parametrize("text", ["Thanks!", "OK, thank you.", "No that's all, thanks. Bye!", "ok",
-                                  "Great, thank you for your help. Have a nice day."])
+                                  "Great, thank you for your help. Have a nice day.", "No, great, thanks!",
+                                  "No thanks, that's all I needed.", "Thanks for the help, bye"])
 def test_closing_pleasantries_are_detected(text):
     assert is_pleasantry(text)
 
@@ -166,7 +167,8 @@ def test_closing_pleasantries_are_detected(text):
 @pytest.mark.parametrize("text", ["thanks but it still doesn't work", "OK, can you check again?",
                                   "Thank you. I also need a taxi to the station.", "No.", "Yes.",
                                   "Thanks, order 12345 never arrived", "It is OK now, but unstable.",
-                                  "Thanks for nothing", "thanks Dropbox sync"])
+                                  "Thanks for nothing", "thanks Dropbox sync", "thanks, it was no help",
+                                  "No good, thanks.", "ok thanks i need help", "Thanks. Still needs help."])
 def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 

@@ -6,14 +6,15 @@ closings to teach the other heads the same.
 A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
 closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
 one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
-still doesn't work" has words outside the list, so it is not one. The agent's name, thanked
-or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts as a closing
-word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised
-word of the agent's counts, a name or not): a capitalised word the agent never wrote ("ok
-thanks, Human!") may be a request or a complaint, and the words after a name are read as any
-others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank you marco")
-is not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a closing.
-English only.
+still doesn't work" has words outside the list, so it is not one, nor is a turn whose closing
+words say the help failed ("thanks, it was no help", "ok thanks i need help"). The agent's
+name, thanked or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts
+as a closing word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco";
+any capitalised word of the agent's counts, a name or not): a capitalised word the agent never
+wrote ("ok thanks, Human!") may be a request or a complaint, and the words after a name are
+read as any others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank
+you marco") is not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a
+closing. English only.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
                         r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)"
                         r"(?=\s*(?:[,.!]|$)|\s+(?:[a-z]|I\b))")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
+# closing words that together say the help failed: "no help", "no good", "i need help"
+_FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b")
 
 
 def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
@@ -47,6 +50,8 @@ def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
     words = re.findall(r"[a-z0-9']+", text.lower())
     said = set(words)
     if "?" in text or not 0 < len(words) <= 12 or not CLOSING_CUES & said:
+        return False
+    if _FAILED.search(text.lower()):  # on the text: "No, great, thanks!" is no "no great"
         return False
     rest = said - CLOSING_WORDS
     return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
