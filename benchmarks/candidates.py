@@ -284,10 +284,12 @@ class Condition:
 
 def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str, Any],
                     base_fit: dict[str, Any]) -> list[Condition]:
-    """Round 90's ship rule (benchmarks/README.md), a candidate against the bundled model:
-    `new`, `base` are `evaluate` records, `*_fit` `quality.py --split report` results (the fit
-    checks and resolution's ECE). It lives here, not beside the runs, so that every round
-    judges alike after a stop's scratch files are gone."""
+    """Round 90's ship rule (benchmarks/README.md), a candidate against the bundled model, with
+    round 127's condition on the single-task intervals (a ship may not put a pair's interval
+    wholly below 0: the means alone let 0.10.9 do it): `new`, `base` are `evaluate` records,
+    `*_fit` `quality.py --split report` results (the fit checks and resolution's ECE). It lives
+    here, not beside the runs, so that every round judges alike after a stop's scratch files
+    are gone."""
     conditions = [Condition("report score at least the bundled model's",
                             new["report_score"] >= base["report_score"],
                             f"{new['report_score']:.4f} against {base['report_score']:.4f}")]
@@ -297,6 +299,10 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
         mean = float(np.mean(known)) if known and len(known) == len(diffs) else None
         conditions.append(Condition(f"{target}: mean above its single-task reference", mean is not None and mean > 0,
                                     "no cached reference" if mean is None else f"{mean:+.4f}"))
+    below = [name for name, p in new["protocol"]["pairs"].items()
+             if _below_zero(p) and not _below_zero(base["protocol"]["pairs"].get(name, {}))]
+    conditions.append(Condition("no single-task interval wholly below 0 where the bundled model's is not",
+                                not below, ", ".join(below) or "none"))
     suite, suite_base = new["behaviours"], base["behaviours"]
     passed = {k: r["passed"] for k, r in suite["behaviours"].items()}
     passed_base = {k: r["passed"] for k, r in suite_base["behaviours"].items()}
@@ -329,6 +335,12 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
         _no_more_than_one_below("guarantees", held, held_base),
         Condition(f"every guaranteed behaviour at {behaviour.MIN_PASS_RATE:.0%} or more (CI)", not below,
                   ", ".join(f"{k} {_passed(new['guarantees'][k])}" for k in below) or "all")]
+
+
+def _below_zero(pair: dict[str, Any]) -> bool:
+    """Whether a protocol pair's interval of model − single-task lies wholly below 0."""
+    interval = pair.get("diff_single_task_ci")
+    return interval is not None and interval[1] < 0
 
 
 def _no_more_than_one_below(what: str, passed: dict[str, int], base: dict[str, int]) -> Condition:

@@ -124,7 +124,7 @@ def _judged(report=0.757, diffs=(0.01, 0.02), suite=None, drop=0.04, rise=0.2, t
     guarantees = guarantees or dict.fromkeys(candidates.behaviour.BEHAVIOURS, 13)
     twins = twins if isinstance(twins, dict) else dict.fromkeys(
         ("resolution", "satisfaction", "empathy", "repeat_inquiry", "escalation"), twins)
-    pairs = {f"{t}/{i}": {"target": t, "diff_single_task": d}
+    pairs = {f"{t}/{i}": {"target": t, "diff_single_task": d, "diff_single_task_ci": [d - 0.1, d + 0.05]}
              for t in candidates.quality.MAIN_TARGETS for i, d in enumerate(diffs)}
     behaviours = {k: {"passed": v, "pairs": 20} for k, v in suite.items()}
     behaviours["style_parity"]["targets"] = {t: {"mean_abs_delta": v} for t, v in twins.items()}
@@ -146,6 +146,11 @@ def test_the_ship_rule_names_each_condition_a_candidate_misses(tmp_path, capsys)
     assert _missed(_judged(report=0.7569), base) == ["report score at least the bundled model's"]
     assert _missed(_judged(diffs=(0.01, -0.01)), base) == [
         f"{t}: mean above its single-task reference" for t in candidates.quality.MAIN_TARGETS]
+    dipped = _judged()
+    dipped[0]["protocol"]["pairs"]["repeat_inquiry/1"]["diff_single_task_ci"] = [-0.07, -0.001]
+    assert _missed(dipped, base) == ["no single-task interval wholly below 0 where the bundled model's is not"]
+    assert _missed(dipped, dipped) == []  # an interval already below 0 in the bundled model is not held against it
+    assert _missed(_judged(), dipped) == []
     uncached = _judged()
     next(iter(uncached[0]["protocol"]["pairs"].values()))["diff_single_task"] = None
     assert _missed(uncached, base) == ["resolution: mean above its single-task reference"]
