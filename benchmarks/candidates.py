@@ -299,10 +299,10 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
         mean = float(np.mean(known)) if known and len(known) == len(diffs) else None
         conditions.append(Condition(f"{target}: mean above its single-task reference", mean is not None and mean > 0,
                                     "no cached reference" if mean is None else f"{mean:+.4f}"))
-    below = [name for name, p in new["protocol"]["pairs"].items()
-             if _below_zero(p) and not _below_zero(base["protocol"]["pairs"].get(name, {}))]
+    newly_below = [name for name, p in new["protocol"]["pairs"].items()
+                   if _below_zero(p) and not _below_zero(base["protocol"]["pairs"].get(name, {}))]
     conditions.append(Condition("no single-task interval wholly below 0 where the bundled model's is not",
-                                not below, ", ".join(below) or "none"))
+                                not newly_below, ", ".join(newly_below) or "none"))
     suite, suite_base = new["behaviours"], base["behaviours"]
     passed = {k: r["passed"] for k, r in suite["behaviours"].items()}
     passed_base = {k: r["passed"] for k, r in suite_base["behaviours"].items()}
