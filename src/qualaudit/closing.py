@@ -47,11 +47,12 @@ _FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b")
 def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
     """Whether a customer turn only closes politely (see the module docstring); `names`: the
     lower-cased names it may thank or greet (`agent_names`)."""
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    lowered = text.lower()
+    words = re.findall(r"[a-z0-9']+", lowered)
     said = set(words)
     if "?" in text or not 0 < len(words) <= 12 or not CLOSING_CUES & said:
         return False
-    if _FAILED.search(text.lower()):  # on the text: "No, great, thanks!" is no "no great"
+    if _FAILED.search(lowered):  # on the text: "No, great, thanks!" is no "no great"
         return False
     rest = said - CLOSING_WORDS
     return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
