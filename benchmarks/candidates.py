@@ -289,7 +289,12 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
     wholly below 0: the means alone let 0.10.9 do it): `new`, `base` are `evaluate` records,
     `*_fit` `quality.py --split report` results (the fit checks and resolution's ECE). It lives
     here, not beside the runs, so that every round judges alike after a stop's scratch files
-    are gone."""
+    are gone. Both records must come from one protocol: figures on cut and whole conversations
+    do not compare."""
+    readings = [r["protocol"].get("closing", "kept") for r in (new, base)]
+    if readings[0] != readings[1]:
+        raise ValueError(f"the candidate's protocol read closings {readings[0]!r}, the bundled "
+                         f"model's {readings[1]!r}: evaluate both with one benchmark version")
     conditions = [Condition("report score at least the bundled model's",
                             new["report_score"] >= base["report_score"],
                             f"{new['report_score']:.4f} against {base['report_score']:.4f}")]

@@ -44,9 +44,13 @@ trained on the target's training sources (train split) and cached under local/si
     python benchmarks/quality.py --protocol --model DIR --data-dir ../shared/data
         [--pairs selection|report|all] [--no-single-task] [--single-task-targets resolution]
         [--no-tfidf] [--threads 1] [--cache-dir DIR] [--json PATH] [--markdown PATH]
-        [--closing cut]
+        [--closing protocol|kept|cut]
 
-`--closing cut` scores every system on the evaluated conversations with their closing cut
+Resolution's USS pairs score every system on their conversations cut before the customer's
+closing thanks (`PROTOCOL_CUT`, a reading fixed here; round 130): their label, the user's
+satisfaction, is read from closings by every system, and resolution must not key on them.
+`--closing kept` cuts nothing (the protocol before round 130); `--closing cut` scores every
+system on every evaluated conversation with its closing cut by the library's reading
 (`without_closing`; labels unchanged, training data untouched): how much of each figure is
 read from the customer's closing pleasantries rather than from the conversation.
 """
@@ -61,7 +65,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,7 @@ from typing import Any
 import numpy as np
 
 from qualaudit import Auditor, TranscriptScore
+from qualaudit.closing import ClosingReading
 from qualaudit.closing import without_closing as transcript_without_closing
 from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS, p_positive
 from qualaudit.metrics import (
@@ -683,6 +688,24 @@ def empathy_total(e: Example) -> float | None:
     return float(sum(levels.values())) if len(levels) == len(EMPATHY_MECHANISMS) else None
 
 
+# Resolution's USS pairs are scored without the customer's closing thanks (round 130, in
+# benchmarks/README.md): their label, the user's satisfaction, is carried by closings such as
+# "you've been a great help" for every system that reads them (round 117), and resolution must
+# not key on a closing thanks. The cut is this fixed reading (round 116's words, 20 words at
+# most), not the library's, so that widening the library's reading cannot make the protocol
+# look past closings the model no longer reads.
+PROTOCOL_CUT = ClosingReading(words=frozenset("""
+    a about afternoon again all alright also am and anything anyway anyways appreciate
+    appreciated are assistance at awesome be been bunch bye care cheers cool day definitely do
+    done else enough evening everything excellent fine for good goodbye goodnight got grateful
+    great happy have help helpful helping hope i i'll i'm ideas im info information is it just
+    kind lot many me morning much my need needed nice night no nope now of oh ok okay one
+    patience perfect quite really recommendations right set should sir so sounds suggestion
+    suggestions sure take thank thankful thanks that that'll that's thats the then these think
+    this thx time to today too u very was weekend well were will with wonderful would yeah yes
+    you you've your""".split()), max_words=20)
+
+
 @dataclass(frozen=True)
 class Pair:
     """One protocol pair: a main target evaluated on one source's split (and filter)."""
@@ -697,6 +720,7 @@ class Pair:
     label_text: str
     metric: str = "auroc"  # "spearman" where the label is graded
     keep: Callable[[Example], bool] = lambda e: True
+    cut: ClosingReading | None = None  # score every system on the conversations cut by it
 
     @property
     def measure(self) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -705,7 +729,7 @@ class Pair:
 
     def items(self, examples: list[Example]) -> list[tuple[Example, float]]:
         chosen = [(e, self.label(e)) for e in by_split(examples, self.split) if self.keep(e)]
-        return [(e, y) for e, y in chosen if y is not None]
+        return [(e if self.cut is None else cut_by(self.cut, e), y) for e, y in chosen if y is not None]
 
 
 def _pairs() -> tuple[Pair, ...]:
@@ -714,7 +738,7 @@ def _pairs() -> tuple[Pair, ...]:
     unhappy = "USS some user turn mean rating < 2.5"
     selection = (
         Pair("resolution/uss-task/dev", "resolution", "uss", "dev", "selection", True,
-             uss_satisfied, satisfied, keep=task),
+             uss_satisfied, satisfied, keep=task, cut=PROTOCOL_CUT),
         Pair("escalation/uss-task/dev", "escalation", "uss", "dev", "selection", True,
              uss_clearly_dissatisfied, unhappy, keep=task),
         Pair("repeat_inquiry/stc3/dev", "repeat_inquiry", "stc3", "dev", "selection", False,
@@ -727,9 +751,9 @@ def _pairs() -> tuple[Pair, ...]:
     )
     report = (
         Pair("resolution/uss-redial/report", "resolution", "uss", "report", "report", True,
-             uss_satisfied, satisfied, keep=redial),
+             uss_satisfied, satisfied, keep=redial, cut=PROTOCOL_CUT),
         Pair("resolution/uss-task/report", "resolution", "uss", "report", "report", True,
-             uss_satisfied, satisfied, keep=task),
+             uss_satisfied, satisfied, keep=task, cut=PROTOCOL_CUT),
         Pair("resolution/stc3/report", "resolution", "stc3", "report", "report", False,
              stc3_resolved, "STC-3 annotators' mean A > 0"),
         Pair("escalation/uss-redial/report", "escalation", "uss", "report", "report", True,
@@ -749,6 +773,7 @@ def _pairs() -> tuple[Pair, ...]:
 
 
 PAIRS: tuple[Pair, ...] = _pairs()
+CLOSING_MODES = ("protocol", "kept", "cut")  # run_protocol's `closing`
 
 
 @dataclass(frozen=True)
@@ -810,10 +835,11 @@ def training_set(target: str, loaded: dict[str, list[Example]]
     return texts, targets, groups
 
 
-def protocol_items(target: str, loaded: dict[str, list[Example]]) -> list[tuple[str, Example]]:
+def protocol_items(target: str, loaded: dict[str, list[Example]],
+                   all_pairs: Sequence[Pair] = PAIRS) -> list[tuple[str, Example]]:
     """(key, example) of every protocol item of one target, sorted by key: what its
     single-task reference scores."""
-    return sorted({e.key: e for p in PAIRS if p.target == target
+    return sorted({e.key: e for p in all_pairs if p.target == target
                    for e, _ in p.items(loaded.get(p.source, []))}.items())
 
 
@@ -822,6 +848,15 @@ def without_closing(e: Example) -> Example:
     are kept, so a score of the cut conversation is compared with the same label."""
     t = transcript_without_closing(e.transcript)
     return e if t is e.transcript else dataclasses.replace(e, transcript=t)
+
+
+def cut_by(reading: ClosingReading, e: Example) -> Example:
+    """The example cut before its closing by `reading`, under a key of its own ("/cut" after
+    the transcript id) when something was cut, so that it is scored apart from the whole
+    conversation that other pairs of the same split evaluate; itself when nothing was cut."""
+    t = reading.without_closing(e.transcript)
+    return e if t is e.transcript else dataclasses.replace(
+        e, transcript=dataclasses.replace(t, id=f"{t.id}/cut"))
 
 
 def fingerprint(*parts: Any) -> str:
@@ -834,7 +869,8 @@ def fingerprint(*parts: Any) -> str:
 
 
 def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: str,
-                       cache_dir: Path, train: bool = True) -> dict[str, Any] | None:
+                       cache_dir: Path, train: bool = True,
+                       all_pairs: Sequence[Pair] = PAIRS) -> dict[str, Any] | None:
     """The single-task reference's score for every protocol item of `target` (all pairs, so
     one training serves selection and report runs), from the cache when it holds them.
 
@@ -844,7 +880,8 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
     it is not cached and `train` is False.
     """
     train_texts, train_targets, _ = training_set(target, loaded)
-    path, key, items = single_task_cache(target, loaded, encoder, cache_dir, train_texts, train_targets)
+    path, key, items = single_task_cache(target, loaded, encoder, cache_dir, train_texts, train_targets,
+                                         all_pairs)
     if path.is_file():
         return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
     if not train:
@@ -860,11 +897,11 @@ def single_task_scores(target: str, loaded: dict[str, list[Example]], encoder: s
 
 
 def single_task_cache(target: str, loaded: dict[str, list[Example]], encoder: str,
-                      cache_dir: Path, train_texts: list[str], train_targets: np.ndarray
-                      ) -> tuple[Path, str, list[tuple[str, Example]]]:
+                      cache_dir: Path, train_texts: list[str], train_targets: np.ndarray,
+                      all_pairs: Sequence[Pair] = PAIRS) -> tuple[Path, str, list[tuple[str, Example]]]:
     """The cache file of `target`'s reference trained on `training_set(target, loaded)`, its
-    fingerprint (which names the file) and the protocol items it scores, in order."""
-    items = protocol_items(target, loaded)
+    fingerprint (which names the file) and the items of `all_pairs` it scores, in order."""
+    items = protocol_items(target, loaded, all_pairs)
     eval_texts = [unit_text(e.transcript, None) for _, e in items]
     key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,
                       np.round(train_targets, 6).tolist(), [k for k, _ in items], eval_texts)
@@ -938,12 +975,15 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
                  single_task: bool = True, single_task_targets: tuple[str, ...] = MAIN_TARGETS,
                  encoder: str | None = None, cache_dir: Path = ST_CACHE, n_resamples: int = 1000,
                  seed: int = 0, c_grid: tuple[float, ...] = baselines.C_GRID,
-                 closing: str = "kept", command: str | None = None) -> dict[str, Any]:
+                 closing: str = "protocol", command: str | None = None) -> dict[str, Any]:
     """Evaluate the model, TF-IDF + LR and the single-task references on the protocol pairs.
 
-    `closing="cut"` evaluates every system on the dev and report conversations with their
-    closing cut (`without_closing`); training data is untouched. The single-task references'
-    cache is keyed by the texts they score, so the cut conversations get references of their own.
+    `closing="protocol"` cuts the conversations of the pairs that say so (`Pair.cut`:
+    resolution's USS pairs, by `PROTOCOL_CUT`) for every system; `"kept"` cuts none (the
+    protocol before round 130); `"cut"` evaluates every system on every dev and report
+    conversation with its closing cut by the library's reading (`without_closing`). Training
+    data is never cut. The single-task references' cache is keyed by the texts they score, so
+    cut conversations get references of their own.
 
     `pairs` is "selection", "report" or "all". Single-task references are read from
     `cache_dir` when there; they are trained (slow) only for `single_task_targets` and only
@@ -957,9 +997,10 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
     """
     started = time.perf_counter()
     timings: dict[str, float] = defaultdict(float)
-    chosen = [p for p in PAIRS if pairs in ("all", p.role)]
-    if closing not in ("kept", "cut"):
-        raise ValueError(f"closing must be 'kept' or 'cut', not {closing!r}")
+    if closing not in CLOSING_MODES:
+        raise ValueError(f"closing must be one of {', '.join(CLOSING_MODES)}, not {closing!r}")
+    all_pairs = tuple(dataclasses.replace(p, cut=None) for p in PAIRS) if closing == "kept" else PAIRS
+    chosen = [p for p in all_pairs if pairs in ("all", p.role)]
     loaded = load_sources(data_dir)
     if closing == "cut":
         loaded = {source: [e if e.split == "train" else without_closing(e) for e in examples]
@@ -985,7 +1026,8 @@ def run_protocol(model_dir: str, data_dir: str, *, pairs: str = "all", tfidf: bo
     references = {}
     for target in (t for t in dict.fromkeys((*single_task_targets, *MAIN_TARGETS)) if t in systems):
         reference = single_task_scores(target, loaded, encoder or default_encoder_path(), cache_dir,
-                                       train=single_task and target in single_task_targets)
+                                       train=single_task and target in single_task_targets,
+                                       all_pairs=all_pairs)
         if reference is not None:
             systems[target]["single_task"] = reference["scores"]
             references[target] = {k: reference[k] for k in ("seconds", "cached", "n_train", "fingerprint")}
@@ -1181,8 +1223,10 @@ def main(argv: list[str] | None = None) -> None:
                           help="train no single-task reference (cached ones are still used)")
     protocol.add_argument("--single-task-targets", default=",".join(MAIN_TARGETS),
                           help="the targets whose single-task reference may be trained")
-    protocol.add_argument("--closing", default="kept", choices=("kept", "cut"),
-                          help="cut the evaluated conversations' closing pleasantries first")
+    protocol.add_argument("--closing", default="protocol", choices=CLOSING_MODES,
+                          help="protocol: cut the closings where a pair says so (resolution's "
+                               "USS pairs); kept: cut none (before round 130); cut: cut every "
+                               "evaluated conversation's closing by the library's reading")
     protocol.add_argument("--cache-dir", default=str(ST_CACHE),
                           help="where single-task predictions are cached (git-ignored)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")

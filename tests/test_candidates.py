@@ -176,6 +176,12 @@ def test_the_ship_rule_names_each_condition_a_candidate_misses(tmp_path, capsys)
         "guarantee pairs at least the bundled model's",
         "guarantees: no behaviour more than one pair below the bundled model's"]
 
+    cut = _judged()
+    cut[0]["protocol"]["closing"] = "protocol"
+    with pytest.raises(ValueError, match="'protocol'.*'kept'"):  # a record before round 130 reads "kept"
+        _missed(cut, base)
+    assert _missed(cut, cut) == []
+
     for name, (record, fit) in {"base": base, "cand": _judged(report=0.75)}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(record))

@@ -474,6 +474,46 @@ def test_protocol_with_the_closing_cut_scores_cut_dev_and_report_conversations(
     assert train and all(e.transcript.scored_turns[-1].text == "you are welcome" for e in train)
 
 
+def test_resolutions_uss_pairs_score_every_system_on_the_conversation_cut_by_the_protocols_reading(
+        protocol_data_dir, tiny_model_dir, monkeypatch):
+    load = quality.load_sources
+    closing = "you've been a great help, thank you for your assistance"
+    assert quality.PROTOCOL_CUT.is_pleasantry(closing)
+
+    def with_closings(data_dir):
+        loaded = load(data_dir)
+        loaded["uss"] = [dataclasses.replace(e, transcript=transcript(
+            e.transcript.id, [(x.role, x.text) for x in e.transcript.scored_turns]
+            + [("customer", closing), ("agent", "you are welcome")])) for e in loaded["uss"]]
+        return loaded
+
+    scored = []
+    score = quality.score_items
+    monkeypatch.setattr(quality, "load_sources", with_closings)
+    monkeypatch.setattr(quality, "score_items",
+                        lambda auditor, items: scored.append(items) or score(auditor, items))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = quality.run_protocol(tiny_model_dir, protocol_data_dir, single_task=False,
+                                       n_resamples=10)
+        kept = quality.run_protocol(tiny_model_dir, protocol_data_dir, single_task=False,
+                                    n_resamples=10, closing="kept")
+    assert results["closing"] == "protocol" and kept["closing"] == "kept"
+    cut = [e for e, _ in scored[0]["resolution/uss-task/report"]]
+    whole = [e for e, _ in scored[0]["escalation/uss-task/report"]]
+    assert cut and all(e.key.endswith("/cut") and e.transcript.scored_turns[-1].text != "you are welcome"
+                       for e in cut)
+    assert {e.key + "/cut" for e in whole} >= {e.key for e in cut}  # the same conversations, whole
+    assert all(e.transcript.scored_turns[-1].text == "you are welcome" for e in whole)
+    # labels are the whole conversation's: a cut pair keeps its size and positives
+    for name in ("resolution/uss-task/report", "resolution/uss-redial/report", "resolution/uss-task/dev"):
+        assert {k: results["pairs"][name][k] for k in ("n", "positives")} == \
+            {k: kept["pairs"][name][k] for k in ("n", "positives")}
+    assert not any(e.key.endswith("/cut") for rows in scored[1].values() for e, _ in rows)
+    reference_items = quality.protocol_items("resolution", with_closings(protocol_data_dir))
+    assert any(k.endswith("/cut") for k, _ in reference_items)  # the reference scores them cut too
+
+
 def test_selection_score_is_the_mean_main_metric_of_the_selection_pairs(protocol_data_dir,
                                                                         tiny_model_dir):
     with warnings.catch_warnings():

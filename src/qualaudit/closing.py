@@ -44,18 +44,62 @@ _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
 _FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b")
 
 
-def is_pleasantry(text: str, names: Collection[str] = ()) -> bool:
-    """Whether a customer turn only closes politely (see the module docstring); `names`: the
-    lower-cased names it may thank or greet (`agent_names`)."""
-    lowered = text.lower()
-    words = re.findall(r"[a-z0-9']+", lowered)
-    said = set(words)
-    if "?" in text or not 0 < len(words) <= 12 or not CLOSING_CUES & said:
-        return False
-    if _FAILED.search(lowered):  # on the text: "No, great, thanks!" is no "no great"
-        return False
-    rest = said - CLOSING_WORDS
-    return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
+@dataclasses.dataclass(frozen=True)
+class ClosingReading:
+    """Which customer turns count as closing pleasantries: the words one may be made of and its
+    length limit. The library reads `READING`; a benchmark that must not move when the library's
+    reading does fixes its own (`benchmarks/quality.py` cuts some protocol conversations by one)."""
+
+    words: frozenset[str] = CLOSING_WORDS
+    max_words: int = 12
+
+    def is_pleasantry(self, text: str, names: Collection[str] = ()) -> bool:
+        """Whether a customer turn only closes politely (see the module docstring); `names`: the
+        lower-cased names it may thank or greet (`agent_names`)."""
+        lowered = text.lower()
+        words = re.findall(r"[a-z0-9']+", lowered)
+        said = set(words)
+        if "?" in text or not 0 < len(words) <= self.max_words or not CLOSING_CUES & said:
+            return False
+        if _FAILED.search(lowered):  # on the text: "No, great, thanks!" is no "no great"
+            return False
+        rest = said - self.words
+        return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
+
+    def pleasantry_at(self, turns: Sequence[Turn], k: int) -> bool:
+        """Whether turn k of a conversation only closes politely, thanking by name only the names
+        the agent turns before it wrote."""
+        text = turns[k].text
+        return self.is_pleasantry(text, agent_names(turns[:k]) if _ADDRESSED.search(text) else ())
+
+    def last_pleasantry(self, turns: Sequence[Turn]) -> int | None:
+        """The index of the last customer turn when it is a closing pleasantry."""
+        last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
+        return last if last is not None and self.pleasantry_at(turns, last) else None
+
+    def closing_at(self, turns: Sequence[Turn]) -> int | None:
+        """The index of the last customer turn when it is a closing pleasantry and at least a
+        customer and an agent turn come before it: where the dialogue's last closing starts."""
+        last = self.last_pleasantry(turns)
+        return last if last is not None and last >= 2 else None
+
+    def closing_start(self, turns: Sequence[Turn]) -> int:
+        """Where the whole closing starts ("ok thanks" / "anything else?" / "no, bye" is one
+        closing): the index of its first turn, `len(turns)` when there is none."""
+        end = len(turns)
+        while (k := self.closing_at(turns[:end])) is not None:
+            end = k
+        return end
+
+    def without_closing(self, t: Transcript) -> Transcript:
+        """The transcript cut before its closing (system turns after the cut go with it); itself
+        when it has none."""
+        scored = t.scored_turns
+        start = self.closing_start(scored)
+        if start == len(scored):
+            return t
+        cut = scored[start].index
+        return dataclasses.replace(t, turns=tuple(x for x in t.turns if x.index < cut))
 
 
 def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
@@ -64,41 +108,10 @@ def agent_names(turns: Sequence[Turn]) -> frozenset[str]:
     return frozenset(w.lower() for x in turns if x.role == "agent" for w in _CAPITALISED.findall(x.text))
 
 
-def pleasantry_at(turns: Sequence[Turn], k: int) -> bool:
-    """Whether turn k of a conversation only closes politely, thanking by name only the names
-    the agent turns before it wrote."""
-    text = turns[k].text
-    return is_pleasantry(text, agent_names(turns[:k]) if _ADDRESSED.search(text) else ())
-
-
-def last_pleasantry(turns: Sequence[Turn]) -> int | None:
-    """The index of the last customer turn when it is a closing pleasantry."""
-    last = max((k for k, x in enumerate(turns) if x.role == "customer"), default=None)
-    return last if last is not None and pleasantry_at(turns, last) else None
-
-
-def closing_at(turns: Sequence[Turn]) -> int | None:
-    """The index of the last customer turn when it is a closing pleasantry and at least a
-    customer and an agent turn come before it: where the dialogue's last closing starts."""
-    last = last_pleasantry(turns)
-    return last if last is not None and last >= 2 else None
-
-
-def closing_start(turns: Sequence[Turn]) -> int:
-    """Where the whole closing starts ("ok thanks" / "anything else?" / "no, bye" is one
-    closing): the index of its first turn, `len(turns)` when there is none."""
-    end = len(turns)
-    while (k := closing_at(turns[:end])) is not None:
-        end = k
-    return end
-
-
-def without_closing(t: Transcript) -> Transcript:
-    """The transcript cut before its closing (system turns after the cut go with it); itself
-    when it has none."""
-    scored = t.scored_turns
-    start = closing_start(scored)
-    if start == len(scored):
-        return t
-    cut = scored[start].index
-    return dataclasses.replace(t, turns=tuple(x for x in t.turns if x.index < cut))
+READING = ClosingReading()
+is_pleasantry = READING.is_pleasantry
+pleasantry_at = READING.pleasantry_at
+last_pleasantry = READING.last_pleasantry
+closing_at = READING.closing_at
+closing_start = READING.closing_start
+without_closing = READING.without_closing
