@@ -159,7 +159,10 @@ def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Exa
 
 @pytest.mark.parametrize("text", ["Thanks!", "OK, thank you.", "No that's all, thanks. Bye!", "ok",
                                   "Great, thank you for your help. Have a nice day.", "No, great, thanks!",
-                                  "No thanks, that's all I needed.", "Thanks for the help, bye"])
+                                  "No thanks, that's all I needed.", "Thanks for the help, bye",
+                                  "You've been a great help, thank you so much for your assistance and your patience.",
+                                  "ok thanks anyway", "Many thanks, have a good weekend",
+                                  "Thanks for the information, I really appreciate it."])
 def test_closing_pleasantries_are_detected(text):
     assert is_pleasantry(text)
 
@@ -168,7 +171,9 @@ def test_closing_pleasantries_are_detected(text):
                                   "Thank you. I also need a taxi to the station.", "No.", "Yes.",
                                   "Thanks, order 12345 never arrived", "It is OK now, but unstable.",
                                   "Thanks for nothing", "thanks Dropbox sync", "thanks, it was no help",
-                                  "No good, thanks.", "ok thanks i need help", "Thanks. Still needs help."])
+                                  "No good, thanks.", "ok thanks i need help", "Thanks. Still needs help.",
+                                  "It's OK now, thanks.", "thanks, that fixed it", "thanks, I'll try that",
+                                  "Thanks, but I would like to speak to a person"])
 def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 

@@ -3,18 +3,19 @@ turn after them. Such a turn carries no fact about the problem, so the heads a m
 `ModelConfig.closing_apart` never read it, and the training augmentations add and remove
 closings to teach the other heads the same.
 
-A closing pleasantry is a customer turn of at most 12 words, no question mark, made only of
-closing words (thanks, ok, bye, great, that's all, have a nice day, ...) and holding at least
-one of thank / thanks / thx / ok / okay / bye / goodbye / cheers / appreciate: "thanks but it
-still doesn't work" has words outside the list, so it is not one, nor is a turn whose closing
-words say the help failed ("thanks, it was no help", "ok thanks i need help"). The agent's
+A closing pleasantry is a customer turn of at most 20 words, no question mark, made only of
+closing words (thanks, ok, bye, great, that's all, have a nice day, thanks for your
+assistance, you've been a great help, ...) and holding at least one of thank / thanks / thx /
+ok / okay / bye / goodbye / cheers / appreciate: "thanks but it still doesn't work" has words
+outside the list, so it is not one, nor is a turn whose closing words say the help failed
+("thanks, it was no help", "ok thanks i need help"). The agent's
 name, thanked or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts
 as a closing word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco";
 any capitalised word of the agent's counts, a name or not): a capitalised word the agent never
 wrote ("ok thanks, Human!") may be a request or a complaint, and the words after a name are
 read as any others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank
-you marco") is not taken: an agent's sentence-initial "Anyway" would make "ok thanks anyway" a
-closing. English only.
+you marco") is not taken: every word the agent wrote would then count ("thanks refund"). English
+only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ CLOSING_WORDS = CLOSING_CUES | frozenset(
     "you u so very much a lot bunch again alright all right good great perfect awesome nice "
     "wonderful fine it i i'm im that that's thats is was will be for your the help helpful "
     "have day one everything no nope yes yeah got set done need needed now then oh well "
-    "and too today kind sir".split())
+    "and too today kind sir".split()) | frozenset(
+    # words of the training sources' (USS, STC-3) closing thanks that the list above missed,
+    # kept where they state no problem, fix, request or negation, and a few by analogy
+    # (goodnight, morning, afternoon, weekend, grateful, many, appreciated): round 116
+    "to of me my with at about also this these just really quite sure been you've i'll that'll "
+    "am are were would should do else anything anyway anyways think hope care take "
+    "suggestions suggestion information info recommendations ideas assistance helping patience "
+    "time night goodnight evening morning afternoon weekend sounds enough cool excellent happy "
+    "thankful grateful definitely many appreciated".split())
 
 
 # a capitalised word the customer thanks or greets, then punctuation, a lower-case word, "I" or
@@ -51,7 +60,7 @@ class ClosingReading:
     reading does fixes its own (`benchmarks/quality.py` cuts some protocol conversations by one)."""
 
     words: frozenset[str] = CLOSING_WORDS
-    max_words: int = 12
+    max_words: int = 20
 
     def is_pleasantry(self, text: str, names: Collection[str] = ()) -> bool:
         """Whether a customer turn only closes politely (see the module docstring); `names`: the
