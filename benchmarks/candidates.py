@@ -4,7 +4,8 @@ the report pairs and the transfer behaviour suite.
 
 `train` builds one candidate (resumable: run it again after an interruption) and writes
 `results.json` beside the model; `soup` makes one from the average of trained candidates'
-weights (`recipe.soup`) and evaluates it the same way; `compare` puts candidates side by side;
+weights (`recipe.soup`) and evaluates it the same way (`--no-evaluate` on either: not yet, as
+for a candidate calibrated again before it is judged); `compare` puts candidates side by side;
 `judge` applies the ship rule to one against the bundled model's evaluation.
 
 Usage:
@@ -17,9 +18,9 @@ Usage:
         [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
         [--request-contrast 1.0] [--request-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
-        [--anchor-target repeat_inquiry=50] [--device cuda]
+        [--anchor-target repeat_inquiry=50] [--device cuda] [--no-evaluate]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
-        [--heads resolution] [--onto models/default]
+        [--heads resolution] [--onto models/default] [--no-evaluate]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -109,7 +110,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     command = _command()
     select = None if unscored_by_selection(args.heads) else selection_metric(args.data_dir)
     summary = build(training, command=command, select=select)
-    return evaluate(out, args.data_dir, {  # train_s: every session of a resumed run
+    return finish(out, args, {  # train_s: every session of a resumed run
         "design": design(summary.training.model.config),
         "command": command, "threads": args.threads, "train_s": summary.training.seconds,
         "steps": summary.training.steps, "train_tokens": summary.training.train_tokens,
@@ -123,9 +124,19 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
     made = soup(args.directories, out, load_examples(args.data_dir), args.version, command=command,
                 card_sections={"Training data": LICENCES, "Label card": label_card()},
                 heads=args.heads, onto=args.onto)
-    return evaluate(out, args.data_dir, {
+    return finish(out, args, {
         "design": design(made.config), "command": command,
         "threads": args.threads, "ingredients": list(args.directories), "onto": args.onto})
+
+
+def finish(out: Path, args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
+    """The made candidate's record, evaluated unless `--no-evaluate`: a candidate calibrated
+    again before it is judged is evaluated then, and its evaluation here (minutes on a CPU)
+    would measure weights that are never judged."""
+    if not args.no_evaluate:
+        return evaluate(out, args.data_dir, record)
+    (out / "results.json").write_text(json.dumps(quality._json_ready(record), indent=2) + "\n")
+    return record
 
 
 def unscored_by_selection(heads: list[str] | None) -> bool:
@@ -403,6 +414,10 @@ def _passed(behaviour: dict[str, Any] | None) -> str:
     return "–" if behaviour is None else f"{behaviour['passed']}/{behaviour['pairs']}"
 
 
+NO_EVALUATE = ("save the candidate without evaluating it (results.json holds how it was made); "
+               "for one that is calibrated again and evaluated before it is judged")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -475,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     train.add_argument("--version", default="0.3.0")
     train.add_argument("--quiet", action="store_true")
+    train.add_argument("--no-evaluate", action="store_true", help=NO_EVALUATE)
     soup_ = sub.add_parser("soup", help="average trained candidates' weights, then evaluate")
     soup_.add_argument("directories", nargs="+", help="candidates of one design and heads")
     soup_.add_argument("-o", "--output", required=True)
@@ -487,6 +503,7 @@ def main(argv: list[str] | None = None) -> None:
                                       "average of those heads' layers, every other weight its own")
     soup_.add_argument("--threads", type=int, default=torch.get_num_threads())
     soup_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    soup_.add_argument("--no-evaluate", action="store_true", help=NO_EVALUATE)
     evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")
     evaluate_.add_argument("model")
     evaluate_.add_argument("-o", "--output", required=True, help="results JSON path")
@@ -509,7 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command in ("train", "soup"):
         record = (train_candidate if args.command == "train" else soup_candidate)(args)
-        print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}")
+        print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}"
+              if "report_score" in record else f"saved {args.output}, not evaluated")
     elif args.command == "evaluate":
         record = evaluate(Path(args.model), args.data_dir, {"command": " ".join(sys.argv)},
                           Path(args.output), tfidf=args.tfidf)

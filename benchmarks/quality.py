@@ -966,7 +966,9 @@ def pair_result(pair: Pair, rows: list[tuple[Example, float]],
     scores = {s: np.array([by_item[k] for k in keys], dtype=np.float64)
               for s, by_item in systems.items()}
     return {"target": pair.target, "source": pair.source, "split": pair.split, "role": pair.role,
-            "cross_source": pair.cross_source, "label": pair.label_text, "metric": pair.metric,
+            "cross_source": pair.cross_source, "metric": pair.metric,
+            "label": pair.label_text + ("; every system scores the conversation without the "
+                                        "customer's closing" if pair.cut else ""),
             "n": len(keys), "positives": int(labels.sum()) if pair.metric == "auroc" else None,
             **(pair_metrics(pair, labels, scores, n_resamples, seed) if keys else {})}
 

@@ -61,6 +61,13 @@ def test_a_candidate_is_trained_evaluated_compared_and_shipped(data_dir, tiny_mo
     souped = json.loads((soup / "results.json").read_text())
     assert souped["ingredients"] == [str(out)] * 2
     assert souped["selection_score"] == pytest.approx(record["selection_score"], abs=1e-9)
+    unjudged = tmp_path / "unjudged"  # made to be calibrated again first: saved, not evaluated
+    candidates.main(["soup", str(out), str(out), "-o", str(unjudged), "--threads", "1",
+                     "--data-dir", str(data_dir), "--no-evaluate"])
+    assert "saved " in capsys.readouterr().out
+    made = json.loads((unjudged / "results.json").read_text())
+    assert made["ingredients"] == [str(out)] * 2 and "protocol" not in made and "report_score" not in made
+    assert QualityModel.from_pretrained(unjudged).weights_sha256 == QualityModel.from_pretrained(soup).weights_sha256
 
     candidates.main(["compare", str(out), str(out)])
     assert "selection score" in capsys.readouterr().out

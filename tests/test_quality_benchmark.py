@@ -510,6 +510,9 @@ def test_resolutions_uss_pairs_score_every_system_on_the_conversation_cut_by_the
         assert {k: results["pairs"][name][k] for k in ("n", "positives")} == \
             {k: kept["pairs"][name][k] for k in ("n", "positives")}
     assert not any(e.key.endswith("/cut") for rows in scored[1].values() for e, _ in rows)
+    said = [n for n, p in results["pairs"].items() if "without the customer's closing" in p["label"]]
+    assert sorted(said) == sorted(p.name for p in quality.PAIRS if p.cut is not None)
+    assert not any("without" in p["label"] for p in kept["pairs"].values())
     reference_items = quality.protocol_items("resolution", with_closings(protocol_data_dir))
     assert any(k.endswith("/cut") for k, _ in reference_items)  # the reference scores them cut too
 
