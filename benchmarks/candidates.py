@@ -440,8 +440,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="targets whose heads also read the last customer and agent turns "
                             "(default: the --init model's)")
     train.add_argument("--echo", type=lambda v: v.split(","),
-                       help="per-turn targets whose heads also read how much their turn repeats "
-                            "an earlier one (default: the --init model's)")
+                       help="per-turn targets whose heads, or escalation whose turn inputs, also read "
+                            "how much their turn repeats an earlier one (default: the --init model's)")
     train.add_argument("--max-train-tokens", type=int, default=800_000)
     train.add_argument("--augment", type=float, default=0.3)
     train.add_argument("--augment-kinds", type=lambda v: tuple(v.split(",")), default=KINDS,

@@ -1,12 +1,13 @@
 """A turn's echo (`qualaudit.echo`: how much it repeats an earlier turn of its role) and the
-turn heads that read it (`ModelConfig.echo`): the echo is read from the words, the read starts
-at zero (a trained model keeps its scores), moves only the turn outputs of the heads it names,
-never the conversation scores, and training adds it to a saved model and trains it with its
-head alone, or alone (`reads_only`)."""
+heads that read it (`ModelConfig.echo`): the echo is read from the words, the read starts at
+zero (a trained model keeps its scores), moves only the outputs of the heads it names (a turn
+head's turn outputs, escalation's hazard), and training adds it to a saved model and trains it
+with its head alone, or alone (`reads_only`)."""
 
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ from test_train import write_user_data
 
 candidates = load_benchmark("candidates")
 
-BREAKDOWN = "breakdown.v1"
+BREAKDOWN, ESCALATION = "breakdown.v1", "escalation.v1"
 ANSWER = "Please restart the router and wait two minutes."
 LOOP = [("customer", "my internet is down"), ("agent", ANSWER),
         ("customer", "I did, still down"), ("agent", "Restart the router, then wait two minutes please."),
@@ -58,11 +59,12 @@ def test_windows_carry_each_scored_turns_echo_for_a_model_that_reads_it(tiny_mod
     assert builder_for(replace(config, echo=[]), tiny_model.tokenizer).build(chats).echo == []
 
 
-def test_only_turn_heads_read_the_echo(tiny_model):
+def test_turn_heads_and_the_causal_conversation_head_read_the_echo(tiny_model):
     base = tiny_model.config.__dict__
-    for bad in (["resolution.v1"], ["speed.v1"], "breakdown.v1"):
-        with pytest.raises(ValueError, match="echo must list turn heads"):
+    for bad in (["resolution.v1"], ["repeat_inquiry.v1"], ["speed.v1"], "breakdown.v1"):
+        with pytest.raises(ValueError, match="echo must list turn heads or causal conversation heads"):
             ModelConfig(**{**base, "echo": bad})
+    assert ModelConfig(**{**base, "echo": [BREAKDOWN, ESCALATION]}).echo == [BREAKDOWN, ESCALATION]
 
 
 def test_the_read_starts_at_zero_and_moves_only_its_heads_turn_outputs(tiny_encoder_dir, tmp_path):
@@ -95,6 +97,45 @@ def test_the_read_starts_at_zero_and_moves_only_its_heads_turn_outputs(tiny_enco
     assert [t.breakdown for t in scored(loaded).turns] == pytest.approx([t.breakdown for t in after.turns], abs=1e-6)
 
 
+def test_escalations_read_starts_at_zero_and_moves_only_escalation_where_a_turn_echoes(
+        tiny_encoder_dir, tmp_path):
+    plain = make_tiny_model(tiny_encoder_dir, seed=3)
+    reads = make_tiny_model(tiny_encoder_dir, seed=4, echo=[ESCALATION])
+    missing, unexpected = reads.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing == ["conversation_heads.echo.escalation_v1.weight"]
+    chat = conversation("a", *[("assistant" if r == "agent" else "user", t) for r, t in LOOP])
+    moved_on = [("customer", "my internet is down"), ("agent", ANSWER),
+                ("customer", "the light is red"), ("agent", "Then the line is cut; a technician comes today.")]
+    fresh = conversation("b", *[("assistant" if r == "agent" else "user", t) for r, t in moved_on])
+
+    def scored(model):
+        return Auditor(model, precision="fp32").score([chat, fresh])
+
+    before, same = scored(plain), scored(reads)
+    for x, y in zip(before, same, strict=True):
+        assert y.escalation == pytest.approx(x.escalation, abs=1e-7)
+        assert [t.escalation_running for t in y.turns] == pytest.approx([t.escalation_running for t in x.turns], abs=1e-7)
+    with torch.no_grad():
+        table = reads.conversation_heads.echo["escalation_v1"].weight  # the top band only; not
+        table[3] = torch.linspace(-3.0, 3.0, table.shape[1])  # constant: the norm would remove it
+    after = scored(reads)
+    assert max(band(e) for e in echoes(moved_on)) < 3
+    assert after[1].escalation == pytest.approx(before[1].escalation, abs=1e-7)  # nothing echoes there
+    assert after[0].escalation != pytest.approx(before[0].escalation, abs=1e-4)
+    running = [(x.escalation_running, y.escalation_running) for x, y in zip(before[0].turns, after[0].turns)]
+    assert [y for _, y in running[:3]] == pytest.approx([x for x, _ in running[:3]], abs=1e-7)  # before the repeat
+    assert running[3][1] != pytest.approx(running[3][0], abs=1e-4)  # from the repeat on
+    for target in ("resolution", "satisfaction", "repeat_inquiry"):
+        assert getattr(after[0], target) == pytest.approx(getattr(before[0], target), abs=1e-7)
+    assert [t.breakdown for t in after[0].turns] == [t.breakdown for t in before[0].turns]
+    assert after[0].evidence["escalation"]  # leave-one-out still drops one turn's hazard
+    reads.save_pretrained(tmp_path / "saved")
+    with pytest.warns(UntrainedModelWarning):
+        loaded = QualityModel.from_pretrained(tmp_path / "saved")
+    assert loaded.config.echo == [ESCALATION]
+    assert scored(loaded)[0].escalation == pytest.approx(after[0].escalation, abs=1e-6)
+
+
 def loops(n: int) -> list[Example]:
     """Chats whose agent repeats its answer (breakdown = 1 on the repeats) or moves on (0)."""
     out = []
@@ -105,7 +146,8 @@ def loops(n: int) -> list[Example]:
                                  ("customer", "still down"), ("agent", agent[1])])
         breakdown = empty_turn_labels(t)
         breakdown[1], breakdown[3] = 0.0, float(repeat)
-        out.append(Example(t, "toy", t.id, turn_labels={"breakdown": breakdown}))
+        out.append(Example(t, "toy", t.id, turn_labels={"breakdown": breakdown},
+                           labels={"escalation": np.float32(repeat)}))
     return out
 
 
@@ -153,6 +195,20 @@ def test_reads_only_trains_the_read_and_nothing_else(tmp_path, tiny_model_dir):
             args("loose", reads_only=True)
         with pytest.raises(ValueError, match="no added read"):
             train(args("none", freeze_encoder=True, reads_only=True, echo=None))
+
+
+def test_escalation_learns_from_its_read_alone_that_a_repeated_answer_needs_a_person(tmp_path, tiny_model_dir):
+    args = TrainingArgs(output_dir=str(tmp_path / "esc"), examples=loops(24), init=str(tiny_model_dir),
+                        heads=["escalation"], echo=["escalation"], freeze_encoder=True, reads_only=True,
+                        batch_tokens=200, evals=1, max_epochs=3, augment=0.0, head_lr=5e-2, progress=False)
+    model, after, added, changed = trained_from(tiny_model_dir, args)
+    assert model.config.echo == [ESCALATION] and not changed
+    assert added == {"conversation_heads.echo.escalation_v1.weight"}
+    table = after["conversation_heads.echo.escalation_v1.weight"]
+    assert torch.equal(table[0], torch.zeros_like(table[0])) and table[3].abs().sum() > 0
+    repeated, moved_on = (Auditor(model, precision="fp32").score([e.transcript])[0].escalation
+                          for e in loops(2))
+    assert repeated > moved_on
 
 
 def test_cli_train_adds_the_read_to_the_heads_it_names(tmp_path, tiny_model_dir):

@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="targets whose heads also read the last customer and agent turns, "
                             "e.g. repeat_inquiry (default: the model's own; none for a new model)")
     train.add_argument("--echo", type=_names, metavar="A,B",
-                       help="per-turn targets whose heads also read how much their turn repeats "
-                            "an earlier one of its role, e.g. breakdown (default: the model's own; "
-                            "none for a new model)")
+                       help="per-turn targets whose heads, or escalation whose turn inputs, also "
+                            "read how much their turn repeats an earlier one of its role, e.g. "
+                            "breakdown,escalation (default: the model's own; none for a new model)")
     train.add_argument("--reading", choices=["turns", "conversation", "conversation_causal"],
                        help="encode each turn in its own window, or the conversation as text in "
                             "chunks, where with conversation_causal a turn reads only itself and "

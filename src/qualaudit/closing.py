@@ -8,14 +8,13 @@ closing words (thanks, ok, bye, great, that's all, have a nice day, thanks for y
 assistance, you've been a great help, ...) and holding at least one of thank / thanks / thx /
 ok / okay / bye / goodbye / cheers / appreciate: "thanks but it still doesn't work" has words
 outside the list, so it is not one, nor is a turn whose closing words say the help failed
-("thanks, it was no help", "ok thanks i need help"). The agent's
-name, thanked or greeted ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts
-as a closing word when an agent turn before it wrote the word capitalised ("Hi, I'm Marco";
-any capitalised word of the agent's counts, a name or not): a capitalised word the agent never
-wrote ("ok thanks, Human!") may be a request or a complaint, and the words after a name are
-read as any others ("thanks Marco sent the wrong one" is content). A lower-cased name ("thank
-you marco") is not taken: every word the agent wrote would then count ("thanks refund"). English
-only.
+("thanks, it was no help", "ok thanks i need help"). The agent's name, thanked or greeted
+("Got it, thank you Marco!", "thanks Marco have a nice day"), counts as a closing word when an
+agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised word of the
+agent's counts, a name or not): a capitalised word the agent never wrote ("ok thanks, Human!")
+may be a request or a complaint, and the words after a name are read as any others ("thanks
+Marco sent the wrong one" is content). A lower-cased name ("thank you marco") is not taken:
+every word the agent wrote would then count ("thanks refund"). English only.
 """
 
 from __future__ import annotations

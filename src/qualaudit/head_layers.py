@@ -162,11 +162,17 @@ class ConversationHeads(nn.Module):
     the end. The map starts at zero, so adding it to a trained model changes no score until it
     is trained. A turn left out is left out of this read too: the turn of its role before it
     takes its place.
+
+    The "causal" heads named in `echo` add to each turn's input a learned vector for the band of
+    its echo (`qualaudit.echo`: how much it repeats an earlier turn of its role), so that an
+    answer given again, or a problem stated again, can raise the hazard at that turn whatever
+    the turn heads say of it. Zero for the lowest band and, for the others, zero at the start.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
                  dim: int = 128, position_buckets: int = 16, dropout: float = 0.1,
-                 closing_apart: tuple[str, ...] = (), last_turns: tuple[str, ...] = ()) -> None:
+                 closing_apart: tuple[str, ...] = (), last_turns: tuple[str, ...] = (),
+                 echo: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.specs = [s for s in specs if s.level == "conversation"]
         if any(s.pooling == "causal" and s.shape != () for s in self.specs):
@@ -188,6 +194,10 @@ class ConversationHeads(nn.Module):
         })
         self.last = nn.ModuleDict({s.key: nn.Linear(2 * dim, dim) for s in self.specs
                                    if s.name in self.last_turns})
+        self.echo = nn.ModuleDict({s.key: nn.Embedding(len(BANDS) + 1, dim, padding_idx=0)
+                                   for s in self.specs if s.name in echo})  # checked by ModelConfig
+        if any(s.pooling != "causal" for s in self.specs if s.key in self.echo):
+            raise ValueError("only causal conversation heads read the echo")
         with torch.no_grad():  # prior: escalation is rarely needed at any one turn (0.7%)
             for s in self.specs:
                 if s.pooling == "causal":
@@ -195,14 +205,20 @@ class ConversationHeads(nn.Module):
             for layer in self.last.values():
                 layer.weight.zero_()
                 layer.bias.zero_()
+            for table in self.echo.values():
+                table.weight.zero_()
 
     def forward(self, states: torch.Tensor, features: torch.Tensor, is_agent: torch.Tensor,
                 mask: torch.Tensor, with_evidence: bool = False, leave_one_out: bool = True, *,
-                closing: torch.Tensor | None = None) -> ConversationOutput:
+                closing: torch.Tensor | None = None, echo: torch.Tensor | None = None
+                ) -> ConversationOutput:
         """states (B, T, H), features (B, T, F), is_agent (B, T) bool, mask (B, T) bool,
-        closing (B, T) bool: the turns of each transcript's closing (None: no closing).
+        closing (B, T) bool: the turns of each transcript's closing (None: no closing), echo
+        (B, T) long: each turn's echo band (`echo.band`; needed when a head reads it).
         `with_evidence` adds the running estimates and, unless `leave_one_out` is False (a
         caller that computes it otherwise), the leave-one-out logits."""
+        if self.echo and echo is None:
+            raise ValueError(f"{', '.join(self.echo)} read the echo: pass each turn's band")
         B, T, _ = states.shape
         last = (mask.sum(1) - 1).clamp(min=0)
         pos = torch.arange(T, device=states.device)
@@ -223,9 +239,10 @@ class ConversationHeads(nn.Module):
         for s in self.specs:
             key = s.key
             if s.pooling == "causal":
-                scores = self.score[key](z_causal).squeeze(-1)  # (B, T)
-                before = _causal_pool(z_causal, scores, mask, exclusive=True)  # (B, T, D)
-                hazard = self.out[key](torch.cat([z_causal, before], -1)).squeeze(-1)  # (B, T)
+                z = z_causal if key not in self.echo else self.dropout(self.norm(base + self.echo[key](echo)))
+                scores = self.score[key](z).squeeze(-1)  # (B, T)
+                before = _causal_pool(z, scores, mask, exclusive=True)  # (B, T, D)
+                hazard = self.out[key](torch.cat([z, before], -1)).squeeze(-1)  # (B, T)
                 hazards[s.name] = hazard
                 log_survival = torch.cumsum(
                     -F.softplus(hazard.double()).masked_fill(~mask, 0.0), dim=1)  # (B, T)

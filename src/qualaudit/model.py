@@ -20,6 +20,7 @@ from torch import nn
 from ._version import __version__
 from .batching import TurnWindows, collate, token_budget_batches, turn_causal_mask
 from .calibration import Calibration
+from .echo import band
 from .errors import ModelLoadError
 from .head_layers import ConversationHeads, ConversationOutput, TurnContext, TurnHeads
 from .heads import DEFAULT_HEADS, HEAD_SPECS, HeadSpec, resolve_heads, turn_feature_size
@@ -70,7 +71,8 @@ class ModelConfig:
     # turn they pool, beside the pooled turns (`head_layers.ConversationHeads`)
     last_turns: list[str] = field(default_factory=list)
     # turn heads that also read how much their turn repeats an earlier one of its role
-    # (`qualaudit.echo`); the conversation heads read these heads' logits without it
+    # (`qualaudit.echo`), and causal conversation heads (escalation) that read it in each
+    # turn's input; the conversation heads read the turn heads' logits without it
     echo: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -106,9 +108,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must list conversation heads with full pooling among "
                                  f"the heads {self.heads}, found {value!r}")
         if not isinstance(self.echo, list) or any(
-                h not in self.heads or HEAD_SPECS[h].level == "conversation" for h in self.echo):
-            raise ValueError(f"echo must list turn heads among the heads {self.heads}, "
-                             f"found {self.echo!r}")
+                h not in self.heads or HEAD_SPECS[h].pooling == "full" for h in self.echo):
+            raise ValueError(f"echo must list turn heads or causal conversation heads among the "
+                             f"heads {self.heads}, found {self.echo!r}")
 
     @property
     def reads_conversation(self) -> bool:
@@ -211,7 +213,8 @@ class QualityModel(nn.Module):
         return ConversationHeads(
             self.specs, self.encoder.config.hidden_size, turn_feature_size(self.specs),
             self.config.conversation_dim, self.config.position_buckets, self.config.dropout,
-            closing_apart=tuple(self.config.closing_apart), last_turns=tuple(self.config.last_turns))
+            closing_apart=tuple(self.config.closing_apart), last_turns=tuple(self.config.last_turns),
+            echo=tuple(self.config.echo))
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -346,6 +349,12 @@ class QualityModel(nn.Module):
         apart = bool(self.config.closing_apart) and any(windows.closing)
         closing = torch.tensor(windows.closing, dtype=torch.bool, device=read.device) if apart else None
         readings = [(encoded, None if windows.reread else closing)]
+        bands = None  # (N,) each turn's echo band, for the conversation heads that read it
+        if self.conversation_heads.echo:
+            if len(windows.echo) != windows.n_turns:
+                raise ValueError(f"{len(windows.echo)} echo values for {windows.n_turns} turns: build "
+                                 "the windows with batching.builder_for(config), which reads them")
+            bands = torch.tensor([band(e) for e in windows.echo], dtype=torch.long, device=read.device)
         if apart and windows.reread:
             without = encoded.clone()
             without[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
@@ -356,7 +365,7 @@ class QualityModel(nn.Module):
             logits = self.turn_heads(in_context)
             features = self.turn_heads.features(logits, is_agent)  # (N, F)
             conversations.append([self._conversation(states, in_context, features, is_agent, left_out,
-                                                     index, with_evidence) for index in indices])
+                                                     bands, index, with_evidence) for index in indices])
             turn_logits.append(logits)
         if self.turn_heads.echo:
             turn_logits[0] = self.turn_heads.with_echo(turn_logits[0], windows.echo)
@@ -369,19 +378,21 @@ class QualityModel(nn.Module):
         return ModelOutput(turn_logits[0], is_agent, out)
 
     def _conversation(self, encoded: torch.Tensor, states: torch.Tensor, features: torch.Tensor,
-                      is_agent: torch.Tensor, closing: torch.Tensor | None, index: torch.Tensor,
-                      with_evidence: bool) -> ConversationOutput:
+                      is_agent: torch.Tensor, closing: torch.Tensor | None, bands: torch.Tensor | None,
+                      index: torch.Tensor, with_evidence: bool) -> ConversationOutput:
         """One group's conversation outputs from one reading: `encoded` its (N, H) encoder
         states, `states` after the turn context, `closing` (N,) the turns the `closing_apart`
-        heads leave out (None: none), `index` the group's (G, T) window positions."""
+        heads leave out (None: none), `bands` (N,) the turns' echo bands (None: unread),
+        `index` the group's (G, T) window positions."""
         mask = index >= 0
         safe = index.clamp(min=0)
         conversation = self.conversation_heads(
             states[safe], features[safe], is_agent[safe] & mask, mask,
             with_evidence=with_evidence, leave_one_out=self.turn_context is None,
-            closing=None if closing is None else closing[safe] & mask)
+            closing=None if closing is None else closing[safe] & mask,
+            echo=None if bands is None else bands[safe] * mask)
         if with_evidence and self.turn_context is not None:
-            conversation.leave_one_out = self._leave_one_out(encoded, is_agent, closing, index)
+            conversation.leave_one_out = self._leave_one_out(encoded, is_agent, closing, bands, index)
         return conversation
 
     def _in_context(self, states: torch.Tensor, is_agent: torch.Tensor,
@@ -397,7 +408,7 @@ class QualityModel(nn.Module):
         return out
 
     def _leave_one_out(self, encoded: torch.Tensor, is_agent: torch.Tensor,
-                       closing: torch.Tensor | None, index: torch.Tensor,
+                       closing: torch.Tensor | None, bands: torch.Tensor | None, index: torch.Tensor,
                        max_turns: int = 16384) -> dict[str, torch.Tensor]:
         """{head: (G, T, *shape)}: the conversation logits with turn t removed from everything
         after the encoder (turn context, turn heads, pooling): the transcript is read again
@@ -426,7 +437,8 @@ class QualityModel(nn.Module):
             features = self.turn_heads.features(self.turn_heads(flat), agent.reshape(-1))
             logits = self.conversation_heads(
                 read, features.view(*chunk.shape, -1), agent, mask,
-                closing=None if closing is None else closing[safe] & mask).logits
+                closing=None if closing is None else closing[safe] & mask,
+                echo=None if bands is None else bands[safe] * mask).logits
             for name, value in logits.items():
                 parts.setdefault(name, []).append(value)
         out = {}

@@ -69,7 +69,8 @@ class TrainingArgs:
     init's, or none) names the targets whose heads also read the last customer and agent turns
     (`ModelConfig.last_turns`); on a saved model they are added at zero, changing no score
     until trained, and the ones it has must be named again. `echo` (None: the init's, or none)
-    names the per-turn targets whose heads also read how much their turn repeats an earlier one
+    names the per-turn targets whose heads, and the causal conversation target (escalation)
+    whose turn inputs, also read how much their turn repeats an earlier one
     (`ModelConfig.echo`), added at zero and named again alike. `reading` (None: the init's,
     or "turns") sets how the encoder reads a transcript (`ModelConfig.reading`); a saved model
     switched to another reading keeps its weights (its calibration is refitted).
@@ -502,7 +503,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
             p.requires_grad_(False)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
              and (args.heads is None or any(s.owns(n) for s in specs))
-             and (not args.reads_only or n.startswith(tuple(ADDED_READS.values())))]
+             and (not args.reads_only or n.startswith(tuple(p for v in ADDED_READS.values() for p in v)))]
     if args.reads_only and not heads:
         raise ValueError(f"reads_only: the heads trained here have no added read "
                          f"({', '.join(ADDED_READS)}); name them with those options")
@@ -728,7 +729,8 @@ def _with_reading(model: QualityModel, reading: str) -> QualityModel:
 
 
 # the reads a saved model's heads can be given at zero: config field -> the weights they add
-ADDED_READS = {"last_turns": "conversation_heads.last.", "echo": "turn_heads.echo."}
+ADDED_READS = {"last_turns": ("conversation_heads.last.",),
+               "echo": ("turn_heads.echo.", "conversation_heads.echo.")}
 
 
 def _with_read(model: QualityModel, read: str, heads: list[str]) -> QualityModel:
@@ -753,8 +755,8 @@ def _with_context_layers(model: QualityModel, layers: int) -> QualityModel:
     return _redesigned(model, "turn_context.", context_layers=layers)
 
 
-def _redesigned(model: QualityModel, added: str | None = None, calibration: Calibration | None = None,
-                **changes: Any) -> QualityModel:
+def _redesigned(model: QualityModel, added: str | tuple[str, ...] | None = None,
+                calibration: Calibration | None = None, **changes: Any) -> QualityModel:
     """The saved model with the config fields `changes`, every weight kept; the weights whose
     names start with `added` are new, as initialised. `calibration` goes with it (None: none,
     refitted after training)."""
