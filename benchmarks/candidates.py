@@ -302,10 +302,7 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
     here, not beside the runs, so that every round judges alike after a stop's scratch files
     are gone. Both records must come from one protocol: figures on cut and whole conversations
     do not compare."""
-    readings = [r["protocol"].get("closing", "kept") for r in (new, base)]
-    if readings[0] != readings[1]:
-        raise ValueError(f"the candidate's protocol read closings {readings[0]!r}, the bundled "
-                         f"model's {readings[1]!r}: evaluate both with one benchmark version")
+    same_protocol(new, base)
     conditions = [Condition("report score at least the bundled model's",
                             new["report_score"] >= base["report_score"],
                             f"{new['report_score']:.4f} against {base['report_score']:.4f}")]
@@ -353,6 +350,26 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
                   ", ".join(f"{k} {_passed(new['guarantees'][k])}" for k in below) or "all")]
 
 
+def same_protocol(new: dict[str, Any], base: dict[str, Any]) -> None:
+    """Raise unless two `evaluate` records measured the same protocol: the same closing mode
+    and, per target both have, a reference that scored the same conversations (its
+    fingerprint covers the texts it scores, so a protocol that cut them otherwise differs)."""
+    for name, record in (("the candidate", new), ("the bundled model", base)):
+        if "protocol" not in record:
+            raise ValueError(f"{name}'s results hold no evaluation (made with --no-evaluate?): "
+                             "run `candidates.py evaluate` on it first")
+    readings = [r["protocol"].get("closing", "kept") for r in (new, base)]
+    if readings[0] != readings[1]:
+        raise ValueError(f"the candidate's protocol read closings {readings[0]!r}, the bundled "
+                         f"model's {readings[1]!r}: evaluate both with one benchmark version")
+    references = [r["protocol"].get("single_task", {}) for r in (new, base)]
+    differ = [t for t in references[0] if t in references[1]
+              and references[0][t]["fingerprint"] != references[1][t]["fingerprint"]]
+    if differ:
+        raise ValueError(f"the single-task references of {', '.join(differ)} scored other "
+                         "conversations for the two records: evaluate both with one benchmark version")
+
+
 def _below_zero(pair: dict[str, Any]) -> bool:
     """Whether a protocol pair's interval of model − single-task lies wholly below 0."""
     interval = pair.get("diff_single_task_ci")
@@ -383,6 +400,7 @@ def ship(candidate: Path, target: Path, new: dict[str, Any], old: dict[str, Any]
     calibration sections (with `qualaudit calibrate`'s record when it was recalibrated),
     takes hand-written `extra` sections, and keeps the previous version's figures under
     "History". Refuses a candidate below the behaviour guarantees: CI would fail on it."""
+    same_protocol(new, old)  # the card's tables set them side by side
     if below := below_guarantees(new):
         raise ValueError(f"{candidate}: below the {behaviour.MIN_PASS_RATE:.0%} behaviour "
                          f"guarantee on {', '.join(below)}; not shipped")

@@ -49,7 +49,9 @@ RESOLUTION = "resolution.v1"
 
 
 def resolution_pairs(loaded) -> dict[str, list[tuple[Transcript, float]]]:
-    return {p.name: [(e.transcript, y) for e, y in p.items(loaded.get(p.source, []))]
+    """Resolution's protocol pairs on their whole conversations (this benchmark cuts them
+    itself; the protocol's own cut, `Pair.cut`, is left out)."""
+    return {p.name: [(e.transcript, y) for e, y in dataclasses.replace(p, cut=None).items(loaded.get(p.source, []))]
             for p in quality.PAIRS if p.target == "resolution"}
 
 

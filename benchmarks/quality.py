@@ -62,6 +62,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from collections import defaultdict
@@ -692,8 +693,9 @@ def empathy_total(e: Example) -> float | None:
 # benchmarks/README.md): their label, the user's satisfaction, is carried by closings such as
 # "you've been a great help" for every system that reads them (round 117), and resolution must
 # not key on a closing thanks. The cut is this fixed reading (round 116's words, 20 words at
-# most), not the library's, so that widening the library's reading cannot make the protocol
-# look past closings the model no longer reads.
+# most, the cues and the failure phrases of round 125; the agent's name rule is the library's),
+# not the library's, so that widening the library's reading cannot make the protocol look past
+# closings the model no longer reads.
 PROTOCOL_CUT = ClosingReading(words=frozenset("""
     a about afternoon again all alright also am and anything anyway anyways appreciate
     appreciated are assistance at awesome be been bunch bye care cheers cool day definitely do
@@ -703,7 +705,9 @@ PROTOCOL_CUT = ClosingReading(words=frozenset("""
     patience perfect quite really recommendations right set should sir so sounds suggestion
     suggestions sure take thank thankful thanks that that'll that's thats the then these think
     this thx time to today too u very was weekend well were will with wonderful would yeah yes
-    you you've your""".split()), max_words=20)
+    you you've your""".split()), max_words=20,
+    cues=frozenset("thank thanks thx ok okay bye goodbye cheers appreciate".split()),
+    failed=re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b"))
 
 
 @dataclass(frozen=True)

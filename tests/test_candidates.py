@@ -188,6 +188,15 @@ def test_the_ship_rule_names_each_condition_a_candidate_misses(tmp_path, capsys)
     with pytest.raises(ValueError, match="'protocol'.*'kept'"):  # a record before round 130 reads "kept"
         _missed(cut, base)
     assert _missed(cut, cut) == []
+    elsewhere = _judged()
+    elsewhere[0]["protocol"]["single_task"] = {"resolution": {"fingerprint": "a"}, "empathy": {"fingerprint": "b"}}
+    moved = _judged()
+    moved[0]["protocol"]["single_task"] = {"resolution": {"fingerprint": "c"}}
+    with pytest.raises(ValueError, match="references of resolution scored other conversations"):
+        _missed(moved, elsewhere)
+    assert _missed(elsewhere, elsewhere) == [] and _missed(_judged(), elsewhere) == []
+    with pytest.raises(ValueError, match="no evaluation .*--no-evaluate"):
+        _missed(({"ingredients": []}, _judged()[1]), base)
 
     for name, (record, fit) in {"base": base, "cand": _judged(report=0.75)}.items():
         (tmp_path / name).mkdir()

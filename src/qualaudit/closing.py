@@ -54,12 +54,16 @@ _FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b")
 
 @dataclasses.dataclass(frozen=True)
 class ClosingReading:
-    """Which customer turns count as closing pleasantries: the words one may be made of and its
-    length limit. The library reads `READING`; a benchmark that must not move when the library's
-    reading does fixes its own (`benchmarks/quality.py` cuts some protocol conversations by one)."""
+    """Which customer turns count as closing pleasantries: the words one may be made of, the
+    cues one must hold, its length limit and what says the help failed (the agent's name rule is
+    the module's). The library reads `READING`; a benchmark that must not move when the
+    library's reading does fixes its own (`benchmarks/quality.py` cuts some protocol
+    conversations by one)."""
 
     words: frozenset[str] = CLOSING_WORDS
     max_words: int = 20
+    cues: frozenset[str] = CLOSING_CUES
+    failed: re.Pattern[str] = _FAILED
 
     def is_pleasantry(self, text: str, names: Collection[str] = ()) -> bool:
         """Whether a customer turn only closes politely (see the module docstring); `names`: the
@@ -67,9 +71,9 @@ class ClosingReading:
         lowered = text.lower()
         words = re.findall(r"[a-z0-9']+", lowered)
         said = set(words)
-        if "?" in text or not 0 < len(words) <= self.max_words or not CLOSING_CUES & said:
+        if "?" in text or not 0 < len(words) <= self.max_words or not self.cues & said:
             return False
-        if _FAILED.search(lowered):  # on the text: "No, great, thanks!" is no "no great"
+        if self.failed.search(lowered):  # on the text: "No, great, thanks!" is no "no great"
             return False
         rest = said - self.words
         return not rest or rest <= {w for name in _ADDRESSED.findall(text) if (w := name.lower()) in names}
