@@ -162,7 +162,8 @@ def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Exa
                                   "No thanks, that's all I needed.", "Thanks for the help, bye",
                                   "You've been a great help, thank you so much for your assistance and your patience.",
                                   "ok thanks anyway", "Many thanks, have a good weekend",
-                                  "Thanks for the information, I really appreciate it."])
+                                  "Thanks for the information, I really appreciate it.",
+                                  "No thanks, that's all the information I needed.", "Thank you so much!"])
 def test_closing_pleasantries_are_detected(text):
     assert is_pleasantry(text)
 
@@ -173,7 +174,11 @@ def test_closing_pleasantries_are_detected(text):
                                   "Thanks for nothing", "thanks Dropbox sync", "thanks, it was no help",
                                   "No good, thanks.", "ok thanks i need help", "Thanks. Still needs help.",
                                   "It's OK now, thanks.", "thanks, that fixed it", "thanks, I'll try that",
-                                  "Thanks, but I would like to speak to a person"])
+                                  "Thanks, but I would like to speak to a person",
+                                  "ok thanks, i need assistance", "ok thank you, i need information about this",
+                                  "ok thanks, would you do this for me", "ok thanks, do it again",
+                                  "ok thanks i think you should help me", "ok thank you, i am done with you",
+                                  "ok thanks, this is too much"])
 def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 

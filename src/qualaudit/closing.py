@@ -7,8 +7,9 @@ A closing pleasantry is a customer turn of at most 20 words, no question mark, m
 closing words (thanks, ok, bye, great, that's all, have a nice day, thanks for your
 assistance, you've been a great help, ...) and holding at least one of thank / thanks / thx /
 ok / okay / bye / goodbye / cheers / appreciate: "thanks but it still doesn't work" has words
-outside the list, so it is not one, nor is a turn whose closing words say the help failed
-("thanks, it was no help", "ok thanks i need help"). The agent's name, thanked or greeted
+outside the list, so it is not one, nor is a turn whose closing words say the help failed,
+ask for more or complain ("thanks, it was no help", "ok thanks i need help", "ok thanks, would
+you do this for me", "ok thank you, i am done with you"). The agent's name, thanked or greeted
 ("Got it, thank you Marco!", "thanks Marco have a nice day"), counts as a closing word when an
 agent turn before it wrote the word capitalised ("Hi, I'm Marco"; any capitalised word of the
 agent's counts, a name or not): a capitalised word the agent never wrote ("ok thanks, Human!")
@@ -48,8 +49,12 @@ _ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
                         r"(?:\s+(?i:so much|very much|a lot|again))?,?\s+([A-Z][a-z]+)"
                         r"(?=\s*(?:[,.!]|$)|\s+(?:[a-z]|I\b))")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
-# closing words that together say the help failed: "no help", "no good", "i need help"
-_FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b")
+# closing words that together say the help failed ("no help", "no good", "i need help"), ask
+# for more ("i need assistance", "would you do this", "you should", "do it again") or complain
+# ("i am done with you", "this is too much"): round 132
+_FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b"
+                     r"|\bneeds?\s+(?:assistance|information|info)\b|\bwould\s+you\b|\byou\s+should\b"
+                     r"|\b(?:do|try)\s+(?:it|this|that)\s+again\b|\bdone\s+with\s+you\b|\btoo\s+much\b")
 
 
 @dataclasses.dataclass(frozen=True)
