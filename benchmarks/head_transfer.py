@@ -104,7 +104,8 @@ def turn_states(model: QualityModel, transcripts: list[Transcript]) -> tuple[tor
 
 
 def p_resolved(heads, states, features, is_agent, mask) -> torch.Tensor:
-    logits = heads(states, features, is_agent & mask, mask).logits[RESOLUTION]
+    # resolution alone is read: a head that reads the echo (escalation) gets band 0 everywhere
+    logits = heads(states, features, is_agent & mask, mask, echo=torch.zeros_like(mask, dtype=torch.long)).logits[RESOLUTION]
     return p_positive(torch.softmax(logits.float(), -1))
 
 

@@ -221,3 +221,17 @@ def test_cli_train_adds_the_read_to_the_heads_it_names(tmp_path, tiny_model_dir)
         config = QualityModel.from_pretrained(out).config
     assert config.echo == [BREAKDOWN]
     assert candidates.design(config).endswith(", echo=breakdown.v1")
+
+
+def test_the_card_says_which_heads_read_the_echo_and_how(tiny_encoder_dir):
+    from qualaudit.modelcard import render_model_card
+
+    def line(echo):
+        card = render_model_card(make_tiny_model(tiny_encoder_dir, seed=5, echo=echo), {})
+        return next(x for x in card.splitlines() if x.startswith("- echo read"))
+
+    turn, causal = "a turn head adds a learned vector", "the causal conversation head adds one"
+    assert turn in line([BREAKDOWN]) and causal not in line([BREAKDOWN])
+    assert causal in line([ESCALATION]) and turn not in line([ESCALATION])
+    both = line([BREAKDOWN, ESCALATION])
+    assert turn in both and causal in both

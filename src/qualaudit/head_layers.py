@@ -167,6 +167,8 @@ class ConversationHeads(nn.Module):
     its echo (`qualaudit.echo`: how much it repeats an earlier turn of its role), so that an
     answer given again, or a problem stated again, can raise the hazard at that turn whatever
     the turn heads say of it. Zero for the lowest band and, for the others, zero at the start.
+    The bands are the whole transcript's: a reading that leaves a turn out (evidence with
+    turn-context layers) keeps the later turns' bands as they were with it.
     """
 
     def __init__(self, specs: list[HeadSpec], hidden: int, n_features: int,
@@ -218,7 +220,8 @@ class ConversationHeads(nn.Module):
         `with_evidence` adds the running estimates and, unless `leave_one_out` is False (a
         caller that computes it otherwise), the leave-one-out logits."""
         if self.echo and echo is None:
-            raise ValueError(f"{', '.join(self.echo)} read the echo: pass each turn's band")
+            readers = [s.name for s in self.specs if s.key in self.echo]
+            raise ValueError(f"{', '.join(readers)} read the echo: pass each turn's band")
         B, T, _ = states.shape
         last = (mask.sum(1) - 1).clamp(min=0)
         pos = torch.arange(T, device=states.device)

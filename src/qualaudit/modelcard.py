@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .heads import HEAD_SPECS
 from .schema import OUTPUT_COLUMNS
 
 if TYPE_CHECKING:
@@ -66,10 +67,14 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
            "pooled turns, the head reads the last customer turn and the last agent turn it pools, "
            "through a linear map added to the pooled vector"]
           if config.last_turns else []),
-        *([f"- echo read ({', '.join(f'`{h}`' for h in config.echo)}): a turn head adds a "
-           "learned vector for how much its turn repeats an earlier turn of its role (the largest "
-           "word overlap, `qualaudit.echo`), and the conversation heads read its logits without "
-           "it; escalation adds one to each turn's input to its hazard"]
+        *([f"- echo read ({', '.join(f'`{h}`' for h in config.echo)}): "
+           + "; ".join(part for part, named in (
+               ("a turn head adds a learned vector for how much its turn repeats an earlier turn "
+                "of its role (the largest word overlap, `qualaudit.echo`), and the conversation "
+                "heads read its logits without it",
+                any(HEAD_SPECS[h].level != "conversation" for h in config.echo)),
+               ("the causal conversation head adds one to each turn's input to its hazard",
+                any(HEAD_SPECS[h].level == "conversation" for h in config.echo))) if named)]
           if config.echo else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
