@@ -163,7 +163,9 @@ def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Exa
                                   "You've been a great help, thank you so much for your assistance and your patience.",
                                   "ok thanks anyway", "Many thanks, have a good weekend",
                                   "Thanks for the information, I really appreciate it.",
-                                  "No thanks, that's all the information I needed.", "Thank you so much!"])
+                                  "No thanks, that's all the information I needed.", "Thank you so much!",
+                                  "Thank you too much", "great, thanks, you should be all set",
+                                  "ok, thank you, i'm all done with you today"])
 def test_closing_pleasantries_are_detected(text):
     assert is_pleasantry(text)
 

@@ -50,11 +50,13 @@ _ADDRESSED = re.compile(r"\b(?i:thanks|thank you|thx|cheers|bye|goodbye)"
                         r"(?=\s*(?:[,.!]|$)|\s+(?:[a-z]|I\b))")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")
 # closing words that together say the help failed ("no help", "no good", "i need help"), ask
-# for more ("i need assistance", "would you do this", "you should", "do it again") or complain
-# ("i am done with you", "this is too much"): round 132
+# for more ("i need assistance", "would you do this", "you should help me", "do it again") or
+# complain ("i am done with you", "this is too much"), round 132; not "you should be all set",
+# "all done with you today" or "thank you too much"
 _FAILED = re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b"
-                     r"|\bneeds?\s+(?:assistance|information|info)\b|\bwould\s+you\b|\byou\s+should\b"
-                     r"|\b(?:do|try)\s+(?:it|this|that)\s+again\b|\bdone\s+with\s+you\b|\btoo\s+much\b")
+                     r"|\bneeds?\s+(?:assistance|information|info)\b|\bwould\s+you\b"
+                     r"|\byou\s+should\s+(?!be\b)\w|\b(?:do|try)\s+(?:it|this|that)\s+again\b"
+                     r"|(?<!all )\bdone\s+with\s+you\b|\b(?:is|was|it's|that's)\s+too\s+much\b")
 
 
 @dataclasses.dataclass(frozen=True)
