@@ -135,8 +135,7 @@ def finish(out: Path, args: argparse.Namespace, record: dict[str, Any]) -> dict[
     would measure weights that are never judged."""
     if not args.no_evaluate:
         return evaluate(out, args.data_dir, record)
-    (out / "results.json").write_text(json.dumps(quality._json_ready(record), indent=2) + "\n")
-    return record
+    return _written(out / "results.json", record)
 
 
 def unscored_by_selection(heads: list[str] | None) -> bool:
@@ -178,9 +177,13 @@ def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path |
               "selection_score": quality.mean_main_metric(protocol, "selection"),
               "report_score": quality.mean_main_metric(protocol, "report"),
               "evaluate_s": time.perf_counter() - started}
-    out = out or model_dir / "results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(quality._json_ready(record), indent=2) + "\n")
+    return _written(out or model_dir / "results.json", record)
+
+
+def _written(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """`record`, written to `path` as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(quality._json_ready(record), indent=2) + "\n")
     return record
 
 

@@ -74,8 +74,7 @@ from typing import Any
 import numpy as np
 
 from qualaudit import Auditor, TranscriptScore
-from qualaudit.closing import ClosingReading
-from qualaudit.closing import without_closing as transcript_without_closing
+from qualaudit.closing import READING, ClosingReading
 from qualaudit.heads import EMPATHY_MECHANISMS, ESCALATION_SIGNALS, p_positive
 from qualaudit.metrics import (
     auroc,
@@ -848,19 +847,20 @@ def protocol_items(target: str, loaded: dict[str, list[Example]],
 
 
 def without_closing(e: Example) -> Example:
-    """The example with its closing cut (`qualaudit.closing.without_closing`). Labels and key
-    are kept, so a score of the cut conversation is compared with the same label."""
-    t = transcript_without_closing(e.transcript)
-    return e if t is e.transcript else dataclasses.replace(e, transcript=t)
+    """The example with its closing cut by the library's reading. Labels and key are kept, so a
+    score of the cut conversation is compared with the same label."""
+    return cut_by(READING, e, key_suffix="")
 
 
-def cut_by(reading: ClosingReading, e: Example) -> Example:
-    """The example cut before its closing by `reading`, under a key of its own ("/cut" after
-    the transcript id) when something was cut, so that it is scored apart from the whole
-    conversation that other pairs of the same split evaluate; itself when nothing was cut."""
+def cut_by(reading: ClosingReading, e: Example, key_suffix: str = "/cut") -> Example:
+    """The example cut before its closing by `reading`, labels kept; when something was cut,
+    under a key of its own (`key_suffix` after the transcript id), so that it is scored apart
+    from the whole conversation that other pairs of the same split evaluate. Itself when
+    nothing was cut."""
     t = reading.without_closing(e.transcript)
-    return e if t is e.transcript else dataclasses.replace(
-        e, transcript=dataclasses.replace(t, id=f"{t.id}/cut"))
+    if t is e.transcript:
+        return e
+    return dataclasses.replace(e, transcript=dataclasses.replace(t, id=t.id + key_suffix) if key_suffix else t)
 
 
 def fingerprint(*parts: Any) -> str:

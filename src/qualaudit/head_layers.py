@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .echo import BANDS, band
+from .echo import BANDS
 from .heads import HeadSpec
 
 
@@ -95,13 +95,9 @@ class TurnHeads(nn.Module):
         x = self.dropout(states)
         return {s.name: self.heads[s.key](x).view(-1, *s.shape) for s in self.specs}
 
-    def with_echo(self, logits: dict[str, torch.Tensor], echo: list[float]) -> dict[str, torch.Tensor]:
-        """`logits` with the echo heads' band vectors added; `echo` is one value per row."""
-        first = next(iter(logits.values()))
-        if len(echo) != len(first):
-            raise ValueError(f"{len(echo)} echo values for {len(first)} turns: build the windows "
-                             "with batching.builder_for(config), which reads them for this model")
-        bands = torch.tensor([band(e) for e in echo], dtype=torch.long, device=first.device)
+    def with_echo(self, logits: dict[str, torch.Tensor], bands: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`logits` with the echo heads' band vectors added; `bands` (N,) long is each row's
+        echo band (`echo.band`)."""
         out = dict(logits)
         for s in self.specs:
             if s.key in self.echo:

@@ -349,12 +349,13 @@ class QualityModel(nn.Module):
         apart = bool(self.config.closing_apart) and any(windows.closing)
         closing = torch.tensor(windows.closing, dtype=torch.bool, device=read.device) if apart else None
         readings = [(encoded, None if windows.reread else closing)]
-        bands = None  # (N,) each turn's echo band, for the conversation heads that read it
-        if self.conversation_heads.echo:
+        bands = None  # (N,) each turn's echo band, once for every head that reads it
+        if self.config.echo:
             if len(windows.echo) != windows.n_turns:
                 raise ValueError(f"{len(windows.echo)} echo values for {windows.n_turns} turns: build "
                                  "the windows with batching.builder_for(config), which reads them")
             bands = torch.tensor([band(e) for e in windows.echo], dtype=torch.long, device=read.device)
+        conversation_bands = bands if self.conversation_heads.echo else None
         if apart and windows.reread:
             without = encoded.clone()
             without[[k for k, *_ in windows.reread]] = read[windows.n_turns:]
@@ -365,10 +366,11 @@ class QualityModel(nn.Module):
             logits = self.turn_heads(in_context)
             features = self.turn_heads.features(logits, is_agent)  # (N, F)
             conversations.append([self._conversation(states, in_context, features, is_agent, left_out,
-                                                     bands, index, with_evidence) for index in indices])
+                                                     conversation_bands, index, with_evidence)
+                                  for index in indices])
             turn_logits.append(logits)
         if self.turn_heads.echo:
-            turn_logits[0] = self.turn_heads.with_echo(turn_logits[0], windows.echo)
+            turn_logits[0] = self.turn_heads.with_echo(turn_logits[0], bands)
         out = []
         for g, rows in enumerate(groups):
             conversation = conversations[0][g]

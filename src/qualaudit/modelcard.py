@@ -67,15 +67,7 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
            "pooled turns, the head reads the last customer turn and the last agent turn it pools, "
            "through a linear map added to the pooled vector"]
           if config.last_turns else []),
-        *([f"- echo read ({', '.join(f'`{h}`' for h in config.echo)}): "
-           + "; ".join(part for part, named in (
-               ("a turn head adds a learned vector for how much its turn repeats an earlier turn "
-                "of its role (the largest word overlap, `qualaudit.echo`), and the conversation "
-                "heads read its logits without it",
-                any(HEAD_SPECS[h].level != "conversation" for h in config.echo)),
-               ("the causal conversation head adds one to each turn's input to its hazard",
-                any(HEAD_SPECS[h].level == "conversation" for h in config.echo))) if named)]
-          if config.echo else []),
+        *([_echo_line(config.echo)] if config.echo else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
         "calibration fit and this card's recipe are `qualaudit.training` (`train`, "
@@ -105,3 +97,15 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
 def _output_lines() -> list[str]:
     """The output columns, from the one table of them (`schema.OUTPUT_COLUMNS`)."""
     return [f"- `{c.name}`: {c.description}" for c in OUTPUT_COLUMNS]
+
+
+def _echo_line(echo: list[str]) -> str:
+    """The architecture line of the heads that read the echo: turn heads, the causal head, or both."""
+    parts = []
+    if any(HEAD_SPECS[h].level != "conversation" for h in echo):
+        parts.append("a turn head adds a learned vector for how much its turn repeats an earlier "
+                     "turn of its role (the largest word overlap, `qualaudit.echo`), and the "
+                     "conversation heads read its logits without it")
+    if any(HEAD_SPECS[h].level == "conversation" for h in echo):
+        parts.append("the causal conversation head adds one to each turn's input to its hazard")
+    return f"- echo read ({', '.join(f'`{h}`' for h in echo)}): " + "; ".join(parts)
