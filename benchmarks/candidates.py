@@ -300,7 +300,8 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
                     base_fit: dict[str, Any]) -> list[Condition]:
     """Round 90's ship rule (benchmarks/README.md), a candidate against the bundled model, with
     round 127's condition on the single-task intervals (a ship may not put a pair's interval
-    wholly below 0: the means alone let 0.10.9 do it): `new`, `base` are `evaluate` records,
+    wholly below 0: the means alone let 0.10.9 do it) and round 134's (it must move something
+    by more than noise: see `_moved`): `new`, `base` are `evaluate` records,
     `*_fit` `quality.py --split report` results (the fit checks and resolution's ECE). It lives
     here, not beside the runs, so that every round judges alike after a stop's scratch files
     are gone. Both records must come from one protocol: figures on cut and whole conversations
@@ -350,7 +351,25 @@ def ship_conditions(new: dict[str, Any], base: dict[str, Any], new_fit: dict[str
                   f"{sum(held.values())} against {sum(held_base.values())}"),
         _no_more_than_one_below("guarantees", held, held_base),
         Condition(f"every guaranteed behaviour at {behaviour.MIN_PASS_RATE:.0%} or more (CI)", not below,
-                  ", ".join(f"{k} {_passed(new['guarantees'][k])}" for k in below) or "all")]
+                  ", ".join(f"{k} {_passed(new['guarantees'][k])}" for k in below) or "all"),
+        _moved(new, base, sum(passed.values()) - sum(passed_base.values()),
+               sum(held.values()) - sum(held_base.values()))]
+
+
+def _moved(new: dict[str, Any], base: dict[str, Any], suite_gain: int, guarantee_gain: int) -> Condition:
+    """Round 134's condition: a candidate must move something by more than noise (more suite
+    or guarantee pairs passed, a protocol metric above the bundled model's interval, or a
+    single-task interval newly wholly above 0), so that a near-copy that meets every other
+    condition by chance does not add a weight file to history."""
+    pairs, base_pairs = new["protocol"]["pairs"], base["protocol"]["pairs"]
+    above = [name for name, p in pairs.items() if name in base_pairs
+             and base_pairs[name].get("model_ci") and p["model"] > base_pairs[name]["model_ci"][1]]
+    newly_above = [name for name, p in pairs.items()
+                   if _above_zero(p) and not _above_zero(base_pairs.get(name, {}))]
+    moved = [f"suite {suite_gain:+d}"] * (suite_gain > 0) + [f"guarantees {guarantee_gain:+d}"] * (guarantee_gain > 0)
+    moved += [f"{name} above the bundled model's interval" for name in above]
+    moved += [f"{name}: single-task interval newly above 0" for name in newly_above]
+    return Condition("moves something by more than noise", bool(moved), "; ".join(moved) or "nothing")
 
 
 def same_protocol(new: dict[str, Any], base: dict[str, Any]) -> None:
@@ -377,6 +396,12 @@ def _below_zero(pair: dict[str, Any]) -> bool:
     """Whether a protocol pair's interval of model − single-task lies wholly below 0."""
     interval = pair.get("diff_single_task_ci")
     return interval is not None and interval[1] < 0
+
+
+def _above_zero(pair: dict[str, Any]) -> bool:
+    """Whether a protocol pair's interval of model − single-task lies wholly above 0."""
+    interval = pair.get("diff_single_task_ci")
+    return interval is not None and interval[0] > 0
 
 
 def _no_more_than_one_below(what: str, passed: dict[str, int], base: dict[str, int]) -> Condition:
