@@ -457,7 +457,7 @@ def test_written_chats_hold_every_third_item_out():
 
 def test_style_twins_share_the_customers_turns_and_hold_every_third_out():
     train_twins, held_out = style_twins("train"), style_twins("held_out")
-    assert len(held_out) == 70 and len(train_twins) == 140
+    assert len(held_out) == 40 and len(train_twins) == 80
     assert not {bot.group for bot, _ in train_twins} & {bot.group for bot, _ in held_out}
     for bot, human in train_twins + held_out:
         assert (bot.transcript.agent_type, human.transcript.agent_type) == ("ai", "human")

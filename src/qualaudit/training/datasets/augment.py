@@ -569,8 +569,7 @@ def style_twins(part: str) -> list[tuple[Example, Example]]:
     """The twins of `written/style_twins.jsonl` that training may draw ("train") or those held
     out to measure it ("held_out"): one conversation with the agent in a templated bot's
     wording and in a human agent's, the customer's turns and the content the same, written for
-    this by sessions that had not read the repository (120 twins, then 90 in three other
-    manners: round 136). Unlabelled: the training loss that
+    this by a session that had not read the repository. Unlabelled: the training loss that
     asks a head to score the two alike reads them (`TrainingArgs.style_consistency`)."""
     twins = []
     for group, item in _written_items("style_twins", part):
