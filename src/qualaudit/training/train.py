@@ -501,9 +501,10 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     if args.freeze_encoder:
         for p in model.encoder.parameters():
             p.requires_grad_(False)
+    added = tuple(prefix for prefixes in ADDED_READS.values() for prefix in prefixes)
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
              and (args.heads is None or any(s.owns(n) for s in specs))
-             and (not args.reads_only or n.startswith(tuple(p for v in ADDED_READS.values() for p in v)))]
+             and (not args.reads_only or n.startswith(added))]
     if args.reads_only and not heads:
         raise ValueError(f"reads_only: the heads trained here have no added read "
                          f"({', '.join(ADDED_READS)}); name them with those options")
