@@ -14,7 +14,8 @@ Usage:
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
         [--reads-only] [--head-lr 1e-3]
-        [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4] [--style-empathy]
+        [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
+        [--twin-sets style_twins,style_twins_manners] [--style-empathy]
         [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
         [--request-contrast 1.0] [--request-pairs 4]
         [--teacher-labels local/teachers/escalation.json,... --teacher-weight 0.5] [--anchor 1.0]
@@ -97,7 +98,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             closing_consistency=args.closing_consistency,
                             closing_pairs=args.closing_pairs, teacher_labels=args.teacher_labels,
                             style_consistency=args.style_consistency, style_pairs=args.style_pairs,
-                            style_empathy=args.style_empathy,
+                            style_empathy=args.style_empathy, twin_sets=args.twin_sets,
                             reply_contrast=args.reply_contrast, reply_pairs=args.reply_pairs,
                             loop_contrast=args.loop_contrast, loop_pairs=args.loop_pairs,
                             request_contrast=args.request_contrast, request_pairs=args.request_pairs,
@@ -501,6 +502,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks the trained conversation heads to score "
                             "written bot/human style twins alike")
     train.add_argument("--style-pairs", type=int, default=4, help="style twins a step")
+    train.add_argument("--twin-sets", type=lambda s: tuple(s.split(",")), default=("style_twins",),
+                       help="comma-separated written twin sets the style loss draws from "
+                            "(default style_twins; style_twins_manners holds three other manners)")
     train.add_argument("--style-empathy", action="store_true",
                        help="the style loss also asks empathy (the row's mean over agent turns) "
                             "to score the twins alike")

@@ -20,6 +20,7 @@ from qualaudit.training.datasets.augment import (
     HIGH,
     KINDS,
     OPT_IN,
+    TWIN_SETS,
     Augmenter,
     _confirms,
     _last_word,
@@ -455,9 +456,10 @@ def test_written_chats_hold_every_third_item_out():
         written_chats("dev")
 
 
-def test_style_twins_share_the_customers_turns_and_hold_every_third_out():
-    train_twins, held_out = style_twins("train"), style_twins("held_out")
-    assert len(held_out) == 40 and len(train_twins) == 80
+@pytest.mark.parametrize("name, n", [("style_twins", 120), ("style_twins_manners", 90)])
+def test_style_twins_share_the_customers_turns_and_hold_every_third_out(name, n):
+    train_twins, held_out = style_twins("train", name), style_twins("held_out", name)
+    assert len(held_out) == n // 3 and len(train_twins) == n - n // 3
     assert not {bot.group for bot, _ in train_twins} & {bot.group for bot, _ in held_out}
     for bot, human in train_twins + held_out:
         assert (bot.transcript.agent_type, human.transcript.agent_type) == ("ai", "human")
@@ -467,7 +469,15 @@ def test_style_twins_share_the_customers_turns_and_hold_every_third_out():
             assert (x.text == y.text) == (x.role == "customer"), bot.transcript.id
         assert not bot.labels and not bot.turn_labels  # the loss reads them, no label does
     with pytest.raises(ValueError, match="part must be"):
-        style_twins("dev")
+        style_twins("dev", name)
+
+
+def test_twin_sets_are_apart_and_an_unknown_one_is_named():
+    ids = [{bot.transcript.id for pair in style_twins(part, name) for bot in pair}
+           for name in TWIN_SETS for part in ("train", "held_out")]
+    assert sum(map(len, ids)) == len(set().union(*ids)) == 2 * (120 + 90)
+    with pytest.raises(ValueError, match="no twin set 'twins'; known: style_twins, style_twins_manners"):
+        style_twins("train", "twins")
 
 
 def test_opt_in_kinds_are_drawn_only_when_named(data):

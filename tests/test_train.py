@@ -21,12 +21,13 @@ from qualaudit.model import QualityModel, UntrainedModelWarning
 from qualaudit.training.batches import forward, prepare, window_builder
 from qualaudit.training.calibration_job import fit_calibration, labelled_logits
 from qualaudit.training.datasets import Example, by_split, split_of, transcript
-from qualaudit.training.datasets.augment import Augmenter, style_twins
+from qualaudit.training.datasets.augment import TWIN_SETS, Augmenter, style_twins
 from qualaudit.training.recipe import build, recipe_text, soup
 from qualaudit.training.train import (
     TrainingArgs,
     TrainResult,
     _anchor,
+    _prepared_twins,
     _row_empathy,
     _splits,
     _train_mode,
@@ -636,6 +637,16 @@ def test_style_consistency_narrows_what_the_agents_wording_moves_on_held_out_twi
     assert gaps[5.0] < 0.5 * gaps[0.0], gaps  # the twins it never saw score closer
 
 
+def test_the_style_loss_draws_the_training_twins_of_the_named_sets(tiny_model_dir):
+    builder = window_builder(QualityModel.from_pretrained(tiny_model_dir))
+    drawn = {sets: _prepared_twins(builder, 32, sets)
+             for sets in (("style_twins",), ("style_twins_manners",), TWIN_SETS)}
+    assert [len(v) for v in drawn.values()] == [80, 60, 140]
+    ids = {sets: [bot.example.transcript.id for bot, _ in twins] for sets, twins in drawn.items()}
+    assert ids[TWIN_SETS] == ids[("style_twins",)] + ids[("style_twins_manners",)]
+    assert all(i.startswith(("twinA-", "twinB-", "twinC-")) for i in ids[("style_twins_manners",)])
+
+
 def empathic(n: int = 60) -> list[Example]:
     """Toy conversations whose agent turn is empathic (every mechanism at level 2) exactly
     when it says it understands: what a templated bot says more than a human agent does."""
@@ -684,6 +695,8 @@ def test_style_consistency_needs_a_conversation_head(tmp_path, tiny_model_dir):
                            style_consistency=1.0, style_empathy=True, progress=False))
     with pytest.raises(ValueError, match="set style_consistency > 0"):
         TrainingArgs(output_dir=str(tmp_path / "z"), examples=[], style_empathy=True)
+    with pytest.raises(ValueError, match=r"twin_sets must name some of style_twins, style_twins_manners, found \['x'\]"):
+        TrainingArgs(output_dir=str(tmp_path / "z"), examples=[], twin_sets=("x",))
 
 
 def flipped(examples: list[Example]) -> list[Example]:

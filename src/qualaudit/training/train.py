@@ -30,7 +30,7 @@ from ..heads import DEFAULT_HEADS, HEAD_SPECS, POSITIVE_FROM, HeadSpec, empathy_
 from ..model import DEFAULT_ENCODER, READINGS, ModelOutput, QualityModel, UntrainedModelWarning
 from .batches import Prepared, batches, forward, prepare, stack_labels, turn_values, window_builder
 from .datasets import Example, by_split, load_examples
-from .datasets.augment import KINDS, Augmenter, checked_kinds, style_twins
+from .datasets.augment import KINDS, TWIN_SETS, Augmenter, checked_kinds, style_twins
 
 log = logging.getLogger("qualaudit.train")
 CHECKPOINT = "checkpoint.pt"
@@ -90,7 +90,8 @@ class TrainingArgs:
     a step (`augment.style_twins`, the same conversation with the agent in a templated bot's
     wording and in a human agent's), and that weight times the squared difference of every
     trained conversation head's log-odds between the two (benchmarks/README.md, Round 57):
-    reports compare AI and human agents on these scores. `style_empathy` adds the empathy head
+    reports compare AI and human agents on these scores; `twin_sets` names the written sets
+    drawn from (`augment.TWIN_SETS`). `style_empathy` adds the empathy head
     to those, read as the row reports it (the mean over agent turns): empathy is an agent-turn
     head, and the twins' empathy alone kept most of them apart (benchmarks/README.md, after
     round 99).
@@ -153,6 +154,7 @@ class TrainingArgs:
     style_consistency: float = 0.0
     style_pairs: int = 4
     style_empathy: bool = False
+    twin_sets: tuple[str, ...] = ("style_twins",)
     reply_contrast: float = 0.0
     reply_pairs: int = 4
     loop_contrast: float = 0.0
@@ -206,6 +208,10 @@ class TrainingArgs:
                      "request_contrast", "anchor"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)!r}")
+        self.twin_sets = tuple(self.twin_sets)
+        unknown = [n for n in self.twin_sets if n not in TWIN_SETS]
+        if unknown or not self.twin_sets:
+            raise ValueError(f"twin_sets must name some of {', '.join(TWIN_SETS)}, found {list(self.twin_sets)}")
         if self.style_empathy and not self.style_consistency:
             raise ValueError("style_empathy adds the empathy head to style_consistency's; set "
                              "style_consistency > 0")
@@ -490,7 +496,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
     breakdown = _pairs_head(specs, args, "breakdown", ("loop_contrast",))
     escalation = _pairs_head(specs, args, "escalation", ("request_contrast",))
     styled = _styled_heads(specs, args)
-    prepared_twins = _prepared_twins(builder, args.max_turns) if styled else []
+    prepared_twins = _prepared_twins(builder, args.max_turns, args.twin_sets) if styled else []
     balance = label_balance(train_items, specs, args.device)
     epoch_tokens = sum(p.tokens for p in train_items)
     budget = min(args.max_train_tokens, args.max_epochs * epoch_tokens)  # tokens this run sees
@@ -717,9 +723,12 @@ def _drawn_pairs(draw: Callable[[random.Random], tuple[Example, Example] | None]
     return list(zip(made[0::2], made[1::2]))
 
 
-def _prepared_twins(builder: WindowBuilder, max_turns: int) -> list[tuple[Prepared, Prepared]]:
-    """The training twins (`augment.style_twins`), each (bot, human), prepared once for the run."""
-    made = prepare([e for twin in style_twins("train") for e in twin], builder, max_turns)
+def _prepared_twins(builder: WindowBuilder, max_turns: int,
+                    sets: tuple[str, ...]) -> list[tuple[Prepared, Prepared]]:
+    """The training twins of the named sets (`augment.style_twins`), each (bot, human),
+    prepared once for the run."""
+    made = prepare([e for name in sets for twin in style_twins("train", name) for e in twin],
+                   builder, max_turns)
     return list(zip(made[0::2], made[1::2]))
 
 

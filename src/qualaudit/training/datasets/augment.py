@@ -565,14 +565,23 @@ def written_chats(part: str) -> list[tuple[str, dict[str, str]]]:
     return _written_items("faq", part)
 
 
-def style_twins(part: str) -> list[tuple[Example, Example]]:
-    """The twins of `written/style_twins.jsonl` that training may draw ("train") or those held
-    out to measure it ("held_out"): one conversation with the agent in a templated bot's
-    wording and in a human agent's, the customer's turns and the content the same, written for
-    this by a session that had not read the repository. Unlabelled: the training loss that
-    asks a head to score the two alike reads them (`TrainingArgs.style_consistency`)."""
+# the written twin sets: the first, one bot manner beside one human manner; then three other
+# manners (an LLM assistant beside a terse expert, a menu bot beside a warm agent, a formal
+# brand voice beside a plain-spoken one), written blind and their empathy matched by a reviewer
+TWIN_SETS = ("style_twins", "style_twins_manners")
+
+
+def style_twins(part: str, name: str = "style_twins") -> list[tuple[Example, Example]]:
+    """The twins of `written/<name>.jsonl` (one of TWIN_SETS) that training may draw ("train")
+    or those held out to measure it ("held_out"): one conversation with the agent in a
+    templated bot's wording and in a human agent's, the customer's turns and the content the
+    same, written for this by sessions that had not read the repository. Unlabelled: the
+    training loss that asks a head to score the two alike reads them
+    (`TrainingArgs.style_consistency`)."""
+    if name not in TWIN_SETS:
+        raise ValueError(f"no twin set {name!r}; known: {', '.join(TWIN_SETS)}")
     twins = []
-    for group, item in _written_items("style_twins", part):
+    for group, item in _written_items(name, part):
         twins.append(tuple(Example(transcript(f"{item['id']}/{style}", [(t["role"], t["text"]) for t in item[style]],
                                               agent_type=agent_type), "written_style", group)
                            for style, agent_type in (("bot", "ai"), ("human", "human"))))
