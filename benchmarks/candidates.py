@@ -6,8 +6,7 @@ the report pairs and the transfer behaviour suite.
 `results.json` beside the model; `soup` makes one from the average of trained candidates'
 weights (`recipe.soup`) and evaluates it the same way (`--no-evaluate` on either: not yet, as
 for a candidate calibrated again before it is judged); `compare` puts candidates side by side;
-`judge` applies the ship rule to one against the bundled model's evaluation; `erase` makes one
-from a saved model by erasing the agent wording its style twins differ in (round 135).
+`judge` applies the ship rule to one against the bundled model's evaluation.
 
 Usage:
     python benchmarks/candidates.py train -o local/cand/b1 --context-layers 1 [--reading turns] \
@@ -23,8 +22,6 @@ Usage:
         [--anchor-target repeat_inquiry=50] [--device cuda] [--no-evaluate]
     python benchmarks/candidates.py soup local/cand/y0 local/cand/y1 -o local/cand/z [--version 0.7.0] \
         [--heads resolution] [--onto models/default] [--no-evaluate]
-    python benchmarks/candidates.py erase local/cal/e2 -o local/cal/v0 [--directions 4] [--version 0.10.14] \
-        [--twin-sets style_twins,style_twins_manners] [--kept solution_given,breakdown]
     python benchmarks/candidates.py compare local/cand/a0 local/cand/b1 [--markdown PATH]
     python benchmarks/candidates.py evaluate models/default -o local/cand/previous.json [--tfidf]
     python benchmarks/candidates.py ship local/cand/b1 --previous local/cand/previous.json \
@@ -52,9 +49,8 @@ from qualaudit.cli import _assignments
 from qualaudit.heads import HEAD_SPECS
 from qualaudit.model import READINGS, ModelConfig, QualityModel
 from qualaudit.training.datasets import load_examples, load_sources
-from qualaudit.training.datasets.augment import KINDS, OPT_IN, style_twins
+from qualaudit.training.datasets.augment import KINDS, OPT_IN
 from qualaudit.training.recipe import LICENCES, build, label_card, soup
-from qualaudit.training.style_erasure import KEPT, with_style_erased
 from qualaudit.training.train import TrainingArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,21 +130,6 @@ def soup_candidate(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads, "ingredients": list(args.directories), "onto": args.onto})
 
 
-def erase_candidate(args: argparse.Namespace) -> dict[str, Any]:
-    """A saved model with the agent wording of the written style twins' train part erased
-    (`training.style_erasure`), saved unevaluated: nothing else changes."""
-    torch.set_num_threads(args.threads)
-    out = Path(args.output)
-    base = QualityModel.from_pretrained(args.model)
-    twins = [(a.transcript, b.transcript) for name in args.twin_sets for a, b in style_twins("train", name)]
-    model, used = with_style_erased(base, twins, args.directions, args.kept)
-    model.config.version = args.version or base.config.version
-    model.save_pretrained(out, card_sections={"Training data": LICENCES, "Label card": label_card()})
-    return _written(out / "results.json", {"design": design(model.config), "command": _command(),
-                                           "erased_from": args.model, "twins_used": used,
-                                           "twins": len(twins), "kept": list(args.kept)})
-
-
 def finish(out: Path, args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
     """The made candidate's record, evaluated unless `--no-evaluate`: a candidate calibrated
     again before it is judged is evaluated then, and its evaluation here (minutes on a CPU)
@@ -168,11 +149,6 @@ def unscored_by_selection(heads: list[str] | None) -> bool:
     return bool(heads) and all(h in targets and h not in scored for h in heads)
 
 
-def _names(value: str) -> tuple[str, ...]:
-    """A comma-separated list of names ('' for none)."""
-    return tuple(v for v in value.split(",") if v)
-
-
 def _command() -> str:
     """This run's command line, as the card and results.json record it."""
     return "python benchmarks/candidates.py " + " ".join(sys.argv[1:])
@@ -183,8 +159,7 @@ def design(config: ModelConfig) -> str:
     the conversation read as text in chunks; and the heads that read the last turns or the echo."""
     return (f"reading={config.reading}, context_layers={config.context_layers}"
             + (f", last_turns={','.join(config.last_turns)}" if config.last_turns else "")
-            + (f", echo={','.join(config.echo)}" if config.echo else "")
-            + (f", style_erased={config.style_erased}" if config.style_erased else ""))
+            + (f", echo={','.join(config.echo)}" if config.echo else ""))
 
 
 def evaluate(model_dir: Path, data_dir: str, record: dict[str, Any], out: Path | None = None,
@@ -527,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
                        help="weight of the loss that asks the trained conversation heads to score "
                             "written bot/human style twins alike")
     train.add_argument("--style-pairs", type=int, default=4, help="style twins a step")
-    train.add_argument("--twin-sets", type=_names, default=("style_twins",),
+    train.add_argument("--twin-sets", type=lambda s: tuple(s.split(",")), default=("style_twins",),
                        help="comma-separated written twin sets the style loss draws from "
                             "(default style_twins; style_twins_manners holds three other manners)")
     train.add_argument("--style-empathy", action="store_true",
@@ -579,18 +554,6 @@ def main(argv: list[str] | None = None) -> None:
     soup_.add_argument("--threads", type=int, default=torch.get_num_threads())
     soup_.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     soup_.add_argument("--no-evaluate", action="store_true", help=NO_EVALUATE)
-    erase = sub.add_parser("erase", help="a saved model with the style twins' agent wording erased "
-                                         "(saved unevaluated)")
-    erase.add_argument("model")
-    erase.add_argument("-o", "--output", required=True)
-    erase.add_argument("--directions", type=int, default=4, help="directions erased (default %(default)s)")
-    erase.add_argument("--version", help="default: the model's")
-    erase.add_argument("--twin-sets", type=_names, default=("style_twins",),
-                       help="comma-separated written twin sets fitted on (default style_twins)")
-    erase.add_argument("--kept", type=_names, default=KEPT,
-                       help="agent-turn heads whose logits the erasure leaves as they were "
-                            f"(default {','.join(KEPT)}; '' for none)")
-    erase.add_argument("--threads", type=int, default=torch.get_num_threads())
     evaluate_ = sub.add_parser("evaluate", help="protocol and behaviour suite of a saved model")
     evaluate_.add_argument("model")
     evaluate_.add_argument("-o", "--output", required=True, help="results JSON path")
@@ -611,11 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "erase":
-        record = erase_candidate(args)
-        print(f"saved {args.output}: {args.directions} direction(s) from {record['twins_used']} of "
-              f"{record['twins']} twins, not evaluated")
-    elif args.command in ("train", "soup"):
+    if args.command in ("train", "soup"):
         record = (train_candidate if args.command == "train" else soup_candidate)(args)
         print(f"selection {record['selection_score']:.4f}, report {record['report_score']:.4f}"
               if "report_score" in record else f"saved {args.output}, not evaluated")

@@ -74,11 +74,6 @@ class ModelConfig:
     # (`qualaudit.echo`), and causal conversation heads (escalation) that read it in each
     # turn's input; the conversation heads read the turn heads' logits without it
     echo: list[str] = field(default_factory=list)
-    # directions of the agent's wording (a templated bot's against a human agent's) erased
-    # from every agent turn's encoder state before anything reads it (0: none); the basis and
-    # the mean it is erased about are weights (`style_basis`, `style_mean`), fitted on written
-    # style twins by `training.style_erasure`
-    style_erased: int = 0
 
     def __post_init__(self) -> None:
         for name, kind in (("name", str), ("version", str), ("encoder", dict)):
@@ -95,10 +90,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
-        for name in ("context_layers", "style_erased"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, found {value!r}")
+        if (not isinstance(self.context_layers, int) or isinstance(self.context_layers, bool)
+                or self.context_layers < 0):
+            raise ValueError(f"context_layers must be an integer >= 0, found {self.context_layers!r}")
         if (not isinstance(self.languages, list) or not self.languages
                 or not all(isinstance(x, str) and x for x in self.languages)):
             raise ValueError(f"languages must be a list of language codes, found {self.languages!r}")
@@ -203,9 +197,6 @@ class QualityModel(nn.Module):
                                          config.dropout) if config.context_layers else None)
         self.turn_heads = TurnHeads(self.specs, hidden, config.dropout, echo=tuple(config.echo))
         self.conversation_heads = self.new_conversation_heads()
-        if config.style_erased:  # zeros erase nothing until fitted
-            self.register_buffer("style_basis", torch.zeros(hidden, config.style_erased))
-            self.register_buffer("style_mean", torch.zeros(hidden))
         _check_calibration(self.calibration, self.specs)
         limit = getattr(encoder.config, "max_position_embeddings", None)
         needed, what = config.max_turn_tokens + config.max_context_tokens + 4, \
@@ -338,8 +329,6 @@ class QualityModel(nn.Module):
                 transcript does not pad many short ones.
         """
         read = (encode or (lambda w: self.encode_windows(w, max_batch_tokens)))(windows)
-        if self.config.style_erased:
-            read = self.erase_style(read, windows)
         encoded = read[:windows.n_turns]  # (N, H); then the turns read a second time
         is_agent = torch.tensor(windows.is_agent, dtype=torch.bool, device=read.device)  # (N,)
         counts = windows.turn_counts
@@ -389,17 +378,6 @@ class QualityModel(nn.Module):
                 conversation = _with_heads(conversation, conversations[1][g], self.config.closing_apart)
             out.append(ConversationGroup(rows, [counts[i] for i in rows], conversation))
         return ModelOutput(turn_logits[0], is_agent, out)
-
-    def erase_style(self, read: torch.Tensor, windows: TurnWindows) -> torch.Tensor:
-        """The (n_states, H) encoder states with the agent turns' (second readings included)
-        component along `style_basis`, about `style_mean`, taken out: what tells a templated
-        bot's wording from a human agent's, so that no head can score the two apart by it."""
-        agent = torch.tensor([*windows.is_agent, *(windows.is_agent[k] for k, *_ in windows.reread)],
-                             dtype=torch.bool, device=read.device)
-        out = read.clone()
-        centred = read[agent] - self.style_mean
-        out[agent] = read[agent] - (centred @ self.style_basis) @ self.style_basis.T
-        return out
 
     def _conversation(self, encoded: torch.Tensor, states: torch.Tensor, features: torch.Tensor,
                       is_agent: torch.Tensor, closing: torch.Tensor | None, bands: torch.Tensor | None,

@@ -68,11 +68,6 @@ def render_model_card(model: QualityModel, sections: dict[str, str]) -> str:
            "through a linear map added to the pooled vector"]
           if config.last_turns else []),
         *([_echo_line(config.echo)] if config.echo else []),
-        *([f"- wording erased: {config.style_erased} direction(s) of the encoder's agent turn "
-           "states along which written twins differ (one conversation in a templated bot's "
-           "wording and in a human agent's, the content the same) are projected out of every "
-           "agent turn's state before any head reads it (`qualaudit.training.style_erasure`)"]
-          if config.style_erased else []),
         "- `agent_type` (AI or human) is never a model input.",
         "- code: the forward pass is `qualaudit.model.QualityModel.forward`; training, the "
         "calibration fit and this card's recipe are `qualaudit.training` (`train`, "
