@@ -13,7 +13,7 @@ Usage:
         [--init models/default] [--max-train-tokens 800000] [--augment 0.3] [--evals 4] [--threads 1]
         [--refit-heads] [--augment-kinds human_request,loop] [--seed 0] [--data-dir ../shared/data] [--version 0.3.0]
         [--heads escalation_signal --freeze-encoder] [--last-turns repeat_inquiry] [--echo breakdown]
-        [--reads-only] [--head-lr 1e-3]
+        [--reads-only] [--shared-layers] [--head-lr 1e-3]
         [--closing-consistency 1.0] [--closing-pairs 4] [--style-consistency 1.0] [--style-pairs 4]
         [--twin-sets style_twins,style_twins_manners] [--style-empathy]
         [--reply-contrast 1.0] [--reply-pairs 4] [--loop-contrast 1.0] [--loop-pairs 4]
@@ -106,6 +106,7 @@ def train_candidate(args: argparse.Namespace) -> dict[str, Any]:
                             anchor_targets=dict(p for given in args.anchor_target for p in given),
                             heads=args.heads,
                             freeze_encoder=args.freeze_encoder, reads_only=args.reads_only,
+                            shared_layers=args.shared_layers,
                             head_lr=args.head_lr, uss_share=args.uss_share,
                             device=args.device, progress=not args.quiet)
     command = _command()
@@ -480,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--freeze-encoder", action="store_true", help="train the heads only")
     train.add_argument("--reads-only", action="store_true",
                        help="with --freeze-encoder: train only the added reads (--last-turns, --echo)")
+    train.add_argument("--shared-layers", action="store_true",
+                       help="with --heads: also train the layers every conversation head reads")
     train.add_argument("--head-lr", type=float, default=TrainingArgs.head_lr)
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
     train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")

@@ -51,7 +51,11 @@ class TrainingArgs:
     their weights (and, with `freeze_encoder`, their scores: it trains the heads only, for small
     label sets). `reads_only` (with `freeze_encoder`) trains only what the added reads
     (`ADDED_READS`) of the named heads add, every other weight frozen, the heads' own maps
-    included: a read learned without moving any score it does not touch.
+    included: a read learned without moving any score it does not touch. `shared_layers` (with
+    named heads) also trains the layers every conversation head reads (the turn projection,
+    role and position embeddings and norm of `ConversationHeads`): a customer turn's state holds
+    the agent's last words as context, and only those layers see it for every head at once
+    (benchmarks/README.md, Round 139).
     `max_train_tokens`
     caps the encoder tokens seen in training (the run's length) and `max_epochs` the passes
     over the data (what ends a run on a small label set); `uss_share` subsamples the
@@ -136,6 +140,7 @@ class TrainingArgs:
     sources: list[str] | None = None
     freeze_encoder: bool = False
     reads_only: bool = False
+    shared_layers: bool = False
     refit_heads: bool = False
     max_train_tokens: int = 2_200_000
     max_epochs: int = 4
@@ -202,6 +207,9 @@ class TrainingArgs:
         if self.reads_only and (not self.freeze_encoder or self.refit_heads):
             raise ValueError("reads_only trains the added reads on a frozen encoder: set "
                              "freeze_encoder, not refit_heads")
+        if self.shared_layers and (self.heads is None or self.reads_only):
+            raise ValueError("shared_layers adds the conversation heads' shared layers to the named "
+                             "heads' own; name heads, without reads_only")
         if self.refit_heads and self.heads is not None:
             raise ValueError("refit_heads trains every conversation head; do not name heads")
         for name in ("closing_consistency", "style_consistency", "reply_contrast", "loop_contrast",
@@ -508,8 +516,10 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         for p in model.encoder.parameters():
             p.requires_grad_(False)
     added = tuple(prefix for prefixes in ADDED_READS.values() for prefix in prefixes)
+    shared = {n for n, _ in model.named_parameters() if n.startswith("conversation_heads.")
+              and not any(s.owns(n) for s in model.specs)} if args.shared_layers else set()
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
-             and (args.heads is None or any(s.owns(n) for s in specs))
+             and (args.heads is None or any(s.owns(n) for s in specs) or n in shared)
              and (not args.reads_only or n.startswith(added))]
     if args.reads_only and not heads:
         raise ValueError(f"reads_only: the heads trained here have no added read "
