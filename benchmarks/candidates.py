@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--reads-only", action="store_true",
                        help="with --freeze-encoder: train only the added reads (--last-turns, --echo)")
     train.add_argument("--shared-layers", action="store_true",
-                       help="with --heads: also train the layers every conversation head reads")
+                       help="with --heads naming every conversation head: also train the layers they all read")
     train.add_argument("--head-lr", type=float, default=TrainingArgs.head_lr)
     train.add_argument("--context-layers", type=int, help="default: the --init model's")
     train.add_argument("--reading", choices=list(READINGS), help="default: the --init model's")

@@ -650,17 +650,24 @@ def test_the_style_loss_draws_the_training_twins_of_the_named_sets(tiny_model_di
 def test_shared_layers_trains_what_every_conversation_head_reads_beside_the_named_heads(tmp_path, tiny_model_dir):
     from test_last_turns import trained_from  # here: test_last_turns imports this module
 
-    def args(name: str, **kw) -> TrainingArgs:
-        return TrainingArgs(output_dir=str(tmp_path / name), examples=toy_examples(24), init=str(tiny_model_dir),
-                            heads=["resolution"], freeze_encoder=True, batch_tokens=400, evals=1, max_epochs=1,
-                            augment=0.0, progress=False, **kw)
+    examples = [replace(e, labels={**e.labels, "satisfaction": e.labels["resolution"],
+                                   "repeat_inquiry": e.labels["escalation"]}) for e in toy_examples(24)]
 
-    _, _, _, alone = trained_from(tiny_model_dir, args("alone"))
-    _, _, _, shared = trained_from(tiny_model_dir, args("shared", shared_layers=True))
-    assert alone and all("resolution_v1" in k for k in alone)
+    def args(name: str, **kw) -> TrainingArgs:
+        return TrainingArgs(output_dir=str(tmp_path / name), examples=examples, init=str(tiny_model_dir),
+                            freeze_encoder=True, batch_tokens=400, evals=1, max_epochs=1, augment=0.0,
+                            progress=False, **kw)
+
+    every = ["resolution", "satisfaction", "repeat_inquiry", "escalation"]
+    _, _, _, alone = trained_from(tiny_model_dir, args("alone", heads=every))
+    _, _, _, shared = trained_from(tiny_model_dir, args("shared", heads=every, shared_layers=True))
+    assert alone and all(k.startswith("conversation_heads.") and k.split(".")[2].endswith("_v1") for k in alone)
     layers = {k.split(".")[1] for k in shared - alone}
     assert layers == {"proj", "role", "start", "end", "norm"}, layers
     assert all(k.startswith("conversation_heads.") for k in shared)  # no turn head, no encoder
+    with pytest.raises(ValueError, match="shared_layers changes every conversation head's scores: "
+                                         "name satisfaction, repeat_inquiry, escalation too"):
+        train(args("one", heads=["resolution"], shared_layers=True))
     with pytest.raises(ValueError, match="shared_layers adds the conversation heads' shared layers"):
         TrainingArgs(output_dir=str(tmp_path / "x"), examples=[], shared_layers=True)
 

@@ -52,7 +52,7 @@ class TrainingArgs:
     label sets). `reads_only` (with `freeze_encoder`) trains only what the added reads
     (`ADDED_READS`) of the named heads add, every other weight frozen, the heads' own maps
     included: a read learned without moving any score it does not touch. `shared_layers` (with
-    named heads) also trains the layers every conversation head reads (the turn projection,
+    every conversation head named) also trains the layers they all read (the turn projection,
     role and position embeddings and norm of `ConversationHeads`): a customer turn's state holds
     the agent's last words as context, and only those layers see it for every head at once
     (benchmarks/README.md, Round 139).
@@ -516,8 +516,7 @@ def train(args: TrainingArgs, select: Callable[[QualityModel], float] | None = N
         for p in model.encoder.parameters():
             p.requires_grad_(False)
     added = tuple(prefix for prefixes in ADDED_READS.values() for prefix in prefixes)
-    shared = {n for n, _ in model.named_parameters() if n.startswith("conversation_heads.")
-              and not any(s.owns(n) for s in model.specs)} if args.shared_layers else set()
+    shared = _shared_layers(model, specs) if args.shared_layers else set()
     heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad
              and (args.heads is None or any(s.owns(n) for s in specs) or n in shared)
              and (not args.reads_only or n.startswith(added))]
@@ -696,6 +695,17 @@ def _pairs_head(specs: list[HeadSpec], args: TrainingArgs, target: str, options:
     if head is None:
         raise ValueError(f"{asking[0]} trains the {target} head, which this run does not train")
     return head
+
+
+def _shared_layers(model: QualityModel, specs: list[HeadSpec]) -> set[str]:
+    """The names of the conversation heads' shared layers, which `shared_layers` trains: they
+    change every conversation head's scores, so every one must be trained (and calibrated) too."""
+    untrained = [s.target for s in model.specs if s.level == "conversation" and s not in specs]
+    if untrained:
+        raise ValueError(f"shared_layers changes every conversation head's scores: name "
+                         f"{', '.join(untrained)} too")
+    return {n for n, _ in model.named_parameters() if n.startswith("conversation_heads.")
+            and not any(s.owns(n) for s in model.specs)}
 
 
 def _styled_heads(specs: list[HeadSpec], args: TrainingArgs) -> list[HeadSpec]:
