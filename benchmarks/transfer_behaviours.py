@@ -32,8 +32,16 @@ invariance or parity check with |Δ| ≤ 0.05; a pair passes when all its checks
 criteria: every behaviour passes ≥ 90% of its pairs, parity mean |Δ| ≤ 0.05 per target, the
 closing-thanks drop ≤ 0.05 while the "that fixed it" rise is ≥ 0.05.
 
-Usage: `python benchmarks/transfer_behaviours.py [--model DIR] [--precision fp32] [--json PATH]`
-prints a Markdown table (the bundled model at fp32 by default).
+The plainest alternatives are measured beside the model with `--references`: TF-IDF + LR and
+the single-task fine-tune of the cross-source protocol (`quality.py`), trained on each main
+conversation target's training set from `--data-dir`, reading the flattened conversation. They
+score only those four targets (resolution, escalation, repeat inquiry, empathy), so all three
+systems are compared on the pairs' checks of those targets alone (`restricted`): per-turn signals
+and satisfaction are left out of that table. A fine-tune is cached by fingerprint beside the
+protocol's and trained when missing (10-30 min on one CPU thread per target).
+
+Usage: `python benchmarks/transfer_behaviours.py [--model DIR] [--precision fp32] [--json PATH]
+[--references --data-dir DIR]` prints Markdown tables (the bundled model at fp32 by default).
 """
 
 from __future__ import annotations
@@ -42,15 +50,24 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qualaudit import Auditor, TranscriptScore
 from qualaudit.heads import ESCALATION_SIGNALS
+from qualaudit.io import read_transcripts
+from qualaudit.model import default_encoder_path
+from qualaudit.training.datasets import load_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from behaviour import load_pairs  # noqa: E402  (benchmarks/ is not a package)
+import baselines  # noqa: E402  (benchmarks/ is not a package)
+import quality  # noqa: E402
+from behaviour import load_pairs  # noqa: E402
 
 DEFAULT_SUITE = Path(__file__).resolve().with_suffix(".jsonl")
 BEHAVIOURS = ("closing_thanks", "fix_confirmed", "silent_ending", "names_and_thanks",
@@ -60,6 +77,8 @@ MARGIN = 0.05  # directional: at least this in the expected direction; otherwise
 MIN_PASS_RATE = 0.9
 _EPS = 1e-9  # so that a difference of exactly 0.05 (0.60 − 0.55 in floats) sits on the boundary
 _TURN_TARGET = re.compile(r"turns\[(\d+)\]\.(\w+)")
+REFERENCES = ("tfidf", "single_task")
+Scored = TranscriptScore | Mapping[str, float]  # a model's row, or a reference's score per target
 
 
 def as_list(value: str | list[str]) -> list[str]:
@@ -85,8 +104,10 @@ def target_groups(items: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     return groups
 
 
-def read_target(score: TranscriptScore, target: str) -> float:
+def read_target(score: Scored, target: str) -> float:
     """The value of `target` (a row score or `turns[K].NAME`) in one scored transcript."""
+    if isinstance(score, Mapping):
+        return float(score[target])
     match = _TURN_TARGET.fullmatch(target)
     if match is None:
         value = getattr(score, target, None)
@@ -105,14 +126,31 @@ def read_target(score: TranscriptScore, target: str) -> float:
     return value
 
 
-def check_pair(item: dict[str, Any], a: TranscriptScore, b: TranscriptScore) -> list[dict[str, Any]]:
-    """One `{"target", "delta", "passed"}` per target of the pair (Δ = a − b)."""
+def checks_of(item: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The pair's (target, expectation) checks; the expectation is None for invariance and parity."""
     targets = as_list(item["target"])
     expects = as_list(item["expect"]) if item["kind"] == "directional" else [None] * len(targets)
     if len(expects) != len(targets):
         raise ValueError(f"pair {item['id']!r}: {len(targets)} targets but {len(expects)} expectations")
+    return list(zip(targets, expects))
+
+
+def restricted(items: list[dict[str, Any]], targets: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The pairs with only their checks of `targets` kept, so that systems scoring fewer targets
+    than the model are compared on the same checks; a pair with none of them is left out."""
+    kept = []
+    for item in items:
+        chosen = [(t, e) for t, e in checks_of(item) if t in targets]
+        if chosen:
+            kept.append({**item, "target": [t for t, _ in chosen],
+                         **({"expect": [e for _, e in chosen]} if item["kind"] == "directional" else {})})
+    return kept
+
+
+def check_pair(item: dict[str, Any], a: Scored, b: Scored) -> list[dict[str, Any]]:
+    """One `{"target", "delta", "passed"}` per target of the pair (Δ = a − b)."""
     checks = []
-    for target, expect in zip(targets, expects, strict=True):
+    for target, expect in checks_of(item):
         delta = read_target(a, target) - read_target(b, target)
         if expect is None:
             passed = abs(delta) <= MARGIN + _EPS
@@ -128,7 +166,7 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarise(items: list[dict[str, Any]], scores: list[TranscriptScore]) -> dict[str, Any]:
+def summarise(items: list[dict[str, Any]], scores: list[Scored]) -> dict[str, Any]:
     """The report from the pairs and their scores (`scores[2i]`, `scores[2i+1]` = pair i's a, b):
     per behaviour `{"kind", "pairs", "passed", "pass_rate", "failures", "targets"}` with, per
     target, `{"pairs", "pass_rate", "mean_delta", "mean_abs_delta"}`; then the closing-thanks
@@ -174,8 +212,10 @@ def summarise(items: list[dict[str, Any]], scores: list[TranscriptScore]) -> dic
             "criteria": criteria, "all_criteria_met": all(criteria.values())}
 
 
-def run_suite(auditor: Auditor, path: str | Path = DEFAULT_SUITE) -> dict[str, Any]:
-    """Score every pair of the suite with one `auditor.score` call and summarise.
+def run_suite(auditor: Auditor, path: str | Path = DEFAULT_SUITE, data_dir: str | Path | None = None,
+              encoder: str | None = None, cache_dir: Path = quality.ST_CACHE) -> dict[str, Any]:
+    """Score every pair of the suite with one `auditor.score` call and summarise; with
+    `data_dir`, also the references beside the model (`compare_references`) under "references".
 
     Example:
         >>> run_suite(Auditor.from_pretrained(precision="fp32"))["closing_thanks_drop"]
@@ -183,7 +223,88 @@ def run_suite(auditor: Auditor, path: str | Path = DEFAULT_SUITE) -> dict[str, A
     items = load_pairs(path)
     # One call over all transcripts, so that batching sees them together.
     scores = auditor.score([item[side] for item in items for side in ("a", "b")])
-    return summarise(items, scores)
+    report = summarise(items, scores)
+    if data_dir is not None:
+        report["references"] = compare_references(
+            items, scores, reference_scores(items, data_dir, encoder, cache_dir))
+    return report
+
+
+def reference_scores(items: list[dict[str, Any]], data_dir: str | Path, encoder: str | None = None,
+                     cache_dir: Path = quality.ST_CACHE) -> dict[str, list[dict[str, float]]]:
+    """Each reference's scores of the suite's transcripts (pair i's a, b at 2i, 2i+1), per main
+    target: `{"tfidf": [...], "single_task": [...]}`, each item `{target: score}`. Both are the
+    protocol's systems, trained on the same data with the same recipe; only what they score
+    differs."""
+    loaded = load_sources(data_dir)
+    transcripts = list(read_transcripts([item[side] for item in items for side in ("a", "b")],
+                                        on_error="raise"))
+    texts = [quality.unit_text(t, None) for t in transcripts]
+    systems: dict[str, list[dict[str, float]]] = {name: [{} for _ in texts] for name in REFERENCES}
+    for target in quality.MAIN_TARGETS:
+        train_texts, train_targets, groups = quality.training_set(target, loaded)
+        X_train, X_eval = baselines.tfidf_features(train_texts, texts)
+        probs, _ = baselines.fit_predict(X_train, train_targets, groups, X_eval)
+        scored = {"tfidf": quality.TRAINING[target].score(probs).tolist(),
+                  "single_task": suite_single_task(target, train_texts, train_targets, texts,
+                                                   encoder or default_encoder_path(), cache_dir)}
+        for name, values in scored.items():
+            for row, value in zip(systems[name], values, strict=True):
+                row[target] = float(value)
+    return systems
+
+
+def suite_single_task(target: str, train_texts: list[str], train_targets: np.ndarray, texts: list[str],
+                      encoder: str, cache_dir: Path) -> list[float]:
+    """The single-task reference's scores of `texts`, from the cache when its fingerprint (the
+    recipe, training data and the texts scored) is there; trained and cached otherwise."""
+    key = quality.fingerprint("suite", target, quality.ST_RECIPE, Path(encoder).name, train_texts,
+                              np.round(train_targets, 6).tolist(), texts)
+    path = cache_dir / f"suite-{target}-{key[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))["scores"]
+    start = time.perf_counter()
+    probs = baselines.fine_tune_single_task(train_texts, train_targets, texts, encoder, **quality.ST_RECIPE)
+    scores = quality.TRAINING[target].score(probs).tolist()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"target": target, "fingerprint": key, "recipe": quality.ST_RECIPE,
+                                "n_train": len(train_texts), "seconds": time.perf_counter() - start,
+                                "scores": scores}) + "\n", encoding="utf-8")
+    return scores
+
+
+def compare_references(items: list[dict[str, Any]], model_scores: list[TranscriptScore],
+                       references: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """The model and each reference summarised on the pairs' checks of the main targets only."""
+    kept = restricted(items, quality.MAIN_TARGETS)
+    index = {item["id"]: i for i, item in enumerate(items)}
+
+    def scores_of(all_scores: list[Scored]) -> list[Scored]:
+        return [all_scores[2 * index[item["id"]] + side] for item in kept for side in (0, 1)]
+
+    systems = {"model": model_scores, **references}
+    return {"targets": list(quality.MAIN_TARGETS),
+            "systems": {name: summarise(kept, scores_of(scores)) for name, scores in systems.items()}}
+
+
+def references_markdown(comparison: dict[str, Any]) -> str:
+    """Pairs passed per behaviour, the closing-thanks drop, the fix rise and the twins' mean |Δ|
+    per target, for the model beside each reference."""
+    systems = comparison["systems"]
+    names = {"model": "model", "tfidf": "TF-IDF + LR", "single_task": "single-task fine-tune"}
+    rows = [f"| on {', '.join(comparison['targets'])} only | " + " | ".join(names[s] for s in systems) + " |",
+            "|---|" + "---:|" * len(systems)]
+    for behaviour, r in next(iter(systems.values()))["behaviours"].items():
+        rows.append(f"| {behaviour} ({', '.join(r['targets'])}) | " + " | ".join(
+            f"{s['behaviours'][behaviour]['passed']}/{s['behaviours'][behaviour]['pairs']}"
+            for s in systems.values()) + " |")
+    rows.append("| closing-thanks drop / fix rise | " + " | ".join(
+        f"{_fmt(s['closing_thanks_drop'])} / {_fmt(s['fix_confirmed_rise'])}" for s in systems.values()) + " |")
+    for target in next(iter(systems.values()))["behaviours"].get("style_parity", {}).get("targets", {}):
+        rows.append(f"| style parity mean abs. Δ {target} | " + " | ".join(
+            f"{s['behaviours']['style_parity']['targets'][target]['mean_abs_delta']:.3f}"
+            for s in systems.values()) + " |")
+    return "\n".join(rows)
 
 
 def _fmt(value: float | None) -> str:
@@ -217,10 +338,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="encoder arithmetic (default fp32, for reproducible figures)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", dest="json_path", help="also write the report as JSON here")
+    parser.add_argument("--references", action="store_true",
+                        help="also score the main targets with TF-IDF + LR and the single-task "
+                             "fine-tune (trained from --data-dir when not cached: slow)")
+    parser.add_argument("--data-dir", help="the training sources (../shared/data), with --references")
+    parser.add_argument("--encoder", help="the single-task reference's encoder (default: the bundled MiniLM)")
+    parser.add_argument("--cache-dir", type=Path, default=quality.ST_CACHE,
+                        help="where single-task references are cached (default: local/single_task)")
     args = parser.parse_args(argv)
+    if args.references and not args.data_dir:
+        parser.error("--references needs --data-dir")
     auditor = Auditor.from_pretrained(args.model, precision=args.precision, device=args.device)
-    report = run_suite(auditor, args.suite)
+    report = run_suite(auditor, args.suite, args.data_dir if args.references else None,
+                       args.encoder, args.cache_dir)
     print(to_markdown(report))
+    if "references" in report:
+        print("\n" + references_markdown(report["references"]))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 

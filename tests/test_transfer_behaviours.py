@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_benchmark
+from conftest import conversation, load_benchmark
 from qualaudit import Auditor, UntrainedModelWarning
 from qualaudit.errors import InputError
 from qualaudit.io import iter_records
@@ -211,3 +211,84 @@ def test_per_turn_targets_read_the_right_turn(tiny_model_dir):
         suite.read_target(score_a, "turns[2].breakdown")  # a customer turn has no breakdown
     with pytest.raises(ValueError, match="no turn at input position"):
         suite.read_target(score_a, "turns[40].breakdown")
+
+
+# ------------------------------------------------------------------ the references beside the model
+def _pair(pid, behaviour, kind, target, a, b, **extra):
+    return {"id": pid, "behaviour": behaviour, "kind": kind, "target": target, "a": a, "b": b, **extra}
+
+
+SYNTHETIC = [
+    _pair("fix-1", "fix_confirmed", "directional", ["resolution", "turns[2].dissatisfied"],
+          conversation("f/a", ("user", "my card is declined"), ("assistant", "I lifted the block"),
+                       ("user", "it works now")),
+          conversation("f/b", ("user", "my card is declined"), ("assistant", "I lifted the block"),
+                       ("user", "still declined")), expect=["a>b", "a<b"]),
+    _pair("names-1", "names_and_thanks", "invariance", "turns[2].asks_for_human",
+          conversation("n/a", ("user", "hi"), ("assistant", "your name?"), ("user", "Ann Lee")),
+          conversation("n/b", ("user", "hi"), ("assistant", "your name?"), ("user", "sure"))),
+    _pair("twin-1", "style_parity", "parity", ["resolution", "satisfaction", "empathy"],
+          conversation("t/a", ("user", "where is my parcel"), ("assistant", "It arrives Monday.")),
+          conversation("t/b", ("user", "where is my parcel"), ("assistant", "Should be with you Monday!"),
+                       agent_type="human")),
+]
+
+
+def test_restricted_keeps_only_the_named_targets_with_their_expectations():
+    kept = suite.restricted(SYNTHETIC, ("resolution", "empathy"))
+    assert [i["id"] for i in kept] == ["fix-1", "twin-1"]  # names-1 checks no kept target
+    assert kept[0]["target"] == ["resolution"] and kept[0]["expect"] == ["a>b"]
+    assert kept[1]["target"] == ["resolution", "empathy"] and "expect" not in kept[1]
+    assert SYNTHETIC[0]["target"] == ["resolution", "turns[2].dissatisfied"]  # not changed in place
+    with pytest.raises(ValueError, match="2 targets but 1 expectations"):
+        suite.restricted([{**SYNTHETIC[0], "expect": "a>b"}], ("resolution",))
+
+
+def test_summarise_reads_a_reference_score_per_target():
+    kept = suite.restricted(SYNTHETIC, ("resolution", "empathy"))
+    scores = [{"resolution": 0.9, "empathy": 0.2}, {"resolution": 0.5, "empathy": 0.2},
+              {"resolution": 0.4, "empathy": 0.30}, {"resolution": 0.42, "empathy": 0.20}]
+    report = suite.summarise(kept, scores)
+    assert report["behaviours"]["fix_confirmed"]["passed"] == 1
+    assert report["fix_confirmed_rise"] == pytest.approx(0.4)
+    twins = report["behaviours"]["style_parity"]
+    assert twins["passed"] == 0 and twins["targets"]["empathy"]["mean_abs_delta"] == pytest.approx(0.1)
+
+
+def test_references_are_trained_once_and_compared_on_the_same_checks(
+        tiny_model_dir, tiny_encoder_dir, tmp_path, monkeypatch):
+    from test_quality_benchmark import write_tiny_data
+
+    data_dir = write_tiny_data(tmp_path / "data", seed=1, per_split={"train": 8, "dev": 2, "report": 2},
+                               uss_files=("MWOZ",))
+    path, cache = tmp_path / "suite.jsonl", tmp_path / "cache"
+    path.write_text("".join(json.dumps(i) + "\n" for i in SYNTHETIC), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auditor = Auditor.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
+        report = suite.run_suite(auditor, path, data_dir, tiny_encoder_dir, cache)
+    compared = report["references"]
+    assert compared["targets"] == ["resolution", "escalation", "repeat_inquiry", "empathy"]
+    assert set(compared["systems"]) == {"model", "tfidf", "single_task"}
+    assert len(list(cache.glob("suite-*.json"))) == 4  # one fine-tune per main target
+    for name, summary in compared["systems"].items():
+        assert list(summary["behaviours"]) == ["fix_confirmed", "style_parity"], name
+        assert set(summary["behaviours"]["style_parity"]["targets"]) == {"resolution", "empathy"}, name
+    # the model's restricted figures are its own scores on the kept checks
+    model = compared["systems"]["model"]
+    assert model["fix_confirmed_rise"] == pytest.approx(report["fix_confirmed_rise"])
+    assert model["behaviours"]["style_parity"]["targets"]["empathy"] == \
+        report["behaviours"]["style_parity"]["targets"]["empathy"]
+    markdown = suite.references_markdown(compared)
+    assert "| fix_confirmed (resolution) |" in markdown and "single-task fine-tune" in markdown
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached single-task reference was trained again")
+
+    monkeypatch.setattr(suite.baselines, "fine_tune_single_task", no_training)
+    again = suite.reference_scores(SYNTHETIC, data_dir, tiny_encoder_dir, cache)
+    assert all(set(row) == set(compared["targets"]) for rows in again.values() for row in rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = auditor.score([item[side] for item in SYNTHETIC for side in ("a", "b")])
+    assert suite.compare_references(SYNTHETIC, scores, again) == compared
