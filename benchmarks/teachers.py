@@ -60,7 +60,8 @@ def teacher_labels(target: str, loaded: dict, encoder: str, cache_dir: Path = qu
         reference = json.loads(path.read_text(encoding="utf-8"))["scores"]
         diff = float(np.abs(spec.score(protocol) - np.array([reference[k] for k, _ in items])).max())
     else:
-        quality.write_single_task(path, key, target, items, protocol, len(train_texts), seconds)
+        quality.write_single_task(path, key, target, [k for k, _ in items], protocol,
+                                  len(train_texts), seconds)
         diff = None
     log.info("teacher %s: %d conversations, max |diff| from the cached reference %s",
              target, len(rows), diff)

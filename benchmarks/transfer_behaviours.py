@@ -50,7 +50,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,8 +64,7 @@ from qualaudit.model import default_encoder_path
 from qualaudit.training.datasets import load_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baselines  # noqa: E402  (benchmarks/ is not a package)
-import quality  # noqa: E402
+import quality  # noqa: E402  (benchmarks/ is not a package)
 from behaviour import load_pairs  # noqa: E402
 
 DEFAULT_SUITE = Path(__file__).resolve().with_suffix(".jsonl")
@@ -242,35 +240,26 @@ def reference_scores(items: list[dict[str, Any]], data_dir: str | Path, encoder:
     texts = [quality.unit_text(t, None) for t in transcripts]
     systems: dict[str, list[dict[str, float]]] = {name: [{} for _ in texts] for name in REFERENCES}
     for target in quality.MAIN_TARGETS:
-        train_texts, train_targets, groups = quality.training_set(target, loaded)
-        X_train, X_eval = baselines.tfidf_features(train_texts, texts)
-        probs, _ = baselines.fit_predict(X_train, train_targets, groups, X_eval)
-        scored = {"tfidf": quality.TRAINING[target].score(probs).tolist(),
-                  "single_task": suite_single_task(target, train_texts, train_targets, texts,
-                                                   encoder or default_encoder_path(), cache_dir)}
+        scored = {"tfidf": quality.tfidf_text_scores(target, loaded, texts).tolist(),
+                  "single_task": suite_single_task(target, loaded, texts, encoder or default_encoder_path(),
+                                                   cache_dir)}
         for name, values in scored.items():
             for row, value in zip(systems[name], values, strict=True):
                 row[target] = float(value)
     return systems
 
 
-def suite_single_task(target: str, train_texts: list[str], train_targets: np.ndarray, texts: list[str],
-                      encoder: str, cache_dir: Path) -> list[float]:
-    """The single-task reference's scores of `texts`, from the cache when its fingerprint (the
-    recipe, training data and the texts scored) is there; trained and cached otherwise."""
+def suite_single_task(target: str, loaded: dict, texts: list[str], encoder: str,
+                      cache_dir: Path) -> list[float]:
+    """The single-task reference's scores of `texts` (`quality.cached_fine_tune`), cached under a
+    fingerprint of the recipe, the training data and the texts scored, keyed by position."""
+    train_texts, train_targets, _ = quality.training_set(target, loaded)
     key = quality.fingerprint("suite", target, quality.ST_RECIPE, Path(encoder).name, train_texts,
                               np.round(train_targets, 6).tolist(), texts)
-    path = cache_dir / f"suite-{target}-{key[:16]}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))["scores"]
-    start = time.perf_counter()
-    probs = baselines.fine_tune_single_task(train_texts, train_targets, texts, encoder, **quality.ST_RECIPE)
-    scores = quality.TRAINING[target].score(probs).tolist()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"target": target, "fingerprint": key, "recipe": quality.ST_RECIPE,
-                                "n_train": len(train_texts), "seconds": time.perf_counter() - start,
-                                "scores": scores}) + "\n", encoding="utf-8")
-    return scores
+    keys = [str(k) for k in range(len(texts))]
+    entry = quality.cached_fine_tune(cache_dir / f"suite-{target}-{key[:16]}.json", key, target, keys,
+                                     texts, train_texts, train_targets, encoder)
+    return [entry["scores"][k] for k in keys]
 
 
 def compare_references(items: list[dict[str, Any]], model_scores: list[TranscriptScore],

@@ -285,7 +285,7 @@ def test_references_are_trained_once_and_compared_on_the_same_checks(
     def no_training(*args, **kwargs):
         raise AssertionError("a cached single-task reference was trained again")
 
-    monkeypatch.setattr(suite.baselines, "fine_tune_single_task", no_training)
+    monkeypatch.setattr(suite.quality.baselines, "fine_tune_single_task", no_training)
     again = suite.reference_scores(SYNTHETIC, data_dir, tiny_encoder_dir, cache)
     assert all(set(row) == set(compared["targets"]) for rows in again.values() for row in rows)
     with warnings.catch_warnings():
