@@ -706,7 +706,7 @@ PROTOCOL_CUT = ClosingReading(words=frozenset("""
     this thx time to today too u very was weekend well were will with wonderful would yeah yes
     you you've your""".split()), max_words=20,
     cues=frozenset("thank thanks thx ok okay bye goodbye cheers appreciate".split()),
-    failed=re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b"), enough=None)
+    failed=re.compile(r"\bno\s+(?:help|good|great)\b|\bneed(?:s|ed)?\s+help\b"))
 
 
 @dataclass(frozen=True)
