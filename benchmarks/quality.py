@@ -914,9 +914,18 @@ def single_task_cache(target: str, loaded: dict[str, list[Example]], encoder: st
     fingerprint (which names the file) and the items of `all_pairs` it scores, in order."""
     items = protocol_items(target, loaded, all_pairs)
     eval_texts = [unit_text(e.transcript, None) for _, e in items]
-    key = fingerprint(target, ST_RECIPE, Path(encoder).name, train_texts,
-                      np.round(train_targets, 6).tolist(), [k for k, _ in items], eval_texts)
-    return cache_dir / f"{target}-{key[:16]}.json", key, items
+    path, key = reference_cache_path(cache_dir, target, encoder, train_texts, train_targets,
+                                     [k for k, _ in items], eval_texts)
+    return path, key, items
+
+
+def reference_cache_path(cache_dir: Path, target: str, encoder: str, train_texts: list[str],
+                         train_targets: np.ndarray, *scored: Any, tag: str = "") -> tuple[Path, str]:
+    """A single-task reference's cache file and fingerprint: the recipe, the encoder, the training
+    data and `scored` (what it scores), with `tag` naming another set of texts (the suites)."""
+    key = fingerprint(*([tag] if tag else []), target, ST_RECIPE, Path(encoder).name, train_texts,
+                      np.round(train_targets, 6).tolist(), *scored)
+    return cache_dir / f"{tag + '-' if tag else ''}{target}-{key[:16]}.json", key
 
 
 def write_single_task(path: Path, key: str, target: str, keys: list[str],
@@ -935,13 +944,14 @@ def tfidf_scores(target: str, loaded: dict[str, list[Example]], pairs: list[Pair
     """TF-IDF + LR trained on the target's training set, scored on the pairs' items."""
     items = {e.key: e for p in pairs for e, _ in p.items(loaded.get(p.source, []))}
     texts = [unit_text(e.transcript, None) for e in items.values()]
-    return dict(zip(items, tfidf_text_scores(target, loaded, texts, c_grid).tolist()))
+    return dict(zip(items, tfidf_text_scores(target, training_set(target, loaded), texts, c_grid).tolist()))
 
 
-def tfidf_text_scores(target: str, loaded: dict[str, list[Example]], texts: list[str],
+def tfidf_text_scores(target: str, train: tuple[list[str], np.ndarray, np.ndarray], texts: list[str],
                       c_grid: tuple[float, ...] = baselines.C_GRID) -> np.ndarray:
-    """TF-IDF + LR trained on the target's training set, scored on flattened conversations."""
-    train_texts, train_targets, groups = training_set(target, loaded)
+    """TF-IDF + LR trained on `train` (the target's `training_set`), scored on flattened
+    conversations."""
+    train_texts, train_targets, groups = train
     X_train, X_eval = baselines.tfidf_features(train_texts, texts)
     probs, _ = baselines.fit_predict(X_train, train_targets, groups, X_eval, c_grid)
     return TRAINING[target].score(probs)

@@ -240,8 +240,9 @@ def reference_scores(items: list[dict[str, Any]], data_dir: str | Path, encoder:
     texts = [quality.unit_text(t, None) for t in transcripts]
     systems: dict[str, list[dict[str, float]]] = {name: [{} for _ in texts] for name in REFERENCES}
     for target in quality.MAIN_TARGETS:
-        scored = {"tfidf": quality.tfidf_text_scores(target, loaded, texts).tolist(),
-                  "single_task": suite_single_task(target, loaded, texts, encoder or default_encoder_path(),
+        train = quality.training_set(target, loaded)
+        scored = {"tfidf": quality.tfidf_text_scores(target, train, texts).tolist(),
+                  "single_task": suite_single_task(target, train, texts, encoder or default_encoder_path(),
                                                    cache_dir)}
         for name, values in scored.items():
             for row, value in zip(systems[name], values, strict=True):
@@ -249,16 +250,16 @@ def reference_scores(items: list[dict[str, Any]], data_dir: str | Path, encoder:
     return systems
 
 
-def suite_single_task(target: str, loaded: dict, texts: list[str], encoder: str,
-                      cache_dir: Path) -> list[float]:
-    """The single-task reference's scores of `texts` (`quality.cached_fine_tune`), cached under a
-    fingerprint of the recipe, the training data and the texts scored, keyed by position."""
-    train_texts, train_targets, _ = quality.training_set(target, loaded)
-    key = quality.fingerprint("suite", target, quality.ST_RECIPE, Path(encoder).name, train_texts,
-                              np.round(train_targets, 6).tolist(), texts)
+def suite_single_task(target: str, train: tuple[list[str], np.ndarray, np.ndarray], texts: list[str],
+                      encoder: str, cache_dir: Path) -> list[float]:
+    """The single-task reference's scores of `texts` (`quality.cached_fine_tune`), trained on
+    `train` (the target's `training_set`) and cached under a fingerprint of the recipe, the
+    training data and the texts scored, keyed by position."""
+    train_texts, train_targets, _ = train
+    path, key = quality.reference_cache_path(cache_dir, target, encoder, train_texts, train_targets,
+                                             texts, tag="suite")
     keys = [str(k) for k in range(len(texts))]
-    entry = quality.cached_fine_tune(cache_dir / f"suite-{target}-{key[:16]}.json", key, target, keys,
-                                     texts, train_texts, train_targets, encoder)
+    entry = quality.cached_fine_tune(path, key, target, keys, texts, train_texts, train_targets, encoder)
     return [entry["scores"][k] for k in keys]
 
 
